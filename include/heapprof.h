@@ -1,0 +1,163 @@
+/*
+ * heapprof: an always-on sampling heap profiler for C programs that writes
+ * Go-compatible pprof profiles.
+ *
+ * Three ways to turn it on:
+ *   - LD_PRELOAD=libheapprof.so CMD   (configured by HEAPPROF_* env vars);
+ *   - link with -lheapprof (pkg-config heapprof): profiling is on from load
+ *     at the default rate unless HEAPPROF_RATE=0, and this API controls it;
+ *   - the nginx module (integrations/nginx).
+ *
+ * Every function here is safe to call from any thread. Functions returning
+ * int return HEAPPROF_OK (0) on success and a negative enum heapprof_err
+ * value on failure; heapprof_strerror() gives the one-line reason.
+ */
+#ifndef HEAPPROF_H
+#define HEAPPROF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- version */
+
+#define HEAPPROF_VERSION_MAJOR 0
+#define HEAPPROF_VERSION_MINOR 1
+#define HEAPPROF_VERSION_PATCH 0
+/* MMmmpp: 0.1.0 is 100. */
+#define HEAPPROF_VERSION_NUMBER                                               \
+    (HEAPPROF_VERSION_MAJOR * 10000 + HEAPPROF_VERSION_MINOR * 100 +          \
+     HEAPPROF_VERSION_PATCH)
+
+/* ------------------------------------------------------ export, attributes */
+
+#if defined(__GNUC__)
+#define HEAPPROF_API __attribute__((visibility("default")))
+#define HEAPPROF_NODISCARD __attribute__((warn_unused_result))
+#else
+#define HEAPPROF_API
+#define HEAPPROF_NODISCARD
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+HEAPPROF_API int heapprof_version(void);                 /* HEAPPROF_VERSION_NUMBER of the library */
+HEAPPROF_API const char *heapprof_version_string(void);  /* "0.1.0" */
+
+/* ----------------------------------------------------------------- errors */
+
+/* Codes keep their numbers forever; a retired code stays as _OBSOLETEnn. */
+#define HEAPPROF_ERR_MAP(XX)                                                  \
+    XX(OK, 0, "success")                                                      \
+    XX(EINVAL, -1, "invalid argument")                                        \
+    XX(ENOMEM, -2, "out of memory (or heapprof memory budget reached)")       \
+    XX(EIO, -3, "input/output error")                                         \
+    XX(ESTATE, -4, "profiler is not in a state that allows this")             \
+    XX(ERANGE, -5, "buffer too small")                                        \
+    XX(EUNSUPPORTED, -6, "not supported in this build or process")            \
+    XX(EBUSY, -7, "already running with a different configuration")           \
+    XX(EPROTO, -8, "malformed request")
+
+enum heapprof_err {
+#define HEAPPROF_ERR_ENUM_(name, value, text) HEAPPROF_##name = (value),
+    HEAPPROF_ERR_MAP(HEAPPROF_ERR_ENUM_)
+#undef HEAPPROF_ERR_ENUM_
+    HEAPPROF_ERR_LAST = -9 /* sentinel, never returned */
+};
+
+/* Static one-line text for a code; never NULL (unknown codes get a text). */
+HEAPPROF_API const char *heapprof_strerror(int err);
+/* "HEAPPROF_EINVAL" etc.; never NULL. */
+HEAPPROF_API const char *heapprof_err_name(int err);
+
+/* ----------------------------------------------------------------- config */
+
+#define HEAPPROF_DEFAULT_RATE 524288u       /* mean bytes between samples */
+#define HEAPPROF_DEFAULT_STACK_DEPTH 64
+#define HEAPPROF_MAX_STACK_DEPTH 256
+
+/* Do not let HEAPPROF_* env vars override the struct (for embedders, tests). */
+#define HEAPPROF_CONFIG_NO_ENV 0x1u
+
+struct heapprof_config {
+    size_t size;          /* sizeof(struct heapprof_config); set by _init */
+    unsigned flags;       /* HEAPPROF_CONFIG_* */
+    uint64_t rate;        /* mean bytes between samples; 0 off, 1 all; HEAPPROF_RATE, default 524288 */
+    unsigned stack_depth; /* frames kept per sample, 1..256; HEAPPROF_STACK_DEPTH, default 64 */
+    uint64_t max_memory;  /* bytes of profiler metadata before samples are dropped; HEAPPROF_MAX_MEMORY, default 64 MiB */
+    const char *http;     /* listener address or NULL; HEAPPROF_HTTP */
+    const char *snapshot_dir;      /* NULL = no snapshots; HEAPPROF_SNAPSHOT_DIR */
+    unsigned snapshot_interval;    /* seconds; HEAPPROF_SNAPSHOT_INTERVAL, default 60 */
+    unsigned snapshot_keep;        /* newest files kept; HEAPPROF_SNAPSHOT_KEEP, default 10 */
+};
+
+/* Fill *cfg with the compiled defaults (no env vars read). */
+HEAPPROF_API void heapprof_config_init(struct heapprof_config *cfg);
+
+/* -------------------------------------------------------------- lifecycle */
+
+/*
+ * Start (or re-configure) profiling. cfg may be NULL for the defaults. Unless
+ * cfg->flags has HEAPPROF_CONFIG_NO_ENV, HEAPPROF_* env vars override the
+ * struct (the operator wins). Starting again with an equal config is OK;
+ * with a different one while running is HEAPPROF_EBUSY.
+ */
+HEAPPROF_API int heapprof_start(const struct heapprof_config *cfg);
+/* Stop sampling new allocations; what was recorded stays and frees of
+ * recorded blocks are still noticed. */
+HEAPPROF_API int heapprof_stop(void);
+HEAPPROF_API int heapprof_is_running(void);
+
+/* ------------------------------------------------------- run-time control */
+
+/* Mean bytes between samples; 0 turns sampling off, 1 samples everything.
+ * Estimates stay unbiased across a change: each sample is weighted with the
+ * rate its distance was drawn with. */
+HEAPPROF_API int heapprof_set_rate(uint64_t rate);
+HEAPPROF_API uint64_t heapprof_get_rate(void);
+
+/* ----------------------------------------------------------------- output */
+
+enum heapprof_profile {
+    HEAPPROF_PROFILE_HEAP = 0,   /* default sample type inuse_space */
+    HEAPPROF_PROFILE_ALLOCS = 1  /* same data, default sample type alloc_space */
+};
+
+/* Where output goes: write() returns 0 on success, non-zero to abort. */
+struct heapprof_sink {
+    int (*write)(void *ctx, const void *data, size_t len);
+    void *ctx;
+};
+
+/* Write a gzip-compressed profile.proto to the sink. */
+HEAPPROF_API int heapprof_write(enum heapprof_profile which,
+                                const struct heapprof_sink *sink);
+HEAPPROF_API int heapprof_write_fd(int fd, enum heapprof_profile which);
+/* Atomic: written to a hidden temporary file in the same directory, fsynced,
+ * then renamed over path; no partial file is ever visible. */
+HEAPPROF_API int heapprof_write_path(const char *path,
+                                     enum heapprof_profile which);
+/* Go's n/ok contract: if cap is too small nothing is written, *needed gets
+ * the size and HEAPPROF_ERANGE is returned. needed may be NULL. */
+HEAPPROF_API int heapprof_write_buffer(void *buf, size_t cap, size_t *needed,
+                                       enum heapprof_profile which);
+
+/* ------------------------------------------------------ custom allocators */
+
+/*
+ * Report allocations of an allocator heapprof does not interpose (arenas,
+ * pools, slabs). Callable from any thread, also while the caller holds its
+ * own allocator lock: they never call malloc and never block on a lock that
+ * heapprof holds while calling out. The sampling decision is the same
+ * Poisson sampler that malloc uses. The stack's leaf is the caller of
+ * heapprof_on_alloc.
+ */
+HEAPPROF_API void heapprof_on_alloc(void *ptr, size_t size);
+HEAPPROF_API void heapprof_on_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HEAPPROF_H */

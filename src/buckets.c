@@ -1,0 +1,130 @@
+/*
+ * Stack-bucket table: a fixed array of 2^16 chain heads. Readers walk the
+ * chains with acquire loads and no lock; a miss takes insert_lock,
+ * re-checks, and publishes a new bucket with a release store. Buckets live
+ * in ialloc memory and are never freed; when the budget is reached, new
+ * stacks are accounted to the overflow bucket so totals stay right.
+ */
+#include "buckets.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "ialloc.h"
+
+#define HP_BUCKET_HEADS_LG 16
+#define HP_BUCKET_HEADS (1u << HP_BUCKET_HEADS_LG)
+
+/* Protects insertion (heads' chains and the all-list). Lock order: taken
+ * before ialloc_lock, never while a live-table stripe lock is held. */
+static pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hp_bucket **heads;
+static struct hp_bucket *all_list;
+static uint64_t nbuckets;
+static uint64_t ndropped;
+static struct hp_bucket overflow_bucket;
+
+static uint64_t
+stack_hash(const uintptr_t *pcs, uint32_t n)
+{
+    uint64_t h = 0x243F6A8885A308D3ull ^ n;
+    for (uint32_t i = 0; i < n; i++) {
+        h = (h ^ pcs[i]) * 0x9E3779B97F4A7C15ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static struct hp_bucket *
+find(struct hp_bucket **hs, uint64_t h, const uintptr_t *pcs, uint32_t n)
+{
+    struct hp_bucket *b =
+        __atomic_load_n(&hs[h >> (64 - HP_BUCKET_HEADS_LG)], __ATOMIC_ACQUIRE);
+    for (; b != NULL; b = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE)) {
+        if (b->hash == h && b->nframes == n &&
+            memcmp(b->pcs, pcs, n * sizeof *pcs) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+struct hp_bucket *
+hp_bucket_get(const uintptr_t *pcs, uint32_t nframes)
+{
+    uint64_t h = stack_hash(pcs, nframes);
+    struct hp_bucket **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
+    struct hp_bucket *b = hs ? find(hs, h, pcs, nframes) : NULL;
+    if (b != NULL)
+        return b;
+
+    pthread_mutex_lock(&insert_lock);
+    hs = heads;
+    if (hs == NULL) {
+        hs = hp_ialloc_region(HP_BUCKET_HEADS * sizeof *hs);
+        if (hs != NULL)
+            __atomic_store_n(&heads, hs, __ATOMIC_RELEASE);
+    }
+    b = hs ? find(hs, h, pcs, nframes) : NULL;
+    if (b == NULL && hs != NULL && nframes > 0) {
+        b = hp_ialloc(sizeof *b + nframes * sizeof *pcs);
+        if (b != NULL) {
+            b->hash = h;
+            b->nframes = nframes;
+            memcpy(b->pcs, pcs, nframes * sizeof *pcs);
+            struct hp_bucket **slot = &hs[h >> (64 - HP_BUCKET_HEADS_LG)];
+            b->next = *slot;
+            b->all_next = all_list;
+            __atomic_store_n(slot, b, __ATOMIC_RELEASE);
+            __atomic_store_n(&all_list, b, __ATOMIC_RELEASE);
+            __atomic_fetch_add(&nbuckets, 1, __ATOMIC_RELAXED);
+        }
+    }
+    pthread_mutex_unlock(&insert_lock);
+    if (b == NULL) {
+        __atomic_fetch_add(&ndropped, 1, __ATOMIC_RELAXED);
+        b = &overflow_bucket;
+    }
+    return b;
+}
+
+struct hp_bucket *
+hp_bucket_overflow(void)
+{
+    return &overflow_bucket;
+}
+
+struct hp_bucket *
+hp_buckets_all(void)
+{
+    return __atomic_load_n(&all_list, __ATOMIC_ACQUIRE);
+}
+
+uint64_t
+hp_buckets_count(void)
+{
+    return __atomic_load_n(&nbuckets, __ATOMIC_RELAXED);
+}
+
+uint64_t
+hp_buckets_dropped(void)
+{
+    return __atomic_load_n(&ndropped, __ATOMIC_RELAXED);
+}
+
+void
+hp_buckets_prefork(void)
+{
+    pthread_mutex_lock(&insert_lock);
+}
+
+void
+hp_buckets_postfork_parent(void)
+{
+    pthread_mutex_unlock(&insert_lock);
+}
+
+void
+hp_buckets_postfork_child(void)
+{
+    pthread_mutex_init(&insert_lock, NULL);
+}

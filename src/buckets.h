@@ -1,0 +1,70 @@
+/*
+ * The stack-bucket table: one bucket per unique call stack, holding the
+ * sampled allocations and frees seen at that stack as unbiased weights
+ * (each sample adds 1/p objects and size/p bytes, p = 1 - exp(-size/rate),
+ * so sites with mixed sizes stay unbiased). Lookup is lock-free; inserts
+ * take one mutex. Buckets are never freed, so pointers to them stay valid
+ * for the life of the process.
+ */
+#ifndef HP_BUCKETS_H
+#define HP_BUCKETS_H
+
+#include "internal.h"
+
+struct hp_bucket {
+    struct hp_bucket *next;     /* hash chain (atomic loads/stores) */
+    struct hp_bucket *all_next; /* list of every bucket, newest first */
+    uint64_t hash;
+    uint32_t nframes;           /* 0 only for the overflow bucket */
+    uint32_t flags;
+    /* Unbiased weights, updated with atomic adds. */
+    uint64_t alloc_count_fx;    /* objects x HP_COUNT_ONE */
+    uint64_t alloc_bytes;
+    uint64_t free_count_fx;
+    uint64_t free_bytes;
+    /* Raw sample counts (debug=1 text, comments). */
+    uint64_t alloc_samples;
+    uint64_t free_samples;
+    uint64_t alloc_raw_bytes;   /* sum of sampled sizes */
+    uint64_t free_raw_bytes;
+    uintptr_t pcs[];            /* return addresses, leaf first */
+};
+
+/* Bucket for this stack, created if needed. When the table cannot grow
+ * (budget), returns the overflow bucket (nframes == 0) and counts a drop.
+ * Never NULL. May be called concurrently. */
+HP_HIDDEN struct hp_bucket *hp_bucket_get(const uintptr_t *pcs,
+                                          uint32_t nframes);
+HP_HIDDEN struct hp_bucket *hp_bucket_overflow(void);
+
+/* Newest-first list of all buckets (acquire load); walk with all_next.
+ * The overflow bucket is not in the list. */
+HP_HIDDEN struct hp_bucket *hp_buckets_all(void);
+HP_HIDDEN uint64_t hp_buckets_count(void);
+HP_HIDDEN uint64_t hp_buckets_dropped(void); /* stacks sent to overflow */
+
+static inline void
+hp_bucket_add_alloc(struct hp_bucket *b, uint64_t count_fx, uint64_t bytes,
+                    uint64_t raw_size)
+{
+    __atomic_fetch_add(&b->alloc_count_fx, count_fx, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&b->alloc_bytes, bytes, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&b->alloc_samples, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&b->alloc_raw_bytes, raw_size, __ATOMIC_RELAXED);
+}
+
+static inline void
+hp_bucket_add_free(struct hp_bucket *b, uint64_t count_fx, uint64_t bytes,
+                   uint64_t raw_size)
+{
+    __atomic_fetch_add(&b->free_count_fx, count_fx, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&b->free_bytes, bytes, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&b->free_samples, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&b->free_raw_bytes, raw_size, __ATOMIC_RELAXED);
+}
+
+HP_HIDDEN void hp_buckets_prefork(void);
+HP_HIDDEN void hp_buckets_postfork_parent(void);
+HP_HIDDEN void hp_buckets_postfork_child(void);
+
+#endif

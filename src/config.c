@@ -1,0 +1,295 @@
+/*
+ * Configuration table: one row per HEAPPROF_* variable drives env parsing,
+ * validation and the documentation check. Parsing is strict (the whole
+ * value must parse); a bad value is reported once and the previous value
+ * (the default) is kept. Nothing here allocates: env is scanned in place.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct hp_settings hp_settings = {
+    .rate = HEAPPROF_DEFAULT_RATE,
+    .stack_depth = HEAPPROF_DEFAULT_STACK_DEPTH,
+    .max_memory = 64u << 20,
+    .snapshot_interval = 60,
+    .snapshot_keep = 10,
+};
+
+enum opt_kind { OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH };
+
+struct opt {
+    const char *name;
+    enum opt_kind kind;
+    size_t offset;
+    uint64_t min, max;
+    const char *doc;
+};
+
+#define OFF(f) offsetof(struct hp_settings, f)
+
+static const struct opt options[] = {
+    {"HEAPPROF_RATE", OPT_SIZE, OFF(rate), 0, (uint64_t)1 << 40,
+     "mean bytes between samples; 0 = off, 1 = every allocation"},
+    {"HEAPPROF_STACK_DEPTH", OPT_UINT, OFF(stack_depth), 1,
+     HEAPPROF_MAX_STACK_DEPTH, "frames kept per sample"},
+    {"HEAPPROF_MAX_MEMORY", OPT_SIZE, OFF(max_memory), 1u << 20,
+     (uint64_t)1 << 40, "budget for heapprof's own metadata"},
+    {"HEAPPROF_HTTP", OPT_ADDR, OFF(http), 0, 0,
+     "listener address: 127.0.0.1:6060, [::1]:6060 or unix:/path"},
+    {"HEAPPROF_SNAPSHOT_DIR", OPT_PATH, OFF(snapshot_dir), 0, 0,
+     "directory for periodic heap snapshots"},
+    {"HEAPPROF_SNAPSHOT_INTERVAL", OPT_UINT, OFF(snapshot_interval), 1,
+     86400 * 365, "seconds between snapshots"},
+    {"HEAPPROF_SNAPSHOT_KEEP", OPT_UINT, OFF(snapshot_keep), 1, 1000000,
+     "snapshot files kept (newest)"},
+};
+
+void
+hp_settings_defaults(struct hp_settings *s)
+{
+    memset(s, 0, sizeof *s);
+    s->rate = HEAPPROF_DEFAULT_RATE;
+    s->stack_depth = HEAPPROF_DEFAULT_STACK_DEPTH;
+    s->max_memory = 64u << 20;
+    s->snapshot_interval = 60;
+    s->snapshot_keep = 10;
+}
+
+int
+hp_parse_u64(const char *s, uint64_t min, uint64_t max, bool size_suffix,
+             uint64_t *out, const char **why)
+{
+    if (s == NULL || *s == '\0') {
+        *why = "empty value";
+        return -1;
+    }
+    uint64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9') {
+        *why = "not a non-negative integer";
+        return -1;
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            *why = "too large";
+            return -1;
+        }
+        v = v * 10 + d;
+    }
+    if (size_suffix && *p != '\0') {
+        unsigned shift = 0;
+        switch (*p) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: break;
+        }
+        if (shift != 0) {
+            if (v > (UINT64_MAX >> shift)) {
+                *why = "too large";
+                return -1;
+            }
+            v <<= shift;
+            p++;
+            if (*p == 'i' && (p[1] == 'B' || p[1] == 'b'))
+                p += 2;
+            else if (*p == 'B' || *p == 'b')
+                p++;
+        }
+    }
+    if (*p != '\0') {
+        *why = size_suffix ? "not an integer (optional k/m/g suffix)"
+                           : "not a non-negative integer";
+        return -1;
+    }
+    if (v < min || v > max) {
+        *why = "out of range";
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+parse_port(const char *p, const char **why)
+{
+    uint64_t port;
+    if (hp_parse_u64(p, 1, 65535, false, &port, why) != 0) {
+        *why = "port must be 1..65535";
+        return -1;
+    }
+    return 0;
+}
+
+int
+hp_parse_http_addr(const char *s, const char **why)
+{
+    if (s == NULL || *s == '\0') {
+        *why = "empty address";
+        return -1;
+    }
+    if (strlen(s) >= HP_ADDR_MAX) {
+        *why = "address too long";
+        return -1;
+    }
+    if (strncmp(s, "unix:", 5) == 0) {
+        if (s[5] != '/') {
+            *why = "unix: needs an absolute path";
+            return -1;
+        }
+        if (strlen(s + 5) >= 108) {
+            *why = "unix socket path too long (max 107)";
+            return -1;
+        }
+        return 0;
+    }
+    const char *colon;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close == s + 1 || close[1] != ':') {
+            *why = "expected [v6-address]:port";
+            return -1;
+        }
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            *why = "expected host:port, [v6]:port or unix:/path";
+            return -1;
+        }
+        if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
+            *why = "IPv6 addresses must be in brackets: [::1]:port";
+            return -1;
+        }
+    }
+    return parse_port(colon + 1, why);
+}
+
+static const struct opt *
+find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        if (strlen(options[i].name) == len &&
+            memcmp(options[i].name, name, len) == 0)
+            return &options[i];
+    }
+    return NULL;
+}
+
+static int
+apply_one(struct hp_settings *s, const struct opt *o, const char *value)
+{
+    const char *why = NULL;
+    char *field = (char *)s + o->offset;
+    switch (o->kind) {
+    case OPT_SIZE: {
+        uint64_t v;
+        if (hp_parse_u64(value, o->min, o->max, true, &v, &why) == 0) {
+            *(uint64_t *)(void *)field = v;
+            return 0;
+        }
+        hp_log("%s='%s' ignored: %s; keeping %llu", o->name, value, why,
+               (unsigned long long)*(uint64_t *)(void *)field);
+        return -1;
+    }
+    case OPT_UINT: {
+        uint64_t v;
+        if (hp_parse_u64(value, o->min, o->max, false, &v, &why) == 0) {
+            *(unsigned *)(void *)field = (unsigned)v;
+            return 0;
+        }
+        hp_log("%s='%s' ignored: %s (%llu..%llu); keeping %u", o->name, value,
+               why, (unsigned long long)o->min, (unsigned long long)o->max,
+               *(unsigned *)(void *)field);
+        return -1;
+    }
+    case OPT_ADDR:
+        if (hp_parse_http_addr(value, &why) == 0) {
+            snprintf(field, HP_ADDR_MAX, "%s", value);
+            return 0;
+        }
+        hp_log("%s='%s' ignored: %s; no listener started", o->name, value,
+               why);
+        return -1;
+    case OPT_PATH:
+        if (value[0] != '\0' && strlen(value) < HP_PATH_MAX) {
+            snprintf(field, HP_PATH_MAX, "%s", value);
+            return 0;
+        }
+        hp_log("%s='%s' ignored: %s", o->name, value,
+               value[0] ? "path too long" : "empty path");
+        return -1;
+    }
+    return -1;
+}
+
+int
+hp_settings_apply_env(struct hp_settings *s, char *const *envp)
+{
+    int bad = 0;
+    if (envp == NULL)
+        return 0;
+    for (char *const *e = envp; *e != NULL; e++) {
+        const char *kv = *e;
+        if (strncmp(kv, "HEAPPROF_", 9) != 0)
+            continue;
+        const char *eq = strchr(kv, '=');
+        if (eq == NULL)
+            continue;
+        const struct opt *o = find_option(kv, (size_t)(eq - kv));
+        if (o == NULL) {
+            /* Catch typos; names read by other parts (launcher, tests) are
+             * listed here too so they do not warn. */
+            static const char *const known_other[] = {
+                "HEAPPROF_CONFIG_NO_ENV", NULL};
+            bool other = false;
+            for (int i = 0; known_other[i] != NULL; i++)
+                other |= strncmp(kv, known_other[i], (size_t)(eq - kv)) == 0 &&
+                         known_other[i][eq - kv] == '\0';
+            if (!other) {
+                hp_log("unknown variable %.*s ignored", (int)(eq - kv), kv);
+                bad++;
+            }
+            continue;
+        }
+        if (apply_one(s, o, eq + 1) != 0)
+            bad++;
+    }
+    return bad;
+}
+
+int
+hp_settings_from_config(struct hp_settings *s, const struct heapprof_config *cfg)
+{
+    if (cfg == NULL)
+        return HEAPPROF_OK;
+    if (cfg->size < offsetof(struct heapprof_config, snapshot_keep) +
+                        sizeof cfg->snapshot_keep)
+        return HEAPPROF_EINVAL;
+    if (cfg->rate > ((uint64_t)1 << 40) || cfg->stack_depth < 1 ||
+        cfg->stack_depth > HEAPPROF_MAX_STACK_DEPTH ||
+        cfg->max_memory < (1u << 20))
+        return HEAPPROF_EINVAL;
+    const char *why;
+    if (cfg->http != NULL && hp_parse_http_addr(cfg->http, &why) != 0)
+        return HEAPPROF_EINVAL;
+    if (cfg->snapshot_dir != NULL &&
+        (cfg->snapshot_dir[0] == '\0' || strlen(cfg->snapshot_dir) >= HP_PATH_MAX))
+        return HEAPPROF_EINVAL;
+    s->rate = cfg->rate;
+    s->stack_depth = cfg->stack_depth;
+    s->max_memory = cfg->max_memory;
+    snprintf(s->http, sizeof s->http, "%s", cfg->http ? cfg->http : "");
+    snprintf(s->snapshot_dir, sizeof s->snapshot_dir, "%s",
+             cfg->snapshot_dir ? cfg->snapshot_dir : "");
+    s->snapshot_interval = cfg->snapshot_interval ? cfg->snapshot_interval : 60;
+    s->snapshot_keep = cfg->snapshot_keep ? cfg->snapshot_keep : 10;
+    return HEAPPROF_OK;
+}

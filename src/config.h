@@ -1,0 +1,51 @@
+/*
+ * Configuration: compiled defaults < struct heapprof_config passed by the
+ * program < HEAPPROF_* env vars < run-time setters. Env vars are parsed
+ * strictly; a bad value is reported once on stderr and the default kept.
+ * The option table in config.c drives parsing and docs/configuration.md.
+ */
+#ifndef HP_CONFIG_H
+#define HP_CONFIG_H
+
+#include "heapprof.h"
+#include "internal.h"
+
+#define HP_ADDR_MAX 256
+#define HP_PATH_MAX 1024
+
+/* Effective settings, with owned string storage (no malloc). */
+struct hp_settings {
+    uint64_t rate;
+    unsigned stack_depth;
+    uint64_t max_memory;
+    char http[HP_ADDR_MAX];          /* "" = no listener */
+    char snapshot_dir[HP_PATH_MAX];  /* "" = no snapshots */
+    unsigned snapshot_interval;
+    unsigned snapshot_keep;
+};
+
+HP_HIDDEN extern struct hp_settings hp_settings;
+
+/* Defaults into *s. */
+HP_HIDDEN void hp_settings_defaults(struct hp_settings *s);
+/* Copy a public config into *s (strings truncated are an error). */
+HP_HIDDEN int hp_settings_from_config(struct hp_settings *s,
+                                      const struct heapprof_config *cfg);
+/*
+ * Apply HEAPPROF_* from envp (NULL-terminated, e.g. environ) over *s,
+ * warning once per bad value via hp_log and keeping the previous value.
+ * Never allocates. Returns the number of bad values found.
+ */
+HP_HIDDEN int hp_settings_apply_env(struct hp_settings *s, char *const *envp);
+
+/* Strict parsers, exposed for unit tests. 0 on success, -1 on error with
+ * a static reason in *why. */
+HP_HIDDEN int hp_parse_u64(const char *s, uint64_t min, uint64_t max,
+                           bool size_suffix, uint64_t *out, const char **why);
+HP_HIDDEN int hp_parse_http_addr(const char *s, const char **why);
+
+/* Read HEAPPROF_* once if that has not happened yet; safe anywhere, also in
+ * an allocation made before heapprof's constructor ran. */
+HP_HIDDEN void hp_ensure_configured(void);
+
+#endif

@@ -1,0 +1,332 @@
+/*
+ * The malloc-family interposer (LD_PRELOAD or -lheapprof). Every entry
+ * point forwards to the next definition in the lookup order (dlsym
+ * RTLD_NEXT: glibc, or jemalloc in a program linked against it; never
+ * __libc_*, which would mix allocators), samples with the inline
+ * countdown and records sampled blocks. Until the real functions are
+ * known (dlsym itself may allocate), requests are served from a small
+ * static bootstrap pool whose blocks are recognised by address.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "heapprof.h"
+#include "internal.h"
+#include "log.h"
+#include "record.h"
+
+#define HP_EXPORT __attribute__((visibility("default")))
+
+/* ------------------------------------------------------- bootstrap pool */
+
+#define HP_POOL_SIZE (256u * 1024)
+
+/* Blocks carry their size in a 16-byte header so realloc and
+ * malloc_usable_size work on them; they are never reused. */
+static alignas(64) char pool[HP_POOL_SIZE];
+static size_t pool_used;
+
+static bool
+in_pool(const void *p)
+{
+    return (const char *)p >= pool && (const char *)p < pool + HP_POOL_SIZE;
+}
+
+static void *
+pool_alloc(size_t size, size_t align)
+{
+    if (align < 16)
+        align = 16;
+    if (size > HP_POOL_SIZE || (align & (align - 1)) != 0)
+        return NULL;
+    size_t off = __atomic_load_n(&pool_used, __ATOMIC_RELAXED);
+    size_t start, end;
+    do {
+        start = (off + 16 + align - 1) & ~(align - 1);
+        end = start + ((size + 15) & ~(size_t)15);
+        if (end > HP_POOL_SIZE) {
+            hp_log_once(pool_full, "bootstrap pool exhausted: early "
+                                   "allocation of %zu bytes refused",
+                        size);
+            return NULL;
+        }
+    } while (!__atomic_compare_exchange_n(&pool_used, &off, end, true,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    *(size_t *)(void *)(pool + start - 16) = size;
+    return pool + start;
+}
+
+static size_t
+pool_size_of(const void *p)
+{
+    return *(const size_t *)(const void *)((const char *)p - 16);
+}
+
+/* ------------------------------------------------- the next allocator */
+
+struct next_fns {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*pvalloc)(size_t);
+    size_t (*malloc_usable_size)(void *);
+};
+
+static struct next_fns next;
+static int resolved; /* 0 no, 1 yes (atomic) */
+
+static void *
+lookup(const char *name)
+{
+    return dlsym(RTLD_NEXT, name);
+}
+
+static bool
+resolve(void)
+{
+    if (__atomic_load_n(&resolved, __ATOMIC_ACQUIRE))
+        return true;
+    if (hp_tls.resolving)
+        return false;
+    hp_tls.resolving++;
+    struct next_fns n;
+    *(void **)&n.malloc = lookup("malloc");
+    *(void **)&n.free = lookup("free");
+    *(void **)&n.calloc = lookup("calloc");
+    *(void **)&n.realloc = lookup("realloc");
+    *(void **)&n.posix_memalign = lookup("posix_memalign");
+    *(void **)&n.aligned_alloc = lookup("aligned_alloc");
+    *(void **)&n.memalign = lookup("memalign");
+    *(void **)&n.valloc = lookup("valloc");
+    *(void **)&n.pvalloc = lookup("pvalloc");
+    *(void **)&n.malloc_usable_size = lookup("malloc_usable_size");
+    hp_tls.resolving--;
+    if (n.malloc == NULL || n.free == NULL || n.calloc == NULL ||
+        n.realloc == NULL || n.posix_memalign == NULL) {
+        hp_log_once(no_next, "cannot find the next allocator (dlsym "
+                             "RTLD_NEXT failed); serving from the bootstrap pool");
+        return false;
+    }
+    next = n;
+    __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
+    return true;
+}
+
+static inline bool
+ready(void)
+{
+    return HP_LIKELY(__atomic_load_n(&resolved, __ATOMIC_ACQUIRE)) || resolve();
+}
+
+/* ------------------------------------------------------ the entry points */
+
+HP_EXPORT HP_FRONT void *
+malloc(size_t size)
+{
+    if (HP_UNLIKELY(!ready()))
+        return pool_alloc(size, 16);
+    uint64_t rate = hp_sample_check(size);
+    void *p = next.malloc(size);
+    if (HP_UNLIKELY(rate != 0) && p != NULL)
+        hp_record_alloc(p, size, rate);
+    return p;
+}
+
+HP_EXPORT HP_FRONT void
+free(void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    if (HP_UNLIKELY(in_pool(ptr)))
+        return;
+    hp_record_free_check(ptr);
+    if (HP_LIKELY(ready()))
+        next.free(ptr);
+}
+
+HP_EXPORT HP_FRONT void *
+calloc(size_t nmemb, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (HP_UNLIKELY(!ready()))
+        return pool_alloc(total, 16); /* pool memory is zero and not reused */
+    uint64_t rate = hp_sample_check(total);
+    void *p = next.calloc(nmemb, size);
+    if (HP_UNLIKELY(rate != 0) && p != NULL)
+        hp_record_alloc(p, total, rate);
+    return p;
+}
+
+HP_EXPORT HP_FRONT void *
+realloc(void *ptr, size_t size)
+{
+    if (ptr == NULL)
+        return malloc(size);
+    if (HP_UNLIKELY(in_pool(ptr))) {
+        size_t old = pool_size_of(ptr);
+        if (size == 0)
+            return NULL; /* freed: pool blocks are simply abandoned */
+        void *p = malloc(size);
+        if (p != NULL)
+            memcpy(p, ptr, old < size ? old : size);
+        return p;
+    }
+    if (HP_UNLIKELY(!ready()))
+        return NULL;
+    /* The old block's record leaves the live table before the real realloc
+     * so that its address, if reused at once by another thread, cannot
+     * collide; it is put back if the realloc fails. */
+    struct hp_live_rec rec;
+    bool had = hp_record_take(ptr, &rec);
+    uint64_t rate = size != 0 ? hp_sample_check(size) : 0;
+    void *p = next.realloc(ptr, size);
+    if (p == NULL && size != 0) {
+        if (had)
+            hp_record_restore(&rec);
+        return NULL;
+    }
+    if (had)
+        hp_record_commit_free(&rec);
+    if (HP_UNLIKELY(rate != 0) && p != NULL)
+        hp_record_alloc(p, size, rate);
+    return p;
+}
+
+HP_EXPORT HP_FRONT void *
+reallocarray(void *ptr, size_t nmemb, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(ptr, total);
+}
+
+HP_EXPORT HP_FRONT int
+posix_memalign(void **out, size_t align, size_t size)
+{
+    if (HP_UNLIKELY(!ready())) {
+        if (align < sizeof(void *) || (align & (align - 1)) != 0)
+            return EINVAL;
+        void *p = pool_alloc(size, align);
+        if (p == NULL)
+            return ENOMEM;
+        *out = p;
+        return 0;
+    }
+    uint64_t rate = hp_sample_check(size);
+    int rc = next.posix_memalign(out, align, size);
+    if (HP_UNLIKELY(rate != 0) && rc == 0 && *out != NULL)
+        hp_record_alloc(*out, size, rate);
+    return rc;
+}
+
+/* The remaining aligned forms share one path; where the next allocator
+ * lacks a form, posix_memalign provides it. */
+static HP_FRONT void *
+aligned_common(void *(*fn)(size_t, size_t), size_t align, size_t size)
+{
+    if (HP_UNLIKELY(!ready()))
+        return pool_alloc(size, align);
+    uint64_t rate = hp_sample_check(size);
+    void *p;
+    if (fn != NULL) {
+        p = fn(align, size);
+    } else {
+        int rc = next.posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size);
+        if (rc != 0) {
+            errno = rc;
+            p = NULL;
+        }
+    }
+    if (HP_UNLIKELY(rate != 0) && p != NULL)
+        hp_record_alloc(p, size, rate);
+    return p;
+}
+
+HP_EXPORT HP_FRONT void *
+aligned_alloc(size_t align, size_t size)
+{
+    return aligned_common(ready() ? next.aligned_alloc : NULL, align, size);
+}
+
+HP_EXPORT HP_FRONT void *
+memalign(size_t align, size_t size)
+{
+    return aligned_common(ready() ? next.memalign : NULL, align, size);
+}
+
+static size_t
+page_size(void)
+{
+    static size_t cached;
+    size_t ps = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (ps == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+        __atomic_store_n(&cached, ps, __ATOMIC_RELAXED);
+    }
+    return ps;
+}
+
+HP_EXPORT HP_FRONT void *
+valloc(size_t size)
+{
+    if (ready() && next.valloc != NULL) {
+        uint64_t rate = hp_sample_check(size);
+        void *p = next.valloc(size);
+        if (HP_UNLIKELY(rate != 0) && p != NULL)
+            hp_record_alloc(p, size, rate);
+        return p;
+    }
+    return aligned_common(NULL, page_size(), size);
+}
+
+HP_EXPORT HP_FRONT void *
+pvalloc(size_t size)
+{
+    size_t ps = page_size();
+    size_t rounded;
+    if (__builtin_add_overflow(size, ps - 1, &rounded)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    rounded &= ~(ps - 1);
+    if (rounded == 0)
+        rounded = ps;
+    if (ready() && next.pvalloc != NULL) {
+        uint64_t rate = hp_sample_check(rounded);
+        void *p = next.pvalloc(size);
+        if (HP_UNLIKELY(rate != 0) && p != NULL)
+            hp_record_alloc(p, rounded, rate);
+        return p;
+    }
+    return aligned_common(NULL, ps, rounded);
+}
+
+HP_EXPORT size_t
+malloc_usable_size(void *ptr)
+{
+    if (ptr == NULL)
+        return 0;
+    if (in_pool(ptr))
+        return pool_size_of(ptr);
+    if (!ready() || next.malloc_usable_size == NULL)
+        return 0;
+    return next.malloc_usable_size(ptr);
+}

@@ -1,0 +1,110 @@
+/*
+ * ialloc: a bump allocator over 1 MiB mmap'ed chunks for heapprof's own
+ * long-lived records. Nothing is ever returned to it (callers keep free
+ * lists of their fixed-size records), which keeps it tiny and lock-light.
+ * All mapped bytes count against the metadata budget (HEAPPROF_MAX_MEMORY).
+ */
+#include "ialloc.h"
+
+#include <pthread.h>
+#include <sys/mman.h>
+
+#define HP_CHUNK_SIZE (1u << 20)
+
+/* Protects cur/cur_left; the innermost lock of heapprof (taken last). */
+static pthread_mutex_t ialloc_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *cur;
+static size_t cur_left;
+static uint64_t mapped;
+static uint64_t budget = 64u << 20;
+
+static void *
+map_zeroed(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static bool
+charge(uint64_t size)
+{
+    uint64_t now = __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+    do {
+        if (now + size > __atomic_load_n(&budget, __ATOMIC_RELAXED))
+            return false;
+    } while (!__atomic_compare_exchange_n(&mapped, &now, now + size, true,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return true;
+}
+
+void *
+hp_ialloc_region(size_t size)
+{
+    size = (size + 4095) & ~(size_t)4095;
+    if (!charge(size))
+        return NULL;
+    void *p = map_zeroed(size);
+    if (p == NULL)
+        __atomic_fetch_sub(&mapped, size, __ATOMIC_RELAXED);
+    return p;
+}
+
+void *
+hp_ialloc(size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    if (size > HP_CHUNK_SIZE / 4)
+        return hp_ialloc_region(size);
+    pthread_mutex_lock(&ialloc_lock);
+    if (cur_left < size) {
+        char *chunk = hp_ialloc_region(HP_CHUNK_SIZE);
+        if (chunk == NULL) {
+            pthread_mutex_unlock(&ialloc_lock);
+            return NULL;
+        }
+        cur = chunk;
+        cur_left = HP_CHUNK_SIZE;
+    }
+    void *p = cur;
+    cur += size;
+    cur_left -= size;
+    pthread_mutex_unlock(&ialloc_lock);
+    return p;
+}
+
+uint64_t
+hp_ialloc_mapped(void)
+{
+    return __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+}
+
+void
+hp_ialloc_set_budget(uint64_t bytes)
+{
+    __atomic_store_n(&budget, bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t
+hp_ialloc_budget(void)
+{
+    return __atomic_load_n(&budget, __ATOMIC_RELAXED);
+}
+
+void
+hp_ialloc_prefork(void)
+{
+    pthread_mutex_lock(&ialloc_lock);
+}
+
+void
+hp_ialloc_postfork_parent(void)
+{
+    pthread_mutex_unlock(&ialloc_lock);
+}
+
+void
+hp_ialloc_postfork_child(void)
+{
+    pthread_mutex_init(&ialloc_lock, NULL);
+}

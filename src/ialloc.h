@@ -1,0 +1,23 @@
+/*
+ * ialloc: heapprof's own mmap-backed memory for long-lived tables (buckets,
+ * live-block records). Never calls malloc, so it is safe on the hook path.
+ * Everything it hands out is counted against the metadata budget.
+ */
+#ifndef HP_IALLOC_H
+#define HP_IALLOC_H
+
+#include "internal.h"
+
+/* Zeroed, 16-byte aligned memory, or NULL once the budget would be passed. */
+HP_HIDDEN void *hp_ialloc(size_t size);
+/* Large zeroed region mapped on its own (tables); counted. NULL on failure. */
+HP_HIDDEN void *hp_ialloc_region(size_t size);
+/* Bytes mapped by ialloc so far (the profiler's own metadata). */
+HP_HIDDEN uint64_t hp_ialloc_mapped(void);
+HP_HIDDEN void hp_ialloc_set_budget(uint64_t bytes);
+HP_HIDDEN uint64_t hp_ialloc_budget(void);
+HP_HIDDEN void hp_ialloc_prefork(void);
+HP_HIDDEN void hp_ialloc_postfork_parent(void);
+HP_HIDDEN void hp_ialloc_postfork_child(void);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * Shared internal definitions: visibility, branch hints, the reentrancy
+ * fence and per-thread state. Every src/ module includes this first.
+ */
+#ifndef HP_INTERNAL_H
+#define HP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HP_HIDDEN __attribute__((visibility("hidden")))
+#define HP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HP_NOINLINE __attribute__((noinline))
+/*
+ * Functions that sit between the host's call to an allocator and the stack
+ * capture live in their own section; the stack capture drops every leading
+ * frame inside it, so the leaf of a sample is the allocator's caller whether
+ * heapprof is a shared object or linked statically into the executable.
+ */
+#define HP_FRONT __attribute__((section("heapprof_front"), noinline))
+
+/* Fixed-point scale of sampled object-count weights (1/p can be < 2). */
+#define HP_COUNT_ONE 65536u
+
+/*
+ * Per-thread state, initial-exec TLS so that touching it never allocates
+ * (a dlopen'ed copy uses glibc's surplus static TLS; keep it small).
+ */
+struct hp_thread {
+    int64_t bytes_until_sample; /* fast path: subtract, sample when <= 0 */
+    uint64_t rng;               /* xorshift64* state, 0 = not seeded */
+    uint64_t draw_rate;         /* rate the current distance was drawn with */
+    int depth;                  /* reentrancy fence: >0 = inside heapprof */
+    int resolving;              /* inside dlsym of the real allocator */
+};
+
+extern __thread struct hp_thread hp_tls
+    __attribute__((tls_model("initial-exec"))) HP_HIDDEN;
+
+/*
+ * Reentrancy fence: raised around everything that might allocate while
+ * heapprof works (libunwind, libdw, zlib, protobuf-c, stdio). Allocations
+ * made inside it go straight to the real allocator and are never sampled.
+ */
+static inline void
+hp_fence_enter(void)
+{
+    hp_tls.depth++;
+}
+
+static inline void
+hp_fence_exit(void)
+{
+    hp_tls.depth--;
+}
+
+static inline bool
+hp_fenced(void)
+{
+    return hp_tls.depth > 0;
+}
+
+/* Monotonic and wall clocks in ns. */
+HP_HIDDEN uint64_t hp_now_mono_ns(void);
+HP_HIDDEN uint64_t hp_now_wall_ns(void);
+
+#endif

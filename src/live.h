@@ -1,0 +1,63 @@
+/*
+ * The table of live sampled blocks: address -> (bucket, weights, size,
+ * birth time), so a free can be attributed to the stack that allocated it.
+ * A free of an unsampled block must cost almost nothing, so the table sits
+ * behind a counting filter: one byte per hash slot of 2^20, incremented for
+ * every recorded block; a zero byte proves the block was not sampled
+ * without taking a lock or touching the table.
+ */
+#ifndef HP_LIVE_H
+#define HP_LIVE_H
+
+#include "buckets.h"
+#include "internal.h"
+
+#define HP_LIVE_FILTER_LG 20
+
+struct hp_live_rec {
+    struct hp_live_rec *next;
+    uintptr_t ptr;
+    struct hp_bucket *bucket;
+    uint64_t count_fx; /* weights added to the bucket at allocation */
+    uint64_t bytes;
+    uint64_t size;     /* requested size */
+    uint64_t birth_ns; /* monotonic clock at allocation */
+};
+
+HP_HIDDEN extern uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
+
+static inline uint32_t
+hp_live_filter_slot(uintptr_t ptr)
+{
+    return (uint32_t)(((uint64_t)(ptr >> 4) * 0x9E3779B97F4A7C15ull) >>
+                      (64 - HP_LIVE_FILTER_LG));
+}
+
+/* False means "certainly not a recorded block". */
+static inline bool
+hp_live_maybe(const void *ptr)
+{
+    return __atomic_load_n(&hp_live_filter[hp_live_filter_slot((uintptr_t)ptr)],
+                           __ATOMIC_RELAXED) != 0;
+}
+
+/* Record a live block (a copy of *rec, ptr must be set). If the address is
+ * already recorded (a free heapprof did not see), the stale record is
+ * returned through *stale (true) so the caller can account it as freed.
+ * Returns false when out of budget. Never calls malloc. */
+HP_HIDDEN bool hp_live_insert(const struct hp_live_rec *rec,
+                              struct hp_live_rec *stale, bool *had_stale);
+/* Remove ptr's record, copying it to *out. False if ptr is not recorded. */
+HP_HIDDEN bool hp_live_remove(uintptr_t ptr, struct hp_live_rec *out);
+HP_HIDDEN uint64_t hp_live_count(void);
+
+/* Calls fn for every live record under its stripe lock (fn must not call
+ * into the live table). */
+HP_HIDDEN void hp_live_foreach(void (*fn)(const struct hp_live_rec *, void *),
+                               void *arg);
+
+HP_HIDDEN void hp_live_prefork(void);
+HP_HIDDEN void hp_live_postfork_parent(void);
+HP_HIDDEN void hp_live_postfork_child(void);
+
+#endif

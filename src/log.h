@@ -1,0 +1,21 @@
+/*
+ * One-line diagnostics on stderr, prefixed "heapprof: ". Never allocates
+ * (formats into a stack buffer, one write(2)), keeps errno.
+ */
+#ifndef HP_LOG_H
+#define HP_LOG_H
+
+#include "internal.h"
+
+HP_HIDDEN void hp_log(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* Like hp_log but at most once per process for the given flag. */
+#define hp_log_once(flag, ...)                                                \
+    do {                                                                      \
+        static int flag##_logged_;                                            \
+        if (!__atomic_exchange_n(&flag##_logged_, 1, __ATOMIC_RELAXED))       \
+            hp_log(__VA_ARGS__);                                              \
+    } while (0)
+
+#endif

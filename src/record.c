@@ -1,0 +1,95 @@
+/*
+ * Recording of sampled allocations and their frees. The slow path captures
+ * the stack with no heapprof lock held (libunwind may take the loader
+ * lock), then updates the bucket and the live table.
+ */
+#include "record.h"
+
+#include <errno.h>
+
+#include "buckets.h"
+#include "config.h"
+#include "live.h"
+#include "stack.h"
+#include "stats.h"
+
+struct hp_stats hp_stats;
+
+HP_FRONT void
+hp_record_alloc(void *ptr, size_t size, uint64_t rate)
+{
+    int saved = errno;
+    hp_fence_enter();
+    uintptr_t pcs[HEAPPROF_MAX_STACK_DEPTH];
+    int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
+    int n = hp_stack_capture(pcs, depth);
+    struct hp_bucket *b = n > 0 ? hp_bucket_get(pcs, (uint32_t)n)
+                                : hp_bucket_overflow();
+    struct hp_live_rec rec = {.ptr = (uintptr_t)ptr,
+                              .bucket = b,
+                              .size = size,
+                              .birth_ns = hp_now_mono_ns()};
+    hp_sample_weights(size, rate, &rec.count_fx, &rec.bytes);
+    struct hp_live_rec stale;
+    bool had_stale;
+    if (hp_live_insert(&rec, &stale, &had_stale)) {
+        if (had_stale) {
+            /* heapprof missed this address's free (released by a path it
+             * does not see); the block is gone, account it now. */
+            hp_bucket_add_free(stale.bucket, stale.count_fx, stale.bytes,
+                               stale.size);
+            hp_stat_add(&hp_stats.frees_matched, 1);
+        }
+        hp_bucket_add_alloc(b, rec.count_fx, rec.bytes, size);
+        hp_stat_add(&hp_stats.samples, 1);
+    } else {
+        hp_stat_add(&hp_stats.samples_dropped, 1);
+    }
+    hp_fence_exit();
+    errno = saved;
+}
+
+bool
+hp_record_take(void *ptr, struct hp_live_rec *out)
+{
+    if (!hp_live_maybe(ptr))
+        return false;
+    int saved = errno;
+    hp_fence_enter();
+    bool found = hp_live_remove((uintptr_t)ptr, out);
+    hp_fence_exit();
+    errno = saved;
+    return found;
+}
+
+void
+hp_record_commit_free(const struct hp_live_rec *rec)
+{
+    hp_bucket_add_free(rec->bucket, rec->count_fx, rec->bytes, rec->size);
+    hp_stat_add(&hp_stats.frees_matched, 1);
+}
+
+void
+hp_record_restore(const struct hp_live_rec *rec)
+{
+    int saved = errno;
+    hp_fence_enter();
+    struct hp_live_rec stale;
+    bool had_stale;
+    if (!hp_live_insert(rec, &stale, &had_stale)) {
+        /* Cannot keep tracking it: account it as freed so in-use does not
+         * keep a block heapprof can no longer match. */
+        hp_record_commit_free(rec);
+        hp_stat_add(&hp_stats.samples_dropped, 1);
+    }
+    hp_fence_exit();
+    errno = saved;
+}
+
+void
+hp_record_free(void *ptr)
+{
+    struct hp_live_rec rec;
+    if (hp_record_take(ptr, &rec))
+        hp_record_commit_free(&rec);
+}

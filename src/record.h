@@ -1,0 +1,33 @@
+/*
+ * Recording: the glue between the allocator front ends and the tables.
+ * Front ends call hp_sample_check() (inline) before an allocation and, if
+ * it returned a rate, hp_record_alloc() after it succeeded; before a block
+ * is released they call hp_record_free_check(). Both preserve errno and run
+ * heapprof's work inside the reentrancy fence.
+ */
+#ifndef HP_RECORD_H
+#define HP_RECORD_H
+
+#include "internal.h"
+#include "live.h"
+#include "sampler.h"
+
+/* Record a sampled allocation of size bytes at ptr, weighted with rate. */
+HP_HIDDEN void hp_record_alloc(void *ptr, size_t size, uint64_t rate);
+/* Slow part of the free check: ptr passed the filter. */
+HP_HIDDEN void hp_record_free(void *ptr);
+/* Remove ptr's record without accounting it (realloc keeps it until the
+ * real realloc succeeded). True if there was one. */
+HP_HIDDEN bool hp_record_take(void *ptr, struct hp_live_rec *out);
+/* Account a taken record as freed, or put it back. */
+HP_HIDDEN void hp_record_commit_free(const struct hp_live_rec *rec);
+HP_HIDDEN void hp_record_restore(const struct hp_live_rec *rec);
+
+static inline void
+hp_record_free_check(void *ptr)
+{
+    if (HP_UNLIKELY(hp_live_maybe(ptr)))
+        hp_record_free(ptr);
+}
+
+#endif

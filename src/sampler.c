@@ -1,0 +1,146 @@
+/*
+ * Poisson sampler: per-thread exponential countdown of bytes (see
+ * sampler.h). Distances come from a per-thread xorshift64* generator and
+ * the inverse CDF of the exponential distribution, d = -rate * ln(U) with
+ * U uniform in (0, 1], so E[d] = rate and, by memorylessness, an
+ * allocation of s bytes is sampled with probability 1 - exp(-s/rate)
+ * whatever happened before it.
+ */
+#include "sampler.h"
+
+#include <math.h>
+#include <pthread.h>
+
+#include "config.h"
+#include "heapprof.h"
+
+/* While sampling is off or paused, threads come back this often (bytes) to
+ * notice a rate change; the cost is one slow-path call per 4 MiB. */
+#define HP_REVISIT_BYTES ((int64_t)4 << 20)
+
+static uint64_t global_rate = HEAPPROF_DEFAULT_RATE;
+static bool paused;
+
+uint64_t
+hp_rate_get(void)
+{
+    return __atomic_load_n(&global_rate, __ATOMIC_RELAXED);
+}
+
+void
+hp_rate_set(uint64_t rate)
+{
+    __atomic_store_n(&global_rate, rate, __ATOMIC_RELAXED);
+}
+
+bool
+hp_sampling_paused(void)
+{
+    return __atomic_load_n(&paused, __ATOMIC_RELAXED);
+}
+
+void
+hp_sampling_pause(bool p)
+{
+    __atomic_store_n(&paused, p, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+splitmix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t
+next_random(uint64_t *state)
+{
+    /* xorshift64* (Vigna 2016): full period 2^64 - 1 for a non-zero state. */
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+int64_t
+hp_sampler_draw(uint64_t *rng, uint64_t rate)
+{
+    if (rate <= 1)
+        return 0;
+    /* 53 random bits give U in (0, 1]; U never 0, so log(U) is finite. */
+    double u = (double)((next_random(rng) >> 11) + 1) * (1.0 / 9007199254740992.0);
+    double d = -log(u) * (double)rate;
+    if (d < 1.0)
+        return 1;
+    if (d > 4.0e18)
+        return (int64_t)4e18;
+    return (int64_t)d;
+}
+
+static void
+seed(struct hp_thread *t)
+{
+    uint64_t s = splitmix64((uint64_t)(uintptr_t)t ^ hp_now_mono_ns() ^
+                            ((uint64_t)(uintptr_t)pthread_self() << 17));
+    t->rng = s ? s : 0x853C49E6748FEA9Bull;
+}
+
+uint64_t
+hp_sample_slow(size_t size)
+{
+    struct hp_thread *t = &hp_tls;
+    if (t->rng == 0) {
+        seed(t);
+        hp_ensure_configured();
+    }
+    uint64_t rate = hp_rate_get();
+    if (rate == 0 || hp_sampling_paused()) {
+        t->bytes_until_sample = HP_REVISIT_BYTES;
+        t->draw_rate = 0;
+        return 0;
+    }
+    if (t->depth > 0 || t->resolving) {
+        /* heapprof's own allocation reached the mark: never sample it, just
+         * start a new distance for the host's allocations. */
+        t->bytes_until_sample = hp_sampler_draw(&t->rng, rate);
+        t->draw_rate = rate;
+        return 0;
+    }
+    if (t->draw_rate != rate) {
+        /* The countdown was not drawn with this rate (first use, re-arm
+         * after off, or a rate change): draw afresh and let this allocation
+         * consume it. Memorylessness keeps P(sample) = 1 - exp(-s/rate). */
+        t->draw_rate = rate;
+        int64_t d = hp_sampler_draw(&t->rng, rate) - (int64_t)size;
+        if (d > 0) {
+            t->bytes_until_sample = d;
+            return 0;
+        }
+    }
+    t->bytes_until_sample = hp_sampler_draw(&t->rng, rate);
+    return rate;
+}
+
+void
+hp_sample_weights(size_t size, uint64_t rate, uint64_t *count_fx,
+                  uint64_t *bytes)
+{
+    if (rate <= 1) {
+        *count_fx = HP_COUNT_ONE;
+        *bytes = size;
+        return;
+    }
+    /* p = 1 - exp(-s/R); expm1 keeps precision for s << R. */
+    double p = -expm1(-(double)size / (double)rate);
+    if (!(p > 0.0)) {
+        *count_fx = HP_COUNT_ONE;
+        *bytes = size;
+        return;
+    }
+    *count_fx = (uint64_t)llround((double)HP_COUNT_ONE / p);
+    *bytes = (uint64_t)llround((double)size / p);
+}

@@ -1,0 +1,52 @@
+/*
+ * The Poisson sampler. Bytes allocated by a thread form a stream in which
+ * each byte is marked with probability 1/rate; an allocation is sampled iff
+ * it covers a marked byte, so P(sample | size s) = 1 - exp(-s/rate) and the
+ * distance between marks is exponential with mean rate (tcmalloc's model,
+ * Go's MemProfileRate). The fast path is a thread-local subtraction and a
+ * branch; hp_sample_slow() redraws the distance and decides.
+ */
+#ifndef HP_SAMPLER_H
+#define HP_SAMPLER_H
+
+#include "internal.h"
+
+/* Current global rate (mean bytes between samples; 0 off, 1 everything). */
+HP_HIDDEN uint64_t hp_rate_get(void);
+HP_HIDDEN void hp_rate_set(uint64_t rate);
+/* Sampling paused (heapprof_stop) without changing the rate. */
+HP_HIDDEN bool hp_sampling_paused(void);
+HP_HIDDEN void hp_sampling_pause(bool paused);
+
+/*
+ * Out-of-line part: called when the countdown ran out. Returns the rate the
+ * sampled allocation must be weighted with (>= 1), or 0 if this allocation
+ * is not sampled (fenced, off, paused, or a re-arm after a rate change).
+ */
+HP_HIDDEN uint64_t hp_sample_slow(size_t size);
+
+/* Returns the weighting rate if this allocation is sampled, else 0. */
+static inline uint64_t
+hp_sample_check(size_t size)
+{
+    struct hp_thread *t = &hp_tls;
+    t->bytes_until_sample -= (int64_t)size;
+    if (HP_LIKELY(t->bytes_until_sample > 0))
+        return 0;
+    return hp_sample_slow(size);
+}
+
+/* Exponential distance with mean rate drawn from *rng (seeded, != 0);
+ * >= 1 for rate > 1, 0 for rate == 1. Exposed for the statistics tests. */
+HP_HIDDEN int64_t hp_sampler_draw(uint64_t *rng, uint64_t rate);
+
+/*
+ * Unbiased weights of one sampled allocation of `size` bytes taken at
+ * `rate`: p = 1 - exp(-size/rate); objects = 1/p (fixed point, x
+ * HP_COUNT_ONE) and bytes = size/p (Horvitz-Thompson; exact in expectation
+ * for every size, so a site mixing sizes is still unbiased).
+ */
+HP_HIDDEN void hp_sample_weights(size_t size, uint64_t rate,
+                                 uint64_t *count_fx, uint64_t *bytes);
+
+#endif

@@ -1,0 +1,15 @@
+/*
+ * Stack capture for samples: libunwind's unw_backtrace (cached unwind
+ * tables, about 0.1-0.5 us), with every leading frame that belongs to
+ * heapprof's front section removed so the leaf is the allocator's caller.
+ */
+#ifndef HP_STACK_H
+#define HP_STACK_H
+
+#include "internal.h"
+
+/* Fills pcs with up to max return addresses, leaf first. Returns the count
+ * (0 if unwinding failed). Must run inside the reentrancy fence. */
+HP_HIDDEN int hp_stack_capture(uintptr_t *pcs, int max);
+
+#endif
