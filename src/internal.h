@@ -34,6 +34,8 @@ struct hp_thread {
     uint64_t draw_rate;         /* rate the current distance was drawn with */
     int depth;                  /* reentrancy fence: >0 = inside heapprof */
     int resolving;              /* inside dlsym of the real allocator */
+    int holding;                /* inside a live-table operation (a signal
+                                   handler's free must not re-enter it) */
 };
 
 extern __thread struct hp_thread hp_tls

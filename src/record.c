@@ -32,7 +32,10 @@ hp_record_alloc(void *ptr, size_t size, uint64_t rate)
     hp_sample_weights(size, rate, &rec.count_fx, &rec.bytes);
     struct hp_live_rec stale;
     bool had_stale;
-    if (hp_live_insert(&rec, &stale, &had_stale)) {
+    hp_tls.holding++;
+    bool inserted = hp_live_insert(&rec, &stale, &had_stale);
+    hp_tls.holding--;
+    if (inserted) {
         if (had_stale) {
             /* heapprof missed this address's free (released by a path it
              * does not see); the block is gone, account it now. */
@@ -52,11 +55,16 @@ hp_record_alloc(void *ptr, size_t size, uint64_t rate)
 bool
 hp_record_take(void *ptr, struct hp_live_rec *out)
 {
-    if (!hp_live_maybe(ptr))
+    /* A free from a signal handler that interrupted a live-table operation
+     * on this thread must not take its locks again: the record stays (the
+     * block is reported live), which is the safe side. */
+    if (!hp_live_maybe(ptr) || hp_tls.holding)
         return false;
     int saved = errno;
     hp_fence_enter();
+    hp_tls.holding++;
     bool found = hp_live_remove((uintptr_t)ptr, out);
+    hp_tls.holding--;
     hp_fence_exit();
     errno = saved;
     return found;
@@ -76,7 +84,12 @@ hp_record_restore(const struct hp_live_rec *rec)
     hp_fence_enter();
     struct hp_live_rec stale;
     bool had_stale;
-    if (!hp_live_insert(rec, &stale, &had_stale)) {
+    hp_tls.holding++;
+    bool inserted = hp_live_insert(rec, &stale, &had_stale);
+    hp_tls.holding--;
+    if (inserted && had_stale)
+        hp_record_commit_free(&stale);
+    if (!inserted) {
         /* Cannot keep tracking it: account it as freed so in-use does not
          * keep a block heapprof can no longer match. */
         hp_record_commit_free(rec);
