@@ -20,8 +20,10 @@ hp_record_alloc(void *ptr, size_t size, uint64_t rate)
 {
     int saved = errno;
     hp_fence_enter();
-    uintptr_t pcs[HEAPPROF_MAX_STACK_DEPTH];
     int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
+    if (depth < 1 || depth > HEAPPROF_MAX_STACK_DEPTH)
+        depth = HEAPPROF_DEFAULT_STACK_DEPTH;
+    uintptr_t pcs[depth + HP_STACK_SLACK];
     int n = hp_stack_capture(pcs, depth);
     struct hp_bucket *b = n > 0 ? hp_bucket_get(pcs, (uint32_t)n)
                                 : hp_bucket_overflow();

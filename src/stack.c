@@ -16,10 +16,6 @@
 extern const char __start_heapprof_front[] HP_HIDDEN;
 extern const char __stop_heapprof_front[] HP_HIDDEN;
 
-/* Frames of heapprof itself above the host's caller: capture, record,
- * the malloc family, calloc->malloc style nesting. Generous on purpose. */
-#define HP_MAX_OWN_FRAMES 12
-
 static bool
 own_frame(uintptr_t pc)
 {
@@ -31,24 +27,25 @@ own_frame(uintptr_t pc)
 HP_FRONT int
 hp_stack_capture(uintptr_t *pcs, int max)
 {
-    void *buf[HEAPPROF_MAX_STACK_DEPTH + HP_MAX_OWN_FRAMES];
     if (max > HEAPPROF_MAX_STACK_DEPTH)
         max = HEAPPROF_MAX_STACK_DEPTH;
-    int n = unw_backtrace(buf, max + HP_MAX_OWN_FRAMES);
+    /* Capture straight into the caller's buffer (max + HP_STACK_SLACK
+     * entries), then slide the host's frames to the front: no second
+     * buffer on what may be a small thread stack. */
+    int n = unw_backtrace((void **)pcs, max + HP_STACK_SLACK);
     if (n <= 0)
         return 0;
     /* The first entries may belong to libunwind itself; drop everything up
      * to and including the run of heapprof frames. */
     int first_own = 0;
-    while (first_own < n && !own_frame((uintptr_t)buf[first_own]))
+    while (first_own < n && !own_frame(pcs[first_own]))
         first_own++;
     int skip = first_own == n ? 0 : first_own;
-    while (skip < n && own_frame((uintptr_t)buf[skip]))
+    while (skip < n && own_frame(pcs[skip]))
         skip++;
     int kept = n - skip;
     if (kept > max)
         kept = max;
-    for (int i = 0; i < kept; i++)
-        pcs[i] = (uintptr_t)buf[skip + i];
+    memmove(pcs, pcs + skip, (size_t)kept * sizeof *pcs);
     return kept;
 }

@@ -8,8 +8,13 @@
 
 #include "internal.h"
 
-/* Fills pcs with up to max return addresses, leaf first. Returns the count
- * (0 if unwinding failed). Must run inside the reentrancy fence. */
+/* Frames of heapprof itself (and libunwind) that may sit above the host's
+ * caller: capture, record, realloc->malloc nesting. Generous on purpose. */
+#define HP_STACK_SLACK 12
+
+/* Fills pcs (capacity max + HP_STACK_SLACK) with up to max return
+ * addresses, leaf first. Returns the count (0 if unwinding failed). Must
+ * run inside the reentrancy fence. */
 HP_HIDDEN int hp_stack_capture(uintptr_t *pcs, int max);
 
 #endif
