@@ -156,6 +156,102 @@ HEAPPROF_API int heapprof_write_buffer(void *buf, size_t cap, size_t *needed,
 HEAPPROF_API void heapprof_on_alloc(void *ptr, size_t size);
 HEAPPROF_API void heapprof_on_free(void *ptr);
 
+/* ------------------------------------------------------------------- HTTP */
+
+/*
+ * A server-agnostic handler for Go's /debug/pprof endpoints: the server
+ * passes a request in and sends back the status, headers and body that come
+ * out. Used by the built-in listener (HEAPPROF_HTTP), the nginx module and
+ * the examples; docs/http.md has the endpoint list.
+ *
+ * Paths: with mount == NULL the handler accepts "/debug/pprof/<name>" (and
+ * "/debug/pprof/" for the index), the alias "/debug/heap", and a relative
+ * "<name>" for servers that strip their own prefix. With mount set (e.g.
+ * "/prof/"), the path must start with it and the rest is the name.
+ */
+
+/* heapprof_http_handle() returned a pending delta (seconds=N). */
+#define HEAPPROF_HTTP_PENDING 1
+
+/* Extra header flags in heapprof_http_response.headers. */
+#define HEAPPROF_HTTP_HDR_NOSNIFF 0x1u  /* X-Content-Type-Options: nosniff */
+#define HEAPPROF_HTTP_HDR_GO_PPROF 0x2u /* X-Go-Pprof: 1 (error bodies) */
+
+/* All strings are borrowed for the call and need no NUL terminator. */
+struct heapprof_http_request {
+    const char *method;       /* "GET", "HEAD" or "POST" */
+    size_t method_len;
+    const char *path;         /* URL path; if query is NULL, a '?' here
+                                 starts the query */
+    size_t path_len;
+    const char *query;        /* raw query without '?', or NULL */
+    size_t query_len;
+    const char *body;         /* request body (POST /symbol), or NULL */
+    size_t body_len;
+    const char *mount;        /* mount prefix, or NULL for the defaults */
+    size_t mount_len;
+    unsigned write_timeout_s; /* seconds=N >= this is refused, as Go does
+                                 with its server's WriteTimeout; 0 = none */
+};
+
+struct heapprof_http_pending; /* opaque: a delta profile waiting to finish */
+
+struct heapprof_http_response {
+    int status;                      /* HTTP status code */
+    const char *content_type;        /* static string, never NULL */
+    const char *content_disposition; /* static string or NULL */
+    const char *allow;               /* Allow header for 405, or NULL */
+    unsigned headers;                /* HEAPPROF_HTTP_HDR_* */
+    char *body;                      /* owned; heapprof_http_response_free */
+    size_t body_len;
+    /* Set when heapprof_http_handle() returns HEAPPROF_HTTP_PENDING. */
+    struct heapprof_http_pending *pending;
+    unsigned delay_ms;               /* call heapprof_http_resume() after */
+};
+
+/*
+ * Handle one request. Returns 0 with *resp filled (any status, errors
+ * included: send it as is), HEAPPROF_HTTP_PENDING for seconds=N with
+ * resp->pending and resp->delay_ms set and nothing to send yet, or
+ * HEAPPROF_EINVAL (NULL arguments; *resp then holds a 500). Never blocks
+ * for seconds=N. Thread-safe; must not be called from an allocator hook
+ * or a signal handler. Added in 0.1.0.
+ */
+HEAPPROF_API int heapprof_http_handle(const struct heapprof_http_request *req,
+                                      struct heapprof_http_response *resp);
+
+/*
+ * Finish a pending delta: fills *resp (0) and releases pending. May be
+ * called early (the delta then covers less time). Added in 0.1.0.
+ */
+HEAPPROF_API int heapprof_http_resume(struct heapprof_http_pending *pending,
+                                      struct heapprof_http_response *resp);
+
+/* Drop a pending delta without answering (client gone). Added in 0.1.0. */
+HEAPPROF_API void heapprof_http_cancel(struct heapprof_http_pending *pending);
+
+/* Release resp->body (and a pending delta never resumed); resp is reset.
+ * Added in 0.1.0. */
+HEAPPROF_API void heapprof_http_response_free(
+    struct heapprof_http_response *resp);
+
+/*
+ * Header number i (0, 1, ...) of resp as name and *value, Content-Type
+ * first; NULL past the last one. Lets a server copy every header in one
+ * loop without knowing the flags. Added in 0.1.0.
+ */
+HEAPPROF_API const char *heapprof_http_response_header(
+    const struct heapprof_http_response *resp, unsigned i,
+    const char **value);
+
+/*
+ * Register the collection that gc=1 runs before /heap and /delta_heap are
+ * taken (e.g. a Boehm GC_gcollect wrapper); NULL unregisters. The callback
+ * runs on the requesting thread, outside heapprof's reentrancy fence, so
+ * what it frees is seen. Added in 0.1.0.
+ */
+HEAPPROF_API int heapprof_gc_register(void (*collect)(void *arg), void *arg);
+
 #ifdef __cplusplus
 }
 #endif
