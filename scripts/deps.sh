@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages heapprof needs to build, test and demo.
+# Idempotent: checks each package with dpkg and runs apt-get (update, then
+# install) only for what is missing. Root, or sudo when available.
+set -euo pipefail
+
+PACKAGES=(
+    # build
+    build-essential cmake pkg-config
+    libprotobuf-c-dev protobuf-c-compiler libunwind-dev zlib1g-dev
+    libdw-dev libelf-dev
+    # tests: cmocka, go tool pprof, the checkers (/usr/bin/python3)
+    libcmocka-dev golang-go python3
+    # integrations, examples and their end-to-end tests
+    libmicrohttpd-dev libevent-dev libgc-dev nginx nginx-dev
+    redis-server redis-tools clang curl
+)
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null |
+        grep -q '^install ok installed$'
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "deps: all ${#PACKAGES[@]} packages are installed"
+    exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        echo "deps: need root (or sudo) to install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+echo "deps: installing ${missing[*]}"
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get
+     -o DPkg::Lock::Timeout=600 -q)
+"${apt[@]}" update
+"${apt[@]}" install -y "${missing[@]}"
+
+for p in "${missing[@]}"; do
+    installed "$p" || { echo "deps: $p did not install" >&2; exit 1; }
+done
+echo "deps: done"
