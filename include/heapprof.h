@@ -252,6 +252,142 @@ HEAPPROF_API const char *heapprof_http_response_header(
  */
 HEAPPROF_API int heapprof_gc_register(void (*collect)(void *arg), void *arg);
 
+/* ----------------------------------------------------------------- Attach */
+
+/*
+ * Attach without preload, for plugin hosts (the nginx module) that load
+ * libheapprof with dlopen: heapprof_attach() points the malloc-family GOT
+ * slots (JUMP_SLOT, GLOB_DAT and absolute relocations; RELRO pages are
+ * made writable for the store and protected again) of every object loaded
+ * in the main link-map namespace at heapprof's wrappers, which forward to
+ * the allocator those slots were bound to. dlopen is redirected the same
+ * way, so objects loaded later through it are patched as they arrive;
+ * calling heapprof_attach() again patches objects loaded by other means
+ * (cheap when nothing was loaded since). Memory allocated before attach
+ * and freed after goes back to the same allocator and is never counted as
+ * a profiled free; function pointers the host copied before attach keep
+ * calling the allocator directly (not sampled, never wrong).
+ *
+ * Returns HEAPPROF_OK, also when heapprof already is the process's malloc
+ * (LD_PRELOAD, or -lheapprof linked into the program: nothing to patch),
+ * or HEAPPROF_EUNSUPPORTED with one log line: another platform than
+ * x86-64/aarch64 Linux, the process's malloc is not the allocator below
+ * heapprof (mixing them would free blocks into the wrong allocator), or
+ * the main program's relocations cannot be read. Idempotent and
+ * thread-safe while other threads allocate; not from an allocator hook or
+ * a signal handler. Added in 0.1.0.
+ */
+HEAPPROF_API int heapprof_attach(void);
+
+/*
+ * Undo heapprof_attach(): slots pointing at heapprof get their allocator
+ * back. Sampled blocks freed after detach are not seen, so they stay in
+ * the in-use columns. HEAPPROF_OK (also when not attached), or
+ * HEAPPROF_EUNSUPPORTED when heapprof is the process's malloc by preload
+ * or link order (nothing can be undone). Added in 0.1.0.
+ */
+HEAPPROF_API int heapprof_detach(void);
+
+enum heapprof_attach_state {
+    HEAPPROF_ATTACH_NONE = 0,       /* malloc calls do not reach heapprof */
+    HEAPPROF_ATTACH_PATCHED = 1,    /* by heapprof_attach() */
+    HEAPPROF_ATTACH_INTERPOSED = 2  /* preloaded or linked first */
+};
+
+struct heapprof_attach_stats {
+    int state;        /* enum heapprof_attach_state */
+    unsigned objects; /* loaded objects with a slot pointing at heapprof */
+    unsigned slots;   /* GOT slots pointing at heapprof */
+    unsigned failed;  /* objects whose relocations were not understood */
+};
+
+/* Fill *st (counted now, from the objects' GOTs). HEAPPROF_EINVAL for
+ * NULL. Added in 0.1.0. */
+HEAPPROF_API int heapprof_attach_stats(struct heapprof_attach_stats *st);
+
+/*
+ * Merge profiles into one, as `go tool pprof` merges several files:
+ * samples with the same stack (by mapping, address and symbolized lines)
+ * and the same labels are summed, functions, locations, mappings and
+ * strings are shared. Used by the nginx module to answer one request with
+ * the profiles of all its workers.
+ *
+ * Each part is a profile.proto as heapprof_write() produces it (gzip'd or
+ * not); all parts must have the same sample types. A part may add a label
+ * to every one of its samples, replacing one of the same key: numeric
+ * (e.g. pid 1234, which `go tool pprof -tagfocus=pid=1234` selects) or a
+ * string; and it may be subtracted (negate: a delta over time is the later
+ * profile merged with the earlier one negated; samples whose values all
+ * cancel are dropped). The output is gzip'd, with the default sample type
+ * of `which` (heap: inuse_space, allocs: alloc_space), time and duration
+ * spanning the parts, and the comments of all parts.
+ *
+ * Returns HEAPPROF_OK, HEAPPROF_EINVAL (NULL, nparts == 0), HEAPPROF_EPROTO
+ * (a part does not decode, or sample types differ), HEAPPROF_ENOMEM, or
+ * HEAPPROF_EIO (the sink failed; it may have received part of the
+ * stream). Thread-safe; uses malloc (not sampled), so not from an
+ * allocator hook or a signal handler. Added in 0.1.0.
+ */
+struct heapprof_profile_part {
+    const void *data;        /* the encoded profile */
+    size_t len;
+    const char *label_key;   /* NUL-terminated, or NULL for no label */
+    const char *label_str;   /* string value, or NULL for label_num */
+    int64_t label_num;       /* numeric value when label_str is NULL */
+    int negate;              /* non-zero: subtract this part */
+};
+
+HEAPPROF_API int heapprof_profile_merge(
+    const struct heapprof_profile_part *parts, size_t nparts,
+    enum heapprof_profile which, const struct heapprof_sink *sink);
+
+/* ------------------------------------------ custom allocators (advanced) */
+
+/*
+ * Realloc, owners and bulk free for arenas and pools; the contracts are in
+ * docs/custom-allocators.md. The same rules as heapprof_on_alloc apply:
+ * callable from any thread, also while the caller holds its own allocator
+ * lock; they never call malloc, never block on a lock heapprof holds while
+ * calling out, and keep errno. The stack's leaf is their caller. With
+ * HEAPPROF_RATE=0 they cost a call and a thread-local subtraction; for
+ * libraries that want optional profiling without linking heapprof,
+ * <heapprof_weak.h> turns them into a null check when heapprof is absent.
+ */
+
+/*
+ * heapprof_on_alloc for a block that belongs to owner: any non-NULL address
+ * that names the arena or pool (usually the pool's own handle). owner NULL
+ * is heapprof_on_alloc. Added in 0.1.0.
+ */
+HEAPPROF_API void heapprof_on_alloc_owned(void *ptr, size_t size,
+                                          const void *owner);
+
+/*
+ * The caller's allocator resized old_ptr into size bytes at new_ptr (which
+ * may equal old_ptr): old_ptr's record, if it was sampled, is freed and the
+ * new block is sampled afresh. old_ptr NULL is heapprof_on_alloc(new_ptr,
+ * size); new_ptr NULL with size 0 is heapprof_on_free(old_ptr); new_ptr
+ * NULL with size != 0 (the resize failed, old_ptr is intact) does nothing.
+ * The new block has no owner. Call it after the resize succeeded and
+ * before another thread could be handed old_ptr. Added in 0.1.0.
+ */
+HEAPPROF_API void heapprof_on_realloc(void *old_ptr, void *new_ptr,
+                                      size_t size);
+
+/* heapprof_on_realloc whose new block belongs to owner. Added in 0.1.0. */
+HEAPPROF_API void heapprof_on_realloc_owned(void *old_ptr, void *new_ptr,
+                                            size_t size, const void *owner);
+
+/*
+ * Every sampled block of owner still live is freed, as if heapprof_on_free
+ * had been called on each: call it when a pool is destroyed or reset,
+ * before its memory can be handed out again. Costs O(sampled blocks of
+ * owner), not O(allocations): a pool with no sampled block costs one hash
+ * lookup. Blocks freed one by one earlier (heapprof_on_free) are simply no
+ * longer there. owner NULL does nothing. Added in 0.1.0.
+ */
+HEAPPROF_API void heapprof_on_free_bulk(const void *owner);
+
 #ifdef __cplusplus
 }
 #endif

@@ -330,3 +330,26 @@ malloc_usable_size(void *ptr)
         return 0;
     return next.malloc_usable_size(ptr);
 }
+
+/* ------------------------------------------------- aliases for attach */
+
+/*
+ * Hidden aliases of the wrappers: front_attach.c points GOT slots at
+ * these. Inside the library the exported names bind through its own GOT
+ * to whatever the process's lookup order finds first (libc's malloc when
+ * heapprof was loaded without preload), never reliably to the wrappers.
+ */
+#define HP_ATTACH_ALIAS(name)                                                 \
+    extern __typeof__(name) hp_front_##name                                   \
+        __attribute__((alias(#name), copy(name), visibility("hidden")))
+HP_ATTACH_ALIAS(malloc);
+HP_ATTACH_ALIAS(free);
+HP_ATTACH_ALIAS(calloc);
+HP_ATTACH_ALIAS(realloc);
+HP_ATTACH_ALIAS(reallocarray);
+HP_ATTACH_ALIAS(posix_memalign);
+HP_ATTACH_ALIAS(aligned_alloc);
+HP_ATTACH_ALIAS(memalign);
+HP_ATTACH_ALIAS(valloc);
+HP_ATTACH_ALIAS(pvalloc);
+HP_ATTACH_ALIAS(malloc_usable_size);

@@ -1,0 +1,27 @@
+/*
+ * Attach without preload (front_attach.c): heapprof_attach() points the
+ * malloc-family GOT slots of the loaded ELF objects at the wrappers of
+ * front_preload.c. The wrappers are reached through the hidden aliases
+ * declared here (defined at the end of front_preload.c), because inside
+ * the library the exported names bind to the process's first malloc.
+ */
+#ifndef HP_FRONT_ATTACH_H
+#define HP_FRONT_ATTACH_H
+
+#include <stddef.h>
+
+#include "internal.h"
+
+HP_HIDDEN void *hp_front_malloc(size_t size);
+HP_HIDDEN void hp_front_free(void *ptr);
+HP_HIDDEN void *hp_front_calloc(size_t nmemb, size_t size);
+HP_HIDDEN void *hp_front_realloc(void *ptr, size_t size);
+HP_HIDDEN void *hp_front_reallocarray(void *ptr, size_t nmemb, size_t size);
+HP_HIDDEN int hp_front_posix_memalign(void **out, size_t align, size_t size);
+HP_HIDDEN void *hp_front_aligned_alloc(size_t align, size_t size);
+HP_HIDDEN void *hp_front_memalign(size_t align, size_t size);
+HP_HIDDEN void *hp_front_valloc(size_t size);
+HP_HIDDEN void *hp_front_pvalloc(size_t size);
+HP_HIDDEN size_t hp_front_malloc_usable_size(void *ptr);
+
+#endif
