@@ -1,0 +1,377 @@
+/*
+ * Mappings for the profile: executable lines of /proc/self/maps filtered
+ * the way Go's runtime/pprof does, each with the build id of the object it
+ * belongs to. Build ids come from the PT_NOTE segments already in memory
+ * (dl_iterate_phdr), else from the file on disk.
+ */
+#define _GNU_SOURCE
+#include "maps.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "heapprof.h"
+
+#define DELETED_SUFFIX " (deleted)"
+
+/* One loaded ELF object: its executable PT_LOAD ranges and build id. */
+struct object {
+    uintptr_t lo[4], hi[4];
+    int nranges;
+    char build_id[2 * HP_BUILD_ID_MAX + 1];
+};
+
+struct objects {
+    struct object *o;
+    size_t n, cap;
+    bool oom;
+};
+
+static void
+hex_encode(const unsigned char *p, size_t n, char *out, size_t cap)
+{
+    static const char digits[] = "0123456789abcdef";
+    if (n > HP_BUILD_ID_MAX)
+        n = HP_BUILD_ID_MAX;
+    if (cap < 2 * n + 1) {
+        if (cap > 0)
+            out[0] = '\0';
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/*
+ * Scan a buffer of ELF notes for the first NT_GNU_BUILD_ID named "GNU".
+ * Notes are padded to 4 bytes, or 8 in segments aligned to 8 (the layout
+ * of .note.gnu.property, which shares a PT_NOTE with the build id).
+ */
+static int
+find_build_id_note(const unsigned char *p, size_t len, size_t align,
+                   char *out, size_t cap)
+{
+    align = align == 8 ? 8 : 4;
+    while (len >= sizeof(ElfW(Nhdr))) {
+        ElfW(Nhdr) nh;
+        memcpy(&nh, p, sizeof(nh));
+        size_t namesz = ((size_t)nh.n_namesz + align - 1) & ~(align - 1);
+        size_t descsz = ((size_t)nh.n_descsz + align - 1) & ~(align - 1);
+        size_t total = sizeof(nh) + namesz + descsz;
+        if (namesz > len || descsz > len || total > len)
+            return -1;
+        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+            memcmp(p + sizeof(nh), "GNU", 4) == 0 && nh.n_descsz > 0) {
+            hex_encode(p + sizeof(nh) + namesz, nh.n_descsz, out, cap);
+            return 0;
+        }
+        p += total;
+        len -= total;
+    }
+    return -1;
+}
+
+static int
+collect_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct objects *objs = data;
+    (void)size;
+    if (objs->n == objs->cap) {
+        size_t cap = objs->cap ? objs->cap * 2 : 32;
+        struct object *o = realloc(objs->o, cap * sizeof(*o));
+        if (o == NULL) {
+            objs->oom = true;
+            return 1;
+        }
+        objs->o = o;
+        objs->cap = cap;
+    }
+    struct object *ob = &objs->o[objs->n];
+    memset(ob, 0, sizeof(*ob));
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && ob->nranges < 4) {
+            ob->lo[ob->nranges] = info->dlpi_addr + ph->p_vaddr;
+            ob->hi[ob->nranges] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+            ob->nranges++;
+        }
+    }
+    for (int i = 0; i < info->dlpi_phnum && ob->build_id[0] == '\0'; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE)
+            continue;
+        /* Read the note only if a PT_LOAD covers it, i.e. it is mapped. */
+        bool mapped = false;
+        for (int j = 0; j < info->dlpi_phnum; j++) {
+            const ElfW(Phdr) *lp = &info->dlpi_phdr[j];
+            if (lp->p_type == PT_LOAD && ph->p_vaddr >= lp->p_vaddr &&
+                ph->p_vaddr + ph->p_memsz <= lp->p_vaddr + lp->p_filesz)
+                mapped = true;
+        }
+        if (!mapped)
+            continue;
+        find_build_id_note((const unsigned char *)(info->dlpi_addr +
+                                                   ph->p_vaddr),
+                           ph->p_memsz, ph->p_align, ob->build_id,
+                           sizeof(ob->build_id));
+    }
+    if (ob->nranges > 0)
+        objs->n++;
+    return 0;
+}
+
+int
+hp_maps_file_build_id(const char *path, char *buf, size_t cap)
+{
+    int rc = -1;
+    unsigned char *notes = NULL;
+    ElfW(Phdr) *ph = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ElfW(Ehdr) eh;
+    if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
+        memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+        eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64
+                                                     : ELFCLASS32) ||
+        eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 ||
+        eh.e_phnum > 4096)
+        goto out;
+    ph = malloc((size_t)eh.e_phnum * sizeof(*ph));
+    if (ph == NULL)
+        goto out;
+    size_t phlen = (size_t)eh.e_phnum * sizeof(*ph);
+    if (pread(fd, ph, phlen, (off_t)eh.e_phoff) != (ssize_t)phlen)
+        goto out;
+    for (int i = 0; i < eh.e_phnum && rc != 0; i++) {
+        if (ph[i].p_type != PT_NOTE || ph[i].p_filesz == 0 ||
+            ph[i].p_filesz > (1u << 20))
+            continue;
+        free(notes);
+        notes = malloc(ph[i].p_filesz);
+        if (notes == NULL)
+            goto out;
+        if (pread(fd, notes, ph[i].p_filesz, (off_t)ph[i].p_offset) !=
+            (ssize_t)ph[i].p_filesz)
+            continue;
+        rc = find_build_id_note(notes, ph[i].p_filesz, ph[i].p_align, buf,
+                                cap);
+    }
+out:
+    free(notes);
+    free(ph);
+    close(fd);
+    return rc;
+}
+
+static void
+strip_deleted(char *path)
+{
+    size_t n = strlen(path), k = strlen(DELETED_SUFFIX);
+    if (n >= k && strcmp(path + n - k, DELETED_SUFFIX) == 0)
+        path[n - k] = '\0';
+}
+
+/* Fill m->build_id from the loaded object covering m->start, else disk. */
+static void
+assign_build_id(struct hp_mapping *m, const struct objects *objs)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < objs->n; i++) {
+        const struct object *o = &objs->o[i];
+        for (int r = 0; r < o->nranges; r++) {
+            uintptr_t lo = o->lo[r] & ~(page - 1);
+            if (m->start >= lo && m->start < o->hi[r]) {
+                memcpy(m->build_id, o->build_id, sizeof(m->build_id));
+                return;
+            }
+        }
+    }
+    if (m->path[0] == '/')
+        hp_maps_file_build_id(m->path, m->build_id, sizeof(m->build_id));
+}
+
+/*
+ * Parse one maps line; returns 1 if it is a mapping to keep, 0 to skip,
+ * -1 on allocation failure. Keeps Go's filter: executable lines only, and
+ * not the anonymous inode-0 fragments of huge-page text ([vdso] stays).
+ */
+static int
+parse_line(char *line, struct hp_mapping *m)
+{
+    unsigned long long start, end, off, inode;
+    char perms[8];
+    int name_at = 0;
+    if (sscanf(line, "%llx-%llx %7s %llx %*s %llu %n", &start, &end, perms,
+               &off, &inode, &name_at) < 5)
+        return 0;
+    if (strlen(perms) < 3 || perms[2] != 'x')
+        return 0;
+    char *name = line + name_at;
+    size_t len = strlen(name);
+    while (len > 0 && (name[len - 1] == '\n' || name[len - 1] == ' '))
+        name[--len] = '\0';
+    strip_deleted(name);
+    if (inode == 0 && name[0] == '\0')
+        return 0;
+    memset(m, 0, sizeof(*m));
+    m->start = start;
+    m->limit = end;
+    m->offset = off;
+    m->path = strdup(name);
+    return m->path == NULL ? -1 : 1;
+}
+
+static int
+cmp_by_addr(const void *a, const void *b, void *ctx)
+{
+    const struct hp_maps *maps = ctx;
+    uint64_t x = maps->m[*(const size_t *)a].start;
+    uint64_t y = maps->m[*(const size_t *)b].start;
+    return x < y ? -1 : x > y;
+}
+
+/* Stable partition: main executable entries first, maps order kept. */
+static void
+main_first(struct hp_maps *maps)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    strip_deleted(exe);
+    size_t k = 0;
+    for (size_t i = 0; i < maps->n; i++) {
+        if (strcmp(maps->m[i].path, exe) != 0)
+            continue;
+        struct hp_mapping tmp = maps->m[i];
+        tmp.is_main = true;
+        memmove(&maps->m[k + 1], &maps->m[k], (i - k) * sizeof(tmp));
+        maps->m[k++] = tmp;
+    }
+}
+
+static int
+add_fake(struct hp_maps *out)
+{
+    out->m = calloc(1, sizeof(*out->m));
+    out->by_addr = calloc(1, sizeof(*out->by_addr));
+    if (out->m == NULL || out->by_addr == NULL)
+        return HEAPPROF_ENOMEM;
+    out->m[0].path = strdup("");
+    if (out->m[0].path == NULL)
+        return HEAPPROF_ENOMEM;
+    out->n = 1;
+    return 0;
+}
+
+int
+hp_maps_read(struct hp_maps *out, const char *path)
+{
+    int rc = 0;
+    size_t cap = 0;
+    char *line = NULL;
+    size_t linecap = 0;
+    struct objects objs = { 0 };
+
+    memset(out, 0, sizeof(*out));
+    FILE *f = fopen(path ? path : "/proc/self/maps", "re");
+    if (f == NULL)
+        goto fallback;
+    while (getline(&line, &linecap, f) > 0) {
+        if (out->n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct hp_mapping *m = realloc(out->m, ncap * sizeof(*m));
+            if (m == NULL) {
+                rc = HEAPPROF_ENOMEM;
+                goto out;
+            }
+            out->m = m;
+            cap = ncap;
+        }
+        int r = parse_line(line, &out->m[out->n]);
+        if (r < 0) {
+            rc = HEAPPROF_ENOMEM;
+            goto out;
+        }
+        out->n += (size_t)r;
+    }
+    fclose(f);
+    f = NULL;
+    if (out->n == 0)
+        goto fallback;
+
+    dl_iterate_phdr(collect_object, &objs);
+    if (objs.oom) {
+        rc = HEAPPROF_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < out->n; i++)
+        assign_build_id(&out->m[i], &objs);
+    if (path == NULL)
+        main_first(out);
+    out->by_addr = malloc(out->n * sizeof(*out->by_addr));
+    if (out->by_addr == NULL) {
+        rc = HEAPPROF_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < out->n; i++)
+        out->by_addr[i] = i;
+    qsort_r(out->by_addr, out->n, sizeof(*out->by_addr), cmp_by_addr, out);
+    goto out;
+
+fallback:
+    /* Go's rule: pprof expects at least one mapping. */
+    hp_maps_free(out);
+    rc = add_fake(out);
+out:
+    if (f != NULL)
+        fclose(f);
+    free(line);
+    free(objs.o);
+    if (rc != 0)
+        hp_maps_free(out);
+    return rc;
+}
+
+void
+hp_maps_free(struct hp_maps *maps)
+{
+    for (size_t i = 0; i < maps->n; i++)
+        free(maps->m[i].path);
+    free(maps->m);
+    free(maps->by_addr);
+    memset(maps, 0, sizeof(*maps));
+}
+
+long
+hp_maps_find(const struct hp_maps *maps, uint64_t addr)
+{
+    /* Go's fake mapping (maps unreadable) stands for every address. */
+    if (maps->n == 1 && maps->m[0].limit == 0)
+        return 0;
+    size_t lo = 0, hi = maps->n;
+    /* Last mapping (by start) with start <= addr. */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (maps->m[maps->by_addr[mid]].start <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return -1;
+    const struct hp_mapping *m = &maps->m[maps->by_addr[lo - 1]];
+    if (addr >= m->limit)
+        return -1;
+    return (long)maps->by_addr[lo - 1];
+}

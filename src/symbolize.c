@@ -1,0 +1,567 @@
+/*
+ * Symbolizer state: one Dwfl over the live process, an open-addressing
+ * cache address -> frames, interned strings, and a bump arena holding both.
+ * Everything hangs off one heap object so a fork child can drop it whole.
+ * Names come from the ELF symbol tables (respecting symbol sizes), file:line
+ * and inline frames from DWARF when the object has it.
+ */
+#define _GNU_SOURCE
+#include "symbolize.h"
+
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <gelf.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_INLINE 16           /* frames kept per address */
+#define CACHE_MAX (1u << 19)    /* entries before the cache is rebuilt */
+#define ARENA_CHUNK 65536
+
+struct centry {
+    uint64_t addr;              /* 0 = empty slot */
+    uint32_t nframes;
+    struct hp_symframe *frames;
+};
+
+struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+struct symstate {
+    Dwfl *dwfl;
+    unsigned long long adds, subs; /* dl_iterate_phdr's at the report */
+    struct centry *tab;         /* cache, power-of-two size */
+    size_t cap, used;
+    const char **strs;          /* interned strings, power-of-two size */
+    size_t scap, sused;
+    struct chunk *chunks;       /* arena for frames and strings */
+};
+
+/*
+ * Protects `st` and everything it points to (libdw is not thread-safe).
+ * Taken by export sessions and the symbol endpoint; no other heapprof lock
+ * is taken while it is held.
+ */
+static pthread_mutex_t hp_symbolize_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct symstate *st;
+
+/* ------------------------------------------------------------- UTF-8 */
+
+/* Count (and with fix, replace by '?') bytes that are not valid UTF-8. */
+static size_t
+utf8_scan(char *s, bool fix)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t bad = 0;
+    while (*p != 0) {
+        unsigned c = p[0];
+        size_t n;
+        unsigned min;
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 2, min = 0x80, c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 3, min = 0x800, c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 4, min = 0x10000, c &= 0x07;
+        } else {
+            n = 0, min = 0;
+        }
+        size_t i = 1;
+        for (; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                break;
+            c = (c << 6) | (p[i] & 0x3f);
+        }
+        /* Stray continuation, truncated, overlong, surrogate or beyond
+         * U+10FFFF: replace the lead byte and resynchronise on the next. */
+        if (n == 0 || i < n || c < min || (c >= 0xd800 && c <= 0xdfff) ||
+            c > 0x10ffff) {
+            if (fix)
+                *p = '?';
+            bad++;
+            p++;
+            continue;
+        }
+        p += n;
+    }
+    return bad;
+}
+
+void
+hp_utf8_sanitize(char *s)
+{
+    utf8_scan(s, true);
+}
+
+bool
+hp_utf8_valid(const char *s)
+{
+    return utf8_scan((char *)s, false) == 0;
+}
+
+/* ------------------------------------------------------------- arena */
+
+static void *
+arena_alloc(struct symstate *s, size_t size)
+{
+    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    struct chunk *c = s->chunks;
+    if (c == NULL || c->cap - c->used < size) {
+        size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+        c = malloc(sizeof(*c) + cap);
+        if (c == NULL)
+            return NULL;
+        c->cap = cap;
+        c->used = 0;
+        /* A dedicated big chunk goes behind the current one so the
+         * current one keeps filling. */
+        if (size > ARENA_CHUNK && s->chunks != NULL) {
+            c->next = s->chunks->next;
+            s->chunks->next = c;
+        } else {
+            c->next = s->chunks;
+            s->chunks = c;
+        }
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += size;
+    return p;
+}
+
+static uint64_t
+hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Interned, sanitized copy of s, or NULL on allocation failure. */
+static const char *
+intern(struct symstate *s, const char *str)
+{
+    if (s->sused * 2 >= s->scap) {
+        size_t ncap = s->scap ? s->scap * 2 : 1024;
+        const char **n = calloc(ncap, sizeof(*n));
+        if (n == NULL)
+            return NULL;
+        for (size_t i = 0; i < s->scap; i++) {
+            if (s->strs[i] == NULL)
+                continue;
+            size_t j = hash_str(s->strs[i]) & (ncap - 1);
+            while (n[j] != NULL)
+                j = (j + 1) & (ncap - 1);
+            n[j] = s->strs[i];
+        }
+        free(s->strs);
+        s->strs = n;
+        s->scap = ncap;
+    }
+    /* Sanitize first so that the key is what will be stored. */
+    size_t len = strlen(str);
+    char small[512];
+    char *tmp = len < sizeof(small) ? small : malloc(len + 1);
+    if (tmp == NULL)
+        return NULL;
+    memcpy(tmp, str, len + 1);
+    hp_utf8_sanitize(tmp);
+    const char *found = NULL;
+    size_t j = hash_str(tmp) & (s->scap - 1);
+    while (s->strs[j] != NULL) {
+        if (strcmp(s->strs[j], tmp) == 0) {
+            found = s->strs[j];
+            break;
+        }
+        j = (j + 1) & (s->scap - 1);
+    }
+    if (found == NULL) {
+        char *copy = arena_alloc(s, len + 1);
+        if (copy != NULL) {
+            memcpy(copy, tmp, len + 1);
+            s->strs[j] = copy;
+            s->sused++;
+        }
+        found = copy;
+    }
+    if (tmp != small)
+        free(tmp);
+    return found;
+}
+
+/* ------------------------------------------------------------- state */
+
+static void
+cache_clear(struct symstate *s)
+{
+    while (s->chunks != NULL) {
+        struct chunk *next = s->chunks->next;
+        free(s->chunks);
+        s->chunks = next;
+    }
+    free(s->tab);
+    free(s->strs);
+    s->tab = NULL;
+    s->strs = NULL;
+    s->cap = s->used = s->scap = s->sused = 0;
+}
+
+static int
+phdr_counts(struct dl_phdr_info *info, size_t size, void *data)
+{
+    unsigned long long *c = data;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) +
+                    sizeof(info->dlpi_subs)) {
+        c[0] = info->dlpi_adds;
+        c[1] = info->dlpi_subs;
+    }
+    return 1; /* the counters are global: the first object is enough */
+}
+
+/*
+ * Separate debug info is looked up by build id only (/usr/lib/debug/
+ * .build-id/, where Debian's -dbgsym packages put it). The stock
+ * dwfl_standard_find_debuginfo would also try debuginfod, which dlopens
+ * libdebuginfod, libcurl and some thirty other libraries into the host
+ * process (seen with elfutils 0.188) and may download over the network in
+ * the middle of a profile request.
+ */
+static const Dwfl_Callbacks proc_callbacks = {
+    .find_elf = dwfl_linux_proc_find_elf,
+    .find_debuginfo = dwfl_build_id_find_debuginfo,
+};
+
+/* Make st usable for lookups; called with the lock held. */
+static void
+refresh(void)
+{
+    if (st == NULL) {
+        st = calloc(1, sizeof(*st));
+        if (st == NULL)
+            return;
+    }
+    unsigned long long c[2] = { 0, 0 };
+    dl_iterate_phdr(phdr_counts, c);
+    if (st->dwfl != NULL && c[0] == st->adds && c[1] == st->subs &&
+        st->used < CACHE_MAX)
+        return;
+    /*
+     * Start over with a new Dwfl rather than re-reporting into the old one:
+     * with elfutils 0.188 a re-reported module without DWARF comes back
+     * with an empty symbol table. Objects rarely come and go, so parsing
+     * them again is cheap overall.
+     */
+    if (st->dwfl != NULL)
+        dwfl_end(st->dwfl);
+    st->dwfl = dwfl_begin(&proc_callbacks);
+    if (st->dwfl == NULL) {
+        hp_log_once(dwfl_begin_failed, "symbolize: dwfl_begin: %s",
+                    dwfl_errmsg(-1));
+        return;
+    }
+    dwfl_report_begin(st->dwfl);
+    int rc = dwfl_linux_proc_report(st->dwfl, getpid());
+    if (dwfl_report_end(st->dwfl, NULL, NULL) != 0 || rc != 0) {
+        hp_log_once(dwfl_report_failed,
+                    "symbolize: reading the module list failed: %s",
+                    rc > 0 ? strerror(rc) : dwfl_errmsg(-1));
+        /* Keep what was reported, but try again next session. */
+        c[0] = ~0ull;
+    }
+    st->adds = c[0];
+    st->subs = c[1];
+    /* An address may mean something else now (or newly mean something). */
+    cache_clear(st);
+}
+
+/* ------------------------------------------------------------- lookup */
+
+/* Does the symbol found for addr really cover it? */
+static bool
+sym_covers(const GElf_Sym *sym, GElf_Off off, GElf_Word shndx, Elf *elf,
+           Dwarf_Addr bias, uint64_t addr)
+{
+    int type = GELF_ST_TYPE(sym->st_info);
+    if (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE)
+        return false;
+    if (sym->st_size > 0)
+        return off < sym->st_size;
+    /* A sizeless label (hand-written assembly) is trusted only for FUNC
+     * symbols and only within its own section; libdw already refuses one
+     * that a sized symbol ends after. */
+    if (type != STT_FUNC || elf == NULL)
+        return false;
+    GElf_Shdr shdr;
+    Elf_Scn *scn = elf_getscn(elf, shndx);
+    if (scn == NULL || gelf_getshdr(scn, &shdr) == NULL)
+        return false;
+    uint64_t a = addr - bias;
+    return a >= shdr.sh_addr && a < shdr.sh_addr + shdr.sh_size;
+}
+
+static const char *
+die_name(Dwarf_Die *die)
+{
+    Dwarf_Attribute a;
+    const char *n = NULL;
+    if (dwarf_attr_integrate(die, DW_AT_linkage_name, &a) != NULL ||
+        dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &a) != NULL)
+        n = dwarf_formstring(&a);
+    if (n == NULL && dwarf_attr_integrate(die, DW_AT_name, &a) != NULL)
+        n = dwarf_formstring(&a);
+    return n;
+}
+
+static int64_t
+decl_line(Dwarf_Die *die)
+{
+    int line = 0;
+    if (dwarf_decl_line(die, &line) != 0)
+        return 0;
+    return line;
+}
+
+/* Where an inlined_subroutine was called from, in the caller's source. */
+static void
+call_site(Dwarf_Die *cu, Dwarf_Die *die, const char **file, int64_t *line)
+{
+    Dwarf_Attribute a;
+    Dwarf_Word v;
+    *file = NULL;
+    *line = 0;
+    if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &a), &v) == 0)
+        *line = (int64_t)v;
+    Dwarf_Files *files;
+    size_t nfiles;
+    if (dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &a), &v) == 0 &&
+        dwarf_getsrcfiles(cu, &files, &nfiles) == 0 && v < nfiles)
+        *file = dwarf_filesrc(files, v, NULL, NULL);
+}
+
+/*
+ * Fill frames (innermost first) for addr; returns how many. Strings are
+ * still libdw's (or namebuf) here; the caller interns them.
+ */
+static uint32_t
+resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
+        size_t namecap)
+{
+    Dwfl_Module *mod = dwfl_addrmodule(st->dwfl, addr);
+    if (mod == NULL)
+        return 0;
+
+    const char *symname = NULL;
+    GElf_Off off = 0;
+    GElf_Sym sym;
+    GElf_Word shndx = 0;
+    Elf *elf = NULL;
+    Dwarf_Addr bias = 0;
+    const char *nm = dwfl_module_addrinfo(mod, addr, &off, &sym, &shndx, &elf,
+                                          &bias);
+    /* Credit a symbol only if addr lies inside it: otherwise a static
+     * function of a stripped object would be named after the nearest
+     * exported one. Such an address stays address-only (see pprof_encode). */
+    if (nm != NULL && nm[0] != '\0' &&
+        sym_covers(&sym, off, shndx, elf, bias, addr))
+        symname = nm;
+    /* Static symbol tables spell versioned definitions "name@@VERSION";
+     * tools show, and users search for, the bare name. */
+    const char *at = symname ? strchr(symname, '@') : NULL;
+    if (at != NULL && at != symname && (size_t)(at - symname) < namecap) {
+        memcpy(namebuf, symname, (size_t)(at - symname));
+        namebuf[at - symname] = '\0';
+        symname = namebuf;
+    }
+
+    const char *file = NULL;
+    int line = 0;
+    Dwfl_Line *dl = dwfl_module_getsrc(mod, addr);
+    if (dl != NULL)
+        file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
+    if (file == NULL)
+        line = 0;
+
+    uint32_t n = 0;
+    Dwarf_Addr dbias = 0;
+    Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &dbias);
+    if (cu != NULL) {
+        /* dwarf_getscopes continues an inlined_subroutine with the scopes
+         * of its abstract definition; the chain of concrete scopes (each
+         * inlined call inside its caller, up to the physical function)
+         * comes from dwarf_getscopes_die on the innermost one. */
+        Dwarf_Die *scopes = NULL;
+        int ns = dwarf_getscopes(cu, addr - dbias, &scopes);
+        if (ns > 0) {
+            Dwarf_Die inner = scopes[0];
+            free(scopes);
+            scopes = NULL;
+            ns = dwarf_getscopes_die(&inner, &scopes);
+        }
+        const char *cfile = file;
+        int64_t cline = line;
+        bool physical = false;
+        for (int i = 0; i < ns && n < MAX_INLINE; i++) {
+            int tag = dwarf_tag(&scopes[i]);
+            if (tag == DW_TAG_inlined_subroutine) {
+                const char *name = die_name(&scopes[i]);
+                frames[n++] = (struct hp_symframe){
+                    name ? name : "??", cfile, cline, decl_line(&scopes[i])
+                };
+                call_site(cu, &scopes[i], &cfile, &cline);
+            } else if (tag == DW_TAG_subprogram) {
+                /* The physical function: the symbol table's name (what
+                 * the symbol endpoint and other tools report), else
+                 * DWARF's. */
+                const char *name = symname ? symname : die_name(&scopes[i]);
+                if (name != NULL) {
+                    frames[n++] = (struct hp_symframe){
+                        name, cfile, cline, decl_line(&scopes[i])
+                    };
+                    physical = true;
+                }
+                break;
+            }
+        }
+        free(scopes);
+        if (!physical)
+            n = 0; /* inconsistent scopes: fall back to the symbol table */
+    }
+    if (n == 0 && symname != NULL)
+        frames[n++] = (struct hp_symframe){ symname, file, line, 0 };
+    return n;
+}
+
+static struct centry *
+cache_slot(struct symstate *s, uint64_t addr)
+{
+    size_t j = (size_t)((addr * 0x9e3779b97f4a7c15ull) >> 20) & (s->cap - 1);
+    while (s->tab[j].addr != 0 && s->tab[j].addr != addr)
+        j = (j + 1) & (s->cap - 1);
+    return &s->tab[j];
+}
+
+static bool
+cache_grow(struct symstate *s)
+{
+    size_t ncap = s->cap ? s->cap * 2 : 4096;
+    struct centry *old = s->tab;
+    size_t ocap = s->cap;
+    s->tab = calloc(ncap, sizeof(*s->tab));
+    if (s->tab == NULL) {
+        s->tab = old;
+        return false;
+    }
+    s->cap = ncap;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i].addr != 0)
+            *cache_slot(s, old[i].addr) = old[i];
+    free(old);
+    return true;
+}
+
+/* Intern the strings of fresh frames into the arena. */
+static struct hp_symframe *
+store_frames(struct symstate *s, const struct hp_symframe *f, uint32_t n)
+{
+    if (n == 0)
+        return NULL;
+    struct hp_symframe *out = arena_alloc(s, n * sizeof(*out));
+    if (out == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        out[i] = f[i];
+        out[i].func = intern(s, f[i].func);
+        out[i].file = f[i].file ? intern(s, f[i].file) : NULL;
+        if (out[i].func == NULL)
+            return NULL;
+    }
+    return out;
+}
+
+static void
+lookup_locked(uint64_t addr, struct hp_symres *out)
+{
+    out->frames = NULL;
+    out->nframes = 0;
+    if (st == NULL || st->dwfl == NULL || addr == 0)
+        return;
+    if ((st->used + 1) * 2 > st->cap && !cache_grow(st))
+        return;
+    struct centry *e = cache_slot(st, addr);
+    if (e->addr == 0) {
+        struct hp_symframe f[MAX_INLINE];
+        char namebuf[1024];
+        uint32_t n = resolve(addr, f, namebuf, sizeof(namebuf));
+        struct hp_symframe *stored = store_frames(st, f, n);
+        if (n > 0 && stored == NULL)
+            return; /* out of memory: answer "unknown", cache nothing */
+        e->addr = addr;
+        e->nframes = n;
+        e->frames = stored;
+        st->used++;
+    }
+    out->frames = e->frames;
+    out->nframes = e->nframes;
+}
+
+/* ------------------------------------------------------------- API */
+
+int
+hp_symbolize_begin(void)
+{
+    pthread_mutex_lock(&hp_symbolize_lock);
+    refresh();
+    return 0;
+}
+
+void
+hp_symbolize_lookup(uint64_t addr, struct hp_symres *out)
+{
+    lookup_locked(addr, out);
+}
+
+void
+hp_symbolize_end(void)
+{
+    pthread_mutex_unlock(&hp_symbolize_lock);
+}
+
+int
+hp_symbolize_name(uintptr_t addr, char *buf, size_t cap)
+{
+    struct hp_symres r;
+    int rc = -1;
+    hp_symbolize_begin();
+    lookup_locked(addr, &r);
+    if (r.nframes > 0 && cap > 0) {
+        size_t len = strlen(r.frames[0].func);
+        if (len >= cap)
+            len = cap - 1;
+        memcpy(buf, r.frames[0].func, len);
+        buf[len] = '\0';
+        rc = 0;
+    }
+    hp_symbolize_end();
+    return rc;
+}
+
+void
+hp_symbolize_postfork_child(void)
+{
+    /* The parent's state may be mid-update by a thread that no longer
+     * exists here: leak it (its pages are shared copy-on-write anyway). */
+    pthread_mutex_init(&hp_symbolize_lock, NULL);
+    st = NULL;
+}

@@ -1,0 +1,54 @@
+/*
+ * In-process symbolization: address -> function name(s), file and line,
+ * using libdw's Dwfl on the live process, with a per-address cache kept for
+ * the process lifetime (so one address always symbolizes the same way across
+ * snapshots) and rebuilt only when shared objects come or go.
+ */
+#ifndef HP_SYMBOLIZE_H
+#define HP_SYMBOLIZE_H
+
+#include "internal.h"
+
+/* One source-level frame at an address; several when code was inlined. */
+struct hp_symframe {
+    const char *func;         /* never NULL; valid UTF-8 */
+    const char *file;         /* NULL when there is no line info */
+    int64_t line;             /* 0 when unknown */
+    int64_t start_line;       /* declaration line of func, 0 when unknown */
+};
+
+struct hp_symres {
+    const struct hp_symframe *frames; /* innermost first */
+    uint32_t nframes;                 /* 0: no function name known */
+};
+
+/*
+ * A lookup session: hp_symbolize_begin() takes the symbolizer lock and
+ * refreshes the module list if dl_iterate_phdr reports objects loaded or
+ * unloaded since the last session; results of hp_symbolize_lookup() (and
+ * the strings they point to) stay valid until hp_symbolize_end(). Always
+ * returns 0: failures only make lookups come back empty (logged once).
+ */
+HP_HIDDEN int hp_symbolize_begin(void);
+/* addr is the address to describe exactly (callers pass return pc - 1). */
+HP_HIDDEN void hp_symbolize_lookup(uint64_t addr, struct hp_symres *out);
+HP_HIDDEN void hp_symbolize_end(void);
+
+/*
+ * Name of the (innermost) function at addr, NUL-terminated and truncated to
+ * cap, for /debug/pprof/symbol. 0 if found, -1 otherwise. Takes the lock.
+ */
+HP_HIDDEN int hp_symbolize_name(uintptr_t addr, char *buf, size_t cap);
+
+/*
+ * Fork child: re-initialise the lock and forget (leak) the parent's state,
+ * which another thread may have been changing at fork time; the next
+ * session rebuilds it. Never blocks.
+ */
+HP_HIDDEN void hp_symbolize_postfork_child(void);
+
+/* Replace every byte that is not part of valid UTF-8 with '?', in place. */
+HP_HIDDEN void hp_utf8_sanitize(char *s);
+HP_HIDDEN bool hp_utf8_valid(const char *s);
+
+#endif

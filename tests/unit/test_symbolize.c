@@ -1,0 +1,247 @@
+/*
+ * Symbolizer: names of exported and static functions of this binary,
+ * file:line and inline frames from its DWARF (tests build with -g),
+ * "not found" for unmapped memory, the symbol-endpoint helper, UTF-8.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <cmocka.h>
+
+#include "symbolize.h"
+
+/* Keeps the compiler from turning calls into tail jumps or folding them. */
+static volatile int opaque = 1;
+
+__attribute__((noinline)) static uintptr_t
+return_address(void)
+{
+    return (uintptr_t)__builtin_return_address(0);
+}
+
+__attribute__((noinline)) int
+hp_test_named_function(int x)
+{
+    return x * opaque + 3;
+}
+
+__attribute__((noinline)) static int
+static_helper_function(int x)
+{
+    return x * opaque + 5;
+}
+
+static int call_line;
+
+/* A return address inside this function, at a known source line. */
+__attribute__((noinline)) uintptr_t
+hp_test_line_function(void)
+{
+    call_line = __LINE__ + 1;
+    uintptr_t ra = return_address();
+    return ra + (uintptr_t)(opaque - 1);
+}
+
+static int inline_call_line;
+
+static inline __attribute__((always_inline)) uintptr_t
+inlined_into_caller(void)
+{
+    inline_call_line = __LINE__ + 1;
+    uintptr_t ra = return_address();
+    return ra + (uintptr_t)(opaque - 1);
+}
+
+__attribute__((noinline)) uintptr_t
+hp_test_inline_host(void)
+{
+    uintptr_t ra = inlined_into_caller();
+    return ra + (uintptr_t)(opaque - 1);
+}
+
+/* A lookup copied out of the session, so that a failed assertion (which
+ * longjmps) never leaves the symbolizer lock held. */
+struct copy {
+    uint32_t n;
+    struct {
+        char func[128], file[256];
+        int64_t line, start_line;
+    } f[4];
+};
+
+static void
+lookup_copy(uintptr_t addr, struct copy *c)
+{
+    struct hp_symres r;
+    memset(c, 0, sizeof(*c));
+    hp_symbolize_begin();
+    hp_symbolize_lookup(addr, &r);
+    c->n = r.nframes;
+    for (uint32_t i = 0; i < r.nframes && i < 4; i++) {
+        snprintf(c->f[i].func, sizeof(c->f[i].func), "%s", r.frames[i].func);
+        snprintf(c->f[i].file, sizeof(c->f[i].file), "%s",
+                 r.frames[i].file ? r.frames[i].file : "");
+        c->f[i].line = r.frames[i].line;
+        c->f[i].start_line = r.frames[i].start_line;
+    }
+    hp_symbolize_end();
+}
+
+static const char *
+basename_of(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static void
+test_symbolize_named_function(void **state)
+{
+    (void)state;
+    struct copy c;
+    lookup_copy((uintptr_t)&hp_test_named_function + 1, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.f[0].func, "hp_test_named_function");
+    assert_int_equal(hp_test_named_function(1), 4);
+}
+
+static void
+test_symbolize_static_function(void **state)
+{
+    (void)state;
+    struct copy c;
+    lookup_copy((uintptr_t)&static_helper_function + 1, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.f[0].func, "static_helper_function");
+    assert_int_equal(static_helper_function(1), 6);
+}
+
+static void
+test_symbolize_file_and_line(void **state)
+{
+    (void)state;
+    uintptr_t ra = hp_test_line_function();
+    struct copy c;
+    /* Like the encoder: the call instruction is at return address - 1. */
+    lookup_copy(ra - 1, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.f[0].func, "hp_test_line_function");
+    assert_string_equal(basename_of(c.f[0].file), "test_symbolize.c");
+    assert_int_equal(c.f[0].line, call_line);
+    assert_true(c.f[0].start_line > 0 && c.f[0].start_line < call_line);
+}
+
+static void
+test_symbolize_inline_frames(void **state)
+{
+    (void)state;
+    uintptr_t ra = hp_test_inline_host();
+    struct copy c;
+    lookup_copy(ra - 1, &c);
+    /* Innermost first: the inlined function, then its physical host. */
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.f[0].func, "inlined_into_caller");
+    assert_string_equal(basename_of(c.f[0].file), "test_symbolize.c");
+    assert_int_equal(c.f[0].line, inline_call_line);
+    assert_string_equal(c.f[1].func, "hp_test_inline_host");
+    assert_string_equal(basename_of(c.f[1].file), "test_symbolize.c");
+    assert_true(c.f[1].line > inline_call_line);
+}
+
+static void
+test_symbolize_unmapped_not_found(void **state)
+{
+    (void)state;
+    size_t len = 1 << 16;
+    void *p = mmap(NULL, len, PROT_READ | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    munmap(p, len);
+    uintptr_t addr = (uintptr_t)p + 128;
+    struct copy c;
+    lookup_copy(addr, &c);
+    assert_int_equal(c.n, 0);
+    lookup_copy(0, &c);
+    assert_int_equal(c.n, 0);
+    char buf[64];
+    assert_int_equal(hp_symbolize_name(addr, buf, sizeof(buf)), -1);
+}
+
+static void
+test_symbolize_name(void **state)
+{
+    (void)state;
+    char buf[128];
+    assert_int_equal(hp_symbolize_name((uintptr_t)&hp_test_named_function + 2,
+                                       buf, sizeof(buf)),
+                     0);
+    assert_string_equal(buf, "hp_test_named_function");
+    /* Truncated to the buffer, still terminated. */
+    char small[8];
+    assert_int_equal(hp_symbolize_name((uintptr_t)&hp_test_named_function + 2,
+                                       small, sizeof(small)),
+                     0);
+    assert_string_equal(small, "hp_test");
+}
+
+static void
+test_symbolize_cache_is_stable(void **state)
+{
+    (void)state;
+    struct hp_symres a, b;
+    hp_symbolize_begin();
+    hp_symbolize_lookup((uintptr_t)&static_helper_function + 1, &a);
+    hp_symbolize_lookup((uintptr_t)&static_helper_function + 1, &b);
+    hp_symbolize_end();
+    assert_ptr_equal(a.frames, b.frames);
+}
+
+static void
+test_symbolize_postfork_child_rebuilds(void **state)
+{
+    (void)state;
+    hp_symbolize_postfork_child();
+    char buf[128];
+    assert_int_equal(hp_symbolize_name((uintptr_t)&hp_test_named_function + 1,
+                                       buf, sizeof(buf)),
+                     0);
+    assert_string_equal(buf, "hp_test_named_function");
+}
+
+static void
+test_symbolize_utf8_sanitize(void **state)
+{
+    (void)state;
+    char ok[] = "caf\xc3\xa9_\xe2\x82\xac_\xf0\x9f\x98\x80";
+    assert_true(hp_utf8_valid(ok));
+    hp_utf8_sanitize(ok);
+    assert_string_equal(ok, "caf\xc3\xa9_\xe2\x82\xac_\xf0\x9f\x98\x80");
+
+    char bad[] = "a\xff" "b\xc3" "c\xc0\xaf" "d\xed\xa0\x80" "e\x80";
+    assert_false(hp_utf8_valid(bad));
+    hp_utf8_sanitize(bad);
+    assert_true(hp_utf8_valid(bad));
+    assert_string_equal(bad, "a?b?c??d???e?");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_symbolize_named_function),
+        cmocka_unit_test(test_symbolize_static_function),
+        cmocka_unit_test(test_symbolize_file_and_line),
+        cmocka_unit_test(test_symbolize_inline_frames),
+        cmocka_unit_test(test_symbolize_unmapped_not_found),
+        cmocka_unit_test(test_symbolize_name),
+        cmocka_unit_test(test_symbolize_cache_is_stable),
+        cmocka_unit_test(test_symbolize_postfork_child_rebuilds),
+        cmocka_unit_test(test_symbolize_utf8_sanitize),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
