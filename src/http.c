@@ -347,7 +347,8 @@ int
 hp_http_delta(struct hp_profile_data *p1, struct hp_profile_data *p0,
               unsigned mask)
 {
-    qsort(p0->e, p0->n, sizeof(*p0->e), entry_key_cmp);
+    if (p0->n > 1)
+        qsort(p0->e, p0->n, sizeof(*p0->e), entry_key_cmp);
     bool *seen = calloc(p0->n ? p0->n : 1, sizeof(*seen));
     if (seen == NULL)
         return HEAPPROF_ENOMEM;
@@ -355,7 +356,8 @@ hp_http_delta(struct hp_profile_data *p1, struct hp_profile_data *p0,
     for (size_t i = 0; i < p1->n; i++) {
         struct hp_profile_entry *e = &p1->e[i];
         struct hp_profile_entry *o =
-            bsearch(e, p0->e, p0->n, sizeof(*p0->e), entry_key_cmp);
+            p0->n ? bsearch(e, p0->e, p0->n, sizeof(*p0->e), entry_key_cmp)
+                  : NULL;
         if (o == NULL)
             continue;
         seen[o - p0->e] = true;
@@ -430,13 +432,15 @@ delta_heap_locked(struct hp_profile_data *d)
             next[i].raw[k] = d->e[i].raw[k];
         }
     }
-    qsort(next, d->n, sizeof(*next), prev_cmp);
+    if (d->n > 1)
+        qsort(next, d->n, sizeof(*next), prev_cmp);
 
     for (size_t i = 0; i < d->n; i++) {
         struct hp_profile_entry *e = &d->e[i];
         struct prev_entry key = {.key = e->key};
         struct prev_entry *o =
-            bsearch(&key, prev, prev_n, sizeof(*prev), prev_cmp);
+            prev_n ? bsearch(&key, prev, prev_n, sizeof(*prev), prev_cmp)
+                   : NULL;
         /* Alloc columns only grow; if one went down the key must name a
          * different bucket than before, so report it whole. */
         if (o == NULL || e->v[0] < o->v[0] || e->v[1] < o->v[1])
@@ -527,6 +531,7 @@ struct route {
     enum ep ep;
     const char *link_prefix; /* points into the path, or "" */
     size_t link_prefix_len;
+    bool link_slash;         /* append '/' to link_prefix */
 };
 
 static bool
@@ -545,6 +550,7 @@ set_dirlink(struct route *r, const char *path, size_t n)
         i--;
     r->link_prefix = path + i;
     r->link_prefix_len = n - i;
+    r->link_slash = n > i;
 }
 
 static struct route
@@ -630,6 +636,8 @@ serve_index(const struct route *r, struct heapprof_http_response *resp)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         hb_puts(&b, "<tr><td><a href=\"");
         html_escape(&b, r->link_prefix, r->link_prefix_len);
+        if (r->link_slash)
+            hb_put(&b, "/", 1);
         hb_printf(&b, "%s%s\">%s</a></td></tr>\n", rows[i].name,
                   rows[i].query, rows[i].name);
     }

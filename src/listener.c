@@ -28,31 +28,6 @@
 #include "http.h"
 #include "log.h"
 
-/*
- * The slice of libmicrohttpd's ABI (soname libmicrohttpd.so.12) used here,
- * declared locally so that building heapprof needs neither the library nor
- * its header. Values are those of <microhttpd.h>; tests/http checks them
- * against the header when it is installed.
- */
-struct MHD_Daemon;
-struct MHD_Connection;
-struct MHD_Response;
-
-#define HP_MHD_SONAME "libmicrohttpd.so.12"
-#define HP_MHD_NO 0
-#define HP_MHD_YES 1
-#define HP_MHD_USE_EPOLL 512u
-#define HP_MHD_ALLOW_SUSPEND_RESUME (8192u | 1024u)
-#define HP_MHD_OPTION_END 0
-#define HP_MHD_OPTION_CONNECTION_MEMORY_LIMIT 1
-#define HP_MHD_OPTION_CONNECTION_LIMIT 2
-#define HP_MHD_OPTION_CONNECTION_TIMEOUT 3
-#define HP_MHD_OPTION_NOTIFY_COMPLETED 4
-#define HP_MHD_OPTION_URI_LOG_CALLBACK 7
-#define HP_MHD_OPTION_LISTEN_SOCKET 12
-#define HP_MHD_RESPMEM_PERSISTENT 0
-#define HP_MHD_RESPMEM_MUST_FREE 1
-
 typedef int (*hp_mhd_access_fn)(void *cls, struct MHD_Connection *c,
                                 const char *url, const char *method,
                                 const char *version, const char *upload,
@@ -74,6 +49,8 @@ typedef int (*hp_mhd_queue_fn)(struct MHD_Connection *c, unsigned status,
                                struct MHD_Response *r);
 typedef void (*hp_mhd_destroy_fn)(struct MHD_Response *r);
 typedef void (*hp_mhd_conn_fn)(struct MHD_Connection *c);
+typedef const char *(*hp_mhd_lookup_fn)(struct MHD_Connection *c, int kind,
+                                        const char *key);
 
 static struct {
     hp_mhd_start_fn start;
@@ -84,6 +61,7 @@ static struct {
     hp_mhd_destroy_fn destroy;
     hp_mhd_conn_fn suspend;
     hp_mhd_conn_fn resume;
+    hp_mhd_lookup_fn lookup;
 } mhd;
 
 /* Limits against hostile clients: they bound what the listener can cost
@@ -236,13 +214,17 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
     }
     if (!c->started) {
         c->started = true;
+        /* MHD takes a response only before the body or after all of it:
+         * refuse an announced oversized body now, unread. */
+        const char *cl = mhd.lookup(mc, HP_MHD_HEADER_KIND, "Content-Length");
+        if (cl != NULL && strtoull(cl, NULL, 10) > MAX_BODY)
+            return send_error(mc, 413, "request body too large");
         return HP_MHD_YES; /* headers only; body chunks (if any) follow */
     }
     if (*upload_size > 0) {
-        if (c->body_len + *upload_size > MAX_BODY) {
-            *upload_size = 0;
-            return send_error(mc, 413, "request body too large");
-        }
+        /* A chunked body that grows past the cap: drop the connection. */
+        if (c->body_len + *upload_size > MAX_BODY)
+            return HP_MHD_NO;
         char *nb = realloc(c->body, c->body_len + *upload_size);
         if (nb == NULL)
             return send_error(mc, 503, "heapprof: out of memory");
@@ -327,6 +309,7 @@ load_mhd(void)
     LOAD(destroy, "MHD_destroy_response");
     LOAD(suspend, "MHD_suspend_connection");
     LOAD(resume, "MHD_resume_connection");
+    LOAD(lookup, "MHD_lookup_connection_value");
 #undef LOAD
     return 0;
 missing:

@@ -11,6 +11,32 @@
 #include "internal.h"
 
 /*
+ * The slice of libmicrohttpd's ABI (soname libmicrohttpd.so.12) that
+ * listener.c uses, declared here so that building heapprof needs neither the library nor
+ * its header. Values are those of <microhttpd.h>; tests/http checks them
+ * against the header when it is installed.
+ */
+struct MHD_Daemon;
+struct MHD_Connection;
+struct MHD_Response;
+
+#define HP_MHD_SONAME "libmicrohttpd.so.12"
+#define HP_MHD_NO 0
+#define HP_MHD_YES 1
+#define HP_MHD_USE_EPOLL 512u
+#define HP_MHD_ALLOW_SUSPEND_RESUME (8192u | 1024u)
+#define HP_MHD_OPTION_END 0
+#define HP_MHD_OPTION_CONNECTION_MEMORY_LIMIT 1
+#define HP_MHD_OPTION_CONNECTION_LIMIT 2
+#define HP_MHD_OPTION_CONNECTION_TIMEOUT 3
+#define HP_MHD_OPTION_NOTIFY_COMPLETED 4
+#define HP_MHD_OPTION_URI_LOG_CALLBACK 7
+#define HP_MHD_OPTION_LISTEN_SOCKET 12
+#define HP_MHD_RESPMEM_PERSISTENT 0
+#define HP_MHD_RESPMEM_MUST_FREE 1
+#define HP_MHD_HEADER_KIND 1
+
+/*
  * Bind addr ("127.0.0.1:6060", "[::1]:6060", "localhost:6060",
  * "unix:/path"; port 0 picks a free port and logs it) and start the
  * listener thread. Failures (address in use, no libmicrohttpd) are logged

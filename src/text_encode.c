@@ -117,11 +117,13 @@ hp_text_preinvert(int64_t c_out, int64_t s_out, uint64_t rate, int64_t *c_in,
     /*
      * The reader multiplies a row by 1/p(x), p(x) = 1 - exp(-x/R) with x
      * its average size s/c. Both outputs scale by the same factor, so the
-     * row must keep the average x = s_out/c_out and carry c_out * p(x)
-     * objects (jemalloc prof_do_unbias). Rows are integers: of the two
-     * counts around c_out * p(x) keep the one whose scaled values land
-     * closest to the target; the bytes are then count * x, so the row's
-     * average (pprof's "bytes" label) stays the real object size.
+     * ideal row keeps the average x = s_out/c_out and carries c_out * p(x)
+     * objects (jemalloc prof_do_unbias). Rows are integers, so for each of
+     * the two counts around c_out * p(x) try two byte totals: c * x (the
+     * row's average stays the object size, pprof's "bytes" label) and the
+     * one whose scaled bytes hit s_out (exact bytes when the count had to
+     * be rounded a long way, e.g. one sample of a large block), and keep
+     * the candidate whose scaled values land closest to the target.
      */
     double x = (double)s_out / (double)c_out;
     double p = -expm1(-x / (double)rate);
@@ -132,16 +134,30 @@ hp_text_preinvert(int64_t c_out, int64_t s_out, uint64_t rate, int64_t *c_in,
     for (int64_t c = c_lo; c <= c_lo + 1; c++) {
         if (c < 1)
             continue;
-        int64_t s = llround((double)c * x);
-        if (s < 1)
-            s = 1;
-        int64_t gc, gs;
-        hp_text_scale(c, s, rate, &gc, &gs);
-        double e = rel_err(gc, c_out) + rel_err(gs, s_out);
-        if (e < best) {
-            best = e;
-            best_c = c;
-            best_s = s;
+        int64_t cand[3];
+        cand[0] = llround((double)c * x);
+        /* Largest s whose scaled bytes do not exceed s_out, and the next:
+         * scaled bytes grow with s (s / p(s / c) is increasing). */
+        int64_t lo = 1, hi = s_out;
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo + 1) / 2, gc, gs;
+            hp_text_scale(c, mid, rate, &gc, &gs);
+            if (gs <= s_out)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        cand[1] = lo;
+        cand[2] = lo + 1;
+        for (int k = 0; k < 3; k++) {
+            int64_t sv = cand[k] < 1 ? 1 : cand[k], gc, gs;
+            hp_text_scale(c, sv, rate, &gc, &gs);
+            double e = rel_err(gc, c_out) + rel_err(gs, s_out);
+            if (e < best) {
+                best = e;
+                best_c = c;
+                best_s = sv;
+            }
         }
     }
     *c_in = best_c;
@@ -241,7 +257,8 @@ hp_text_encode(const struct hp_profile_data *d,
         t_al_c += r->al_c;
         t_al_s += r->al_s;
     }
-    qsort(rows, d->n, sizeof(*rows), row_cmp);
+    if (d->n > 1)
+        qsort(rows, d->n, sizeof(*rows), row_cmp);
 
     /*
      * pprof reads four columns only when the header's alloc pair differs

@@ -1,0 +1,784 @@
+#!/usr/bin/python3
+"""End-to-end tests of heapprof's HTTP serving, with the real `go tool pprof`.
+
+Modes (one ctest each):
+  listener  http_workload under LD_PRELOAD with HEAPPROF_HTTP: heap, allocs,
+            delta_heap, -seconds 2 and debug=1 text with -symbolize=remote,
+            each site within +-10 % of the workload's truth (rate 4096);
+            then every error path (bad queries, unknown paths, wrong
+            methods, garbage bytes, huge headers, slow and idle clients
+            over the connection cap) and the listener and host still work.
+  unix      the listener on unix:/path (curl --unix-socket).
+  inuse     port already taken: one log line, the workload keeps running.
+  example   an example server (argv: the binary) mounting the handler:
+            go tool pprof heap/allocs/delta_heap/-seconds 2 through it, the
+            app keeps answering during seconds=N, error statuses.
+  redis     Debian's redis-server under LD_PRELOAD + HEAPPROF_HTTP loaded
+            by redis-benchmark: it keeps serving and its heap names redis.
+  launcher  tools/heapprof.in (configured): run --http/--rate, --help,
+            bad arguments.
+
+Servers bind 127.0.0.1 on free ports and are stopped by their PID.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+SITES = ["site_hold_small", "site_hold_large", "site_churn", "site_mixed"]
+TYPES = ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]
+TOL = 0.10
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL: " + msg, flush=True)
+
+
+def note(msg):
+    print(msg, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def clean_env(extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HEAPPROF_") and k != "LD_PRELOAD"}
+    env.update(extra)
+    return env
+
+
+class Server:
+    """A process started by us, stopped by its PID."""
+
+    def __init__(self, argv, env, log):
+        self.log = open(log, "w+")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        note("started pid %d: %s" % (self.proc.pid, " ".join(argv)))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def http(url, method="GET", data=None, timeout=30, unix=None):
+    """(status, headers dict lower-cased, body bytes)."""
+    req = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, \
+                r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def wait_http(url, proc, what, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and not proc.alive():
+            raise SystemExit("FAIL: %s exited early:\n%s" %
+                             (what, proc.output()[-3000:]))
+        try:
+            st, _, _ = http(url, timeout=2)
+            if st == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("FAIL: %s not answering at %s" % (what, url))
+
+
+def wait_file(path, proc, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path):
+            return
+        if not proc.alive():
+            raise SystemExit("FAIL: workload exited early:\n" +
+                             proc.output()[-3000:])
+        time.sleep(0.1)
+    raise SystemExit("FAIL: %s never appeared" % path)
+
+
+# ------------------------------------------------------------- go tool pprof
+
+LOC_RE = re.compile(r"^\s*(\d+): 0x[0-9a-f]+ (?:M=\d+ )?(?:\[F\] )?(.*)$")
+SAMPLE_RE = re.compile(r"^((?:\s+-?\d+)+):((?:\s*\d+)*)\s*$")
+
+
+class Prof:
+    def __init__(self, text):
+        self.text = text
+        self.types = []
+        self.samples = []          # (values, [loc ids])
+        self.locs = {}             # id -> [function names, innermost first]
+        self.duration = None
+        self.period = None
+        section, cur = "head", None
+        for line in text.splitlines():
+            if section == "head":
+                if line.startswith("Duration:"):
+                    self.duration = line.split(":", 1)[1].strip()
+                elif line.startswith("Period:"):
+                    self.period = int(line.split(":", 1)[1])
+                elif line == "Samples:":
+                    section = "types"
+            elif section == "types":
+                self.types = [t.replace("[dflt]", "") for t in line.split()]
+                section = "samples"
+            elif section == "samples":
+                if line == "Locations":
+                    section = "locs"
+                    continue
+                m = SAMPLE_RE.match(line)
+                if m:
+                    self.samples.append(
+                        ([int(v) for v in m.group(1).split()],
+                         [int(v) for v in m.group(2).split()]))
+            elif section == "locs":
+                if line == "Mappings":
+                    break
+                m = LOC_RE.match(line)
+                if m and not line.startswith("             "):
+                    cur = int(m.group(1))
+                    self.locs[cur] = []
+                    rest = m.group(2).strip()
+                else:
+                    rest = line.strip()
+                if rest and cur is not None:
+                    self.locs[cur].append(rest.split()[0])
+
+    def leaf(self, ids):
+        if not ids:
+            return None
+        names = self.locs.get(ids[0]) or []
+        return names[0] if names else None
+
+    def functions(self):
+        out = set()
+        for names in self.locs.values():
+            out.update(names)
+        return out
+
+    def by_leaf(self):
+        """leaf function -> summed values (in the profile's type order)."""
+        sums = {}
+        for vals, ids in self.samples:
+            name = self.leaf(ids)
+            acc = sums.setdefault(name, [0] * len(vals))
+            for i, v in enumerate(vals):
+                acc[i] += v
+        return sums
+
+
+def go_pprof(args, src, timeout=120):
+    cmd = ["go", "tool", "pprof"] + args + [src]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout)
+    return p
+
+
+def fetch(src, args=(), label=None):
+    p = go_pprof(["-raw"] + list(args), src)
+    if p.returncode != 0:
+        fail("%s: go tool pprof %s failed (%d): %s" %
+             (label or src, " ".join(args), p.returncode, p.stderr[-2000:]))
+        return None
+    prof = Prof(p.stdout)
+    if prof.types != ["alloc_objects/count", "alloc_space/bytes",
+                      "inuse_objects/count", "inuse_space/bytes"]:
+        fail("%s: sample types %s" % (label or src, prof.types))
+        return None
+    return prof
+
+
+def check_truth(prof, truth, label, types=TYPES, sites=SITES):
+    sums = prof.by_leaf()
+    for site in sites:
+        got = sums.get(site)
+        for t in types:
+            want = truth[site][t]
+            g = got[TYPES.index(t)] if got else 0
+            if want == 0:
+                ok = g == 0
+            else:
+                ok = abs(g - want) <= TOL * want
+            msg = "%s: %s %s = %d, truth %d (%+.1f %%)" % (
+                label, site, t, g, want,
+                100.0 * (g - want) / want if want else 0)
+            if ok:
+                note("ok   " + msg)
+            else:
+                fail(msg)
+
+
+# ------------------------------------------------------------- raw sockets
+
+def raw_request(port, data, read=True, timeout=5):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        if not read:
+            return s
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        if read:
+            s.close()
+
+
+def status_of(resp):
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
+    return int(m.group(1)) if m else None
+
+
+def expect_status(base, path, status, text=None, method="GET", data=None):
+    st, hdr, body = http(base + path, method=method, data=data)
+    label = "%s %s" % (method, path)
+    if st != status:
+        fail("%s: status %d, want %d (%r)" % (label, st, status, body[:200]))
+        return
+    if status >= 400:
+        if hdr.get("x-go-pprof") != "1" or \
+                not hdr.get("content-type", "").startswith("text/plain"):
+            fail("%s: error headers %s" % (label, hdr))
+        if body.count(b"\n") != 1 or not body.endswith(b"\n"):
+            fail("%s: error body not one line: %r" % (label, body))
+    if text is not None and text.encode() not in body:
+        fail("%s: body lacks %r: %r" % (label, text, body[:300]))
+    else:
+        note("ok   %s -> %d %s" % (label, st, body[:80].strip()))
+
+
+# ------------------------------------------------------------- listener
+
+def check_profiles(base, truth, label):
+    """heap, allocs, delta_heap, debug=1 + remote symbols, -seconds 2."""
+    heap = fetch(base + "/debug/pprof/heap", label=label + " heap")
+    if heap:
+        check_truth(heap, truth, label + " heap")
+    allocs = fetch(base + "/debug/pprof/allocs", label=label + " allocs")
+    if allocs:
+        check_truth(allocs, truth, label + " allocs",
+                    types=["alloc_objects", "alloc_space"])
+    alias = fetch(base + "/debug/heap", label=label + " /debug/heap")
+    if alias:
+        check_truth(alias, truth, label + " /debug/heap",
+                    types=["inuse_space"])
+
+    # debug=1 text through pprof's legacy reader, symbols only from our
+    # /debug/pprof/symbol (local symbolization off): the pre-inverted rows
+    # must give back the truth and every site must be named.
+    text = fetch(base + "/debug/pprof/heap?debug=1",
+                 ["-symbolize=remote"], label=label + " debug=1")
+    if text:
+        check_truth(text, truth, label + " debug=1 remote-symbolized")
+
+    # delta_heap: the first scrape holds everything, the next only the
+    # allocations since (in-use stays absolute).
+    d1 = fetch(base + "/debug/pprof/delta_heap", label=label + " delta_heap")
+    if d1:
+        check_truth(d1, truth, label + " delta_heap #1")
+    time.sleep(1.0)
+    d2 = fetch(base + "/debug/pprof/delta_heap",
+               label=label + " delta_heap #2")
+    if d2:
+        sums = d2.by_leaf()
+        for site in ["site_hold_small", "site_hold_large", "site_mixed"]:
+            got = sums.get(site, [0, 0, 0, 0])
+            if got[0] != 0 or got[1] != 0:
+                fail("%s delta_heap #2: %s alloc %s, want 0" %
+                     (label, site, got[:2]))
+        check_truth(d2, truth, label + " delta_heap #2 inuse",
+                    types=["inuse_space", "inuse_objects"],
+                    sites=["site_hold_small", "site_hold_large"])
+        tick = sums.get("site_tick")
+        if not tick or tick[1] <= 0:
+            fail("%s delta_heap #2: no site_tick allocations" % label)
+        else:
+            note("ok   %s delta_heap #2: site_tick alloc_space %d" %
+                 (label, tick[1]))
+
+    # Go's seconds=N: all four columns differenced over the window.
+    t0 = time.time()
+    d = fetch(base + "/debug/pprof/heap", ["-seconds", "2"],
+              label=label + " -seconds 2")
+    took = time.time() - t0
+    if d:
+        sums = d.by_leaf()
+        if d.duration is None or not d.duration.startswith("2."):
+            fail("%s -seconds 2: duration %r" % (label, d.duration))
+        if took < 2.0:
+            fail("%s -seconds 2 returned after %.2f s" % (label, took))
+        for site in SITES:
+            if any(sums.get(site, [0])):
+                fail("%s -seconds 2: %s changed: %s" %
+                     (label, site, sums.get(site)))
+        tick = sums.get("site_tick")
+        # 32 KiB every ~10 ms for 2 s: about 6.5 MB, sleep jitter aside.
+        if not tick or not 1.5e6 < tick[1] < 1.5e7:
+            fail("%s -seconds 2: site_tick %s" % (label, tick))
+        else:
+            note("ok   %s -seconds 2: site_tick alloc_space %d in %.2f s" %
+                 (label, tick[1], took))
+
+
+def check_errors(base, port):
+    """Every error path; the caller checks the listener afterwards."""
+    sec = 'invalid value for "seconds" - must be a positive integer'
+    expect_status(base, "/debug/pprof/heap?seconds=0", 400, sec)
+    expect_status(base, "/debug/pprof/heap?seconds=x", 400, sec)
+    expect_status(base, "/debug/pprof/heap?seconds=3600", 400,
+                  "profile duration exceeds server's WriteTimeout")
+    expect_status(base, "/debug/pprof/heap?seconds=1&debug=1", 400,
+                  "seconds and debug params are incompatible")
+    expect_status(base, "/debug/pprof/heap?debug=zz", 400, "debug")
+    expect_status(base, "/debug/pprof/heap?gc=%zz", 400, "malformed")
+    expect_status(base, "/debug/pprof/delta_heap?seconds=1", 400,
+                  "not supported")
+    expect_status(base, "/nope", 404)
+    expect_status(base, "/debug/pprof/goroutine", 404, "Unknown profile")
+    expect_status(base, "/debug/pprof/profile", 501, "heap profiles only")
+    expect_status(base, "/debug/pprof/heap", 405, method="PUT", data=b"x")
+    expect_status(base, "/debug/pprof/heap", 405, method="DELETE")
+    expect_status(base, "/debug/pprof/heap", 405, method="POST", data=b"x")
+    st, hdr, _ = http(base + "/debug/pprof/heap", method="DELETE")
+    if hdr.get("allow") != "GET, HEAD":
+        fail("405 without Allow: %s" % hdr)
+    st, hdr, body = http(base + "/debug/pprof/heap", method="HEAD")
+    if st != 200 or body:
+        fail("HEAD: %d, %d body bytes" % (st, len(body)))
+    st, _, body = http(base + "/debug/pprof/cmdline")
+    if st != 200 or b"http_workload" not in body:
+        fail("cmdline: %d %r" % (st, body[:100]))
+    st, _, body = http(base + "/debug/pprof/symbol")
+    if body != b"num_symbols: 1\n":
+        fail("GET symbol: %r" % body)
+    st, _, body = http(base + "/debug/pprof/symbol", method="POST",
+                       data=b"0x0+junk+" + b"1+" * 20000)
+    if st != 200:
+        fail("POST symbol junk: %d" % st)
+    # An announced 2 MiB body is refused before it is sent; one that keeps
+    # coming in chunks past the cap gets the connection dropped.
+    resp = raw_request(port, b"POST /debug/pprof/symbol HTTP/1.1\r\n"
+                       b"Host: x\r\nContent-Length: 2097152\r\n\r\n")
+    if status_of(resp) != 413:
+        fail("POST 2 MiB symbol body: %r, want 413" % resp[:100])
+    else:
+        note("ok   announced 2 MiB POST -> 413")
+    s = raw_request(port, b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: x\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n", read=False)
+    try:
+        chunk = b"10000\r\n" + b"0" * 0x10000 + b"\r\n"
+        for _ in range(40):
+            s.sendall(chunk)
+        s.sendall(b"0\r\n\r\n")
+        s.settimeout(10)
+        resp = s.recv(4096)
+    except OSError:
+        resp = b""
+    finally:
+        s.close()
+    if status_of(resp) == 200:
+        fail("2.5 MiB chunked POST accepted: %r" % resp[:100])
+    else:
+        note("ok   chunked POST past 1 MiB: %r" % resp[:40])
+
+    # Garbage and protocol abuse: answered with 4xx or closed, never hangs.
+    for junk in [b"\x00\x01\x02garbage\r\n\r\n",
+                 b"GET\r\n\r\n",
+                 b"GET /debug/pprof/heap HTTP/9.9\r\n\r\n",
+                 b"GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Length: -5\r\n\r\n",
+                 b"GET " + b"/a" * 40000 + b" HTTP/1.1\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: x\r\n" +
+                 b"X-Big: " + b"y" * 200000 + b"\r\n\r\n",
+                 os.urandom(4096)]:
+        t0 = time.time()
+        try:
+            resp = raw_request(port, junk, timeout=20)
+        except OSError as e:
+            resp = b""
+            note("junk: %s" % e)
+        st = status_of(resp)
+        if st is not None and not 400 <= st < 600:
+            fail("junk %r...: status %s" % (junk[:30], st))
+        else:
+            note("ok   junk %r... -> %s in %.2f s" %
+                 (junk[:24], st, time.time() - t0))
+
+    # Slow clients: half a request line, and an idle connection, held
+    # while others are served; then more connections than the cap.
+    slow = raw_request(port, b"GET /debug/pprof/he", read=False)
+    idle = socket.create_connection(("127.0.0.1", port))
+    t0 = time.time()
+    st, _, _ = http(base + "/debug/pprof/heap", timeout=10)
+    if st != 200 or time.time() - t0 > 5:
+        fail("heap with slow clients connected: %d in %.2f s" %
+             (st, time.time() - t0))
+    else:
+        note("ok   heap served while a slow client holds a connection")
+    flood = []
+    for _ in range(48):
+        try:
+            flood.append(socket.create_connection(("127.0.0.1", port),
+                                                  timeout=2))
+        except OSError:
+            break
+    note("opened %d idle connections" % len(flood))
+    for s in flood + [slow, idle]:
+        s.close()
+    time.sleep(0.5)
+
+
+def mode_listener(a):
+    work = a.workdir
+    truth_path = os.path.join(work, "truth.json")
+    port = free_port()
+    env = clean_env({"LD_PRELOAD": a.preload, "HEAPPROF_RATE": "4096",
+                     "HEAPPROF_HTTP": "127.0.0.1:%d" % port})
+    srv = Server([a.workload, truth_path], env, os.path.join(work, "log"))
+    try:
+        wait_file(truth_path, srv)
+        base = "http://127.0.0.1:%d" % port
+        wait_http(base + "/debug/pprof/", srv, "listener")
+        truth = json.load(open(truth_path))["sites"]
+        check_profiles(base, truth, "listener")
+        check_errors(base, port)
+        # Still serving, host still running and allocating.
+        before = fetch(base + "/debug/pprof/allocs", label="after errors")
+        time.sleep(0.5)
+        after = fetch(base + "/debug/pprof/allocs", label="after errors #2")
+        if before and after:
+            b = before.by_leaf().get("site_tick", [0, 0])[1]
+            c = after.by_leaf().get("site_tick", [0, 0])[1]
+            if c <= b:
+                fail("host stopped allocating: site_tick %d -> %d" % (b, c))
+            else:
+                note("ok   host alive: site_tick %d -> %d" % (b, c))
+            check_truth(after, truth, "listener after errors",
+                        types=["alloc_space"])
+        if not srv.alive():
+            fail("workload died")
+        log = srv.output()
+        if "heapprof" in log:
+            note("workload output:\n" + log)
+    finally:
+        srv.stop()
+
+
+def mode_unix(a):
+    work = a.workdir
+    truth_path = os.path.join(work, "truth.json")
+    sock = os.path.join(work, "hp.sock")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    # A stale socket file from an earlier run is replaced.
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(sock)
+    s.close()
+    env = clean_env({"LD_PRELOAD": a.preload, "HEAPPROF_RATE": "4096",
+                     "HEAPPROF_HTTP": "unix:" + sock})
+    srv = Server([a.workload, truth_path], env, os.path.join(work, "log"))
+    try:
+        wait_file(truth_path, srv)
+        out = None
+        for _ in range(100):
+            p = subprocess.run(["curl", "-sS", "--unix-socket", sock,
+                                "-o", os.path.join(work, "heap.pb.gz"),
+                                "-w", "%{http_code}",
+                                "http://localhost/debug/pprof/heap"],
+                               stdout=subprocess.PIPE, text=True)
+            out = p.stdout
+            if out == "200":
+                break
+            time.sleep(0.1)
+        if out != "200":
+            fail("unix socket: curl got %r; log:\n%s" % (out, srv.output()))
+            return
+        prof = fetch(os.path.join(work, "heap.pb.gz"), label="unix heap")
+        if prof:
+            truth = json.load(open(truth_path))["sites"]
+            check_truth(prof, truth, "unix heap", types=["inuse_space"])
+    finally:
+        srv.stop()
+
+
+def mode_inuse(a):
+    work = a.workdir
+    truth_path = os.path.join(work, "truth.json")
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    env = clean_env({"LD_PRELOAD": a.preload, "HEAPPROF_RATE": "4096",
+                     "HEAPPROF_HTTP": "127.0.0.1:%d" % port})
+    srv = Server([a.workload, truth_path], env, os.path.join(work, "log"))
+    try:
+        wait_file(truth_path, srv)
+        time.sleep(0.5)
+        if not srv.alive():
+            fail("workload died with the port taken")
+        lines = [l for l in srv.output().splitlines() if "heapprof" in l]
+        if len(lines) != 1 or "Address already in use" not in lines[0]:
+            fail("port taken: want one log line, got %r" % lines)
+        else:
+            note("ok   port taken: %s" % lines[0])
+    finally:
+        srv.stop()
+        blocker.close()
+
+
+# ------------------------------------------------------------- examples
+
+def mode_example(a):
+    work = a.workdir
+    port = free_port()
+    env = clean_env({"HEAPPROF_RATE": "4096"})
+    srv = Server([a.example, str(port)], env, os.path.join(work, "log"))
+    base = "http://127.0.0.1:%d" % port
+    try:
+        wait_http(base + "/", srv, "example")
+        for i in range(300):
+            st, _, _ = http(base + "/?item=%d" % i)
+            if st != 200:
+                fail("app request %d: %d" % (i, st))
+                break
+        funcs = set()
+        for path in ["heap", "allocs", "delta_heap"]:
+            prof = fetch(base + "/debug/pprof/" + path,
+                         label="example " + path)
+            if prof:
+                funcs |= prof.functions()
+                if not prof.samples:
+                    fail("example %s: no samples" % path)
+        if a.expect_function not in funcs:
+            fail("example: %s not in profiles (%s)" %
+                 (a.expect_function, sorted(funcs)[:40]))
+        else:
+            note("ok   example profiles name %s" % a.expect_function)
+
+        # seconds=N must not block the server: app requests answered fast
+        # while go tool pprof waits.
+        result = {}
+
+        def delta():
+            result["prof"] = fetch(base + "/debug/pprof/heap",
+                                   ["-seconds", "2"],
+                                   label="example -seconds 2")
+        t = threading.Thread(target=delta)
+        t.start()
+        time.sleep(0.3)
+        worst = 0.0
+        while t.is_alive():
+            t0 = time.time()
+            st, _, _ = http(base + "/?item=during", timeout=5)
+            worst = max(worst, time.time() - t0)
+            if st != 200:
+                fail("app during seconds=2: %d" % st)
+            time.sleep(0.05)
+        t.join()
+        if worst > 0.5:
+            fail("app blocked %.2f s during seconds=2" % worst)
+        else:
+            note("ok   app answered within %.3f s during seconds=2" % worst)
+        prof = result.get("prof")
+        if prof is not None:
+            if not (prof.duration or "").startswith("2."):
+                fail("example -seconds 2: duration %r" % prof.duration)
+            if a.expect_function not in prof.functions():
+                fail("example -seconds 2: %s missing" % a.expect_function)
+        expect_status(base, "/debug/pprof/heap?seconds=-1", 400, "seconds")
+        expect_status(base, "/debug/pprof/nothing", 404)
+        expect_status(base, "/debug/pprof/heap", 405, method="DELETE")
+        st, _, body = http(base + "/debug/pprof/symbol")
+        if body != b"num_symbols: 1\n":
+            fail("example symbol: %r" % body)
+        text = fetch(base + "/debug/pprof/heap?debug=1",
+                     ["-symbolize=remote"], label="example debug=1")
+        if text and a.expect_function not in text.functions():
+            fail("example debug=1 remote: %s missing" % a.expect_function)
+        if not srv.alive():
+            fail("example died")
+    finally:
+        srv.stop()
+
+
+# ------------------------------------------------------------- redis
+
+def mode_redis(a):
+    work = a.workdir
+    rport, hport = free_port(), free_port()
+    env = clean_env({"LD_PRELOAD": a.preload,
+                     "HEAPPROF_HTTP": "127.0.0.1:%d" % hport})
+    srv = Server([a.redis_server, "--port", str(rport), "--bind", "127.0.0.1",
+                  "--save", "", "--appendonly", "no", "--daemonize", "no",
+                  "--dir", work], env, os.path.join(work, "log"))
+    base = "http://127.0.0.1:%d" % hport
+    try:
+        wait_http(base + "/debug/pprof/", srv, "redis listener")
+        p = subprocess.run([a.redis_benchmark, "-q", "-p", str(rport),
+                            "-n", "20000", "-t", "set,get,lpush,lrange"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=600)
+        note(p.stdout[-1500:])
+        if p.returncode != 0:
+            fail("redis-benchmark exited %d" % p.returncode)
+        ping = subprocess.run([a.redis_cli, "-p", str(rport), "ping"],
+                              stdout=subprocess.PIPE, text=True, timeout=30)
+        if ping.stdout.strip() != "PONG":
+            fail("redis after benchmark: %r" % ping.stdout)
+        p = go_pprof(["-top", "-nodecount=40"],
+                     base + "/debug/pprof/heap")
+        note(p.stdout[:3000])
+        if p.returncode != 0:
+            fail("go tool pprof on redis: %s" % p.stderr[-1000:])
+        prof = fetch(base + "/debug/pprof/allocs", label="redis allocs")
+        if prof:
+            funcs = prof.functions()
+            want = {"zmalloc", "ztrymalloc_usable", "zmalloc_usable",
+                    "createObject", "createStringObject", "sdsnewlen",
+                    "_sdsnewlen", "listCreate", "quicklistCreate",
+                    "dictAddRaw", "createClient", "lpushCommand",
+                    "createQuicklistObject", "processCommand"}
+            found = sorted(funcs & want)
+            if len(found) < 3:
+                fail("redis profile names too few redis functions: %s; "
+                     "has %s" % (found, sorted(funcs)[:60]))
+            else:
+                note("ok   redis functions in the profile: %s" % found)
+        ping = subprocess.run([a.redis_cli, "-p", str(rport), "ping"],
+                              stdout=subprocess.PIPE, text=True, timeout=30)
+        if ping.stdout.strip() != "PONG" or not srv.alive():
+            fail("redis stopped serving after the profile")
+    finally:
+        srv.stop()
+        log = open(os.path.join(work, "log")).read()
+        if "heapprof" in log:
+            note("redis log heapprof lines:\n" + "\n".join(
+                l for l in log.splitlines() if "heapprof" in l))
+
+
+# ------------------------------------------------------------- launcher
+
+def mode_launcher(a):
+    work = a.workdir
+    p = subprocess.run([a.launcher, "--help"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0 or "heapprof run" not in p.stdout:
+        fail("--help: %d %r" % (p.returncode, p.stdout[:300]))
+    for bad in [[], ["frobnicate"], ["run"], ["run", "--rate", "abc", "--",
+                                             "true"],
+                ["run", "--http"], ["run", "--interval", "0", "--", "true"],
+                ["run", "--bogus", "--", "true"],
+                ["run", "--", "/nonexistent/cmd"]]:
+        p = subprocess.run([a.launcher] + bad, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True,
+                           env=clean_env({"HEAPPROF_LIB": a.preload}))
+        if p.returncode == 0 or not p.stderr.strip():
+            fail("launcher %s: rc %d stderr %r" % (bad, p.returncode,
+                                                   p.stderr))
+        else:
+            note("ok   launcher %s -> %d: %s" %
+                 (bad, p.returncode, p.stderr.strip().splitlines()[0]))
+    # The real thing: the workload preloaded, served, within the truth.
+    truth_path = os.path.join(work, "truth.json")
+    port = free_port()
+    snap = os.path.join(work, "snaps")
+    env = clean_env({})  # the launcher finds the library itself
+    srv = Server([a.launcher, "run", "--http", "127.0.0.1:%d" % port,
+                  "--rate", "4096", "--snapshot-dir", snap, "--interval",
+                  "3600", "--", a.workload, truth_path], env,
+                 os.path.join(work, "log"))
+    try:
+        wait_file(truth_path, srv)
+        base = "http://127.0.0.1:%d" % port
+        wait_http(base + "/debug/pprof/", srv, "launched workload")
+        truth = json.load(open(truth_path))
+        if truth["pid"] != srv.proc.pid:
+            fail("launcher did not exec (pid %d vs %d)" %
+                 (truth["pid"], srv.proc.pid))
+        prof = fetch(base + "/debug/pprof/heap", label="launcher heap")
+        if prof:
+            if prof.period != 4096:
+                fail("launcher --rate: period %s" % prof.period)
+            check_truth(prof, truth["sites"], "launcher heap",
+                        types=["inuse_space"])
+    finally:
+        srv.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["listener", "unix", "inuse", "example",
+                                     "redis", "launcher"])
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--preload")
+    ap.add_argument("--workload")
+    ap.add_argument("--example")
+    ap.add_argument("--expect-function")
+    ap.add_argument("--launcher")
+    ap.add_argument("--redis-server", default="/usr/bin/redis-server")
+    ap.add_argument("--redis-benchmark", default="/usr/bin/redis-benchmark")
+    ap.add_argument("--redis-cli", default="/usr/bin/redis-cli")
+    a = ap.parse_args()
+    if shutil.which("go") is None:
+        print("go not found: skipping")
+        sys.exit(77)
+    if a.mode == "redis" and not os.path.exists(a.redis_server):
+        print("redis-server not found: skipping")
+        sys.exit(77)
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    os.makedirs(a.workdir)
+    os.environ.setdefault("PPROF_TMPDIR", os.path.join(a.workdir, "pprof"))
+    globals()["mode_" + a.mode](a)
+    if failures:
+        print("%d failure(s)" % len(failures))
+        sys.exit(1)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
