@@ -9,10 +9,11 @@
 #                             and via find_package(heapprof)
 #   5 ASan + UBSan            build-asan/, ctest -L unit
 #   6 TSan                    build-tsan/, ctest -L concurrency
-# Fails fast at the first error. .ci/run calls this script.
+# Fails fast at the first error. .ci/run calls this script with no
+# arguments (everything); for development, name the steps to run:
+#   scripts/test.sh install asan     (deps build ctest install asan tsan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 jobs=${HEAPPROF_JOBS:-2}
 t0=$SECONDS
 
@@ -20,6 +21,14 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/heapprof-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 export PPROF_TMPDIR=$tmp/pprof
 mkdir -p "$PPROF_TMPDIR"
+
+steps=("$@")
+want() {
+    ((${#steps[@]} == 0)) && return 0
+    local s
+    for s in "${steps[@]}"; do [[ $s == "$1" ]] && return 0; done
+    return 1
+}
 
 section() {
     printf '\n==================== %s  [%ds]\n' "$*" $((SECONDS - t0))
@@ -30,77 +39,83 @@ die() {
     exit 1
 }
 
-section "1/6 dependencies"
-scripts/deps.sh
+if want deps; then
+    section "1/6 dependencies"
+    scripts/deps.sh
+fi
 
-section "2/6 build: build/ (-DHEAPPROF_WERROR=ON)"
-scripts/build.sh build -DHEAPPROF_WERROR=ON
+if want build; then
+    section "2/6 build: build/ (-DHEAPPROF_WERROR=ON)"
+    scripts/build.sh build -DHEAPPROF_WERROR=ON
+fi
 
-section "3/6 tests: ctest build/"
-ctest --test-dir build --output-on-failure -j"$jobs"
+if want ctest; then
+    section "3/6 tests: ctest build/"
+    ctest --test-dir build --output-on-failure -j"$jobs"
+fi
 
-section "4/6 install and consumers"
-prefix=$tmp/prefix
-cmake --install build --prefix "$prefix" >"$tmp/install.log"
-for f in include/heapprof.h lib/libheapprof.so lib/libheapprof.a \
-    lib/pkgconfig/heapprof.pc lib/cmake/heapprof/heapprofConfig.cmake; do
-    [[ -e $prefix/$f ]] || die "cmake --install did not install $f"
-    echo "installed: $f"
-done
+if want install; then
+    section "4/6 install and consumers"
+    prefix=$tmp/prefix
+    cmake --install build --prefix "$prefix" >"$tmp/install.log"
+    for f in include/heapprof.h lib/libheapprof.so lib/libheapprof.a \
+        lib/pkgconfig/heapprof.pc lib/cmake/heapprof/heapprofConfig.cmake; do
+        [[ -e $prefix/$f ]] || die "cmake --install did not install $f"
+        echo "installed: $f"
+    done
 
-# The public header on its own, strict C11.
-cat >"$tmp/header_only.c" <<'C'
-#include <heapprof.h>
+    # The public header on its own, strict C11.
+    printf '%s\n' '#include <heapprof.h>' '' 'int' 'main(void)' '{' \
+        '    return heapprof_version() == HEAPPROF_VERSION_NUMBER ? 0 : 1;' \
+        '}' >"$tmp/header_only.c"
+    gcc -std=c11 -Wall -Werror -I"$prefix/include" -c "$tmp/header_only.c" \
+        -o "$tmp/header_only.o"
+    gcc "$tmp/header_only.o" -L"$prefix/lib" -lheapprof \
+        -Wl,-rpath,"$prefix/lib" -o "$tmp/header_only"
+    "$tmp/header_only" || die "heapprof_version() differs from the header"
+    echo "ok: heapprof.h compiles alone with gcc -std=c11 -Wall -Werror"
 
-int
-main(void)
-{
-    return heapprof_version() == HEAPPROF_VERSION_NUMBER ? 0 : 1;
-}
-C
-gcc -std=c11 -Wall -Werror -I"$prefix/include" -c "$tmp/header_only.c" \
-    -o "$tmp/header_only.o"
-gcc "$tmp/header_only.o" -L"$prefix/lib" -lheapprof \
-    -Wl,-rpath,"$prefix/lib" -o "$tmp/header_only"
-"$tmp/header_only" || die "heapprof_version() differs from the header"
-echo "ok: heapprof.h compiles alone with gcc -std=c11 -Wall -Werror"
+    # examples/basic through pkg-config, against the shared and static library.
+    export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+    cflags=$(pkg-config --cflags heapprof)
+    libs=$(pkg-config --libs heapprof)
+    echo "pkg-config heapprof: $cflags $libs"
+    # shellcheck disable=SC2086 # word splitting of pkg-config output is wanted
+    gcc -std=c11 -Wall -Werror $cflags examples/basic/basic.c $libs \
+        -Wl,-rpath,"$prefix/lib" -o "$tmp/basic-pkgconfig"
+    tests/e2e/check_example.sh "$tmp/basic-pkgconfig" "$tmp/out-pkgconfig" \
+        cache_requests
+    static_libs=$(pkg-config --static --libs-only-l heapprof |
+        sed 's/-lheapprof\b//')
+    # shellcheck disable=SC2086
+    gcc -std=c11 -Wall -Werror $cflags examples/basic/basic.c \
+        "$prefix/lib/libheapprof.a" $static_libs -o "$tmp/basic-static"
+    tests/e2e/check_example.sh "$tmp/basic-static" "$tmp/out-static" \
+        cache_requests
 
-# examples/basic through pkg-config, against the shared and static library.
-export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
-cflags=$(pkg-config --cflags heapprof)
-libs=$(pkg-config --libs heapprof)
-echo "pkg-config heapprof: $cflags $libs"
-# shellcheck disable=SC2086 # word splitting of pkg-config output is wanted
-gcc -std=c11 -Wall -Werror $cflags examples/basic/basic.c $libs \
-    -Wl,-rpath,"$prefix/lib" -o "$tmp/basic-pkgconfig"
-tests/e2e/check_example.sh "$tmp/basic-pkgconfig" "$tmp/out-pkgconfig" \
-    cache_requests
-static_libs=$(pkg-config --static --libs-only-l heapprof |
-    sed 's/-lheapprof\b//')
-# shellcheck disable=SC2086
-gcc -std=c11 -Wall -Werror $cflags examples/basic/basic.c \
-    "$prefix/lib/libheapprof.a" $static_libs -o "$tmp/basic-static"
-tests/e2e/check_example.sh "$tmp/basic-static" "$tmp/out-static" \
-    cache_requests
+    # examples/basic as its own CMake project: find_package(heapprof).
+    cmake -S examples/basic -B "$tmp/basic-cmake" \
+        -DCMAKE_PREFIX_PATH="$prefix" >"$tmp/basic-cmake.log" ||
+        { cat "$tmp/basic-cmake.log"; die "find_package(heapprof) failed"; }
+    cmake --build "$tmp/basic-cmake" -j"$jobs"
+    tests/e2e/check_example.sh "$tmp/basic-cmake/basic" "$tmp/out-cmake" \
+        cache_requests
+fi
 
-# examples/basic as its own CMake project: find_package(heapprof).
-cmake -S examples/basic -B "$tmp/basic-cmake" \
-    -DCMAKE_PREFIX_PATH="$prefix" >"$tmp/basic-cmake.log" ||
-    { cat "$tmp/basic-cmake.log"; die "find_package(heapprof) failed"; }
-cmake --build "$tmp/basic-cmake" -j"$jobs"
-tests/e2e/check_example.sh "$tmp/basic-cmake/basic" "$tmp/out-cmake" \
-    cache_requests
+if want asan; then
+    section "5/6 ASan+UBSan: build-asan/, ctest -L unit"
+    scripts/build.sh build-asan -DHEAPPROF_SANITIZE=address,undefined
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
+        ctest --test-dir build-asan -L unit --output-on-failure -j"$jobs"
+fi
 
-section "5/6 ASan+UBSan: build-asan/, ctest -L unit"
-scripts/build.sh build-asan -DHEAPPROF_SANITIZE=address,undefined
-ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
-UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
-    ctest --test-dir build-asan -L unit --output-on-failure -j"$jobs"
+if want tsan; then
+    section "6/6 TSan: build-tsan/, ctest -L concurrency"
+    scripts/build.sh build-tsan -DHEAPPROF_SANITIZE=thread
+    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+        ctest --test-dir build-tsan -L concurrency --no-tests=ignore \
+        --output-on-failure -j"$jobs"
+fi
 
-section "6/6 TSan: build-tsan/, ctest -L concurrency"
-scripts/build.sh build-tsan -DHEAPPROF_SANITIZE=thread
-TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
-    ctest --test-dir build-tsan -L concurrency --no-tests=ignore \
-    --output-on-failure -j"$jobs"
-
-section "all tests passed"
+section "done: ${steps[*]:-all steps} passed"
