@@ -78,7 +78,10 @@ hp_sampler_draw(uint64_t *rng, uint64_t rate)
         return 1;
     if (d > 4.0e18)
         return (int64_t)4e18;
-    return (int64_t)d;
+    /* floor(d) + 1: the countdown samples s bytes when the distance is
+     * <= s, and P(floor(d) + 1 <= s) = P(d < s) = 1 - exp(-s/rate), the p
+     * the weights use (floor(d) alone over-samples tiny sizes). */
+    return (int64_t)d + 1;
 }
 
 static void
