@@ -286,6 +286,10 @@ heapprof_set_rate(uint64_t rate)
     hp_ensure_configured();
     hp_rate_set(rate);
     __atomic_store_n(&hp_settings.rate, rate, __ATOMIC_RELAXED);
+    /* Other threads pick the new rate up at their next mark (or within
+     * 4 MiB when sampling was off); the caller applies it at once. */
+    hp_tls.bytes_until_sample = 0;
+    hp_tls.draw_rate = 0;
     return HEAPPROF_OK;
 }
 

@@ -113,10 +113,20 @@ hp_sample_slow(size_t size)
         t->draw_rate = rate;
         return 0;
     }
-    if (t->draw_rate != rate) {
-        /* The countdown was not drawn with this rate (first use, re-arm
-         * after off, or a rate change): draw afresh and let this allocation
-         * consume it. Memorylessness keeps P(sample) = 1 - exp(-s/rate). */
+    if (t->draw_rate != 0 && t->draw_rate != rate) {
+        /* The rate changed while this countdown ran: the mark it reached
+         * was drawn with the old rate, so this allocation is a genuine
+         * sample of that process and is weighted with it (tcmalloc does
+         * the same); the next distance uses the new rate. */
+        uint64_t weight_rate = t->draw_rate;
+        t->draw_rate = rate;
+        t->bytes_until_sample = hp_sampler_draw(&t->rng, rate);
+        return weight_rate;
+    }
+    if (t->draw_rate == 0) {
+        /* No distance was drawn (first use, or re-arm after sampling was
+         * off): draw one and let this allocation consume it.
+         * Memorylessness keeps P(sample) = 1 - exp(-s/rate). */
         t->draw_rate = rate;
         int64_t d = hp_sampler_draw(&t->rng, rate) - (int64_t)size;
         if (d > 0) {
