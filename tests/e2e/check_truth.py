@@ -19,13 +19,17 @@ deep site's stacks are capped at the stack depth.
 
 ACCURACY: the workload computes, for each value, the standard deviation
 of the Horvitz-Thompson estimate (Go's un-sampling) at the rate in effect
-(sum over allocations of (1-p)/p and s^2 (1-p)/p, p = 1-exp(-s/rate)).
-The design has every per-site +-10 % bar >= 5.5 sd and every total +-3 %
-bar >= 5.5 sd away at HEAPPROF_RATE=4096 (each site has >= 1000 expected
-samples, except site_large_live whose 256 KiB blocks are always sampled),
-so a correct sampler fails one of the ~36 checks of a run with probability
-below 1e-6. The checker prints each error in sd and refuses to run if the
-design falls below 4.5 sd (e.g. someone shrank the workload).
+(sum over allocations of (1-p)/p and s^2 (1-p)/p, p = 1-exp(-s/rate)) and
+the largest weight a single sample carries (1/p objects, s/p bytes). At
+HEAPPROF_RATE=4096 every per-site +-10 % bar and every total +-3 % bar is
+>= 5.5 sd away (each site has >= 1000 expected samples, except
+site_large_live whose 256 KiB blocks are always sampled, exactly), and no
+single sample weighs more than 1 % of what it counts in, so the estimate is
+a sum of many comparable terms and the normal tail applies: a correct
+sampler fails one of the ~36 checks of a run with probability ~1e-6. The
+checker prints each error in sd and refuses to run a design weaker than
+5 sd or with a sample heavier than 1 % (e.g. after someone shrank the
+workload).
 """
 
 import argparse
@@ -48,7 +52,8 @@ DEFAULT_RATE = 524288
 DEFAULT_DEPTH = 64
 SITE_TOL = 0.10
 TOTAL_TOL = 0.03
-MIN_SIGMAS = 4.5
+MIN_SIGMAS = 5.0
+MAX_WEIGHT = 0.01
 
 failures = []
 
@@ -207,6 +212,7 @@ def check_structure(prof, label, sites, rate, depth):
     bad_frames = set()
     bad_leaf = {}
     no_main = set()
+    other = [0, [0, 0, 0, 0]]  # samples outside the sites (libc, loader)
     for vals, ids in prof.samples:
         names = frames(prof, ids)
         for n in names:
@@ -219,6 +225,9 @@ def check_structure(prof, label, sites, rate, depth):
                     lid, prof.maps[loc[0]], "/".join(loc[1]) or "??"))
         in_site = [n for n in names if n in sites]
         if not in_site:
+            other[0] += 1
+            for i in range(4):
+                other[1][i] += vals[i]
             continue
         site = in_site[0]
         if names[0] != site:
@@ -229,6 +238,9 @@ def check_structure(prof, label, sites, rate, depth):
             sums[site][i] += vals[i]
         nsamples[site] += 1
         maxdepth[site] = max(maxdepth[site], len(ids))
+    note("%s: %d samples outside the sites (libc, start-up): %s" % (
+        label, other[0], ", ".join("%s %d" % (t, v)
+                                   for t, v in zip(TYPES, other[1]))))
     if bad_frames:
         fail("%s: heapprof frames in stacks: %s" %
              (label, ", ".join(sorted(bad_frames))))
@@ -263,6 +275,7 @@ def check_accuracy(label, truth, sums, nsamples, site_tol, total_tol,
     totals_t = [0, 0, 0, 0]
     totals_e = [0, 0, 0, 0]
     totals_v = [0.0, 0.0, 0.0, 0.0]
+    totals_w = [0.0, 0.0, 0.0, 0.0]
     for site, t in sites.items():
         parts = []
         for i, ty in enumerate(TYPES):
@@ -286,6 +299,13 @@ def check_accuracy(label, truth, sums, nsamples, site_tol, total_tol,
                 raise SystemExit(
                     "FAIL: test design: %s %s +-%g%% is only %.1f sd" % (
                         site, ty, 100 * site_tol, site_tol / sd))
+            if not exact and var > 0 and t["maxw"][ty] > MAX_WEIGHT * tv:
+                raise SystemExit(
+                    "FAIL: test design: one sample of %s weighs %.0f in %s,"
+                    " more than %g%% of %d" % (site, t["maxw"][ty], ty,
+                                               100 * MAX_WEIGHT, tv))
+            if var > 0:  # always-sampled blocks carry no randomness
+                totals_w[i] = max(totals_w[i], t["maxw"][ty])
             zs = " %+.1fsd" % (r / sd) if sd > 0 and math.isfinite(r) else ""
             parts.append("%s %+.2f%%%s" % (ty, 100 * r, zs))
             if exact:
@@ -304,6 +324,10 @@ def check_accuracy(label, truth, sums, nsamples, site_tol, total_tol,
         if not exact and sd > 0 and total_tol / sd < MIN_SIGMAS:
             raise SystemExit("FAIL: test design: total %s +-%g%% is only "
                              "%.1f sd" % (ty, 100 * total_tol, total_tol / sd))
+        if not exact and totals_w[i] > MAX_WEIGHT * totals_t[i]:
+            raise SystemExit("FAIL: test design: one sample weighs %.0f, "
+                             "more than %g%% of the total %s" % (
+                                 totals_w[i], 100 * MAX_WEIGHT, ty))
         zs = " %+.1fsd" % (r / sd) if sd > 0 else ""
         parts.append("%s %d vs %d %+.2f%%%s" % (ty, totals_e[i], totals_t[i],
                                                 100 * r, zs))

@@ -27,14 +27,18 @@
 
 #include <heapprof.h>
 
-/* Truth of one site, plus the standard deviation the Horvitz-Thompson
- * estimator (Go's un-sampling) has at the rate in effect; see add_expect. */
+/* The four values, in Go's sample type order. */
+enum { V_ALLOC_OBJECTS, V_ALLOC_SPACE, V_INUSE_OBJECTS, V_INUSE_SPACE, NV };
+static const char *const value_names[NV] = {"alloc_objects", "alloc_space",
+                                            "inuse_objects", "inuse_space"};
+
+/* Truth of one site, plus what the Horvitz-Thompson estimator (Go's
+ * un-sampling) does with it at the rate in effect; see add_expect. */
 struct site_truth {
     const char *name;
-    uint64_t alloc_bytes, alloc_objects, inuse_bytes, inuse_objects;
-    /* Variances of the estimates of the four values at `rate`. */
-    double var_alloc_bytes, var_alloc_objects;
-    double var_inuse_bytes, var_inuse_objects;
+    uint64_t v[NV];
+    double var[NV];  /* variance of the estimate of v[] */
+    double maxw[NV]; /* largest weight one sample can carry */
 };
 
 enum {
@@ -60,14 +64,20 @@ static struct site_truth truth[NSITES] = {
     [SITE_DEEP] = {.name = "site_deep_live"},
 };
 
-/* Allocation counts per site at scale 1. Sized so that at
- * HEAPPROF_RATE=4096 every site has >= 1000 expected samples and the
- * +-10 % (site) and +-3 % (total) bars are >= 4.5 standard deviations away;
- * the exact figures are computed below and printed by the checker. */
-#define N_SMALL (2u << 20)   /* 64 B each: 128 MiB live */
-#define N_MIXED 32768u       /* 1..4096 B: ~64 MiB live */
+/*
+ * Allocation counts per site at scale 1. Sized so that at
+ * HEAPPROF_RATE=4096 every site has >= 1000 expected samples, the +-10 %
+ * (site) and +-3 % (total) bars are >= 5.5 standard deviations away, and no
+ * single sample weighs more than 1 % of the value it counts in: a sampled
+ * s-byte block stands for 1/p = ~4096/s objects, so the 1-byte blocks live
+ * in the 2M-object site (0.2 %) and the mixed and freed sites start at
+ * 16 B (256 objects, < 1 %). The exact figures are computed below; the
+ * checker prints them and refuses a weaker design.
+ */
+#define N_SMALL (2u << 20)   /* 64 B (1 in 256: 1..64 B): 128 MiB live */
+#define N_MIXED 32768u       /* 16..4096 B: ~64 MiB live */
 #define N_LARGE 64u          /* 256 KiB each: 16 MiB live */
-#define N_FREED 16384u       /* 1..8192 B, all freed: ~64 MiB allocated */
+#define N_FREED 32768u       /* 16..8192 B, all freed: ~128 MiB allocated */
 #define FREED_BATCH 1024u
 #define N_CALLOC 32768u      /* (1..32) x 48 B: ~25 MiB live */
 #define N_REALLOC 4096u      /* 4 reallocs each, final 2..6 KiB: ~16 MiB live */
@@ -118,35 +128,35 @@ die(const char *what)
  * sampled with p = 1 - exp(-s/rate) and weighted 1/p: the count estimate
  * 1{sampled}/p has variance (1-p)/p, the byte estimate s^2 (1-p)/p. Samples
  * of different allocations are independent (disjoint stretches of a Poisson
- * process), so variances add. rate <= 1 means every allocation: no variance.
+ * process), so variances add. A sampled block weighs 1/p objects and s/p
+ * bytes; maxw keeps the largest, which bounds how far one unlucky sample
+ * moves an estimate. rate <= 1 means every allocation: p = 1, no variance.
  */
 static void
-add_expect(struct site_truth *t, size_t s, int live)
+add_expect(struct site_truth *t, int value, double weight, double var)
 {
-    if (rate <= 1.0)
-        return;
-    double p = -expm1(-(double)s / rate);
-    double vc = (1.0 - p) / p;
-    double vb = (double)s * (double)s * vc;
-    t->var_alloc_objects += vc;
-    t->var_alloc_bytes += vb;
-    if (live) {
-        t->var_inuse_objects += vc;
-        t->var_inuse_bytes += vb;
-    }
+    t->var[value] += var;
+    if (weight > t->maxw[value])
+        t->maxw[value] = weight;
 }
 
 static void
 account(int site, size_t s, int live)
 {
     struct site_truth *t = &truth[site];
-    t->alloc_bytes += s;
-    t->alloc_objects++;
+    double p = rate <= 1.0 ? 1.0 : -expm1(-(double)s / rate);
+    double vc = (1.0 - p) / p;
+    double vb = (double)s * (double)s * vc;
+    t->v[V_ALLOC_OBJECTS]++;
+    t->v[V_ALLOC_SPACE] += s;
+    add_expect(t, V_ALLOC_OBJECTS, 1.0 / p, vc);
+    add_expect(t, V_ALLOC_SPACE, (double)s / p, vb);
     if (live) {
-        t->inuse_bytes += s;
-        t->inuse_objects++;
+        t->v[V_INUSE_OBJECTS]++;
+        t->v[V_INUSE_SPACE] += s;
+        add_expect(t, V_INUSE_OBJECTS, 1.0 / p, vc);
+        add_expect(t, V_INUSE_SPACE, (double)s / p, vb);
     }
-    add_expect(t, s, live);
 }
 
 /* A barrier the optimiser cannot see through, so no call is a tail call
@@ -167,11 +177,12 @@ __attribute__((noinline)) void
 site_small_live(unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        void *p = malloc(64);
+        size_t s = i % 256 == 255 ? 1 + (i / 256) % 64 : 64;
+        void *p = malloc(s);
         if (p == NULL)
             die("malloc");
         live_small[i] = p;
-        account(SITE_SMALL, 64, 1);
+        account(SITE_SMALL, s, 1);
     }
     OPAQUE();
 }
@@ -180,7 +191,7 @@ __attribute__((noinline)) void
 site_mixed_live(unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        size_t s = rng_range(1, 4096);
+        size_t s = rng_range(16, 4096);
         void *p = malloc(s);
         if (p == NULL)
             die("malloc");
@@ -210,7 +221,7 @@ site_freed(unsigned n)
     for (unsigned done = 0; done < n; done += FREED_BATCH) {
         unsigned k = n - done < FREED_BATCH ? n - done : FREED_BATCH;
         for (unsigned i = 0; i < k; i++) {
-            size_t s = rng_range(1, 8192);
+            size_t s = rng_range(16, 8192);
             freed_batch[i] = malloc(s);
             if (freed_batch[i] == NULL)
                 die("malloc");
@@ -352,17 +363,20 @@ write_truth(const char *path, unsigned scale)
     fprintf(f, "  \"deep_levels\": %d,\n  \"sites\": {\n", DEEP_LEVELS);
     for (int i = 0; i < NSITES; i++) {
         const struct site_truth *t = &truth[i];
-        fprintf(f,
-                "    \"%s\": {\"alloc_objects\": %llu, \"alloc_space\": %llu, "
-                "\"inuse_objects\": %llu, \"inuse_space\": %llu,\n"
-                "      \"var\": {\"alloc_objects\": %.6g, \"alloc_space\": "
-                "%.6g, \"inuse_objects\": %.6g, \"inuse_space\": %.6g}}%s\n",
-                t->name, (unsigned long long)t->alloc_objects,
-                (unsigned long long)t->alloc_bytes,
-                (unsigned long long)t->inuse_objects,
-                (unsigned long long)t->inuse_bytes, t->var_alloc_objects,
-                t->var_alloc_bytes, t->var_inuse_objects, t->var_inuse_bytes,
-                i + 1 < NSITES ? "," : "");
+        fprintf(f, "    \"%s\": {", t->name);
+        for (int k = 0; k < NV; k++)
+            fprintf(f, "\"%s\": %llu, ", value_names[k],
+                    (unsigned long long)t->v[k]);
+        const char *what[2] = {"var", "maxw"};
+        for (int w = 0; w < 2; w++) {
+            fprintf(f, "\n      \"%s\": {", what[w]);
+            for (int k = 0; k < NV; k++)
+                fprintf(f, "\"%s\": %.6g%s", value_names[k],
+                        w == 0 ? t->var[k] : t->maxw[k],
+                        k + 1 < NV ? ", " : "}");
+            fputs(w == 0 ? "," : "", f);
+        }
+        fprintf(f, "}%s\n", i + 1 < NSITES ? "," : "");
     }
     fprintf(f, "  }\n}\n");
     return fclose(f) == 0 ? 0 : -1;
