@@ -365,7 +365,9 @@ merge_part(struct merge *m, const pb_profile *p,
         m->have_pos = true;
     }
 
-    for (size_t i = 0; i < p->n_comment && m->comments.n < MERGE_MAX_COMMENTS;
+    /* A subtracted part's comments describe the earlier state: left out. */
+    for (size_t i = 0; !part->negate && i < p->n_comment &&
+                       m->comments.n < MERGE_MAX_COMMENTS;
          i++) {
         int64_t s;
         if ((rc = str_of(smap, p, p->comment[i], &s)) != 0)
