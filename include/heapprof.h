@@ -252,6 +252,39 @@ HEAPPROF_API const char *heapprof_http_response_header(
  */
 HEAPPROF_API int heapprof_gc_register(void (*collect)(void *arg), void *arg);
 
+/* ------------------------------------------ snapshots and run-time control */
+
+/*
+ * Periodic snapshots are configured by HEAPPROF_SNAPSHOT_DIR, _INTERVAL and
+ * _KEEP (or the snapshot_* fields of struct heapprof_config), plus
+ * HEAPPROF_SNAPSHOT_AT_EXIT and HEAPPROF_SNAPSHOT_SIGNAL; docs/operations.md
+ * has the details. Files are DIR/heap-<pid>-<UTC yyyymmddThhmmssZ>.pb.gz,
+ * published atomically; only this process's own files are rotated.
+ *
+ * Pause and resume are heapprof_stop() and heapprof_start(): while stopped
+ * no new allocation is sampled, frees of recorded blocks are still seen,
+ * and snapshots and the HTTP endpoints keep serving what was recorded.
+ */
+
+/*
+ * Write one heap snapshot into the snapshot directory now, from the calling
+ * thread (also when the periodic interval is long, or while stopped).
+ * HEAPPROF_ESTATE if no snapshot directory is configured, HEAPPROF_EIO if
+ * the file could not be written (the reason is logged once). Not for
+ * signal handlers: name a signal with HEAPPROF_SNAPSHOT_SIGNAL instead.
+ * Added in 0.1.0.
+ */
+HEAPPROF_API int heapprof_snapshot_now(void);
+
+/*
+ * Restart the allocation columns from what is live now: afterwards
+ * alloc_objects/alloc_space count the blocks still in use plus everything
+ * allocated from here on, while inuse_* are unchanged. Useful to look at
+ * one phase of a long-running server with the allocs profile. The
+ * self-report counters in the comments are not reset. Added in 0.1.0.
+ */
+HEAPPROF_API int heapprof_reset(void);
+
 /* ----------------------------------------------------------------- Attach */
 
 /*

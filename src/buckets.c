@@ -111,9 +111,57 @@ hp_buckets_dropped(void)
     return __atomic_load_n(&ndropped, __ATOMIC_RELAXED);
 }
 
+/* Serialises resets; taken by heapprof_reset() and the fork handlers only,
+ * never on an allocation path; no other heapprof lock is taken while a
+ * reset holds it (lock order: reset_lock before insert_lock). */
+static pthread_mutex_t reset_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t reset_seq;
+
+/* Move what was freed out of both columns of one counter pair. free is
+ * lowered first: a reader in between sees in-use too high, not negative;
+ * frees and allocations that land meanwhile only add and are kept. */
+static void
+reset_pair(uint64_t *alloc, uint64_t *freed)
+{
+    uint64_t f = __atomic_load_n(freed, __ATOMIC_ACQUIRE);
+    __atomic_fetch_sub(freed, f, __ATOMIC_ACQ_REL);
+    __atomic_fetch_sub(alloc, f, __ATOMIC_ACQ_REL);
+}
+
+static void
+reset_bucket(struct hp_bucket *b)
+{
+    reset_pair(&b->alloc_count_fx, &b->free_count_fx);
+    reset_pair(&b->alloc_bytes, &b->free_bytes);
+    reset_pair(&b->alloc_samples, &b->free_samples);
+    reset_pair(&b->alloc_raw_bytes, &b->free_raw_bytes);
+}
+
+void
+hp_buckets_reset_allocs(void)
+{
+    pthread_mutex_lock(&reset_lock);
+    __atomic_fetch_add(&reset_seq, 1, __ATOMIC_ACQ_REL);
+    for (struct hp_bucket *b = hp_buckets_all(); b != NULL;
+         b = __atomic_load_n(&b->all_next, __ATOMIC_ACQUIRE))
+        reset_bucket(b);
+    reset_bucket(&overflow_bucket);
+    __atomic_fetch_add(&reset_seq, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&reset_lock);
+}
+
+uint64_t
+hp_buckets_reset_seq(void)
+{
+    return __atomic_load_n(&reset_seq, __ATOMIC_ACQUIRE);
+}
+
 void
 hp_buckets_prefork(void)
 {
+    /* No fork in the middle of a reset: the child would keep half-reset
+     * counters. Lock order: reset_lock, then insert_lock. */
+    pthread_mutex_lock(&reset_lock);
     pthread_mutex_lock(&insert_lock);
 }
 
@@ -121,10 +169,12 @@ void
 hp_buckets_postfork_parent(void)
 {
     pthread_mutex_unlock(&insert_lock);
+    pthread_mutex_unlock(&reset_lock);
 }
 
 void
 hp_buckets_postfork_child(void)
 {
     pthread_mutex_init(&insert_lock, NULL);
+    pthread_mutex_init(&reset_lock, NULL);
 }

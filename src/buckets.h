@@ -63,6 +63,25 @@ hp_bucket_add_free(struct hp_bucket *b, uint64_t count_fx, uint64_t bytes,
     __atomic_fetch_add(&b->free_raw_bytes, raw_size, __ATOMIC_RELAXED);
 }
 
+/*
+ * heapprof_reset(): the allocation columns restart from what is live now.
+ * For every bucket (and the overflow bucket) alloc := alloc - free and
+ * free := 0, for the weights and the raw counts alike, so in-use values
+ * are unchanged and the next profile's alloc_* columns count only what is
+ * still live plus what is allocated from now on. Lock-free towards the
+ * allocation paths (atomic subtractions; a concurrent free or allocation
+ * is never lost). Resets are serialised among themselves.
+ *
+ * A reader that takes a bucket's free columns and then its alloc columns
+ * while a reset passes over that bucket may see alloc - free too low for
+ * that one collection; profile.c clamps in-use at zero, so it never goes
+ * negative. A reader that wants an exact view retries while
+ * hp_buckets_reset_seq() is odd or has changed across its read (a seqlock
+ * bumped before and after each reset).
+ */
+HP_HIDDEN void hp_buckets_reset_allocs(void);
+HP_HIDDEN uint64_t hp_buckets_reset_seq(void);
+
 HP_HIDDEN void hp_buckets_prefork(void);
 HP_HIDDEN void hp_buckets_postfork_parent(void);
 HP_HIDDEN void hp_buckets_postfork_child(void);

@@ -7,9 +7,11 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -21,7 +23,7 @@ struct hp_settings hp_settings = {
     .snapshot_keep = 10,
 };
 
-enum opt_kind { OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH };
+enum opt_kind { OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL };
 
 struct opt {
     const char *name;
@@ -48,6 +50,10 @@ static const struct opt options[] = {
      86400 * 365, "seconds between snapshots"},
     {"HEAPPROF_SNAPSHOT_KEEP", OPT_UINT, OFF(snapshot_keep), 1, 1000000,
      "snapshot files kept (newest)"},
+    {"HEAPPROF_SNAPSHOT_AT_EXIT", OPT_BOOL, OFF(snapshot_at_exit), 0, 1,
+     "also write a snapshot when the process exits (exit(), not _exit())"},
+    {"HEAPPROF_SNAPSHOT_SIGNAL", OPT_SIGNAL, OFF(snapshot_signal), 0, 0,
+     "signal that triggers a snapshot (USR2, SIGRTMIN+3, 12); none by default"},
 };
 
 void
@@ -114,6 +120,105 @@ hp_parse_u64(const char *s, uint64_t min, uint64_t max, bool size_suffix,
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int
+hp_parse_bool(const char *s, bool *out, const char **why)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    *why = "not a boolean (1/0, true/false, yes/no, on/off)";
+    return -1;
+}
+
+/*
+ * Signals a user may name. The fault signals (a handler that returns would
+ * loop), the uncatchable ones and the real-time signals glibc keeps for
+ * itself (32, 33: below SIGRTMIN) are refused.
+ */
+static const struct {
+    const char *name;
+    int sig;
+} signal_names[] = {
+    {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2},     {"PIPE", SIGPIPE},
+    {"ALRM", SIGALRM}, {"TERM", SIGTERM},     {"CHLD", SIGCHLD},
+    {"CONT", SIGCONT}, {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU}, {"URG", SIGURG},       {"XCPU", SIGXCPU},
+    {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
+    {"WINCH", SIGWINCH}, {"IO", SIGIO},       {"PWR", SIGPWR},
+};
+
+static bool
+signal_allowed(int sig)
+{
+    switch (sig) {
+    case SIGKILL: case SIGSTOP: case SIGSEGV: case SIGBUS: case SIGILL:
+    case SIGFPE: case SIGTRAP: case SIGSYS: case SIGABRT:
+        return false;
+    default:
+        break;
+    }
+    if (sig < 1 || sig > SIGRTMAX)
+        return false;
+    return sig < 32 || sig >= SIGRTMIN;
+}
+
+int
+hp_parse_signal(const char *s, int *out, const char **why)
+{
+    if (s == NULL || *s == '\0') {
+        *why = "empty value";
+        return -1;
+    }
+    uint64_t n;
+    int sig = -1;
+    if (*s >= '0' && *s <= '9') {
+        if (hp_parse_u64(s, 1, 1024, false, &n, why) != 0)
+            return -1;
+        sig = (int)n;
+    } else {
+        const char *name = strncasecmp(s, "SIG", 3) == 0 ? s + 3 : s;
+        for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0];
+             i++)
+            if (strcasecmp(name, signal_names[i].name) == 0)
+                sig = signal_names[i].sig;
+        if (sig < 0 && (strncasecmp(name, "RTMIN", 5) == 0 ||
+                        strncasecmp(name, "RTMAX", 5) == 0)) {
+            bool min = strncasecmp(name, "RTMIN", 5) == 0;
+            const char *rest = name + 5;
+            n = 0;
+            if (*rest != '\0' &&
+                ((min && *rest != '+') || (!min && *rest != '-'))) {
+                *why = "expected RTMIN+n or RTMAX-n";
+                return -1;
+            }
+            if (*rest != '\0' &&
+                hp_parse_u64(rest + 1, 0, 64, false, &n, why) != 0)
+                return -1;
+            sig = min ? SIGRTMIN + (int)n : SIGRTMAX - (int)n;
+        }
+        if (sig < 0) {
+            *why = "unknown signal name";
+            return -1;
+        }
+    }
+    if (!signal_allowed(sig)) {
+        *why = "signal not usable (reserved, uncatchable or a fault signal)";
+        return -1;
+    }
+    *out = sig;
     return 0;
 }
 
@@ -225,6 +330,18 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
         }
         hp_log("%s='%s' ignored: %s", o->name, value,
                value[0] ? "path too long" : "empty path");
+        return -1;
+    case OPT_BOOL:
+        if (hp_parse_bool(value, (bool *)(void *)field, &why) == 0)
+            return 0;
+        hp_log("%s='%s' ignored: %s; keeping %s", o->name, value, why,
+               *(bool *)(void *)field ? "on" : "off");
+        return -1;
+    case OPT_SIGNAL:
+        if (hp_parse_signal(value, (int *)(void *)field, &why) == 0)
+            return 0;
+        hp_log("%s='%s' ignored: %s; no snapshot signal", o->name, value,
+               why);
         return -1;
     }
     return -1;

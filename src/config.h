@@ -22,6 +22,8 @@ struct hp_settings {
     char snapshot_dir[HP_PATH_MAX];  /* "" = no snapshots */
     unsigned snapshot_interval;
     unsigned snapshot_keep;
+    bool snapshot_at_exit;           /* one more snapshot at exit() */
+    int snapshot_signal;             /* 0 = none; else snapshot on it */
 };
 
 HP_HIDDEN extern struct hp_settings hp_settings;
@@ -43,6 +45,10 @@ HP_HIDDEN int hp_settings_apply_env(struct hp_settings *s, char *const *envp);
 HP_HIDDEN int hp_parse_u64(const char *s, uint64_t min, uint64_t max,
                            bool size_suffix, uint64_t *out, const char **why);
 HP_HIDDEN int hp_parse_http_addr(const char *s, const char **why);
+HP_HIDDEN int hp_parse_bool(const char *s, bool *out, const char **why);
+/* "USR1", "SIGUSR1", "SIGRTMIN+3", "12": a signal heapprof may catch
+ * (never one glibc or the kernel reserve, nor a fault signal). */
+HP_HIDDEN int hp_parse_signal(const char *s, int *out, const char **why);
 
 /* Read HEAPPROF_* once if that has not happened yet; safe anywhere, also in
  * an allocation made before heapprof's constructor ran. */

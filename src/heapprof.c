@@ -318,3 +318,28 @@ heapprof_on_free(void *ptr)
     if (ptr != NULL)
         hp_record_free_check(ptr);
 }
+
+/* ------------------------------------------- snapshots, run-time control */
+
+int
+heapprof_snapshot_now(void)
+{
+    hp_ensure_configured();
+#ifdef HP_HAVE_SNAPSHOT
+    return hp_snapshot_write_now();
+#else
+    return HEAPPROF_EUNSUPPORTED;
+#endif
+}
+
+int
+heapprof_reset(void)
+{
+    hp_ensure_configured();
+#ifdef HP_HAVE_SNAPSHOT
+    /* A public call is also a fork child's chance to restart its writer. */
+    hp_snapshot_poll();
+#endif
+    hp_buckets_reset_allocs();
+    return HEAPPROF_OK;
+}

@@ -1,0 +1,792 @@
+/*
+ * Snapshots to disk. State: a copy of the snapshot settings (conf), the
+ * writer thread's existence, a wake-up semaphore and the failure-report
+ * memory. One write at a time (write_lock): choose a name, write a hidden
+ * temporary in the directory, fsync, rename without replacing, fsync the
+ * directory, then rotate this pid's files. The writer thread sleeps on the
+ * semaphore with CLOCK_MONOTONIC deadlines between writes.
+ */
+#define _GNU_SOURCE
+#include "snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "heapprof.h"
+#include "log.h"
+#include "profile.h"
+
+#define NS_PER_S 1000000000ull
+/* How long exit waits for a write in progress before giving up on it. */
+#define EXIT_WAIT_NS (5 * NS_PER_S)
+/* Same-second collisions tried before a write gives up on a name. */
+#define MAX_SEQ 1000
+
+struct snap_conf {
+    char dir[HP_PATH_MAX];
+    unsigned interval;
+    unsigned keep;
+    bool at_exit;
+    int signal;
+};
+
+/*
+ * Protects conf, configured, generation, thread_alive, signal_installed.
+ * Held only for copies and flag changes, never while writing or while
+ * another heapprof lock is taken. Lock order: write_lock, then state_lock.
+ */
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snap_conf conf;
+static bool configured;
+static uint64_t generation;      /* bumped by each reconfiguration */
+static bool thread_alive;
+static int signal_installed;     /* signal our handler is installed on */
+
+/*
+ * Serialises whole writes (writer thread, heapprof_snapshot_now, signal
+ * and exit snapshots) and protects the naming and failure-report state
+ * below. Taken by no allocation path; held while writing, when only the
+ * export's own locks (symbolizer) are taken under it.
+ */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+static int last_pid;
+static int64_t last_sec = -1;
+static unsigned last_seq;
+static unsigned failing_kinds;   /* bit per failure kind logged this streak */
+
+/*
+ * The writer sleeps on a semaphore rather than a condition variable
+ * because the snapshot signal's handler must wake it, and sem_post is
+ * async-signal-safe where pthread_cond_signal is not; sem_clockwait gives
+ * the CLOCK_MONOTONIC deadline (wall-clock steps do not move snapshots).
+ */
+static sem_t wake;
+static int wake_ready;           /* atomic: sem_init done */
+static int signal_pending;       /* atomic: set by the signal handler */
+static int exiting;              /* atomic: exit began, writer stops */
+int hp_snapshot_restart_pending; /* atomic: fork child wants a writer */
+
+static uint64_t n_written, n_failed, n_removed; /* atomic counters */
+
+/* ------------------------------------------------------------------ names */
+
+int
+hp_snapshot_name(char *buf, size_t cap, int pid, int64_t t, unsigned seq)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    char ts[32];
+    if (gmtime_r(&tt, &tm) == NULL ||
+        strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm) != 16)
+        return -1;
+    int n = seq == 0 ? snprintf(buf, cap, "heap-%d-%s.pb.gz", pid, ts)
+                     : snprintf(buf, cap, "heap-%d-%s-%u.pb.gz", pid, ts, seq);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* Parses a decimal without sign or leading zero; end at the first
+ * non-digit. 0 on success. */
+static int
+parse_uint(const char **p, unsigned long long *out)
+{
+    const char *s = *p;
+    if (*s < '0' || *s > '9' || (*s == '0' && s[1] >= '0' && s[1] <= '9'))
+        return -1;
+    unsigned long long v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > 1000000000ull)
+            return -1;
+        v = v * 10 + (unsigned)(*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+int
+hp_snapshot_parse_name(const char *name, int pid, char ts[17], unsigned *seq)
+{
+    const char *p = name;
+    unsigned long long v;
+    if (strncmp(p, "heap-", 5) != 0)
+        return -1;
+    p += 5;
+    if (parse_uint(&p, &v) != 0 || v != (unsigned long long)pid || *p != '-')
+        return -1;
+    p++;
+    /* yyyymmddThhmmssZ */
+    for (int i = 0; i < 16; i++) {
+        bool digit = p[i] >= '0' && p[i] <= '9';
+        if ((i == 8 && p[i] != 'T') || (i == 15 && p[i] != 'Z') ||
+            (i != 8 && i != 15 && !digit))
+            return -1;
+    }
+    memcpy(ts, p, 16);
+    ts[16] = '\0';
+    p += 16;
+    *seq = 0;
+    if (*p == '-') {
+        p++;
+        if (parse_uint(&p, &v) != 0 || v == 0 || v > MAX_SEQ)
+            return -1;
+        *seq = (unsigned)v;
+    }
+    return strcmp(p, ".pb.gz") == 0 ? 0 : -1;
+}
+
+/* ".<name>.<pid>.tmp", the hidden temporary (output.c's convention). */
+static int
+temp_name(char *buf, size_t cap, const char *name, int pid)
+{
+    int n = snprintf(buf, cap, ".%s.%d.tmp", name, pid);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* A hidden temporary of one of pid's snapshots. */
+static bool
+is_own_temp(const char *name, int pid)
+{
+    char suffix[32];
+    int sl = snprintf(suffix, sizeof suffix, ".%d.tmp", pid);
+    size_t len = strlen(name);
+    if (name[0] != '.' || len <= (size_t)sl + 1 ||
+        strcmp(name + len - (size_t)sl, suffix) != 0)
+        return false;
+    char inner[256];
+    size_t il = len - 1 - (size_t)sl;
+    if (il >= sizeof inner)
+        return false;
+    memcpy(inner, name + 1, il);
+    inner[il] = '\0';
+    char ts[17];
+    unsigned seq;
+    return hp_snapshot_parse_name(inner, pid, ts, &seq) == 0;
+}
+
+/* --------------------------------------------------------------- rotation */
+
+struct own_file {
+    char ts[17];
+    unsigned seq;
+    char name[96];
+};
+
+static int
+own_file_cmp(const void *pa, const void *pb)
+{
+    const struct own_file *a = pa, *b = pb;
+    int c = strcmp(a->ts, b->ts);
+    if (c != 0)
+        return c;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Rotation on an open directory; see hp_snapshot_rotate. */
+static int
+rotate_fd(int dirfd, int pid, unsigned keep)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct own_file *files = NULL;
+    size_t n = 0, cap = 0;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') {
+            /* Our own pid's temporaries are stale here: this write's was
+             * renamed and no other write runs (write_lock). They are left
+             * by a process that had this pid before and was killed. */
+            if (is_own_temp(de->d_name, pid) &&
+                unlinkat(dirfd, de->d_name, 0) == 0)
+                removed++;
+            continue;
+        }
+        struct own_file f;
+        if (strlen(de->d_name) >= sizeof f.name ||
+            hp_snapshot_parse_name(de->d_name, pid, f.ts, &f.seq) != 0)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            struct own_file *nf = realloc(files, ncap * sizeof *nf);
+            if (nf == NULL)
+                break; /* rotate what we have; the rest goes next time */
+            files = nf;
+            cap = ncap;
+        }
+        strcpy(f.name, de->d_name);
+        files[n++] = f;
+    }
+    closedir(d);
+    if (n > keep) {
+        qsort(files, n, sizeof *files, own_file_cmp);
+        for (size_t i = 0; i < n - keep; i++)
+            if (unlinkat(dirfd, files[i].name, 0) == 0)
+                removed++;
+    }
+    free(files);
+    return removed;
+}
+
+int
+hp_snapshot_rotate(const char *dir, int pid, unsigned keep)
+{
+    int saved = errno;
+    hp_fence_enter();
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = -1;
+    if (dfd >= 0) {
+        rc = rotate_fd(dfd, pid, keep);
+        close(dfd);
+    }
+    hp_fence_exit();
+    errno = saved;
+    return rc;
+}
+
+/* ----------------------------------------------------- failure reporting */
+
+enum fail_kind {
+    FK_NODIR,   /* directory missing (never created, or removed) */
+    FK_NOTDIR,  /* a path component is not a directory */
+    FK_ACCESS,  /* permission denied, read-only file system */
+    FK_FULL,    /* no space or quota */
+    FK_IO,      /* any other system error */
+    FK_PROFILE, /* the profile itself could not be built */
+    FK_NAME,    /* no free name (path too long, too many per second) */
+};
+
+static enum fail_kind
+classify(int err)
+{
+    switch (err) {
+    case ENOENT:
+        return FK_NODIR;
+    case ENOTDIR:
+        return FK_NOTDIR;
+    case EACCES: case EPERM: case EROFS:
+        return FK_ACCESS;
+    case ENOSPC: case EDQUOT:
+        return FK_FULL;
+    default:
+        return FK_IO;
+    }
+}
+
+static const char *
+kind_text(enum fail_kind k)
+{
+    switch (k) {
+    case FK_NODIR: return "the directory does not exist";
+    case FK_NOTDIR: return "the path is not a directory";
+    case FK_ACCESS: return "the directory is not writable";
+    case FK_FULL: return "the disk is full";
+    case FK_IO: return "I/O error";
+    case FK_PROFILE: return "the profile could not be built";
+    case FK_NAME: return "no usable file name";
+    }
+    return "error";
+}
+
+/*
+ * One line per kind of failure per failure streak, and one line when
+ * snapshots succeed again: a directory that stays unwritable for a month
+ * costs one line, not one per interval. write_lock held.
+ */
+static void
+log_failure(const struct snap_conf *c, enum fail_kind k, const char *what,
+            const char *detail)
+{
+    if (failing_kinds & (1u << k))
+        return;
+    failing_kinds |= 1u << k;
+    hp_log("snapshots to %s failing: %s (%s: %s); retrying every %u s, "
+           "quietly",
+           c->dir, kind_text(k), what, detail, c->interval);
+}
+
+static void
+report_failure(const struct snap_conf *c, enum fail_kind k, const char *what,
+               const char *detail)
+{
+    __atomic_fetch_add(&n_failed, 1, __ATOMIC_RELAXED);
+    log_failure(c, k, what, detail);
+}
+
+static void
+report_success(const struct snap_conf *c)
+{
+    __atomic_fetch_add(&n_written, 1, __ATOMIC_RELAXED);
+    if (failing_kinds != 0)
+        hp_log("snapshots to %s resumed", c->dir);
+    failing_kinds = 0;
+}
+
+/* ------------------------------------------------------------------ write */
+
+struct fd_sink_ctx {
+    int fd;
+    int err; /* errno of the first failed write */
+};
+
+static int
+fd_sink_write(void *ctx, const void *data, size_t len)
+{
+    struct fd_sink_ctx *s = ctx;
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(s->fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            s->err = errno;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Rename without replacing: an existing name means the second already has
+ * a snapshot (a same-pid file from before, or the clock went back). */
+static int
+publish(int dfd, const char *tmp, const char *name)
+{
+    if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    /* File system without RENAME_NOREPLACE: only this process makes names
+     * with its pid, and it makes them one at a time, so a check is
+     * enough. */
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return renameat(dfd, tmp, dfd, name);
+}
+
+/*
+ * Write and publish one snapshot with the settings in *c. write_lock held,
+ * fence raised. HEAPPROF_OK or an error code; failures are reported.
+ */
+static int
+write_locked(const struct snap_conf *c)
+{
+    int pid = (int)getpid();
+    int64_t sec = (int64_t)(hp_now_wall_ns() / NS_PER_S);
+    unsigned seq = pid == last_pid && sec == last_sec ? last_seq + 1 : 0;
+
+    int dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        int err = errno;
+        report_failure(c, classify(err), "open", strerror(err));
+        return HEAPPROF_EIO;
+    }
+    char name[128], tmp[160];
+    int rc = HEAPPROF_EIO;
+    for (;; seq++) {
+        if (seq > MAX_SEQ || hp_snapshot_name(name, sizeof name, pid, sec,
+                                              seq) < 0 ||
+            temp_name(tmp, sizeof tmp, name, pid) < 0) {
+            report_failure(c, FK_NAME, "name", "too many snapshots per second");
+            goto out;
+        }
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            break;
+    }
+
+    /* O_TRUNC: a temporary with this exact name can only be a stale one of
+     * a dead process that had our pid. */
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int err = errno;
+        report_failure(c, classify(err), "create", strerror(err));
+        goto out;
+    }
+    struct fd_sink_ctx sc = {fd, 0};
+    struct heapprof_sink sink = {fd_sink_write, &sc};
+    rc = hp_profile_write(HEAPPROF_PROFILE_HEAP, &sink);
+    int err = 0;
+    const char *what = "write";
+    if (rc == HEAPPROF_OK && fsync(fd) != 0) {
+        err = errno;
+        what = "fsync";
+    }
+    if (close(fd) != 0 && rc == HEAPPROF_OK && err == 0) {
+        err = errno;
+        what = "close";
+    }
+    if (rc == HEAPPROF_OK && err == 0) {
+        /* Another snapshot can only appear under this name through a
+         * same-pid leftover made meanwhile; move to the next sequence. */
+        while (publish(dfd, tmp, name) != 0) {
+            if (errno != EEXIST || ++seq > MAX_SEQ ||
+                hp_snapshot_name(name, sizeof name, pid, sec, seq) < 0) {
+                err = errno;
+                what = "rename";
+                break;
+            }
+        }
+    }
+    if (rc != HEAPPROF_OK || err != 0) {
+        unlinkat(dfd, tmp, 0);
+        if (sc.err != 0)
+            report_failure(c, classify(sc.err), "write", strerror(sc.err));
+        else if (err != 0)
+            report_failure(c, classify(err), what, strerror(err));
+        else
+            report_failure(c, FK_PROFILE, "profile", heapprof_strerror(rc));
+        if (rc == HEAPPROF_OK)
+            rc = HEAPPROF_EIO;
+        goto out;
+    }
+    /* The rename is durable only once the directory is. */
+    fsync(dfd);
+    last_pid = pid;
+    last_sec = sec;
+    last_seq = seq;
+    report_success(c);
+    int removed = rotate_fd(dfd, pid, c->keep);
+    if (removed > 0)
+        __atomic_fetch_add(&n_removed, (uint64_t)removed, __ATOMIC_RELAXED);
+out:
+    close(dfd);
+    return rc;
+}
+
+enum why { WHY_TIMER, WHY_SIGNAL, WHY_API, WHY_EXIT };
+
+/*
+ * Lock m, giving up after max_ns. A try-and-sleep loop rather than
+ * pthread_mutex_clocklock: the sanitizers do not know that call, and a
+ * 10 ms granularity is plenty for an exit path.
+ */
+static int
+lock_bounded(pthread_mutex_t *m, uint64_t max_ns)
+{
+    const struct timespec step = {0, 10 * 1000 * 1000};
+    for (uint64_t waited = 0;; waited += (uint64_t)step.tv_nsec) {
+        int rc = pthread_mutex_trylock(m);
+        if (rc != EBUSY || waited >= max_ns)
+            return rc;
+        nanosleep(&step, NULL);
+    }
+}
+
+/*
+ * One snapshot: takes write_lock (bounded wait at exit, so a writer stuck
+ * on a dead NFS server cannot hang the host's exit), copies the settings,
+ * writes. Callable from any thread but not from a signal handler.
+ */
+static int
+write_snapshot(enum why why)
+{
+    int saved = errno;
+    hp_fence_enter();
+    int rc = why == WHY_EXIT ? lock_bounded(&write_lock, EXIT_WAIT_NS)
+                             : pthread_mutex_lock(&write_lock);
+    if (rc != 0) {
+        hp_fence_exit();
+        errno = saved;
+        return HEAPPROF_EBUSY;
+    }
+    pthread_mutex_lock(&state_lock);
+    struct snap_conf c = conf;
+    bool ok = configured;
+    pthread_mutex_unlock(&state_lock);
+    /* A later heapprof_start without a directory turned snapshots off. */
+    ok = ok && __atomic_load_n(&hp_settings.snapshot_dir[0],
+                               __ATOMIC_RELAXED) != '\0';
+    /* Once exit began only the exit snapshot itself is written. */
+    if (why != WHY_EXIT && __atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
+        ok = false;
+    rc = ok ? write_locked(&c) : HEAPPROF_ESTATE;
+    pthread_mutex_unlock(&write_lock);
+    hp_fence_exit();
+    errno = saved;
+    return rc;
+}
+
+/* ----------------------------------------------------------- the writer */
+
+static void
+timespec_from_ns(struct timespec *ts, uint64_t ns)
+{
+    ts->tv_sec = (time_t)(ns / NS_PER_S);
+    ts->tv_nsec = (long)(ns % NS_PER_S);
+}
+
+static void *
+writer_main(void *arg)
+{
+    (void)arg;
+    /* Everything this thread allocates (export, zlib, libdw) is heapprof's
+     * own work: never sampled. The fence is never lowered. */
+    hp_fence_enter();
+    pthread_setname_np(pthread_self(), "heapprof-snap");
+    uint64_t seen = 0, due = 0;
+    for (;;) {
+        if (__atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
+            break;
+        pthread_mutex_lock(&state_lock);
+        uint64_t gen = generation;
+        uint64_t interval_ns = (uint64_t)conf.interval * NS_PER_S;
+        pthread_mutex_unlock(&state_lock);
+        uint64_t now = hp_now_mono_ns();
+        if (gen != seen) {
+            /* New settings (or a new thread): the first snapshot comes one
+             * interval from now; an empty profile at start helps nobody. */
+            seen = gen;
+            due = now + interval_ns;
+        }
+        bool by_signal = __atomic_load_n(&signal_pending, __ATOMIC_ACQUIRE);
+        if (!by_signal && now < due) {
+            struct timespec ts;
+            timespec_from_ns(&ts, due);
+            /* EINTR cannot happen (every signal is blocked here); a
+             * timeout or a post both lead back to the checks above. */
+            sem_clockwait(&wake, CLOCK_MONOTONIC, &ts);
+            continue;
+        }
+        __atomic_store_n(&signal_pending, 0, __ATOMIC_RELEASE);
+        if (now >= due) {
+            /* Keep the cadence; after a long stall (suspend, slow disk)
+             * start again from now instead of writing a burst. */
+            due += interval_ns;
+            if (due <= now)
+                due = now + interval_ns;
+        }
+        write_snapshot(by_signal ? WHY_SIGNAL : WHY_TIMER);
+    }
+    pthread_mutex_lock(&state_lock);
+    thread_alive = false;
+    pthread_mutex_unlock(&state_lock);
+    return NULL;
+}
+
+/* state_lock held, fence raised. */
+static void
+start_thread_locked(void)
+{
+    if (thread_alive || !configured ||
+        __atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
+        return;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* Born with every signal blocked: the host's signals (and the snapshot
+     * signal) are always delivered to the host's own threads. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_attr_setsigmask_np(&attr, &all);
+    pthread_t t;
+    int err = pthread_create(&t, &attr, writer_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
+        hp_log("snapshots: cannot start the writer thread: %s; "
+               "heapprof_snapshot_now() still works", strerror(err));
+        return;
+    }
+    thread_alive = true;
+}
+
+void
+hp_snapshot_restart(void)
+{
+    if (!__atomic_exchange_n(&hp_snapshot_restart_pending, 0,
+                             __ATOMIC_ACQ_REL))
+        return;
+    hp_fence_enter();
+    pthread_mutex_lock(&state_lock);
+    start_thread_locked();
+    pthread_mutex_unlock(&state_lock);
+    hp_fence_exit();
+}
+
+/* ----------------------------------------------------------------- signal */
+
+static void
+on_snapshot_signal(int sig)
+{
+    (void)sig;
+    /* Only a flag and a post: both async-signal-safe, no lock, no I/O. */
+    int saved = errno;
+    __atomic_store_n(&signal_pending, 1, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&wake_ready, __ATOMIC_ACQUIRE))
+        sem_post(&wake);
+    errno = saved;
+}
+
+/*
+ * Install the handler on sig unless the program already handles it: the
+ * host's signals are never taken from it. state_lock held.
+ */
+static void
+install_signal_locked(int sig)
+{
+    if (sig == 0 || sig == signal_installed)
+        return;
+    struct sigaction old;
+    if (sigaction(sig, NULL, &old) != 0)
+        return;
+    if ((old.sa_flags & SA_SIGINFO) ||
+        (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)) {
+        hp_log("HEAPPROF_SNAPSHOT_SIGNAL: signal %d (%s) already has a "
+               "handler in this program; not taken, no snapshot on it",
+               sig, strsignal(sig));
+        return;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_snapshot_signal;
+    sigemptyset(&sa.sa_mask);
+    /* SA_RESTART: the host's blocking calls do not see EINTR from us. */
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(sig, &sa, NULL) == 0)
+        signal_installed = sig;
+}
+
+/* ---------------------------------------------------------------- control */
+
+static void
+wake_writer(void)
+{
+    if (__atomic_load_n(&wake_ready, __ATOMIC_ACQUIRE))
+        sem_post(&wake);
+}
+
+/* Report an unusable directory at start rather than one interval later. */
+static void
+probe_dir(const struct snap_conf *c)
+{
+    struct stat st;
+    int err = 0;
+    if (stat(c->dir, &st) != 0)
+        err = errno;
+    else if (!S_ISDIR(st.st_mode))
+        err = ENOTDIR;
+    else if (access(c->dir, W_OK | X_OK) != 0)
+        err = errno;
+    if (err == 0)
+        return;
+    pthread_mutex_lock(&write_lock);
+    log_failure(c, classify(err), "check", strerror(err));
+    pthread_mutex_unlock(&write_lock);
+}
+
+void
+hp_snapshot_start(void)
+{
+    hp_fence_enter();
+    pthread_mutex_lock(&state_lock);
+    if (!__atomic_load_n(&wake_ready, __ATOMIC_ACQUIRE)) {
+        sem_init(&wake, 0, 0);
+        __atomic_store_n(&wake_ready, 1, __ATOMIC_RELEASE);
+    }
+    snprintf(conf.dir, sizeof conf.dir, "%s", hp_settings.snapshot_dir);
+    conf.interval = hp_settings.snapshot_interval ? hp_settings.snapshot_interval
+                                                  : 60;
+    conf.keep = hp_settings.snapshot_keep ? hp_settings.snapshot_keep : 1;
+    conf.at_exit = hp_settings.snapshot_at_exit;
+    conf.signal = hp_settings.snapshot_signal;
+    configured = conf.dir[0] != '\0';
+    generation++;
+    struct snap_conf c = conf;
+    if (configured) {
+        install_signal_locked(conf.signal);
+        start_thread_locked();
+    }
+    pthread_mutex_unlock(&state_lock);
+    wake_writer();
+    if (c.dir[0] != '\0')
+        probe_dir(&c);
+    hp_fence_exit();
+}
+
+int
+hp_snapshot_write_now(void)
+{
+    hp_snapshot_poll();
+    return write_snapshot(WHY_API);
+}
+
+void
+hp_snapshot_postfork_child(void)
+{
+    /* The parent's writer may have held either lock at fork time. */
+    pthread_mutex_init(&state_lock, NULL);
+    pthread_mutex_init(&write_lock, NULL);
+    if (__atomic_load_n(&wake_ready, __ATOMIC_ACQUIRE))
+        sem_init(&wake, 0, 0);
+    thread_alive = false;
+    /* New pid: new names, and the child's own failure reports. */
+    last_pid = 0;
+    last_sec = -1;
+    failing_kinds = 0;
+    n_written = n_failed = n_removed = 0;
+    __atomic_store_n(&hp_snapshot_restart_pending,
+                     configured && !__atomic_load_n(&exiting, __ATOMIC_RELAXED),
+                     __ATOMIC_RELEASE);
+}
+
+void
+hp_snapshot_get_stats(struct hp_snapshot_stats *out)
+{
+    out->written = __atomic_load_n(&n_written, __ATOMIC_RELAXED);
+    out->failed = __atomic_load_n(&n_failed, __ATOMIC_RELAXED);
+    out->removed = __atomic_load_n(&n_removed, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&state_lock);
+    out->thread_alive = thread_alive;
+    pthread_mutex_unlock(&state_lock);
+}
+
+/*
+ * At exit (exit() or a return from main; not _exit or a fatal signal):
+ * stop the writer from starting another write, wait a bounded time for
+ * one in progress so no temporary is left behind, and write the exit
+ * snapshot if asked. No join: the writer may be blocked in a write that
+ * never ends, and the process is going away anyway. Shared-object
+ * destructors run after the program's atexit handlers, so the exit
+ * snapshot shows what the program still held at the very end.
+ */
+__attribute__((destructor)) static void
+snapshot_at_exit(void)
+{
+    if (!__atomic_load_n(&wake_ready, __ATOMIC_ACQUIRE))
+        return;
+    hp_fence_enter();
+    __atomic_store_n(&exiting, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&hp_snapshot_restart_pending, 0, __ATOMIC_RELEASE);
+    wake_writer();
+    pthread_mutex_lock(&state_lock);
+    bool at_exit = configured && conf.at_exit;
+    pthread_mutex_unlock(&state_lock);
+    if (at_exit) {
+        write_snapshot(WHY_EXIT);
+    } else {
+        /* Only wait for a write in progress to finish. */
+        if (lock_bounded(&write_lock, EXIT_WAIT_NS) == 0)
+            pthread_mutex_unlock(&write_lock);
+    }
+    hp_fence_exit();
+}
