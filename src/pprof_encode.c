@@ -66,6 +66,11 @@ struct loc {
     uint32_t line0, nlines;     /* slice of enc.lines */
 };
 
+struct lslot {
+    uint64_t pc;                /* 0 = empty */
+    uint64_t id;
+};
+
 struct pline {
     uint64_t func_id;
     int64_t line;
@@ -91,8 +96,7 @@ struct enc {
     /* Locations, keyed by return address (pc); value = index + 1. */
     struct loc *locs;
     size_t nlocs, caplocs;
-    uint64_t *lkey;
-    uint32_t *lval;
+    struct lslot *lslots;       /* key and value side by side: one miss */
     size_t lcap;
     long overflow_loc;          /* -1 until the overflow entry is seen */
     /* Lines and functions. */
@@ -102,10 +106,7 @@ struct enc {
     size_t nfuncs, capfuncs;
     uint32_t *fslot;            /* function id, 0 = empty */
     size_t fslotcap;
-    /* Sample stacks: location ids of every entry, concatenated. */
-    uint64_t *sids;
-    size_t *sfirst;             /* per entry: first index into sids */
-    size_t *scount;
+    int64_t bytes_key;          /* string index of "bytes" */
     struct hp_maps maps;
     struct mapflags *mflags;
 };
@@ -145,6 +146,14 @@ mix64(uint64_t x)
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
     return x;
+}
+
+/* Slot of a return address in a table of 2^k slots (mask = 2^k - 1):
+ * Fibonacci hashing keeps the top bits, which every pc bit reaches. */
+static inline size_t
+pc_slot(uint64_t pc, size_t mask)
+{
+    return (size_t)((pc * 0x9e3779b97f4a7c15ull) >> 32) & mask;
 }
 
 /* ------------------------------------------------------------- strings */
@@ -219,27 +228,21 @@ static bool
 loc_rehash(struct enc *e)
 {
     size_t ncap = e->lcap ? e->lcap * 2 : 4096;
-    uint64_t *k = calloc(ncap, sizeof(*k));
-    uint32_t *v = malloc(ncap * sizeof(*v));
-    if (k == NULL || v == NULL) {
-        free(k);
-        free(v);
+    struct lslot *n = calloc(ncap, sizeof(*n));
+    if (n == NULL) {
         e->oom = true;
         return false;
     }
     for (size_t i = 0; i < e->lcap; i++) {
-        if (e->lkey[i] == 0)
+        if (e->lslots[i].pc == 0)
             continue;
-        size_t j = mix64(e->lkey[i]) & (ncap - 1);
-        while (k[j] != 0)
+        size_t j = pc_slot(e->lslots[i].pc, ncap - 1);
+        while (n[j].pc != 0)
             j = (j + 1) & (ncap - 1);
-        k[j] = e->lkey[i];
-        v[j] = e->lval[i];
+        n[j] = e->lslots[i];
     }
-    free(e->lkey);
-    free(e->lval);
-    e->lkey = k;
-    e->lval = v;
+    free(e->lslots);
+    e->lslots = n;
     e->lcap = ncap;
     return true;
 }
@@ -260,18 +263,18 @@ loc_id(struct enc *e, uintptr_t pc)
 {
     if ((e->nlocs + 1) * 2 > e->lcap && !loc_rehash(e))
         return 0;
-    size_t j = mix64(pc) & (e->lcap - 1);
-    while (e->lkey[j] != 0) {
-        if (e->lkey[j] == pc)
-            return e->lval[j];
+    size_t j = pc_slot(pc, e->lcap - 1);
+    while (e->lslots[j].pc != 0) {
+        if (e->lslots[j].pc == pc)
+            return e->lslots[j].id;
         j = (j + 1) & (e->lcap - 1);
     }
     /* A return address points after the call: pc - 1 is inside it. */
     long i = new_loc(e, (uint64_t)pc - 1);
     if (i < 0)
         return 0;
-    e->lkey[j] = pc;
-    e->lval[j] = (uint32_t)i + 1;
+    e->lslots[j].pc = pc;
+    e->lslots[j].id = (uint64_t)i + 1;
     return (uint64_t)i + 1;
 }
 
@@ -342,47 +345,7 @@ add_line(struct enc *e, struct loc *l, uint64_t fid, int64_t line)
 
 /* ------------------------------------------------------------- phases */
 
-/* Phase 1: every stack as location ids, locations deduplicated by pc. */
-static void
-collect_stacks(struct enc *e, const struct hp_profile_data *d)
-{
-    size_t total = 0;
-    for (size_t i = 0; i < d->n; i++)
-        total += d->e[i].nframes ? d->e[i].nframes : 1;
-    e->sids = malloc((total ? total : 1) * sizeof(*e->sids));
-    e->sfirst = malloc((d->n ? d->n : 1) * sizeof(*e->sfirst));
-    e->scount = malloc((d->n ? d->n : 1) * sizeof(*e->scount));
-    if (e->sids == NULL || e->sfirst == NULL || e->scount == NULL) {
-        e->oom = true;
-        return;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < d->n && !e->oom; i++) {
-        const struct hp_profile_entry *en = &d->e[i];
-        e->sfirst[i] = k;
-        if (en->nframes == 0) {
-            /* The overflow bucket: one synthetic frame, no address. */
-            if (e->overflow_loc < 0)
-                e->overflow_loc = new_loc(e, 0);
-            if (e->overflow_loc < 0)
-                return;
-            e->sids[k++] = (uint64_t)e->overflow_loc + 1;
-        } else {
-            for (uint32_t f = 0; f < en->nframes; f++) {
-                uintptr_t pc = en->pcs[f];
-                if (pc == 0)
-                    continue; /* not a return address: drop the frame */
-                uint64_t id = loc_id(e, pc);
-                if (id == 0)
-                    return;
-                e->sids[k++] = id;
-            }
-        }
-        e->scount[i] = k - e->sfirst[i];
-    }
-}
-
-/* Phase 2 and 3: mappings and names for every location. */
+/* Phases 2 and 3: mappings and names for every location. */
 static void
 symbolize_locations(struct enc *e)
 {
@@ -457,12 +420,107 @@ pack_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
     p->n += len;
 }
 
+static size_t
+put_varint(uint8_t *b, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        b[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b[n++] = (uint8_t)v;
+    return n;
+}
+
+/*
+ * Phase 1: the samples, packed first and straight from the entries; the
+ * locations they use are numbered on the way (ids in first-use order,
+ * deduplicated by return address), so memory stays proportional to the
+ * number of distinct addresses rather than to buckets x depth.
+ *
+ * Each sample is one Profile.sample field (tag 2, length-delimited) packed
+ * by protobuf-c into a reused flat buffer. A protobuf message may list its
+ * fields in any order and repeated fields accumulate, so these records
+ * followed by the rest of the Profile are exactly the packed Profile (Go's
+ * encoder also writes samples first). Values are Go's four columns;
+ * location ids leaf first; label "bytes" = average sampled size, as Go
+ * emits it (with a unit, so that pprof keeps it even when a delta makes
+ * it 0).
+ */
+static int
+pack_samples(struct enc *e, const struct hp_profile_data *d,
+             struct packbuf *pk)
+{
+    /* Bound of one packed Sample: 10 bytes per varint plus field headers
+     * and the label; HDR bytes in front for its own tag and length. */
+    enum { HDR = 11 };
+    size_t maxf = 1;
+    for (size_t i = 0; i < d->n; i++)
+        if (d->e[i].nframes > maxf)
+            maxf = d->e[i].nframes;
+    uint64_t *ids = malloc(maxf * sizeof(*ids));
+    uint8_t *buf = malloc(HDR + 10 * maxf + 256);
+    if (ids == NULL || buf == NULL || !loc_rehash(e))
+        goto oom;
+    for (size_t i = 0; i < d->n && pk->gz.err == 0; i++) {
+        const struct hp_profile_entry *en = &d->e[i];
+        Perftools__Profiles__Sample s;
+        Perftools__Profiles__Label l, *lp = &l;
+        int64_t v[HP_NVALUES];
+        perftools__profiles__sample__init(&s);
+        size_t n = 0;
+        if (en->nframes == 0) {
+            /* The overflow bucket: one synthetic frame, no address. */
+            if (e->overflow_loc < 0)
+                e->overflow_loc = new_loc(e, 0);
+            if (e->overflow_loc < 0)
+                goto oom;
+            ids[n++] = (uint64_t)e->overflow_loc + 1;
+        }
+        for (uint32_t f = 0; f < en->nframes; f++) {
+            /* 0 is not a return address (and is the table's empty key):
+             * such frames are dropped. */
+            if (en->pcs[f] == 0)
+                continue;
+            if ((ids[n++] = loc_id(e, en->pcs[f])) == 0)
+                goto oom;
+        }
+        s.n_location_id = n;
+        s.location_id = ids;
+        memcpy(v, en->v, sizeof(v));
+        s.n_value = HP_NVALUES;
+        s.value = v;
+        int64_t cnt = en->raw[HP_V_ALLOC_OBJECTS];
+        int64_t bytes = en->raw[HP_V_ALLOC_SPACE];
+        if (cnt > 0 && bytes > 0 && bytes / cnt != 0) {
+            perftools__profiles__label__init(&l);
+            l.key = e->bytes_key;
+            l.num = bytes / cnt;
+            l.num_unit = e->bytes_key;
+            s.n_label = 1;
+            s.label = &lp;
+        }
+        size_t len = perftools__profiles__sample__pack(&s, buf + HDR);
+        uint8_t hdr[HDR];
+        size_t h = 0;
+        hdr[h++] = (2 << 3) | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+        h += put_varint(hdr + h, len);
+        memcpy(buf + HDR - h, hdr, h);
+        pack_append(&pk->base, h + len, buf + HDR - h);
+    }
+    free(ids);
+    free(buf);
+    return 0;
+oom:
+    e->oom = true;
+    free(ids);
+    free(buf);
+    return HEAPPROF_ENOMEM;
+}
+
 /* The protobuf-c object graph; all arrays owned here. */
 struct pb {
     Perftools__Profiles__ValueType st[4], *stp[4], period_type;
-    Perftools__Profiles__Sample *samples, **samplep;
-    Perftools__Profiles__Label *labels, **labelp;
-    int64_t *values;
     Perftools__Profiles__Mapping *maps, **mapp;
     Perftools__Profiles__Location *locs, **locp;
     Perftools__Profiles__Line *lines, **linep;
@@ -473,11 +531,6 @@ struct pb {
 static void
 pb_free(struct pb *pb)
 {
-    free(pb->samples);
-    free(pb->samplep);
-    free(pb->labels);
-    free(pb->labelp);
-    free(pb->values);
     free(pb->maps);
     free(pb->mapp);
     free(pb->locs);
@@ -498,7 +551,10 @@ xcalloc(struct enc *e, size_t n, size_t sz)
     return p;
 }
 
-/* Phase 4: the protobuf-c structs; strings must all be interned before. */
+/*
+ * Phase 4: the protobuf-c structs of everything but the samples; strings
+ * must all be interned before packing.
+ */
 static void
 build(struct enc *e, struct pb *pb, Perftools__Profiles__Profile *prof,
       const struct hp_profile_data *d, const struct hp_encode_opts *o)
@@ -518,7 +574,6 @@ build(struct enc *e, struct pb *pb, Perftools__Profiles__Profile *prof,
     perftools__profiles__value_type__init(&pb->period_type);
     pb->period_type.type = str_index(e, "space");
     pb->period_type.unit = str_index(e, "bytes");
-    int64_t bytes_key = str_index(e, "bytes");
 
     prof->n_sample_type = 4;
     prof->sample_type = pb->stp;
@@ -538,43 +593,6 @@ build(struct enc *e, struct pb *pb, Perftools__Profiles__Profile *prof,
         prof->n_comment = o->ncomments;
         prof->comment = pb->comments;
     }
-
-    /* Samples: one per entry, leaf first, Go's four values; label "bytes"
-     * = average sampled size as Go emits it (with a unit so that pprof
-     * keeps it even when it is 0 in a delta). */
-    pb->samples = xcalloc(e, d->n, sizeof(*pb->samples));
-    pb->samplep = xcalloc(e, d->n, sizeof(*pb->samplep));
-    pb->labels = xcalloc(e, d->n, sizeof(*pb->labels));
-    pb->labelp = xcalloc(e, d->n, sizeof(*pb->labelp));
-    pb->values = xcalloc(e, d->n * HP_NVALUES, sizeof(*pb->values));
-    if (e->oom)
-        return;
-    for (size_t i = 0; i < d->n; i++) {
-        const struct hp_profile_entry *en = &d->e[i];
-        Perftools__Profiles__Sample *s = &pb->samples[i];
-        perftools__profiles__sample__init(s);
-        s->n_location_id = e->scount[i];
-        s->location_id = e->sids + e->sfirst[i];
-        int64_t *v = pb->values + i * HP_NVALUES;
-        memcpy(v, en->v, sizeof(en->v));
-        s->n_value = HP_NVALUES;
-        s->value = v;
-        int64_t n = en->raw[HP_V_ALLOC_OBJECTS];
-        int64_t b = en->raw[HP_V_ALLOC_SPACE];
-        if (n > 0 && b > 0 && b / n != 0) {
-            Perftools__Profiles__Label *l = &pb->labels[i];
-            perftools__profiles__label__init(l);
-            l->key = bytes_key;
-            l->num = b / n;
-            l->num_unit = bytes_key;
-            pb->labelp[i] = l;
-            s->n_label = 1;
-            s->label = &pb->labelp[i];
-        }
-        pb->samplep[i] = s;
-    }
-    prof->n_sample = d->n;
-    prof->sample = pb->samplep;
 
     /* Mappings in maps order (main executable first), ids 1..M. */
     size_t nm = e->maps.n;
@@ -653,14 +671,10 @@ enc_free(struct enc *e)
     free(e->sslot);
     arena_free(&e->arena);
     free(e->locs);
-    free(e->lkey);
-    free(e->lval);
+    free(e->lslots);
     free(e->lines);
     free(e->funcs);
     free(e->fslot);
-    free(e->sids);
-    free(e->sfirst);
-    free(e->scount);
     free(e->mflags);
     hp_maps_free(&e->maps);
 }
@@ -674,6 +688,7 @@ hp_pprof_encode(const struct hp_profile_data *d,
     struct pb pb;
     struct packbuf *pk = NULL;
     Perftools__Profiles__Profile prof;
+    bool gz_open = false;
     int rc;
 
     memset(&e, 0, sizeof(e));
@@ -693,22 +708,7 @@ hp_pprof_encode(const struct hp_profile_data *d,
     e.strs[0] = "";
     e.nstrs = 1;
 
-    collect_stacks(&e, d);
-    if (e.oom) {
-        rc = HEAPPROF_ENOMEM;
-        goto out;
-    }
-    rc = hp_maps_read(&e.maps, opts->maps_path);
-    if (rc != 0)
-        goto out;
-    symbolize_locations(&e);
-    build(&e, &pb, &prof, d, opts);
-    if (e.oom) {
-        rc = HEAPPROF_ENOMEM;
-        goto out;
-    }
-    prof.n_string_table = e.nstrs;
-    prof.string_table = e.strs;
+    e.bytes_key = str_index(&e, "bytes");
 
     pk = malloc(sizeof(*pk));
     if (pk == NULL) {
@@ -721,10 +721,32 @@ hp_pprof_encode(const struct hp_profile_data *d,
     rc = hp_gzip_init(&pk->gz, sink, 1);
     if (rc != 0)
         goto out;
+    gz_open = true;
+    rc = pack_samples(&e, d, pk);
+    if (rc != 0 || pk->gz.err != 0)
+        goto out;
+    rc = hp_maps_read(&e.maps, opts->maps_path);
+    if (rc != 0)
+        goto out;
+    symbolize_locations(&e);
+    build(&e, &pb, &prof, d, opts);
+    if (e.oom) {
+        rc = HEAPPROF_ENOMEM;
+        goto out;
+    }
+    prof.n_string_table = e.nstrs;
+    prof.string_table = e.strs;
     protobuf_c_message_pack_to_buffer(&prof.base, &pk->base);
     pack_flush(pk);
+    gz_open = false;
     rc = hp_gzip_finish(&pk->gz);
 out:
+    if (gz_open) {
+        /* A sink failure wins over what it caused. */
+        if (pk->gz.err != 0)
+            rc = pk->gz.err;
+        hp_gzip_abort(&pk->gz);
+    }
     if (rc == HEAPPROF_ENOMEM)
         hp_log_once(encode_oom, "profile: out of memory while encoding");
     free(pk);

@@ -288,27 +288,145 @@ refresh(void)
 
 /* ------------------------------------------------------------- lookup */
 
-/* Does the symbol found for addr really cover it? */
-static bool
-sym_covers(const GElf_Sym *sym, GElf_Off off, GElf_Word shndx, Elf *elf,
-           Dwarf_Addr bias, uint64_t addr)
+/*
+ * Function symbols of one module sorted by address, built on the module's
+ * first lookup (libdw's own dwfl_module_addrinfo scans the whole symbol
+ * table on every call: about 40 us per address in libc). Each entry covers
+ * [lo, hi): a sized symbol exactly its size, so an address past its end is
+ * not credited to it (a static function of a stripped object would
+ * otherwise be named after the nearest exported one); a sizeless FUNC label
+ * (hand-written assembly) up to the next symbol or the end of its section.
+ * Lives in the arena; hung on the module's libdw userdata slot.
+ */
+struct fsym {
+    uint64_t lo, hi;
+    const char *name;           /* libdw's string, valid with the Dwfl */
+    int rank;                   /* binding preference for equal lo */
+    bool sized;
+};
+
+struct symidx {
+    struct fsym *v;
+    size_t n;
+};
+
+static int
+fsym_cmp(const void *a, const void *b)
 {
-    int type = GELF_ST_TYPE(sym->st_info);
-    if (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE)
-        return false;
-    if (sym->st_size > 0)
-        return off < sym->st_size;
-    /* A sizeless label (hand-written assembly) is trusted only for FUNC
-     * symbols and only within its own section; libdw already refuses one
-     * that a sized symbol ends after. */
-    if (type != STT_FUNC || elf == NULL)
-        return false;
+    const struct fsym *x = a, *y = b;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    /* Aliases: GLOBAL before WEAK before LOCAL, as libdw prefers. */
+    return y->rank - x->rank;
+}
+
+static uint64_t
+section_end(Elf *elf, GElf_Word shndx, Dwarf_Addr bias)
+{
     GElf_Shdr shdr;
-    Elf_Scn *scn = elf_getscn(elf, shndx);
+    Elf_Scn *scn = elf ? elf_getscn(elf, shndx) : NULL;
     if (scn == NULL || gelf_getshdr(scn, &shdr) == NULL)
-        return false;
-    uint64_t a = addr - bias;
-    return a >= shdr.sh_addr && a < shdr.sh_addr + shdr.sh_size;
+        return 0;
+    return shdr.sh_addr + shdr.sh_size + bias;
+}
+
+static struct symidx *
+symidx_build(Dwfl_Module *mod)
+{
+    struct symidx *x = arena_alloc(st, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    x->v = NULL;
+    x->n = 0;
+    int nsyms = dwfl_module_getsymtab(mod);
+    if (nsyms <= 0)
+        return x;
+    struct fsym *v = malloc((size_t)nsyms * sizeof(*v));
+    if (v == NULL)
+        return x;
+    size_t n = 0;
+    for (int i = 1; i < nsyms; i++) {
+        GElf_Sym sym;
+        GElf_Addr addr;
+        GElf_Word shndx;
+        Elf *elf = NULL;
+        Dwarf_Addr bias = 0;
+        const char *name = dwfl_module_getsym_info(mod, i, &sym, &addr,
+                                                   &shndx, &elf, &bias);
+        int type = GELF_ST_TYPE(sym.st_info);
+        if (name == NULL || name[0] == '\0' || addr == 0 ||
+            shndx == SHN_UNDEF || shndx == (GElf_Word)-1)
+            continue;
+        uint64_t hi;
+        if (sym.st_size > 0 && (type == STT_FUNC || type == STT_GNU_IFUNC ||
+                                type == STT_NOTYPE)) {
+            hi = addr + sym.st_size;
+        } else if (sym.st_size == 0 && type == STT_FUNC) {
+            hi = section_end(elf, shndx, bias);
+            if (hi <= addr)
+                continue;
+        } else {
+            continue;
+        }
+        int bind = GELF_ST_BIND(sym.st_info);
+        v[n++] = (struct fsym){ addr, hi, name,
+                                bind == STB_GLOBAL ? 2
+                                : bind == STB_WEAK ? 1 : 0,
+                                sym.st_size > 0 };
+    }
+    qsort(v, n, sizeof(*v), fsym_cmp);
+    /* Keep one entry per address (a sized one over a label, then the
+     * preferred binding); clip labels at the next symbol. */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k > 0 && v[k - 1].lo == v[i].lo) {
+            if (!v[k - 1].sized && v[i].sized)
+                v[k - 1] = v[i];
+            continue;
+        }
+        v[k++] = v[i];
+    }
+    for (size_t i = 0; i + 1 < k; i++)
+        if (!v[i].sized && v[i].hi > v[i + 1].lo)
+            v[i].hi = v[i + 1].lo;
+    struct fsym *copy = arena_alloc(st, (k ? k : 1) * sizeof(*copy));
+    if (copy != NULL) {
+        memcpy(copy, v, k * sizeof(*copy));
+        x->v = copy;
+        x->n = k;
+    }
+    free(v);
+    return x;
+}
+
+/* Name of the function symbol covering addr in mod, or NULL. */
+static const char *
+symidx_find(Dwfl_Module *mod, uint64_t addr)
+{
+    void **ud = NULL;
+    dwfl_module_info(mod, &ud, NULL, NULL, NULL, NULL, NULL, NULL);
+    if (ud == NULL)
+        return NULL;
+    if (*ud == NULL)
+        *ud = symidx_build(mod);
+    const struct symidx *x = *ud;
+    if (x == NULL || x->n == 0)
+        return NULL;
+    /* Last entry starting at or before addr. */
+    size_t lo = 0, hi = x->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (x->v[mid].lo <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* Symbols may nest (a local label symbol inside a function): look a
+     * few entries back for one that still covers addr. */
+    for (size_t i = lo, k = 0; i > 0 && k < 8; i--, k++)
+        if (addr < x->v[i - 1].hi)
+            return x->v[i - 1].name;
+    return NULL;
 }
 
 static const char *
@@ -362,20 +480,7 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
     if (mod == NULL)
         return 0;
 
-    const char *symname = NULL;
-    GElf_Off off = 0;
-    GElf_Sym sym;
-    GElf_Word shndx = 0;
-    Elf *elf = NULL;
-    Dwarf_Addr bias = 0;
-    const char *nm = dwfl_module_addrinfo(mod, addr, &off, &sym, &shndx, &elf,
-                                          &bias);
-    /* Credit a symbol only if addr lies inside it: otherwise a static
-     * function of a stripped object would be named after the nearest
-     * exported one. Such an address stays address-only (see pprof_encode). */
-    if (nm != NULL && nm[0] != '\0' &&
-        sym_covers(&sym, off, shndx, elf, bias, addr))
-        symname = nm;
+    const char *symname = symidx_find(mod, addr);
     /* Static symbol tables spell versioned definitions "name@@VERSION";
      * tools show, and users search for, the bare name. */
     const char *at = symname ? strchr(symname, '@') : NULL;
