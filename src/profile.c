@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buckets.h"
 #include "ialloc.h"
+#include "live.h"
 #include "log.h"
 #include "pprof_encode.h"
 #include "sampler.h"
@@ -165,7 +167,7 @@ hp_profile_encode(const struct hp_profile_data *d,
     /* Self-report, so that a reader can judge how far to trust the
      * numbers: sampling rate, samples lost to the budget, stacks folded
      * into the overflow bucket, and heapprof's own memory. */
-    char c[4][160];
+    char c[5][160];
     snprintf(c[0], sizeof(c[0]), "heapprof %d.%d.%d rate=%" PRIu64,
              HEAPPROF_VERSION_MAJOR, HEAPPROF_VERSION_MINOR,
              HEAPPROF_VERSION_PATCH, d->rate);
@@ -173,8 +175,7 @@ hp_profile_encode(const struct hp_profile_data *d,
              "heapprof samples: taken=%" PRIu64 " dropped=%" PRIu64
              " live=%" PRIu64,
              hp_stat_get(&hp_stats.samples),
-             hp_stat_get(&hp_stats.samples_dropped),
-             hp_stat_get(&hp_stats.live_samples));
+             hp_stat_get(&hp_stats.samples_dropped), hp_live_count());
     snprintf(c[2], sizeof(c[2]),
              "heapprof buckets: %" PRIu64 " (stacks sent to overflow: %" PRIu64
              ")",
@@ -182,11 +183,23 @@ hp_profile_encode(const struct hp_profile_data *d,
     snprintf(c[3], sizeof(c[3]),
              "heapprof metadata: %" PRIu64 " bytes (budget %" PRIu64 ")",
              hp_ialloc_mapped(), hp_ialloc_budget());
-    const char *const comments[4] = { c[0], c[1], c[2], c[3] };
+    /* The process's own totals, to set the estimates against. */
+    unsigned long long vm_pages = 0, rss_pages = 0;
+    FILE *statm = fopen("/proc/self/statm", "re");
+    if (statm != NULL) {
+        if (fscanf(statm, "%llu %llu", &vm_pages, &rss_pages) != 2)
+            vm_pages = rss_pages = 0;
+        fclose(statm);
+    }
+    unsigned long long page = (unsigned long long)sysconf(_SC_PAGESIZE);
+    snprintf(c[4], sizeof(c[4]),
+             "process: rss=%llu bytes vm=%llu bytes", rss_pages * page,
+             vm_pages * page);
+    const char *const comments[5] = { c[0], c[1], c[2], c[3], c[4] };
     struct hp_encode_opts o = {
         .which = which,
         .comments = comments,
-        .ncomments = 4,
+        .ncomments = 5,
         .maps_path = NULL,
     };
     return hp_pprof_encode(d, &o, sink);

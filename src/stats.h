@@ -10,7 +10,6 @@ struct hp_stats {
     uint64_t samples;         /* allocations sampled and recorded */
     uint64_t samples_dropped; /* sampled but not recorded (budget) */
     uint64_t frees_matched;   /* frees of recorded blocks */
-    uint64_t live_samples;    /* recorded blocks still live */
 };
 
 HP_HIDDEN extern struct hp_stats hp_stats;

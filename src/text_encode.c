@@ -9,6 +9,8 @@
  */
 #include "text_encode.h"
 
+#include "live.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -296,7 +298,7 @@ hp_text_encode(const struct hp_profile_data *d,
     tw_printf(w, "# heapprof: samples_dropped = %" PRIu64 "\n",
               hp_stat_get(&hp_stats.samples_dropped));
     tw_printf(w, "# heapprof: live_samples = %" PRIu64 "\n",
-              hp_stat_get(&hp_stats.live_samples));
+              hp_live_count());
     tw_printf(w, "\nMAPPED_LIBRARIES:\n");
     copy_maps(w, maps_path);
     tw_flush(w);
