@@ -223,6 +223,8 @@ def check_structure(prof, label, sites, rate, depth):
             if loc and loc[0] in heapprof_maps:
                 bad_frames.add("location %d in %s (%s)" % (
                     lid, prof.maps[loc[0]], "/".join(loc[1]) or "??"))
+        if names and names[0] in ALLOCATORS:
+            bad_frames.add("allocator entry point %s as a leaf" % names[0])
         in_site = [n for n in names if n in sites]
         if not in_site:
             other[0] += 1
