@@ -237,6 +237,7 @@ static ngx_path_init_t  ngx_http_heapprof_temp_path = {
 /* Per worker process: set in init_process, read by handlers. */
 static ngx_str_t         ngx_http_heapprof_dir;     /* NUL-terminated */
 static ngx_uint_t        ngx_http_heapprof_fifo;    /* FIFO is listening */
+static ngx_uint_t        ngx_http_heapprof_attached;
 static uint32_t          ngx_http_heapprof_seq;
 
 
@@ -349,6 +350,12 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
         return ngx_http_heapprof_send_text(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                "heapprof: profiling is off "
                                "(heapprof_enabled off)\n");
+    }
+
+    if (ngx_http_heapprof_attached) {
+        /* Objects loaded since (not through dlopen, e.g. by libc for NSS)
+         * are patched now; nearly free when nothing was loaded. */
+        (void) heapprof_attach();
     }
 
     pid = 0;
@@ -1252,6 +1259,7 @@ ngx_http_heapprof_init_process(ngx_cycle_t *cycle)
     }
 
     rc = heapprof_attach();
+    ngx_http_heapprof_attached = (rc == HEAPPROF_OK);
 
     if (rc != HEAPPROF_OK) {
         ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
@@ -1344,6 +1352,10 @@ ngx_http_heapprof_fifo_handler(ngx_event_t *ev)
 
     c = ev->data;
     last = 0;
+
+    if (ngx_http_heapprof_attached) {
+        (void) heapprof_attach();
+    }
 
     for ( ;; ) {
         n = read(c->fd, ids, sizeof(ids));

@@ -94,7 +94,9 @@ class Nginx:
         self.conf = os.path.join(work, "nginx.conf")
         self.master = None
 
-    def write_conf(self, extra="heapprof_rate 16k;"):
+    def write_conf(self, extra="heapprof_rate 16k; "
+                   "heapprof_snapshot_dir snapshots; "
+                   "heapprof_snapshot_interval 1s; heapprof_snapshot_keep 2;"):
         user = "root" if os.geteuid() == 0 else "nobody"
         text = CONF.format(module=self.module, work=self.work, port=self.port,
                            extra=extra, user=user)
@@ -158,8 +160,17 @@ class Nginx:
 
 
 def load(port, seconds):
-    """Requests from a few threads, new connections and keep-alive ones,
-    some with large headers (bigger request buffers and pools)."""
+    """wrk when installed; else requests from a few threads, new
+    connections and keep-alive ones, some with large headers (bigger
+    request buffers and pools)."""
+    if shutil.which("wrk"):
+        r = subprocess.run(["wrk", "-t2", "-c16", "-d%ds" % max(1, seconds),
+                            "-H", "X-Filler: " + "v" * 2000,
+                            "http://127.0.0.1:%d/page" % port],
+                           capture_output=True, text=True)
+        if r.returncode != 0 or "Requests/sec" not in r.stdout:
+            fail("wrk: " + r.stdout + r.stderr)
+        return
     stop = time.time() + seconds
     errors = []
 
@@ -238,6 +249,7 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     prefix = os.path.join(work, "prefix")
+    os.makedirs(os.path.join(work, "snapshots"))
     env = clean_env()
     env["PPROF_TMPDIR"] = os.path.join(work, "pprof")
 
@@ -342,6 +354,17 @@ def main():
 
         for sk in slow:
             sk.close()
+
+        # heapprof_snapshot_dir: every worker writes its own snapshots.
+        snaps = os.listdir(os.path.join(work, "snapshots"))
+        for w in workers:
+            mine = sorted(f for f in snaps
+                          if f.startswith("heap-%d-" % w) and
+                          f.endswith(".pb.gz"))
+            if not mine:
+                fail("no snapshot of worker %d in %s" % (w, snaps))
+            pprof(["-top"], os.path.join(work, "snapshots", mine[-1]), env)
+        log("snapshots: %d files" % len(snaps))
 
         tags = pprof(["-tags", "-sample_index=alloc_space"], files["allocs"],
                      env)
