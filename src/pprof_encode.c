@@ -345,7 +345,14 @@ add_line(struct enc *e, struct loc *l, uint64_t fid, int64_t line)
 
 /* ------------------------------------------------------------- phases */
 
-/* Phases 2 and 3: mappings and names for every location. */
+/*
+ * Phases 2 and 3: mappings and names for every location. A location no
+ * symbol covers stays address-only (no Line) rather than getting a made-up
+ * "<object>+0x<offset>" name: pprof shows it as [object], its mapping is
+ * not marked has_functions, so pprof can still symbolize it itself (from
+ * the binary on disk, or remotely through /debug/pprof/symbol), and such
+ * names would never merge with a properly symbolized profile.
+ */
 static void
 symbolize_locations(struct enc *e)
 {

@@ -16,7 +16,9 @@
 #define HP_OVERFLOW_FRAME "[heapprof: bucket table full]"
 
 struct hp_encode_opts {
-    enum heapprof_profile which; /* HEAP: default type unset; ALLOCS: alloc_space */
+    /* HEAP: default sample type unset (pprof takes the last, inuse_space);
+     * ALLOCS: "alloc_space". */
+    enum heapprof_profile which;
     const char *const *comments; /* Profile.comment lines (may be NULL) */
     size_t ncomments;
     const char *maps_path;       /* NULL = /proc/self/maps (tests only) */

@@ -9,7 +9,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <gelf.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -34,6 +37,14 @@ __attribute__((noinline)) static int
 static_helper_function(int x)
 {
     return x * opaque + 5;
+}
+
+/* Aligned so that it is followed by padding (functions start on 16-byte
+ * boundaries and this one is shorter than that). */
+__attribute__((noinline, aligned(64))) int
+hp_test_sized_function(int x)
+{
+    return x + opaque;
 }
 
 static int call_line;
@@ -172,6 +183,66 @@ test_symbolize_unmapped_not_found(void **state)
     assert_int_equal(hp_symbolize_name(addr, buf, sizeof(buf)), -1);
 }
 
+/* st_value and st_size of a symbol of this executable's .symtab. */
+static int
+own_symbol(const char *name, uint64_t *value, uint64_t *size)
+{
+    int found = -1;
+    elf_version(EV_CURRENT);
+    int fd = open("/proc/self/exe", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
+    Elf_Scn *scn = NULL;
+    while (elf != NULL && found != 0 && (scn = elf_nextscn(elf, scn))) {
+        GElf_Shdr sh;
+        if (gelf_getshdr(scn, &sh) == NULL || sh.sh_type != SHT_SYMTAB)
+            continue;
+        Elf_Data *data = elf_getdata(scn, NULL);
+        for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
+            GElf_Sym sym;
+            if (gelf_getsym(data, (int)i, &sym) == NULL)
+                continue;
+            const char *n = elf_strptr(elf, sh.sh_link, sym.st_name);
+            if (n != NULL && strcmp(n, name) == 0) {
+                *value = sym.st_value;
+                *size = sym.st_size;
+                found = 0;
+                break;
+            }
+        }
+    }
+    if (elf != NULL)
+        elf_end(elf);
+    close(fd);
+    return found;
+}
+
+/*
+ * Symbol sizes are respected: the first byte after a function (alignment
+ * padding here; in a stripped object, possibly a static function) is not
+ * credited to it.
+ */
+static void
+test_symbolize_respects_symbol_size(void **state)
+{
+    (void)state;
+    uint64_t value = 0, size = 0;
+    assert_int_equal(own_symbol("hp_test_sized_function", &value, &size), 0);
+    assert_true(size > 0 && size < 64);
+    uintptr_t start = (uintptr_t)&hp_test_sized_function;
+    if (size % 16 == 0)
+        skip(); /* no padding to probe */
+    struct copy c;
+    lookup_copy(start + size - 1, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.f[0].func, "hp_test_sized_function");
+    lookup_copy(start + size, &c);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(hp_test_sized_function(1), 2);
+    (void)value;
+}
+
 static void
 test_symbolize_name(void **state)
 {
@@ -238,6 +309,7 @@ main(void)
         cmocka_unit_test(test_symbolize_file_and_line),
         cmocka_unit_test(test_symbolize_inline_frames),
         cmocka_unit_test(test_symbolize_unmapped_not_found),
+        cmocka_unit_test(test_symbolize_respects_symbol_size),
         cmocka_unit_test(test_symbolize_name),
         cmocka_unit_test(test_symbolize_cache_is_stable),
         cmocka_unit_test(test_symbolize_postfork_child_rebuilds),
