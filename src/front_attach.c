@@ -298,6 +298,11 @@ scan_dynamic(struct scan *s, struct object *o, const ElfW(Dyn) *dyn)
         o->failed = true;
         return;
     }
+    /* Some linkers let DT_RELA's range end with the PLT relocations:
+     * visit those once. */
+    if (jmprel != 0 && pltrel == DT_RELA && rela != 0 && jmprel >= rela &&
+        jmprel + pltrelsz == rela + relasz)
+        relasz -= pltrelsz;
     const ElfW(Sym) *syms = (const ElfW(Sym) *)symtab;
     const char *strs = (const char *)strtab;
     scan_table(s, o, syms, strs, strsz, jmprel, pltrelsz,
