@@ -44,6 +44,7 @@ struct symstate {
     const char **strs;          /* interned strings, power-of-two size */
     size_t scap, sused;
     struct chunk *chunks;       /* arena for frames and strings */
+    struct symstate *orphan;    /* older abandoned state (see postfork) */
 };
 
 /*
@@ -53,6 +54,9 @@ struct symstate {
  */
 static pthread_mutex_t hp_symbolize_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct symstate *st;
+/* States a fork child abandoned, kept reachable so leak checkers stay
+ * quiet about a deliberate leak. */
+static struct symstate *orphans;
 
 /* ------------------------------------------------------------- UTF-8 */
 
@@ -668,5 +672,9 @@ hp_symbolize_postfork_child(void)
     /* The parent's state may be mid-update by a thread that no longer
      * exists here: leak it (its pages are shared copy-on-write anyway). */
     pthread_mutex_init(&hp_symbolize_lock, NULL);
+    if (st != NULL) {
+        st->orphan = orphans;
+        orphans = st;
+    }
     st = NULL;
 }
