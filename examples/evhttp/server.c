@@ -186,6 +186,10 @@ serve_pprof(struct evhttp_request *req, const char *uri,
     struct timeval tv = {hr.delay_ms / 1000, (hr.delay_ms % 1000) * 1000};
     heapprof_http_response_free(&hr);
     evhttp_connection_set_closecb(p->conn, on_close, p);
+    /* libevent measures timers from the time it cached when this loop
+     * iteration began; building the first profile took some of that, so
+     * refresh it or the delta would come out a little short. */
+    event_base_update_cache_time(base);
     evtimer_add(p->timer, &tv);
 }
 
@@ -211,7 +215,14 @@ int
 main(int argc, char **argv)
 {
     unsigned port = argc > 1 ? (unsigned)atoi(argv[1]) : 8080;
-    struct event_base *base = event_base_new();
+    /* Precise timers: by default libevent reads a coarse clock (a few ms
+     * of resolution), so a seconds=N delta could come out a hair short. */
+    struct event_config *cfg = event_config_new();
+    if (cfg != NULL)
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    struct event_base *base = cfg ? event_base_new_with_config(cfg) : NULL;
+    if (cfg != NULL)
+        event_config_free(cfg);
     struct evhttp *http = base ? evhttp_new(base) : NULL;
     if (http == NULL) {
         fprintf(stderr, "cannot set up libevent\n");

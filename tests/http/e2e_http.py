@@ -182,16 +182,21 @@ class Prof:
                 if rest and cur is not None:
                     self.locs[cur].append(rest.split()[0])
 
+    @staticmethod
+    def base_name(name):
+        """GCC's clones (f.constprop.0, f.isra.0, f.part.0) count as f."""
+        return re.sub(r"\.(constprop|isra|part|cold)\.\d+$", "", name)
+
     def leaf(self, ids):
         if not ids:
             return None
         names = self.locs.get(ids[0]) or []
-        return names[0] if names else None
+        return self.base_name(names[0]) if names else None
 
     def functions(self):
         out = set()
         for names in self.locs.values():
-            out.update(names)
+            out.update(self.base_name(n) for n in names)
         return out
 
     def by_leaf(self):
@@ -228,6 +233,11 @@ def fetch(src, args=(), label=None):
 
 def check_truth(prof, truth, label, types=TYPES, sites=SITES):
     sums = prof.by_leaf()
+    missing = [site for site in sites if site not in sums and
+               any(truth[site][t] for t in types)]
+    if missing:
+        note("%s: no samples with leaf %s; leaves: %s\n%s" % (
+            label, missing, sorted(str(k) for k in sums), prof.text[:6000]))
     for site in sites:
         got = sums.get(site)
         for t in types:
@@ -576,18 +586,39 @@ def mode_inuse(a):
 def mode_example(a):
     work = a.workdir
     port = free_port()
-    env = clean_env({"HEAPPROF_RATE": "4096"})
+    # Rate 1024: remember_request's 4096 live 1 KiB records give ~2600
+    # samples, so +-10 % is > 8 standard deviations of the estimate.
+    env = clean_env({"HEAPPROF_RATE": "1024"})
     srv = Server([a.example, str(port)], env, os.path.join(work, "log"))
     base = "http://127.0.0.1:%d" % port
     try:
         wait_http(base + "/", srv, "example")
-        for i in range(300):
-            st, _, _ = http(base + "/?item=%d" % i)
+        # Known truth: each app request keeps one 1 KiB record (a ring of
+        # the last 4096) and builds a 4096 + len(uri) byte page it frees.
+        n, page_bytes = 0, 0
+        for i in range(6000):
+            uri = "/?item=%d" % i
+            st, _, _ = http(base + uri)
+            n += 1
+            page_bytes += 4096 + len(uri)
             if st != 200:
                 fail("app request %d: %d" % (i, st))
                 break
+        n += 1  # wait_http's request
+        page_bytes += 4096 + 1
+        truth = {
+            "remember_request": {"alloc_objects": n, "alloc_space": n * 1024,
+                                 "inuse_objects": 4096,
+                                 "inuse_space": 4096 * 1024},
+            "render_page": {"alloc_objects": n, "alloc_space": page_bytes,
+                            "inuse_objects": 0, "inuse_space": 0},
+        }
+        heap = fetch(base + "/debug/pprof/heap", label="example heap")
+        if heap:
+            check_truth(heap, truth, "example heap",
+                        sites=["remember_request", "render_page"])
         funcs = set()
-        for path in ["heap", "allocs", "delta_heap"]:
+        for path in ["allocs", "delta_heap"]:
             prof = fetch(base + "/debug/pprof/" + path,
                          label="example " + path)
             if prof:
