@@ -10,6 +10,8 @@ Modes (one ctest each):
             over the connection cap) and the listener and host still work.
   unix      the listener on unix:/path (curl --unix-socket).
   inuse     port already taken: one log line, the workload keeps running.
+  addresses [::1]:port, 0.0.0.0:port (served, one warning line) and a host
+            name (one line, no listener, the workload keeps running).
   example   an example server (argv: the binary) mounting the handler:
             go tool pprof heap/allocs/delta_heap/-seconds 2 through it, the
             app keeps answering during seconds=N, error statuses.
@@ -53,11 +55,21 @@ def note(msg):
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port that is free now, below the kernel's ephemeral range (32768+
+    here): a port from bind(0) can be taken as the source port of any
+    client connection before the server binds it."""
+    import random
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise SystemExit("FAIL: no free port")
 
 
 def clean_env(extra):
@@ -581,6 +593,55 @@ def mode_inuse(a):
         blocker.close()
 
 
+def mode_addresses(a):
+    """[::1], a non-loopback address (served, one warning line) and a host
+    name (refused in one line; the host keeps running)."""
+    work = a.workdir
+    cases = []
+    try:
+        s6 = socket.socket(socket.AF_INET6)
+        s6.bind(("::1", 0))
+        s6.close()
+        cases.append(("[::1]:%d", "http://[::1]:%d", None))
+    except OSError:
+        note("no IPv6 loopback here: [::1] not tested")
+    cases.append(("0.0.0.0:%d", "http://127.0.0.1:%d",
+                  "not a loopback address"))
+    cases.append(("example.invalid:%d", None, "not an IP address"))
+    for n, (addr_fmt, url_fmt, want_log) in enumerate(cases):
+        port = free_port()
+        addr = addr_fmt % port
+        truth_path = os.path.join(work, "truth%d.json" % n)
+        env = clean_env({"LD_PRELOAD": a.preload, "HEAPPROF_HTTP": addr})
+        srv = Server([a.workload, truth_path], env,
+                     os.path.join(work, "log%d" % n))
+        try:
+            wait_file(truth_path, srv)
+            if url_fmt is not None:
+                base = url_fmt % port
+                wait_http(base + "/debug/pprof/", srv, addr)
+                st, _, body = http(base + "/debug/pprof/heap")
+                if st != 200 or body[:2] != b"\x1f\x8b":
+                    fail("%s: heap %d" % (addr, st))
+                else:
+                    note("ok   %s serves the heap profile" % addr)
+            else:
+                time.sleep(0.5)
+            lines = [l for l in srv.output().splitlines() if "heapprof" in l]
+            if want_log is None and lines:
+                fail("%s: unexpected log %r" % (addr, lines))
+            if want_log is not None and (len(lines) != 1 or
+                                         want_log not in lines[0]):
+                fail("%s: want one line with %r, got %r" %
+                     (addr, want_log, lines))
+            elif want_log is not None:
+                note("ok   %s: %s" % (addr, lines[0]))
+            if not srv.alive():
+                fail("%s: workload died" % addr)
+        finally:
+            srv.stop()
+
+
 # ------------------------------------------------------------- examples
 
 def mode_example(a):
@@ -783,8 +844,8 @@ def mode_launcher(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["listener", "unix", "inuse", "example",
-                                     "redis", "launcher"])
+    ap.add_argument("mode", choices=["listener", "unix", "inuse", "addresses",
+                                     "example", "redis", "launcher"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload")
     ap.add_argument("--workload")
