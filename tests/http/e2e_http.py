@@ -10,6 +10,8 @@ Modes (one ctest each):
             over the connection cap) and the listener and host still work.
   unix      the listener on unix:/path (curl --unix-socket).
   inuse     port already taken: one log line, the workload keeps running.
+  fork      a forked child has no listener and no copy of the socket; the
+            parent keeps serving.
   addresses [::1]:port, 0.0.0.0:port (served, one warning line) and a host
             name (one line, no listener, the workload keeps running).
   example   an example server (argv: the binary) mounting the handler:
@@ -593,6 +595,64 @@ def mode_inuse(a):
         blocker.close()
 
 
+def mode_fork(a):
+    """A forked child (no exec) has no listener and no copy of the socket;
+    the parent keeps serving."""
+    work = a.workdir
+    truth_path = os.path.join(work, "truth.json")
+    port = free_port()
+    env = clean_env({"LD_PRELOAD": a.preload, "HEAPPROF_RATE": "4096",
+                     "HEAPPROF_HTTP": "127.0.0.1:%d" % port})
+    srv = Server([a.workload, truth_path, "fork"], env,
+                 os.path.join(work, "log"))
+    child = None
+    try:
+        wait_file(truth_path, srv)
+        info = json.load(open(truth_path))
+        child = info["child"]
+        base = "http://127.0.0.1:%d" % port
+        wait_http(base + "/debug/pprof/", srv, "parent listener")
+        for _ in range(5):
+            st, _, body = http(base + "/debug/pprof/cmdline")
+            if st != 200:
+                fail("parent after fork: %d" % st)
+        # Which processes hold a socket inode of the listening port?
+        inode = None
+        for line in open("/proc/net/tcp").read().splitlines()[1:]:
+            f = line.split()
+            if f[1].endswith(":%04X" % port) and f[3] == "0A":
+                inode = f[9]
+        holders = []
+        for pid in (info["pid"], child):
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == \
+                            "socket:[%s]" % inode:
+                        holders.append(pid)
+                except OSError:
+                    pass
+        if holders != [info["pid"]]:
+            fail("listening socket held by %s, want only the parent %d" %
+                 (holders, info["pid"]))
+        else:
+            note("ok   only the parent holds the listening socket")
+        os.kill(child, 0)
+        prof = fetch(base + "/debug/pprof/heap", label="parent heap")
+        if prof:
+            check_truth(prof, info["sites"], "parent heap after fork",
+                        types=["inuse_space"])
+        lines = [l for l in srv.output().splitlines() if "heapprof" in l]
+        if lines:
+            fail("fork logged: %r" % lines)
+    finally:
+        if child:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except OSError:
+                pass
+        srv.stop()
+
+
 def mode_addresses(a):
     """[::1], a non-loopback address (served, one warning line) and a host
     name (refused in one line; the host keeps running)."""
@@ -845,7 +905,7 @@ def mode_launcher(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["listener", "unix", "inuse", "addresses",
-                                     "example", "redis", "launcher"])
+                                     "fork", "example", "redis", "launcher"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload")
     ap.add_argument("--workload")

@@ -6,13 +6,16 @@
  * profiles have something to show. It never exits on its own; the test
  * stops it by PID (SIGTERM).
  *
- * usage: http_workload TRUTH.json
- * TRUTH.json appears (atomically, by rename) once the setup is done.
+ * usage: http_workload TRUTH.json [fork]
+ * TRUTH.json appears (atomically, by rename) once the setup is done. With
+ * "fork", a child forked after the setup (no exec) runs the same loop; its
+ * PID is in the JSON ("child") so the test can stop it too.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,6 +105,8 @@ site_tick(void)
     }
 }
 
+static pid_t child;
+
 static void
 write_truth(const char *path)
 {
@@ -112,7 +117,8 @@ write_truth(const char *path)
         perror(tmp);
         exit(1);
     }
-    fprintf(f, "{\"pid\": %d, \"sites\": {", (int)getpid());
+    fprintf(f, "{\"pid\": %d, \"child\": %d, \"sites\": {",
+            (int)getpid(), (int)child);
     for (int s = 0; s < NSITES; s++)
         fprintf(f,
                 "%s\"%s\": {\"alloc_objects\": %llu, \"alloc_space\": %llu, "
@@ -132,8 +138,8 @@ write_truth(const char *path)
 int
 main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s TRUTH.json\n", argv[0]);
+    if (argc != 2 && !(argc == 3 && strcmp(argv[2], "fork") == 0)) {
+        fprintf(stderr, "usage: %s TRUTH.json [fork]\n", argv[0]);
         return 2;
     }
     void **a = calloc(20000, sizeof(void *));
@@ -145,7 +151,15 @@ main(int argc, char **argv)
     site_hold_large(b, 500);
     site_churn(40000);
     site_mixed(c, 20000);
-    write_truth(argv[1]);
+    if (argc == 3) {
+        child = fork();
+        if (child < 0) {
+            perror("fork");
+            return 1;
+        }
+    }
+    if (child != 0 || argc == 2)
+        write_truth(argv[1]);
     for (;;) {
         site_tick();
         struct timespec ts = {0, 10 * 1000 * 1000};
