@@ -13,7 +13,7 @@ PACKAGES=(
     libcmocka-dev golang-go python3
     # integrations, examples and their end-to-end tests
     libmicrohttpd-dev libevent-dev libgc-dev nginx nginx-dev
-    redis-server redis-tools clang curl
+    redis-server redis-tools clang curl wrk
 )
 
 installed() {
