@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Turns the raw results of bench/run.sh into docs/PERFORMANCE.md (stdout).
+
+usage: report.py RESULTS_DIR
+
+RESULTS_DIR holds raw.tsv (kind, workload, config, round, values...),
+facts.tsv (key, value), perf_mixed.txt and, if present, the hand-written
+bench/analysis.md is appended under its own heading.
+"""
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+out_dir = sys.argv[1]
+here = os.path.dirname(os.path.abspath(__file__))
+
+facts = {}
+with open(os.path.join(out_dir, "facts.tsv")) as f:
+    for line in f:
+        k, _, v = line.rstrip("\n").partition("\t")
+        facts[k] = v
+
+rows = []
+with open(os.path.join(out_dir, "raw.tsv")) as f:
+    for line in f:
+        rows.append(line.rstrip("\n").split("\t"))
+
+
+def num(s):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec="{:.3f}"):
+    return "n/a" if x is None else spec.format(x)
+
+
+# ------------------------------------------------------------ allocation
+WORKLOADS = ["small", "mixed", "mixed2"]
+CONFIGS = ["glibc", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_prof",
+           "heapprof_jemalloc", "tcmalloc", "tcmalloc_sample"]
+LABEL = {
+    "glibc": "glibc (bare)",
+    "heapprof": "heapprof, default rate (512 KiB)",
+    "heapprof_rate0": "heapprof, HEAPPROF_RATE=0 (interposer floor)",
+    "jemalloc": "jemalloc",
+    "jemalloc_prof": "jemalloc + prof (lg_prof_sample:19)",
+    "heapprof_jemalloc": "heapprof over jemalloc",
+    "tcmalloc": "tcmalloc (gperftools, no sampling)",
+    "tcmalloc_sample": "tcmalloc, sampling @512 KiB",
+}
+# (workload, config) -> {round: seconds}, for CPU time (the primary
+# metric: user + system time of the process, steady on a shared VM) and for
+# wall time.
+alloc = {"cpu": defaultdict(dict), "wall": defaultdict(dict)}
+for r in rows:
+    if r[0] == "alloc" and len(r) >= 6:
+        alloc["wall"][(r[1], r[2])][int(r[3])] = num(r[4])
+        alloc["cpu"][(r[1], r[2])][int(r[3])] = num(r[5])
+
+
+def median_s(w, c, m="cpu"):
+    return med(alloc[m][(w, c)].values())
+
+
+def paired_ratio(w, c, base, m="cpu"):
+    a, b = alloc[m][(w, c)], alloc[m][(w, base)]
+    rs = [a[k] / b[k] for k in a if k in b and a[k] and b[k]]
+    return med(rs)
+
+
+def ratio_of_medians(w, c, base, m="cpu"):
+    a, b = median_s(w, c, m), median_s(w, base, m)
+    return a / b if a and b else None
+
+
+COMPARISONS = [
+    ("heapprof vs glibc", "heapprof", "glibc"),
+    ("heapprof rate 0 (floor) vs glibc", "heapprof_rate0", "glibc"),
+    ("heapprof over jemalloc vs jemalloc", "heapprof_jemalloc", "jemalloc"),
+    ("jemalloc prof vs jemalloc", "jemalloc_prof", "jemalloc"),
+    ("tcmalloc sampling vs tcmalloc", "tcmalloc_sample", "tcmalloc"),
+    ("jemalloc vs glibc", "jemalloc", "glibc"),
+    ("tcmalloc vs glibc", "tcmalloc", "glibc"),
+]
+
+heaptrack = {"cpu": defaultdict(dict), "wall": defaultdict(dict)}
+for r in rows:
+    if r[0] == "heaptrack" and len(r) >= 6:
+        heaptrack["wall"][(r[1], r[2])][int(r[3])] = num(r[4])
+        heaptrack["cpu"][(r[1], r[2])][int(r[3])] = num(r[5])
+
+
+def ht_ratio(w, m="cpu"):
+    a = heaptrack[m][(w, "heaptrack_short")]
+    b = heaptrack[m][(w, "glibc_short")]
+    rs = [a[k] / b[k] for k in a if k in b and a[k] and b[k]]
+    return med(rs)
+
+
+# --------------------------------------------------------- sampled path
+# rate -> [(pair wall ns, pair CPU ns, malloc p50, p99, free p50, p99)]
+sampled = defaultdict(list)
+for r in rows:
+    if r[0] == "sampled":
+        sampled[r[2]].append([num(x) for x in r[4:10]])
+
+
+def sampled_med(rate, i):
+    return med([v[i] for v in sampled[rate] if len(v) > i])
+
+
+pair1, pair0 = sampled_med("1", 1), sampled_med("0", 1)
+sampled_cost = pair1 - pair0 if pair1 is not None and pair0 is not None else None
+
+# --------------------------------------------------------------- export
+export = defaultdict(list)
+for r in rows:
+    if r[0] == "export":
+        export[r[1]].append(num(r[4]))
+export_warm = med(export["warm_ms_median"])
+export_warm_cpu = med(export["warm_cpu_ms_median"])
+
+# ---------------------------------------------------------------- start
+start = defaultdict(list)
+for r in rows:
+    if r[0] == "start":
+        start[r[2]].append(num(r[4]))
+start_bare = med(start["glibc"])
+start_hp = med(start["heapprof"])
+
+# ------------------------------------------------------------ callgrind
+cg = {}
+for r in rows:
+    if r[0] == "callgrind":
+        cg[r[2]] = num(r[4])
+
+# ---------------------------------------------------------------- bars
+bars = []
+for w in ["mixed", "mixed2"]:
+    x = paired_ratio(w, "heapprof", "glibc")
+    bars.append((f"{w}: heapprof ≤ 1.05× glibc", fmt(x, "{:.3f}×"),
+                 x is not None and x <= 1.05))
+x = paired_ratio("small", "heapprof", "glibc")
+floor = paired_ratio("small", "heapprof_rate0", "glibc")
+bars.append(("small: heapprof ≤ floor + 3 % (issue 7)",
+             f"{fmt(x, '{:.3f}×')} vs floor {fmt(floor, '{:.3f}×')}",
+             x is not None and floor is not None and x <= floor + 0.03))
+for w in WORKLOADS:
+    hp = paired_ratio(w, "heapprof", "glibc")
+    je = paired_ratio(w, "jemalloc_prof", "jemalloc")
+    bars.append((f"{w}: heapprof overhead below jemalloc-prof's",
+                 f"+{fmt(None if hp is None else (hp - 1) * 100, '{:.1f}')} % vs "
+                 f"+{fmt(None if je is None else (je - 1) * 100, '{:.1f}')} %",
+                 hp is not None and je is not None and hp < je))
+    hj = paired_ratio(w, "heapprof_jemalloc", "jemalloc")
+    bars.append((f"{w}: same, both over jemalloc",
+                 f"+{fmt(None if hj is None else (hj - 1) * 100, '{:.1f}')} % vs "
+                 f"+{fmt(None if je is None else (je - 1) * 100, '{:.1f}')} %",
+                 hj is not None and je is not None and hj < je))
+m99 = sampled_med("1", 3)
+bars.append(("sampled path ≤ 2 µs (mean CPU, rate 1 − rate 0, depth 64)",
+             fmt(sampled_cost, "{:.0f} ns"),
+             sampled_cost is not None and sampled_cost <= 2000))
+bars.append(("sampled malloc p99 ≤ 2 µs (issue 7; includes ~25 ns of clock)",
+             fmt(m99, "{:.0f} ns"), m99 is not None and m99 <= 2000))
+bars.append(("export of 100 000 buckets, depth 32, warm ≤ 200 ms",
+             f"{fmt(export_warm, '{:.0f} ms')} wall, "
+             f"{fmt(export_warm_cpu, '{:.0f} ms')} CPU",
+             export_warm is not None and export_warm <= 200))
+
+# ------------------------------------------------------------- output
+P = print
+P("# heapprof performance")
+P()
+P("Generated by `bench/run.sh` (do not edit by hand; re-run it). Timings are")
+P("never asserted in tests. The bars come from `SPEC.md` and issue 7.")
+P()
+P("## Machine and run")
+P()
+P("| | |")
+P("|---|---|")
+for k in ["cpu", "nproc", "mem", "os", "kernel", "glibc", "cc", "jemalloc",
+          "gperftools", "heaptrack", "heapprof_commit", "date", "pairs",
+          "load_start", "load_end"]:
+    if k in facts:
+        P(f"| {k} | {facts[k]} |")
+P()
+P("heapprof and the benchmarks are built with `-DCMAKE_BUILD_TYPE=Release` in a")
+P("separate tree (`bench/CMakeLists.txt`). The load average is that of the whole")
+P("VM: other jobs were running on it, so read small differences with care.")
+P(f"Debian's jemalloc is built with its profiler: **{facts.get('jemalloc_prof', '?')}**"
+  " (`config.prof` in `malloc_stats_print`).")
+P()
+P("Commands (what `bench/run.sh` runs for each configuration):")
+P()
+P("```")
+P("alloc_bench small|mixed|mixed2            # bare glibc")
+P("LD_PRELOAD=libheapprof.so alloc_bench W   # heapprof, default rate")
+P("HEAPPROF_RATE=0 LD_PRELOAD=libheapprof.so alloc_bench W")
+P("LD_PRELOAD=libjemalloc.so.2 alloc_bench W")
+P("MALLOC_CONF=prof:true,lg_prof_sample:19 LD_PRELOAD=libjemalloc.so.2 alloc_bench W")
+P("LD_PRELOAD=libheapprof.so:libjemalloc.so.2 alloc_bench W")
+P("TCMALLOC_SAMPLE_PARAMETER=0|524288 LD_PRELOAD=libtcmalloc.so.4 alloc_bench W")
+P("heaptrack -o FILE alloc_bench W N/10       # short runs, 3 pairs")
+P("HEAPPROF_RATE=1|0 LD_PRELOAD=libheapprof.so sampled_path_bench 300000")
+P("export_bench 100000 5")
+P("LD_PRELOAD=... valgrind --tool=callgrind alloc_bench small 200000|1200000")
+P("```")
+P()
+P("Workloads (`bench/alloc_bench.c`): **small** = 20 M malloc/free of 16–128 B")
+P("through a ring of 64 live blocks; **mixed** = 1.5 M requests, sizes 16 B–64 KiB")
+P("skewed small (70 % ≤ 256 B), 55 % malloc, 15 % calloc, 15 % realloc, 15 % free")
+P("over 8192 live blocks, each made under a 10–20-frame recursive call chain;")
+P("**mixed2** = the same work split over 2 threads. Each program times its own")
+P("workload (start-up excluded).")
+P()
+P("## Bars")
+P()
+P("| bar | measured | verdict |")
+P("|---|---|---|")
+for name, val, ok in bars:
+    P(f"| {name} | {val} | {'met' if ok else '**missed**'} |")
+P()
+P(f"## Allocation workloads: median seconds ({facts.get('pairs', '?')} rounds)")
+P()
+P("CPU seconds (user + system, all threads) of the workload, then wall seconds.")
+P("The bars above use CPU time: on this shared VM a process often got a")
+P("fraction of a core, which wall time charges to whichever configuration was")
+P("running at the moment.")
+P()
+P("| configuration | " + " | ".join(f"{w} CPU" for w in WORKLOADS) + " | " +
+  " | ".join(f"{w} wall" for w in WORKLOADS) + " |")
+P("|---|" + "---|" * (2 * len(WORKLOADS)))
+for c in CONFIGS:
+    P(f"| {LABEL[c]} | " + " | ".join(fmt(median_s(w, c)) for w in WORKLOADS) +
+      " | " + " | ".join(fmt(median_s(w, c, "wall")) for w in WORKLOADS) + " |")
+P()
+for m, title in [("cpu", "CPU time"), ("wall", "wall time")]:
+    P(f"## Overhead ratios, {title}")
+    P()
+    P("Median of the per-round ratios (ratio of the medians in brackets).")
+    P()
+    P("| comparison | " + " | ".join(WORKLOADS) + " |")
+    P("|---|" + "---|" * len(WORKLOADS))
+    for name, c, base in COMPARISONS:
+        cells = [f"{fmt(paired_ratio(w, c, base, m), '{:.3f}×')} "
+                 f"({fmt(ratio_of_medians(w, c, base, m), '{:.3f}')})"
+                 for w in WORKLOADS]
+        P(f"| {name} | " + " | ".join(cells) + " |")
+    P("| heaptrack vs glibc (1/10 runs, 3 pairs) | " +
+      " | ".join(fmt(ht_ratio(w, m), "{:.2f}×") for w in WORKLOADS) + " |")
+    P()
+P("## Fast paths: callgrind instructions per malloc/free pair (small loop)")
+P()
+P("Difference between 1 200 000 and 200 000 iterations, divided by 1 000 000;")
+P("exact and repeatable, unlike wall time on this VM.")
+P()
+P("| configuration | instructions / pair | vs glibc |")
+P("|---|---|---|")
+base = cg.get("glibc")
+for c in ["glibc", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_prof"]:
+    if c in cg:
+        d = "" if base is None or c == "glibc" else f"+{cg[c] - base:.1f}"
+        P(f"| {LABEL[c]} | {fmt(cg[c], '{:.1f}')} | {d} |")
+P()
+P("## Sampled path (`bench/sampled_path_bench.c`)")
+P()
+P("malloc(64)/free pairs from 8 leaf sites at the bottom of a 64-frame stack,")
+P("under `HEAPPROF_RATE=1` (every allocation: stack capture at depth 64, bucket")
+P("lookup, live-table insert, and the live-table removal on free) and")
+P("`HEAPPROF_RATE=0`. Each call is timed with `clock_gettime` (about 20–25 ns of")
+P("it is the clock itself, in both columns). Medians over the rounds.")
+P()
+P("| | rate 1 | rate 0 | difference |")
+P("|---|---|---|---|")
+names = ["pair, mean wall ns", "pair, mean CPU ns", "malloc p50 ns",
+         "malloc p99 ns", "free p50 ns", "free p99 ns"]
+for i, n in enumerate(names):
+    a, b = sampled_med("1", i), sampled_med("0", i)
+    d = None if a is None or b is None else a - b
+    P(f"| {n} | {fmt(a, '{:.0f}')} | {fmt(b, '{:.0f}')} | {fmt(d, '{:.0f}')} |")
+P()
+P("## Export (`bench/export_bench.c`)")
+P()
+P("100 000 buckets with distinct real depth-32 stacks (made through")
+P("`heapprof_on_alloc` at rate 1), written with `heapprof_write_buffer`: encode,")
+P("symbolize, gzip. Median over 3 processes of the median of 5 warm calls.")
+P()
+P("| | value |")
+P("|---|---|")
+for k, label in [("buckets", "buckets created"), ("profile_bytes", "profile size (bytes)"),
+                 ("fill_ms", "filling: 100 000 sampled reports (ms)"),
+                 ("cold_ms", "first write, cold symbol cache (ms)"),
+                 ("warm_ms_median", "warm write (ms)"),
+                 ("warm_cpu_ms_median", "warm write, CPU (ms)"),
+                 ("warm_ms_min", "warm write, best (ms)")]:
+    P(f"| {label} | {fmt(med(export[k]), '{:.1f}' if 'ms' in k else '{:.0f}')} |")
+P()
+P("## Process start")
+P()
+if start_bare is not None and start_hp is not None:
+    P(f"200 × `/bin/true` from `sh`, every process preloaded: "
+      f"{start_bare / 200 / 1000:.2f} ms per exec bare, "
+      f"{start_hp / 200 / 1000:.2f} ms with heapprof "
+      f"(+{(start_hp - start_bare) / 200 / 1000:.2f} ms each; medians of "
+      f"{facts.get('pairs', '?')} pairs).")
+P()
+perf_path = os.path.join(out_dir, "perf_mixed.txt")
+if os.path.exists(perf_path) and os.path.getsize(perf_path) > 0:
+    P("## Where the time goes: heapprof, mixed workload")
+    P()
+    P("`perf record -e cpu-clock` (no hardware counters on this VM), top symbols:")
+    P()
+    P("```")
+    with open(perf_path) as f:
+        for line in f:
+            P(line.rstrip())
+    P("```")
+    P()
+P("## Reading")
+P()
+missed = [name for name, _, ok in bars if not ok]
+if missed:
+    P("Bars missed in this run: " + "; ".join(missed) + ".")
+else:
+    P("Every bar was met in this run.")
+P()
+analysis = os.path.join(here, "analysis.md")
+if os.path.exists(analysis):
+    with open(analysis) as f:
+        P(f.read().rstrip())
+    P()

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Benchmarks heapprof against bare glibc and its peers and writes
+# docs/PERFORMANCE.md. Not part of CI: timings are reported, never asserted.
+#
+#   bench/run.sh                 full run (about 10-15 minutes on 2 vCPUs)
+#   PAIRS=3 bench/run.sh         quicker, noisier
+#   NO_DOC=1 bench/run.sh        keep docs/PERFORMANCE.md, print the report
+#   SCALE=10 PAIRS=1 NO_DOC=1 bench/run.sh   smoke test of the script (1/10 work)
+#
+# Environment: BENCH_BUILD (build directory, default $TMPDIR/heapprof-bench),
+# PAIRS (alternating rounds, default 7), OUT (raw results directory).
+#
+# Every allocation workload is run in rounds; each round runs every
+# configuration once, in an order rotated from round to round, so slow
+# drift of the machine hits all configurations alike. Tables give medians
+# over the rounds and the median of the per-round ratios, of process CPU
+# time (steady on a shared VM) and of wall time.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BENCH_BUILD:-${TMPDIR:-/tmp}/heapprof-bench}
+PAIRS=${PAIRS:-7}
+SCALE=${SCALE:-1}
+OUT=${OUT:-$BUILD/results}
+PY=/usr/bin/python3.11
+[ -x "$PY" ] || PY=python3
+LIBDIR=/usr/lib/x86_64-linux-gnu
+JEMALLOC=$LIBDIR/libjemalloc.so.2
+TCMALLOC=$LIBDIR/libtcmalloc.so.4
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ------------------------------------------------------------------ peers
+need=()
+[ -f "$JEMALLOC" ] || need+=(libjemalloc2)
+[ -f "$TCMALLOC" ] || need+=(google-perftools)
+command -v heaptrack >/dev/null || need+=(heaptrack)
+command -v valgrind >/dev/null || need+=(valgrind)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >&2
+fi
+
+# ------------------------------------------------------------------ build
+log "building (Release) in $BUILD"
+cmake -S "$ROOT/bench" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j2 --target heapprof alloc_bench sampled_path_bench export_bench >/dev/null
+HP=$(readlink -f "$BUILD/heapprof/libheapprof.so")
+AB=$BUILD/alloc_bench
+rm -rf "$OUT"
+mkdir -p "$OUT"
+RAW=$OUT/raw.tsv
+: >"$RAW"
+
+# Does Debian's jemalloc have its profiler? (config.prof in its stats.)
+je_prof=no
+if MALLOC_CONF=stats_print:true LD_PRELOAD=$JEMALLOC /bin/true 2>&1 |
+    grep -q 'config.prof: true'; then
+    je_prof=yes
+fi
+echo "jemalloc_prof	$je_prof" >"$OUT/facts.tsv"
+echo "scale	$SCALE" >>"$OUT/facts.tsv"
+
+# ------------------------------------------------------------ machine
+{
+    echo "cpu	$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "nproc	$(nproc)"
+    echo "mem	$(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
+    echo "kernel	$(uname -r)"
+    echo "os	$(. /etc/os-release && echo "$PRETTY_NAME")"
+    echo "glibc	$(ldd --version | head -1 | awk '{print $NF}')"
+    echo "cc	$(cc --version | head -1)"
+    echo "jemalloc	$(dpkg-query -W -f '${Version}' libjemalloc2 2>/dev/null || echo '?')"
+    echo "gperftools	$(dpkg-query -W -f '${Version}' libgoogle-perftools4 2>/dev/null || echo '?')"
+    echo "heaptrack	$(dpkg-query -W -f '${Version}' heaptrack 2>/dev/null || echo '?')"
+    echo "heapprof_commit	$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src include 2>/dev/null || echo ' (with uncommitted changes in src/)')"
+    echo "load_start	$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "date	$(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "pairs	$PAIRS"
+} >>"$OUT/facts.tsv"
+
+# ------------------------------------------------------ configurations
+# name|env assignments (space separated, no spaces inside values)
+CONFIGS=(
+    "glibc|"
+    "heapprof|LD_PRELOAD=$HP"
+    "heapprof_rate0|LD_PRELOAD=$HP HEAPPROF_RATE=0"
+    "jemalloc|LD_PRELOAD=$JEMALLOC"
+    "jemalloc_prof|LD_PRELOAD=$JEMALLOC MALLOC_CONF=prof:true,lg_prof_sample:19"
+    "heapprof_jemalloc|LD_PRELOAD=$HP:$JEMALLOC"
+    "tcmalloc|LD_PRELOAD=$TCMALLOC TCMALLOC_SAMPLE_PARAMETER=0"
+    "tcmalloc_sample|LD_PRELOAD=$TCMALLOC TCMALLOC_SAMPLE_PARAMETER=524288"
+)
+
+# run_cfg ENVSTRING CMD... : runs with a clean HEAPPROF_/MALLOC_ env.
+run_cfg() {
+    local envs=$1
+    shift
+    # shellcheck disable=SC2086
+    env -u LD_PRELOAD -u HEAPPROF_RATE -u HEAPPROF_HTTP -u HEAPPROF_SNAPSHOT_DIR \
+        -u MALLOC_CONF -u TCMALLOC_SAMPLE_PARAMETER $envs "$@"
+}
+
+workload_seconds() { # ENV WORKLOAD [OPS] -> "wall<TAB>cpu" seconds on stdout
+    local out
+    out=$(run_cfg "$1" "$AB" "$2" ${3:-} 2>/dev/null | grep -E "^$2 [0-9.]+ [0-9.]+$" | tail -1)
+    out=${out#* }
+    echo "${out/ /$'\t'}"
+}
+
+# ----------------------------------------------- allocation workloads
+for w in small mixed mixed2; do
+    log "workload $w: $PAIRS rounds x ${#CONFIGS[@]} configurations"
+    n=${#CONFIGS[@]}
+    for ((round = 0; round < PAIRS; round++)); do
+        for ((k = 0; k < n; k++)); do
+            c=${CONFIGS[$(((k + round) % n))]}
+            name=${c%%|*}
+            envs=${c#*|}
+            case $w in small) ops=$((20000000 / SCALE)) ;; *) ops=$((1500000 / SCALE)) ;; esac
+            s=$(workload_seconds "$envs" "$w" "$ops")
+            printf 'alloc\t%s\t%s\t%d\t%s\n' "$w" "$name" "$round" "$s" >>"$RAW"
+        done
+    done
+done
+
+# heaptrack is ~3-25x slower: short runs (1/10 of the work), 3 pairs.
+HT_DIR=$OUT/heaptrack
+mkdir -p "$HT_DIR"
+for w in small mixed mixed2; do
+    case $w in small) ops=$((2000000 / SCALE)) ;; *) ops=$((150000 / SCALE)) ;; esac
+    log "heaptrack, workload $w (short: $ops operations)"
+    for ((round = 0; round < 3; round++)); do
+        s=$(workload_seconds "" "$w" "$ops")
+        printf 'heaptrack\t%s\tglibc_short\t%d\t%s\n' "$w" "$round" "$s" >>"$RAW"
+        s=$(env -u LD_PRELOAD heaptrack -o "$HT_DIR/ht.$w.$round" "$AB" "$w" "$ops" 2>/dev/null |
+            grep -E "^$w [0-9.]+ [0-9.]+$" | tail -1)
+        s=${s#* }
+        printf 'heaptrack\t%s\theaptrack_short\t%d\t%s\n' "$w" "$round" "${s/ /$'\t'}" >>"$RAW"
+        rm -f "$HT_DIR"/ht.*
+    done
+done
+
+# ------------------------------------------------------ sampled path
+log "sampled path: $PAIRS pairs of HEAPPROF_RATE=1 / 0 at depth 64"
+for ((round = 0; round < PAIRS; round++)); do
+    for rate in 1 0; do
+        line=$(run_cfg "LD_PRELOAD=$HP HEAPPROF_RATE=$rate" "$BUILD/sampled_path_bench" $((300000 / SCALE)))
+        printf 'sampled\trate%s\t%s\t%d\t%s\n' "$rate" "$rate" "$round" "$(echo "$line" | tr ' ' '\t')" >>"$RAW"
+    done
+done
+
+# ------------------------------------------------------------- export
+log "export: 100 000 buckets of depth-32 stacks, 3 runs"
+for ((round = 0; round < 3; round++)); do
+    run_cfg "" "$BUILD/export_bench" $((100000 / SCALE)) 5 >"$OUT/export.$round.txt"
+    awk -v r="$round" '{printf "export\t%s\t-\t%d\t%s\n", $1, r, $2}' "$OUT/export.$round.txt" >>"$RAW"
+done
+
+# ---------------------------------------------------- process start
+log "process start: 200 x /bin/true, $PAIRS pairs"
+for ((round = 0; round < PAIRS; round++)); do
+    for c in "glibc|" "heapprof|LD_PRELOAD=$HP"; do
+        name=${c%%|*}
+        envs=${c#*|}
+        t0=$(date +%s%N)
+        # shellcheck disable=SC2086
+        run_cfg "$envs" sh -c 'i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done'
+        t1=$(date +%s%N)
+        printf 'start\t-\t%s\t%d\t%s\n' "$name" "$round" "$(((t1 - t0) / 1000))" >>"$RAW"
+    done
+done
+
+# ----------------------------------------------------------- callgrind
+# Instructions per malloc/free pair of the small loop: the difference of
+# two loop lengths, so start-up and exit cancel out. LD_PRELOAD goes on
+# valgrind itself, which passes it to the client.
+log "callgrind: instructions per malloc/free pair (small loop)"
+cg_total() { # ENV OPS
+    local f=$OUT/cg.out
+    # shellcheck disable=SC2086
+    env -u LD_PRELOAD -u HEAPPROF_RATE -u MALLOC_CONF $1 \
+        valgrind --tool=callgrind --callgrind-out-file="$f" "$AB" small "$2" 2>&1 |
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+    rm -f "$f"
+}
+for c in "glibc|" "heapprof|LD_PRELOAD=$HP" "heapprof_rate0|LD_PRELOAD=$HP HEAPPROF_RATE=0" \
+    "jemalloc|LD_PRELOAD=$JEMALLOC" "jemalloc_prof|LD_PRELOAD=$JEMALLOC MALLOC_CONF=prof:true,lg_prof_sample:19"; do
+    name=${c%%|*}
+    envs=${c#*|}
+    a=$(cg_total "$envs" $((200000 / SCALE)))
+    b=$(cg_total "$envs" $((1200000 / SCALE)))
+    printf 'callgrind\tsmall\t%s\t0\t%s\n' "$name" \
+        "$(echo "$a $b $SCALE" | awk '{printf "%.1f", ($2 - $1) / (1000000 / $3)}')" >>"$RAW"
+done
+
+# --------------------------------------------------- where time goes
+log "perf profile of heapprof on the mixed workload"
+if command -v perf >/dev/null; then
+    run_cfg "" perf record -q -e cpu-clock -F 2000 -o "$OUT/perf.data" \
+        env LD_PRELOAD="$HP" "$AB" mixed $((1500000 / SCALE)) >/dev/null 2>&1 || true
+    perf report -i "$OUT/perf.data" --no-children --sort dso,sym -g none 2>/dev/null |
+        grep -v '^#' | grep '%' | head -20 >"$OUT/perf_mixed.txt" || true
+    rm -f "$OUT/perf.data"
+fi
+
+echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/facts.tsv"
+
+# -------------------------------------------------------------- report
+if [ "${NO_DOC:-0}" = 1 ]; then
+    "$PY" "$ROOT/bench/report.py" "$OUT"
+else
+    "$PY" "$ROOT/bench/report.py" "$OUT" >"$ROOT/docs/PERFORMANCE.md"
+    log "wrote docs/PERFORMANCE.md"
+fi
