@@ -351,6 +351,9 @@ listener_main(void *arg)
         }
     }
 fail:
+    /* Refuse connections rather than let them hang in the backlog. */
+    __atomic_store_n(&running, false, __ATOMIC_RELAXED);
+    close(__atomic_exchange_n(&listen_fd, -1, __ATOMIC_RELAXED));
     return NULL;
 }
 
@@ -605,19 +608,10 @@ hp_listener_postfork_child(void)
     /* The thread is gone in the child and its MHD state may be mid-update:
      * leak it, and let go of the socket so the port belongs to the parent
      * alone once the child execs or exits. */
-    if (listen_fd >= 0)
-        close(listen_fd);
-    listen_fd = -1;
+    int fd = __atomic_exchange_n(&listen_fd, -1, __ATOMIC_RELAXED);
+    if (fd >= 0)
+        close(fd);
     running = false;
     waiting = NULL;
     hp_http_postfork_child();
-}
-
-int
-hp_listener_address(char *buf, size_t cap)
-{
-    if (!running || cap == 0)
-        return -1;
-    snprintf(buf, cap, "%s", where);
-    return 0;
 }

@@ -52,10 +52,4 @@ HP_HIDDEN int hp_listener_start(const char *addr);
  */
 HP_HIDDEN void hp_listener_postfork_child(void);
 
-/*
- * Where the listener is (e.g. "127.0.0.1:41234" or "unix:/path") into buf;
- * 0, or -1 when no listener runs. For tests and diagnostics.
- */
-HP_HIDDEN int hp_listener_address(char *buf, size_t cap);
-
 #endif

@@ -12,6 +12,7 @@ Modes (one ctest each):
   inuse     port already taken: one log line, the workload keeps running.
   fork      a forked child has no listener and no copy of the socket; the
             parent keeps serving.
+  nomhd     libmicrohttpd hidden: one log line, no listener, host fine.
   addresses [::1]:port, 0.0.0.0:port (served, one warning line) and a host
             name (one line, no listener, the workload keeps running).
   example   an example server (argv: the binary) mounting the handler:
@@ -653,6 +654,53 @@ def mode_fork(a):
         srv.stop()
 
 
+def mode_nomhd(a):
+    """libmicrohttpd missing: one clear line, no listener (connections
+    refused, not left hanging), profiling and the host carry on. The
+    library is hidden with a bind mount in a private mount namespace;
+    skipped where unshare is not allowed."""
+    work = a.workdir
+    lib = None
+    for d in ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu",
+              "/usr/lib64", "/usr/lib"]:
+        if os.path.exists(os.path.join(d, "libmicrohttpd.so.12")):
+            lib = os.path.realpath(os.path.join(d, "libmicrohttpd.so.12"))
+            break
+    probe = subprocess.run(["unshare", "-m", "sh", "-c",
+                            "mount --bind /dev/null %s" % lib],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if lib is None or probe.returncode != 0:
+        print("cannot hide libmicrohttpd here (unshare -m): skipping")
+        sys.exit(77)
+    truth_path = os.path.join(work, "truth.json")
+    port = free_port()
+    # Only the workload is preloaded (not unshare, sh or mount); exec keeps
+    # its PID the one we started, and stop.
+    srv = Server(["unshare", "-m", "sh", "-c",
+                  'mount --bind /dev/null "$0" && exec env "$1" "$2" '
+                  'HEAPPROF_RATE=4096 "$3" "$4"',
+                  lib, "LD_PRELOAD=" + a.preload,
+                  "HEAPPROF_HTTP=127.0.0.1:%d" % port, a.workload,
+                  truth_path], clean_env({}), os.path.join(work, "log"))
+    try:
+        wait_file(truth_path, srv)
+        time.sleep(1.0)
+        lines = [l for l in srv.output().splitlines() if "heapprof" in l]
+        if len(lines) != 1 or "libmicrohttpd" not in lines[0]:
+            fail("no libmicrohttpd: want one line, got %r" % lines)
+        else:
+            note("ok   " + lines[0])
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            fail("port %d still accepts connections" % port)
+        except OSError:
+            note("ok   connections refused")
+        if not srv.alive():
+            fail("workload died")
+    finally:
+        srv.stop()
+
+
 def mode_addresses(a):
     """[::1], a non-loopback address (served, one warning line) and a host
     name (refused in one line; the host keeps running)."""
@@ -905,7 +953,8 @@ def mode_launcher(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["listener", "unix", "inuse", "addresses",
-                                     "fork", "example", "redis", "launcher"])
+                                     "fork", "nomhd", "example", "redis",
+                                     "launcher"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload")
     ap.add_argument("--workload")
