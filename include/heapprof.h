@@ -385,6 +385,8 @@ HEAPPROF_API int heapprof_profile_merge(
  * HEAPPROF_RATE=0 they cost a call and a thread-local subtraction; for
  * libraries that want optional profiling without linking heapprof,
  * <heapprof_weak.h> turns them into a null check when heapprof is absent.
+ * Boehm GC programs need no hooks (heapprof wraps libgc's GC_* entry
+ * points); <heapprof_gc.h> is the explicit form.
  */
 
 /*

@@ -4,6 +4,11 @@
  * counting filter that keeps unsampled frees off the table entirely.
  * Filter counters saturate at 255 and then stay (a permanent "maybe"),
  * which only costs lookups, never correctness.
+ *
+ * Records with an owner (custom allocators: an arena or a pool) are also
+ * on a doubly linked list per owner, found through a second, smaller hash
+ * (owner -> entry holding the list head), so that a bulk free visits only
+ * that owner's sampled blocks.
  */
 #include "live.h"
 
@@ -14,11 +19,19 @@
 #define HP_LIVE_HEADS_LG 16
 #define HP_LIVE_STRIPES 256
 #define HP_LIVE_BATCH 256
+#define HP_OWNER_HEADS_LG 12
+#define HP_OWNER_STRIPES 64
+#define HP_OWNER_BATCH 128
+/* A bulk free retries when a concurrent free removed the record it picked;
+ * this many failures in a row means the owner is being filled as fast as
+ * it is emptied, and the bulk free stops rather than spin. */
+#define HP_OWNER_MAX_RETRIES 1024
 
 uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
 
 /* stripes[i] protects the chains whose index is i mod HP_LIVE_STRIPES.
- * Lock order: a stripe, then freelist_lock, then ialloc's lock. */
+ * Lock order: a stripe, then an owner stripe (below), then freelist_lock,
+ * then ialloc's lock. */
 static pthread_mutex_t stripes[HP_LIVE_STRIPES];
 static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t freelist_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -26,11 +39,34 @@ static struct hp_live_rec *freelist;
 static struct hp_live_rec **heads;
 static uint64_t nlive;
 
+/* One per owner that has at least one live record; freed when its list
+ * empties. */
+struct owner_ent {
+    struct owner_ent *next; /* hash chain */
+    uintptr_t owner;
+    struct hp_live_rec *head;
+};
+
+/*
+ * ostripes[i] protects the owner chains whose index is i mod
+ * HP_OWNER_STRIPES, the entries on them and the onext/oprev links of their
+ * records. Lock order: a stripe, then an owner stripe, then freelist_lock
+ * (which also protects ent_freelist), then ialloc's lock. Never held while
+ * calling out of heapprof.
+ */
+static pthread_mutex_t ostripes[HP_OWNER_STRIPES];
+static struct owner_ent **oheads;
+static struct owner_ent *ent_freelist;
+static uint64_t nowned;  /* records with an owner (atomic) */
+static uint64_t nowners; /* entries in use (atomic) */
+
 static void
 init_stripes(void)
 {
     for (int i = 0; i < HP_LIVE_STRIPES; i++)
         pthread_mutex_init(&stripes[i], NULL);
+    for (int i = 0; i < HP_OWNER_STRIPES; i++)
+        pthread_mutex_init(&ostripes[i], NULL);
 }
 
 static uint32_t
@@ -87,6 +123,134 @@ rec_free(struct hp_live_rec *r)
     pthread_mutex_unlock(&freelist_lock);
 }
 
+static uint32_t
+owner_index(uintptr_t owner)
+{
+    return (uint32_t)(((uint64_t)(owner >> 4) * 0x9E3779B97F4A7C15ull) >>
+                      (64 - HP_OWNER_HEADS_LG));
+}
+
+static pthread_mutex_t *
+owner_lock(uint32_t oi)
+{
+    return &ostripes[oi % HP_OWNER_STRIPES];
+}
+
+static struct owner_ent **
+get_oheads(void)
+{
+    struct owner_ent **h = __atomic_load_n(&oheads, __ATOMIC_ACQUIRE);
+    if (h != NULL)
+        return h;
+    pthread_mutex_lock(&freelist_lock);
+    if (oheads == NULL) {
+        h = hp_ialloc_region((size_t)(1u << HP_OWNER_HEADS_LG) * sizeof *h);
+        if (h != NULL)
+            __atomic_store_n(&oheads, h, __ATOMIC_RELEASE);
+    }
+    h = oheads;
+    pthread_mutex_unlock(&freelist_lock);
+    return h;
+}
+
+static struct owner_ent *
+ent_alloc(void)
+{
+    pthread_mutex_lock(&freelist_lock);
+    if (ent_freelist == NULL) {
+        struct owner_ent *batch =
+            hp_ialloc(HP_OWNER_BATCH * sizeof(struct owner_ent));
+        if (batch != NULL) {
+            for (int i = 0; i < HP_OWNER_BATCH; i++) {
+                batch[i].next = ent_freelist;
+                ent_freelist = &batch[i];
+            }
+        }
+    }
+    struct owner_ent *e = ent_freelist;
+    if (e != NULL)
+        ent_freelist = e->next;
+    pthread_mutex_unlock(&freelist_lock);
+    return e;
+}
+
+static void
+ent_free(struct owner_ent *e)
+{
+    pthread_mutex_lock(&freelist_lock);
+    e->next = ent_freelist;
+    ent_freelist = e;
+    pthread_mutex_unlock(&freelist_lock);
+}
+
+/*
+ * Put r (already in the address table, its stripe lock held) on its
+ * owner's list, creating the owner's entry from *spare if it has none
+ * (*spare is then set to NULL).
+ */
+static void
+owner_link(struct owner_ent **ohs, struct hp_live_rec *r,
+           struct owner_ent **spare)
+{
+    uint32_t oi = owner_index(r->owner);
+    pthread_mutex_t *lock = owner_lock(oi);
+    pthread_mutex_lock(lock);
+    struct owner_ent *e = ohs[oi];
+    while (e != NULL && e->owner != r->owner)
+        e = e->next;
+    if (e == NULL) {
+        e = *spare;
+        *spare = NULL;
+        e->owner = r->owner;
+        e->head = NULL;
+        e->next = ohs[oi];
+        ohs[oi] = e;
+        __atomic_fetch_add(&nowners, 1, __ATOMIC_RELAXED);
+    }
+    r->oprev = NULL;
+    r->onext = e->head;
+    if (e->head != NULL)
+        e->head->oprev = r;
+    e->head = r;
+    pthread_mutex_unlock(lock);
+    __atomic_fetch_add(&nowned, 1, __ATOMIC_RELAXED);
+}
+
+/* Take r (its stripe lock held) off its owner's list; the entry goes when
+ * the list empties. */
+static void
+owner_unlink(struct hp_live_rec *r)
+{
+    struct owner_ent **ohs = __atomic_load_n(&oheads, __ATOMIC_ACQUIRE);
+    uint32_t oi = owner_index(r->owner);
+    pthread_mutex_t *lock = owner_lock(oi);
+    struct owner_ent *dead = NULL;
+    pthread_mutex_lock(lock);
+    struct owner_ent **ep = &ohs[oi];
+    while (*ep != NULL && (*ep)->owner != r->owner)
+        ep = &(*ep)->next;
+    struct owner_ent *e = *ep;
+    if (e != NULL) {
+        if (r->oprev != NULL)
+            r->oprev->onext = r->onext;
+        else
+            e->head = r->onext;
+        if (r->onext != NULL)
+            r->onext->oprev = r->oprev;
+        if (e->head == NULL) {
+            *ep = e->next;
+            dead = e;
+        }
+    }
+    pthread_mutex_unlock(lock);
+    r->onext = r->oprev = NULL;
+    __atomic_fetch_sub(&nowned, 1, __ATOMIC_RELAXED);
+    if (dead != NULL) {
+        __atomic_fetch_sub(&nowners, 1, __ATOMIC_RELAXED);
+        ent_free(dead);
+    }
+}
+
 static void
 filter_inc(uintptr_t ptr)
 {
@@ -118,10 +282,24 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
     struct hp_live_rec **hs = get_heads();
     if (hs == NULL)
         return false;
+    /* An owned record may need a new owner entry; get it before any table
+     * lock so that running out of budget drops the sample cleanly. */
+    struct owner_ent **ohs = NULL;
+    struct owner_ent *spare = NULL;
+    if (rec->owner != 0) {
+        ohs = get_oheads();
+        spare = ohs != NULL ? ent_alloc() : NULL;
+        if (spare == NULL)
+            return false;
+    }
     struct hp_live_rec *r = rec_alloc();
-    if (r == NULL)
+    if (r == NULL) {
+        if (spare != NULL)
+            ent_free(spare);
         return false;
+    }
     *r = *rec;
+    r->onext = r->oprev = NULL;
     uint32_t i = head_index(rec->ptr);
     pthread_mutex_t *lock = &stripes[i % HP_LIVE_STRIPES];
     pthread_mutex_lock(lock);
@@ -133,9 +311,15 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
             break;
         }
     }
+    if (old != NULL && old->owner != 0)
+        owner_unlink(old);
     r->next = hs[i];
     hs[i] = r;
+    if (r->owner != 0)
+        owner_link(ohs, r, &spare);
     pthread_mutex_unlock(lock);
+    if (spare != NULL)
+        ent_free(spare);
     if (old != NULL) {
         *stale = *old;
         *had_stale = true;
@@ -147,8 +331,11 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
     return true;
 }
 
-bool
-hp_live_remove(uintptr_t ptr, struct hp_live_rec *out)
+enum match { MATCH_ANY, MATCH_TAG, MATCH_OWNER };
+
+static bool
+remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
+                struct hp_live_rec *out)
 {
     struct hp_live_rec **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
     if (hs == NULL)
@@ -160,19 +347,80 @@ hp_live_remove(uintptr_t ptr, struct hp_live_rec *out)
     pthread_mutex_lock(lock);
     for (struct hp_live_rec **pp = &hs[i]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->ptr == ptr) {
+            if ((how == MATCH_TAG && (*pp)->tag != want) ||
+                (how == MATCH_OWNER && (*pp)->owner != want))
+                break;
             found = *pp;
             *pp = found->next;
             break;
         }
     }
+    if (found != NULL && found->owner != 0)
+        owner_unlink(found);
     pthread_mutex_unlock(lock);
     if (found == NULL)
         return false;
     *out = *found;
+    out->next = out->onext = out->oprev = NULL;
     rec_free(found);
     filter_dec(ptr);
     __atomic_fetch_sub(&nlive, 1, __ATOMIC_RELAXED);
     return true;
+}
+
+bool
+hp_live_remove(uintptr_t ptr, struct hp_live_rec *out)
+{
+    return remove_matching(ptr, MATCH_ANY, 0, out);
+}
+
+bool
+hp_live_remove_tagged(uintptr_t ptr, uintptr_t tag, struct hp_live_rec *out)
+{
+    return remove_matching(ptr, MATCH_TAG, tag, out);
+}
+
+bool
+hp_live_remove_owned(uintptr_t owner, struct hp_live_rec *out)
+{
+    struct owner_ent **ohs = __atomic_load_n(&oheads, __ATOMIC_ACQUIRE);
+    if (ohs == NULL || owner == 0)
+        return false;
+    pthread_once(&stripes_once, init_stripes);
+    uint32_t oi = owner_index(owner);
+    pthread_mutex_t *lock = owner_lock(oi);
+    /*
+     * The address table's lock comes before the owner lock, so the record
+     * cannot be removed while the owner lock is held: note its address,
+     * drop the lock and remove it by address (only if it still belongs to
+     * this owner). A failure means a concurrent free took it; try again
+     * with the new head.
+     */
+    for (int tries = 0; tries < HP_OWNER_MAX_RETRIES; tries++) {
+        pthread_mutex_lock(lock);
+        struct owner_ent *e = ohs[oi];
+        while (e != NULL && e->owner != owner)
+            e = e->next;
+        uintptr_t ptr = e != NULL ? e->head->ptr : 0;
+        pthread_mutex_unlock(lock);
+        if (e == NULL)
+            return false;
+        if (remove_matching(ptr, MATCH_OWNER, owner, out))
+            return true;
+    }
+    return false;
+}
+
+uint64_t
+hp_live_owned_count(void)
+{
+    return __atomic_load_n(&nowned, __ATOMIC_RELAXED);
+}
+
+uint64_t
+hp_live_owner_count(void)
+{
+    return __atomic_load_n(&nowners, __ATOMIC_RELAXED);
 }
 
 uint64_t
@@ -204,6 +452,8 @@ hp_live_prefork(void)
     pthread_once(&stripes_once, init_stripes);
     for (int i = 0; i < HP_LIVE_STRIPES; i++)
         pthread_mutex_lock(&stripes[i]);
+    for (int i = 0; i < HP_OWNER_STRIPES; i++)
+        pthread_mutex_lock(&ostripes[i]);
     pthread_mutex_lock(&freelist_lock);
 }
 
@@ -211,6 +461,8 @@ void
 hp_live_postfork_parent(void)
 {
     pthread_mutex_unlock(&freelist_lock);
+    for (int i = HP_OWNER_STRIPES - 1; i >= 0; i--)
+        pthread_mutex_unlock(&ostripes[i]);
     for (int i = HP_LIVE_STRIPES - 1; i >= 0; i--)
         pthread_mutex_unlock(&stripes[i]);
 }
@@ -221,4 +473,6 @@ hp_live_postfork_child(void)
     pthread_mutex_init(&freelist_lock, NULL);
     for (int i = 0; i < HP_LIVE_STRIPES; i++)
         pthread_mutex_init(&stripes[i], NULL);
+    for (int i = 0; i < HP_OWNER_STRIPES; i++)
+        pthread_mutex_init(&ostripes[i], NULL);
 }

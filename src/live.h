@@ -22,6 +22,13 @@ struct hp_live_rec {
     uint64_t bytes;
     uint64_t size;     /* requested size */
     uint64_t birth_ns; /* monotonic clock at allocation */
+    /* Custom allocators: records sharing a non-zero owner (an arena or a
+     * pool) are chained on a per-owner list so that destroying the owner
+     * visits only its sampled blocks. onext/oprev belong to the table. */
+    uintptr_t owner;
+    uintptr_t tag;     /* front end's private word (Boehm: link slot) */
+    struct hp_live_rec *onext;
+    struct hp_live_rec *oprev;
 };
 
 HP_HIDDEN extern uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
@@ -50,6 +57,19 @@ HP_HIDDEN bool hp_live_insert(const struct hp_live_rec *rec,
 /* Remove ptr's record, copying it to *out. False if ptr is not recorded. */
 HP_HIDDEN bool hp_live_remove(uintptr_t ptr, struct hp_live_rec *out);
 HP_HIDDEN uint64_t hp_live_count(void);
+
+/* Remove ptr's record only if its tag equals tag (a front end that keeps
+ * per-block state must not remove a newer record at a reused address).
+ * False if there is no such record. Never calls malloc. */
+HP_HIDDEN bool hp_live_remove_tagged(uintptr_t ptr, uintptr_t tag,
+                                     struct hp_live_rec *out);
+/* Remove one record whose owner is owner (any one), copying it to *out.
+ * False when the owner has no record left. O(1) expected; a bulk free
+ * calls it until it returns false. Never calls malloc. */
+HP_HIDDEN bool hp_live_remove_owned(uintptr_t owner, struct hp_live_rec *out);
+/* Live records with a non-zero owner, and distinct owners holding them. */
+HP_HIDDEN uint64_t hp_live_owned_count(void);
+HP_HIDDEN uint64_t hp_live_owner_count(void);
 
 /* Calls fn for every live record under its stripe lock (fn must not call
  * into the live table). */

@@ -15,8 +15,11 @@
 
 struct hp_stats hp_stats;
 
-HP_FRONT void
-hp_record_alloc(void *ptr, size_t size, uint64_t rate)
+/* Shared by both entry points and inlined into each, so a sample's stack
+ * holds one heapprof frame less. */
+static inline __attribute__((always_inline)) void
+record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
+             uintptr_t tag)
 {
     int saved = errno;
     hp_fence_enter();
@@ -30,7 +33,9 @@ hp_record_alloc(void *ptr, size_t size, uint64_t rate)
     struct hp_live_rec rec = {.ptr = (uintptr_t)ptr,
                               .bucket = b,
                               .size = size,
-                              .birth_ns = hp_now_mono_ns()};
+                              .birth_ns = hp_now_mono_ns(),
+                              .owner = owner,
+                              .tag = tag};
     hp_sample_weights(size, rate, &rec.count_fx, &rec.bytes);
     struct hp_live_rec stale;
     bool had_stale;
@@ -52,6 +57,19 @@ hp_record_alloc(void *ptr, size_t size, uint64_t rate)
     }
     hp_fence_exit();
     errno = saved;
+}
+
+HP_FRONT void
+hp_record_alloc(void *ptr, size_t size, uint64_t rate)
+{
+    record_alloc(ptr, size, rate, 0, 0);
+}
+
+HP_FRONT void
+hp_record_alloc_ex(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
+                   uintptr_t tag)
+{
+    record_alloc(ptr, size, rate, owner, tag);
 }
 
 bool
@@ -107,4 +125,42 @@ hp_record_free(void *ptr)
     struct hp_live_rec rec;
     if (hp_record_take(ptr, &rec))
         hp_record_commit_free(&rec);
+}
+
+bool
+hp_record_take_tagged(void *ptr, uintptr_t tag, struct hp_live_rec *out)
+{
+    if (!hp_live_maybe(ptr) || hp_tls.holding)
+        return false;
+    int saved = errno;
+    hp_fence_enter();
+    hp_tls.holding++;
+    bool found = hp_live_remove_tagged((uintptr_t)ptr, tag, out);
+    hp_tls.holding--;
+    hp_fence_exit();
+    errno = saved;
+    return found;
+}
+
+uint64_t
+hp_record_free_owner(uintptr_t owner)
+{
+    if (owner == 0 || hp_tls.holding)
+        return 0;
+    int saved = errno;
+    hp_fence_enter();
+    uint64_t n = 0;
+    struct hp_live_rec rec;
+    for (;;) {
+        hp_tls.holding++;
+        bool found = hp_live_remove_owned(owner, &rec);
+        hp_tls.holding--;
+        if (!found)
+            break;
+        hp_record_commit_free(&rec);
+        n++;
+    }
+    hp_fence_exit();
+    errno = saved;
+    return n;
 }

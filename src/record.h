@@ -14,6 +14,17 @@
 
 /* Record a sampled allocation of size bytes at ptr, weighted with rate. */
 HP_HIDDEN void hp_record_alloc(void *ptr, size_t size, uint64_t rate);
+/* The same with an owner (0 = none; indexed for hp_record_free_owner) and
+ * a front end's private tag (0 = none; see hp_record_take_tagged). */
+HP_HIDDEN void hp_record_alloc_ex(void *ptr, size_t size, uint64_t rate,
+                                  uintptr_t owner, uintptr_t tag);
+/* Like hp_record_take, but only a record carrying tag. */
+HP_HIDDEN bool hp_record_take_tagged(void *ptr, uintptr_t tag,
+                                     struct hp_live_rec *out);
+/* Account every live record of owner as freed: O(records of owner).
+ * Returns how many there were. Never calls malloc; takes only heapprof's
+ * leaf locks, one at a time. */
+HP_HIDDEN uint64_t hp_record_free_owner(uintptr_t owner);
 /* Slow part of the free check: ptr passed the filter. */
 HP_HIDDEN void hp_record_free(void *ptr);
 /* Remove ptr's record without accounting it (realloc keeps it until the
