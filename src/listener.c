@@ -88,19 +88,13 @@ struct conn {
     bool started;
     bool ready;                 /* pending delta due, resume it */
     struct heapprof_http_pending *pending;
-    uint64_t due_ms;
+    uint64_t due_ns;            /* monotonic */
     struct MHD_Connection *mc;
     struct conn *next;          /* waiting list (suspended requests) */
 };
 
 /* Suspended seconds=N requests; touched by the listener thread only. */
 static struct conn *waiting;
-
-static uint64_t
-now_ms(void)
-{
-    return hp_now_mono_ns() / 1000000u;
-}
 
 static void *
 on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
@@ -249,7 +243,7 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
     if (rc == HEAPPROF_HTTP_PENDING) {
         c->pending = resp.pending;
         resp.pending = NULL;
-        c->due_ms = now_ms() + resp.delay_ms;
+        c->due_ns = hp_now_mono_ns() + (uint64_t)resp.delay_ms * 1000000u;
         heapprof_http_response_free(&resp);
         c->next = waiting;
         waiting = c;
@@ -260,26 +254,27 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
 }
 
 /* Resume the requests that are due; returns ms until the next one (or a
- * second, so the loop still turns over now and then). */
+ * second, so the loop still turns over now and then), rounded up so that
+ * nothing is resumed before its time (a delta must cover all N seconds). */
 static int32_t
 resume_due(void)
 {
-    uint64_t now = now_ms();
-    uint64_t next = now + 1000;
+    uint64_t now = hp_now_mono_ns();
+    uint64_t next = now + 1000000000u;
     for (struct conn **pp = &waiting; *pp != NULL;) {
         struct conn *c = *pp;
-        if (c->due_ms <= now) {
+        if (c->due_ns <= now) {
             *pp = c->next;
             c->next = NULL;
             c->ready = true;
             mhd.resume(c->mc);
             continue;
         }
-        if (c->due_ms < next)
-            next = c->due_ms;
+        if (c->due_ns < next)
+            next = c->due_ns;
         pp = &c->next;
     }
-    return (int32_t)(next > now ? next - now : 0);
+    return (int32_t)((next - now + 999999u) / 1000000u);
 }
 
 static int
