@@ -106,6 +106,6 @@ if [ "$fail" = 0 ]; then
         "$([ "$cmp_stderr" = 1 ] && echo and stderr) in all three runs"
 else
     echo "outputs kept in $work" >&2
-    tail -5 "$work"/*.err >&2
+    tail -n 5 "$work"/*.err >&2
 fi
 exit "$fail"
