@@ -175,8 +175,9 @@ main(void)
             }
         }
     }
-    /* Let the detached threads finish (bounded wait). */
-    for (int spin = 0; spin < 5000; spin++) {
+    /* Let the detached threads finish (bounded wait: 30 s, for a loaded
+     * machine; it normally takes a few ms). */
+    for (int spin = 0; spin < 30000; spin++) {
         if (__atomic_load_n(&detached_done, __ATOMIC_RELAXED) == N_THREADS / 5)
             break;
         struct timespec ts = {0, 1000000};
