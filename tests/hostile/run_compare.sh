@@ -60,9 +60,18 @@ run_one() {
     done
     local start end
     start=$(date +%s%N)
+    # timeout leads its own process group; whatever is left in that group
+    # after the run (a hung grandchild whose parent was killed, which may
+    # block every signal but SIGKILL) is killed, so nothing outlives the test.
     timeout -k 5 "$limit" env "${unset_args[@]}" -u LD_PRELOAD "${envs[@]}" "$@" \
-        >"$work/$label.out" 2>"$work/$label.err" </dev/null
+        >"$work/$label.out" 2>"$work/$label.err" </dev/null &
+    local tpid=$!
+    wait "$tpid"
     local rc=$?
+    if kill -0 -- "-$tpid" 2>/dev/null; then
+        echo "$label: processes left behind in the run's process group; killed" >&2
+        kill -KILL -- "-$tpid" 2>/dev/null
+    fi
     end=$(date +%s%N)
     echo "$rc" >"$work/$label.rc"
     printf '%-8s rc=%-3s %6d ms  stdout=%s bytes stderr=%s bytes\n' "$label" "$rc" \
