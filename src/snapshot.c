@@ -535,6 +535,27 @@ timespec_from_ns(struct timespec *ts, uint64_t ns)
     ts->tv_nsec = (long)(ns % NS_PER_S);
 }
 
+/*
+ * Periodic snapshots keep the contract's plain name. When a write was
+ * delayed past a second boundary and the next one comes on time, both
+ * would fall in the same UTC second; wait (under a second) for the next
+ * one instead of adding a suffix. Writer thread only, no lock held.
+ */
+static void
+wait_for_fresh_second(void)
+{
+    pthread_mutex_lock(&write_lock);
+    int64_t prev_sec = last_pid == (int)getpid() ? last_sec : -1;
+    pthread_mutex_unlock(&write_lock);
+    uint64_t now = hp_now_wall_ns();
+    if ((int64_t)(now / NS_PER_S) != prev_sec)
+        return;
+    uint64_t left = NS_PER_S - now % NS_PER_S + 1000000;
+    struct timespec ts = {(time_t)(left / NS_PER_S), (long)(left % NS_PER_S)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -575,6 +596,8 @@ writer_main(void *arg)
             if (due <= now)
                 due = now + interval_ns;
         }
+        if (!by_signal)
+            wait_for_fresh_second();
         write_snapshot(by_signal ? WHY_SIGNAL : WHY_TIMER);
     }
     pthread_mutex_lock(&state_lock);
