@@ -17,6 +17,7 @@
 #include "log.h"
 #include "record.h"
 #include "sampler.h"
+#include "stack.h"
 
 #if __has_include("listener.h")
 #include "listener.h"
@@ -88,6 +89,7 @@ static void
 prefork(void)
 {
     hp_fence_enter();
+    hp_stack_prefork();
     hp_buckets_prefork();
     hp_live_prefork();
     hp_ialloc_prefork();
@@ -99,6 +101,7 @@ postfork_parent(void)
     hp_ialloc_postfork_parent();
     hp_live_postfork_parent();
     hp_buckets_postfork_parent();
+    hp_stack_postfork();
     hp_fence_exit();
 }
 
@@ -108,6 +111,7 @@ postfork_child(void)
     hp_ialloc_postfork_child();
     hp_live_postfork_child();
     hp_buckets_postfork_child();
+    hp_stack_postfork();
     pthread_mutex_init(&lifecycle_lock, NULL);
 #ifdef HP_HAVE_SYMBOLIZE
     hp_symbolize_postfork_child();

@@ -33,11 +33,21 @@ struct hp_live_rec {
 
 HP_HIDDEN extern uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
 
+/*
+ * Slot of an address: its 16-byte granule within a 16 MiB window, with the
+ * window number folded in. Neighbouring blocks land in neighbouring bytes,
+ * so the frees of a program walking its heap touch few filter cache lines
+ * (a hashed index cost a cache miss on most frees), while blocks at the
+ * same offset of different 16 MiB regions (glibc's 64 MiB thread heaps)
+ * still spread out.
+ */
 static inline uint32_t
 hp_live_filter_slot(uintptr_t ptr)
 {
-    return (uint32_t)(((uint64_t)(ptr >> 4) * 0x9E3779B97F4A7C15ull) >>
-                      (64 - HP_LIVE_FILTER_LG));
+    uint64_t granule = (uint64_t)ptr >> 4;
+    return (uint32_t)((granule ^ ((granule >> HP_LIVE_FILTER_LG) *
+                                  0x9E3779B1u)) &
+                      ((1u << HP_LIVE_FILTER_LG) - 1));
 }
 
 /* False means "certainly not a recorded block". */

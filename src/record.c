@@ -32,6 +32,13 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
         depth = HEAPPROF_DEFAULT_STACK_DEPTH;
     uintptr_t pcs[depth + HP_STACK_SLACK];
     int n = hp_stack_capture(pcs, depth);
+    if (n < 0) {
+        /* A fork is being prepared: no stack can be taken safely now. */
+        hp_stat_add(&hp_stats.samples_dropped, 1);
+        hp_fence_exit();
+        errno = saved;
+        return;
+    }
     struct hp_bucket *b = n > 0 ? hp_bucket_get(pcs, (uint32_t)n)
                                 : hp_bucket_overflow();
     struct hp_live_rec rec = {.ptr = (uintptr_t)ptr,

@@ -9,12 +9,15 @@
 #include "stack.h"
 
 #include <libunwind.h>
+#include <sched.h>
 #include <string.h>
 
 #include "heapprof.h"
 
 extern const char __start_heapprof_front[] HP_HIDDEN;
 extern const char __stop_heapprof_front[] HP_HIDDEN;
+
+static int capture(uintptr_t *pcs, int max);
 
 static bool
 own_frame(uintptr_t pc)
@@ -24,8 +27,55 @@ own_frame(uintptr_t pc)
            pc - 1 < (uintptr_t)__stop_heapprof_front;
 }
 
+/*
+ * Fork gate. libunwind holds its global cache lock (with every signal
+ * blocked) and glibc's dl_iterate_phdr lock while it walks; a fork in the
+ * middle leaves the child with a lock whose owner does not exist there,
+ * and the child's first sampled allocation would hang. So the prefork
+ * handler closes the gate and waits for captures in flight to finish;
+ * while it is closed, captures are refused (the sample is dropped).
+ * Dekker-style: both sides use sequentially consistent operations.
+ */
+static int gate_closed;
+static int in_flight;
+static __thread int capturing __attribute__((tls_model("initial-exec")));
+
+void
+hp_stack_prefork(void)
+{
+    __atomic_store_n(&gate_closed, 1, __ATOMIC_SEQ_CST);
+    /* A fork from a signal handler that interrupted a capture on this
+     * thread must not wait for itself. Bounded: never hang the fork. */
+    int own = capturing;
+    for (int spins = 0; __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > own &&
+                        spins < 200000;
+         spins++)
+        sched_yield();
+}
+
+void
+hp_stack_postfork(void)
+{
+    __atomic_store_n(&gate_closed, 0, __ATOMIC_SEQ_CST);
+}
+
 HP_FRONT int
 hp_stack_capture(uintptr_t *pcs, int max)
+{
+    __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST)) {
+        __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+        return -1;
+    }
+    capturing++;
+    int n = capture(pcs, max);
+    capturing--;
+    __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+    return n;
+}
+
+static HP_FRONT int
+capture(uintptr_t *pcs, int max)
 {
     if (max > HEAPPROF_MAX_STACK_DEPTH)
         max = HEAPPROF_MAX_STACK_DEPTH;

@@ -16,5 +16,11 @@
  * addresses, leaf first. Returns the count (0 if unwinding failed). Must
  * run inside the reentrancy fence. */
 HP_HIDDEN int hp_stack_capture(uintptr_t *pcs, int max);
+/* Returns -1 instead while a fork is being prepared (see stack.c). */
+
+/* Fork handlers: close the capture gate and wait for captures in flight;
+ * open it again in parent and child. */
+HP_HIDDEN void hp_stack_prefork(void);
+HP_HIDDEN void hp_stack_postfork(void);
 
 #endif

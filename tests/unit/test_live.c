@@ -181,34 +181,19 @@ test_live_duplicate_insert_returns_stale(void **state)
 
 /* ----------------------------------------------- filter saturation */
 
-/* Inverse of an odd 64-bit constant modulo 2^64 (Newton's iteration). */
-static uint64_t
-inverse_odd(uint64_t a)
-{
-    uint64_t x = a; /* correct to 3 bits */
-    for (int i = 0; i < 6; i++)
-        x *= 2 - a * x;
-    return x;
-}
-
-/* n distinct addresses that all fall into filter slot `slot`. */
+/* n distinct addresses that all fall into filter slot `slot`: one per
+ * 16 MiB window w, at the granule whose low bits cancel the window's
+ * fold (see hp_live_filter_slot). */
 static void
 same_slot_addresses(uint32_t slot, uintptr_t *out, int n)
 {
-    const uint64_t k = 0x9E3779B97F4A7C15ull; /* the filter's multiplier */
-    uint64_t kinv = inverse_odd(k);
-    assert_int_equal(k * kinv, 1);
-    uint64_t low = 1;
-    for (int i = 0; i < n;) {
-        /* x * k has the slot in its top bits; x = that * k^-1. */
-        uint64_t want = ((uint64_t)slot << (64 - HP_LIVE_FILTER_LG)) |
-                        (low++ * 0x10001ull);
-        uint64_t x = want * kinv;
-        if (x >> 60 != 0)
-            continue; /* x << 4 must keep every bit of x */
-        out[i] = (uintptr_t)(x << 4);
+    const uint64_t mask = (1u << HP_LIVE_FILTER_LG) - 1;
+    for (int i = 0; i < n; i++) {
+        uint64_t w = 1 + (uint64_t)i;
+        uint64_t low = (slot ^ (w * 0x9E3779B1u)) & mask;
+        uint64_t granule = (w << HP_LIVE_FILTER_LG) | low;
+        out[i] = (uintptr_t)(granule << 4);
         assert_int_equal(hp_live_filter_slot(out[i]), slot);
-        i++;
     }
 }
 
