@@ -35,8 +35,7 @@ uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
 static pthread_mutex_t stripes[HP_LIVE_STRIPES];
 static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t freelist_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hp_live_rec *freelist;
-static struct hp_live_rec **heads;
+static void *heads; /* struct hp_live_rec *[2^HP_LIVE_HEADS_LG] */
 static uint64_t nlive;
 
 /* One per owner that has at least one live record; freed when its list
@@ -51,12 +50,11 @@ struct owner_ent {
  * ostripes[i] protects the owner chains whose index is i mod
  * HP_OWNER_STRIPES, the entries on them and the onext/oprev links of their
  * records. Lock order: a stripe, then an owner stripe, then freelist_lock
- * (which also protects ent_freelist), then ialloc's lock. Never held while
+ * (which also protects both free lists), then ialloc's lock. Never held while
  * calling out of heapprof.
  */
 static pthread_mutex_t ostripes[HP_OWNER_STRIPES];
-static struct owner_ent **oheads;
-static struct owner_ent *ent_freelist;
+static void *oheads; /* struct owner_ent *[2^HP_OWNER_HEADS_LG] */
 static uint64_t nowned;  /* records with an owner (atomic) */
 static uint64_t nowners; /* entries in use (atomic) */
 
@@ -76,51 +74,81 @@ head_index(uintptr_t ptr)
                       (64 - HP_LIVE_HEADS_LG));
 }
 
-static struct hp_live_rec **
-get_heads(void)
+/* A table of 2^lg chain heads, mapped on first use (freelist_lock
+ * serialises the mapping); NULL when the budget refuses it. */
+static void *
+lazy_heads(void **slot, unsigned lg)
 {
-    struct hp_live_rec **h = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
+    void *h = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (h != NULL)
         return h;
     pthread_mutex_lock(&freelist_lock);
-    if (heads == NULL) {
-        h = hp_ialloc_region((size_t)(1u << HP_LIVE_HEADS_LG) * sizeof *h);
+    if (*slot == NULL) {
+        h = hp_ialloc_region((size_t)(1u << lg) * sizeof(void *));
         if (h != NULL)
-            __atomic_store_n(&heads, h, __ATOMIC_RELEASE);
+            __atomic_store_n(slot, h, __ATOMIC_RELEASE);
     }
-    h = heads;
+    h = *slot;
     pthread_mutex_unlock(&freelist_lock);
     return h;
 }
 
-static struct hp_live_rec *
-rec_alloc(void)
+/*
+ * Fixed-size records on a free list (linked through their first word),
+ * refilled from ialloc a batch at a time; never returned to ialloc.
+ */
+struct batch_list {
+    void *head;
+    size_t size;
+    unsigned batch;
+};
+
+static void *
+batch_get(struct batch_list *l)
 {
     pthread_mutex_lock(&freelist_lock);
-    if (freelist == NULL) {
-        struct hp_live_rec *batch =
-            hp_ialloc(HP_LIVE_BATCH * sizeof(struct hp_live_rec));
-        if (batch != NULL) {
-            for (int i = 0; i < HP_LIVE_BATCH; i++) {
-                batch[i].next = freelist;
-                freelist = &batch[i];
-            }
+    if (l->head == NULL) {
+        char *batch = hp_ialloc(l->batch * l->size);
+        for (unsigned i = 0; batch != NULL && i < l->batch; i++) {
+            *(void **)(void *)(batch + i * l->size) = l->head;
+            l->head = batch + i * l->size;
         }
     }
-    struct hp_live_rec *r = freelist;
+    void *r = l->head;
     if (r != NULL)
-        freelist = r->next;
+        l->head = *(void **)r;
     pthread_mutex_unlock(&freelist_lock);
     return r;
 }
 
 static void
-rec_free(struct hp_live_rec *r)
+batch_put(struct batch_list *l, void *r)
 {
     pthread_mutex_lock(&freelist_lock);
-    r->next = freelist;
-    freelist = r;
+    *(void **)r = l->head;
+    l->head = r;
     pthread_mutex_unlock(&freelist_lock);
+}
+
+static struct batch_list recs = {NULL, sizeof(struct hp_live_rec),
+                                 HP_LIVE_BATCH};
+
+static struct hp_live_rec **
+get_heads(void)
+{
+    return lazy_heads(&heads, HP_LIVE_HEADS_LG);
+}
+
+static struct hp_live_rec *
+rec_alloc(void)
+{
+    return batch_get(&recs);
+}
+
+static void
+rec_free(struct hp_live_rec *r)
+{
+    batch_put(&recs, r);
 }
 
 static uint32_t
@@ -136,51 +164,25 @@ owner_lock(uint32_t oi)
     return &ostripes[oi % HP_OWNER_STRIPES];
 }
 
+static struct batch_list ents = {NULL, sizeof(struct owner_ent),
+                                 HP_OWNER_BATCH};
+
 static struct owner_ent **
 get_oheads(void)
 {
-    struct owner_ent **h = __atomic_load_n(&oheads, __ATOMIC_ACQUIRE);
-    if (h != NULL)
-        return h;
-    pthread_mutex_lock(&freelist_lock);
-    if (oheads == NULL) {
-        h = hp_ialloc_region((size_t)(1u << HP_OWNER_HEADS_LG) * sizeof *h);
-        if (h != NULL)
-            __atomic_store_n(&oheads, h, __ATOMIC_RELEASE);
-    }
-    h = oheads;
-    pthread_mutex_unlock(&freelist_lock);
-    return h;
+    return lazy_heads(&oheads, HP_OWNER_HEADS_LG);
 }
 
 static struct owner_ent *
 ent_alloc(void)
 {
-    pthread_mutex_lock(&freelist_lock);
-    if (ent_freelist == NULL) {
-        struct owner_ent *batch =
-            hp_ialloc(HP_OWNER_BATCH * sizeof(struct owner_ent));
-        if (batch != NULL) {
-            for (int i = 0; i < HP_OWNER_BATCH; i++) {
-                batch[i].next = ent_freelist;
-                ent_freelist = &batch[i];
-            }
-        }
-    }
-    struct owner_ent *e = ent_freelist;
-    if (e != NULL)
-        ent_freelist = e->next;
-    pthread_mutex_unlock(&freelist_lock);
-    return e;
+    return batch_get(&ents);
 }
 
 static void
 ent_free(struct owner_ent *e)
 {
-    pthread_mutex_lock(&freelist_lock);
-    e->next = ent_freelist;
-    ent_freelist = e;
-    pthread_mutex_unlock(&freelist_lock);
+    batch_put(&ents, e);
 }
 
 /*
