@@ -3,7 +3,8 @@
 
 usage: report.py RESULTS_DIR
 
-RESULTS_DIR holds raw.tsv (kind, workload, config, round, values...),
+RESULTS_DIR holds raw.tsv (kind, workload, config, round, values...; kinds
+alloc, heaptrack, sampled, export, start, callgrind, redis, nginx),
 facts.tsv (key, value), perf_mixed.txt and, if present, the hand-written
 bench/analysis.md is appended under its own heading.
 """
@@ -143,6 +144,60 @@ for r in rows:
     if r[0] == "callgrind":
         cg[r[2]] = num(r[4])
 
+# --------------------------------------------------------- real servers
+# (kind, test) -> config -> {round: requests/s}
+servers = defaultdict(lambda: defaultdict(dict))
+for r in rows:
+    if r[0] in ("redis", "nginx") and len(r) >= 5 and num(r[4]):
+        servers[(r[0], r[1])][r[2]][int(r[3])] = num(r[4])
+REDIS_TESTS = [t for t in ["SET", "GET", "LPUSH", "LRANGE_100"]
+               if ("redis", t) in servers]
+REDIS_CONFIGS = [("bare", "redis-server (bare)"),
+                 ("heapprof", "LD_PRELOAD=libheapprof.so, default rate"),
+                 ("heapprof_rate0", "LD_PRELOAD=libheapprof.so, HEAPPROF_RATE=0")]
+NGINX_CONFIGS = [("bare", "nginx, no module"),
+                 ("module_off", "module loaded, `heapprof_enabled off`"),
+                 ("module_on", "module on, default rate")]
+
+
+def srv_med(kind, test, c):
+    return med(servers[(kind, test)][c].values())
+
+
+def srv_ratio(kind, test, c, base="bare"):
+    a, b = servers[(kind, test)][c], servers[(kind, test)][base]
+    return med([a[k] / b[k] for k in a if k in b and a[k] and b[k]])
+
+
+def srv_spread(kind, test, c="bare"):
+    """Run-to-run spread of one configuration: (max - min) / median."""
+    xs = list(servers[(kind, test)][c].values())
+    m = med(xs)
+    return (max(xs) - min(xs)) / m if len(xs) > 1 and m else None
+
+
+def server_bar(kind, tests, c, label):
+    ratios = {t: srv_ratio(kind, t, c) for t in tests}
+    ratios = {t: x for t, x in ratios.items() if x is not None}
+    if not ratios:
+        return None
+    worst_t = min(ratios, key=ratios.get)
+    worst = ratios[worst_t]
+    spreads = [x for x in (srv_spread(kind, t) for t in tests) if x is not None]
+    spread = max(spreads) if spreads else None
+    val = ", ".join(f"{t} {ratios[t]:.3f}×" for t in tests if t in ratios) \
+        if len(ratios) > 1 else f"{worst:.3f}×"
+    val += f" (bare spread {fmt(None if spread is None else spread * 100, '{:.1f}')} %)"
+    if worst >= 0.98:
+        verdict = "met" if spread is None or spread <= 0.02 else \
+            f"met, within noise (spread {spread * 100:.1f} %)"
+    elif spread is not None and spread > 0.02 and 1 - worst <= spread:
+        verdict = f"within noise (spread {spread * 100:.1f} %)"
+    else:
+        verdict = "**missed**"
+    return (label, val, verdict)
+
+
 # ---------------------------------------------------------------- bars
 bars = []
 for w in ["mixed", "mixed2"]:
@@ -177,6 +232,20 @@ bars.append(("export of 100 000 buckets, depth 32, warm ≤ 200 ms",
              f"{fmt(export_warm_cpu, '{:.0f} ms')} CPU",
              export_warm is not None and export_warm <= 200))
 
+b = server_bar("redis", REDIS_TESTS, "heapprof",
+               "redis-benchmark within 2 % of bare (requests/s, heapprof ÷ bare)")
+if b:
+    bars.append(b)
+b = server_bar("nginx", ["return200"], "module_on",
+               "wrk against nginx within 2 % of bare (module on ÷ no module)")
+if b:
+    bars.append(b)
+
+
+def verdict(ok):
+    return ok if isinstance(ok, str) else ("met" if ok else "**missed**")
+
+
 # ------------------------------------------------------------- output
 P = print
 P("# heapprof performance")
@@ -189,7 +258,8 @@ P()
 P("| | |")
 P("|---|---|")
 for k in ["cpu", "nproc", "mem", "os", "kernel", "glibc", "cc", "jemalloc",
-          "gperftools", "heaptrack", "heapprof_commit", "date", "pairs",
+          "gperftools", "heaptrack", "redis", "nginx", "wrk",
+          "heapprof_commit", "date", "pairs", "server_rounds",
           "load_start", "load_end"]:
     if k in facts:
         P(f"| {k} | {facts[k]} |")
@@ -214,6 +284,10 @@ P("heaptrack -o FILE alloc_bench W N/10       # short runs, 3 pairs")
 P("HEAPPROF_RATE=1|0 LD_PRELOAD=libheapprof.so sampled_path_bench 300000")
 P("export_bench 100000 5")
 P("LD_PRELOAD=... valgrind --tool=callgrind alloc_bench small 200000|1200000")
+P("[LD_PRELOAD=libheapprof.so [HEAPPROF_RATE=0]] redis-server --port P --save '' --appendonly no")
+P("redis-benchmark -p P -q -n 100000 -c 32 -t set,get,lpush,lrange_100 --csv")
+P("nginx -p TMP/ -c TMP/nginx.conf   # [load_module ngx_http_heapprof_module.so; [heapprof_enabled off;]]")
+P("wrk -t1 -c32 -d5s http://127.0.0.1:P/")
 P("```")
 P()
 P("Workloads (`bench/alloc_bench.c`): **small** = 20 M malloc/free of 16–128 B")
@@ -228,7 +302,7 @@ P()
 P("| bar | measured | verdict |")
 P("|---|---|---|")
 for name, val, ok in bars:
-    P(f"| {name} | {val} | {'met' if ok else '**missed**'} |")
+    P(f"| {name} | {val} | {verdict(ok)} |")
 P()
 P(f"## Allocation workloads: median seconds ({facts.get('pairs', '?')} rounds)")
 P()
@@ -305,6 +379,53 @@ for k, label in [("buckets", "buckets created"), ("profile_bytes", "profile size
                  ("warm_ms_min", "warm write, best (ms)")]:
     P(f"| {label} | {fmt(med(export[k]), '{:.1f}' if 'ms' in k else '{:.0f}')} |")
 P()
+if REDIS_TESTS:
+    P(f"## redis-benchmark ({facts.get('server_rounds', '?')} rounds)")
+    P()
+    P("Debian's `redis-server` on a free loopback port (`--save '' --appendonly no`),")
+    P("started per round and configuration, stopped by its PID, loaded by")
+    P(f"`redis-benchmark -q -n {facts.get('redis_n', '?')} -c 32 "
+      "-t set,get,lpush,lrange_100 --csv` on the same machine. Debian's redis")
+    P("is linked against libjemalloc: heapprof sits in front of jemalloc's `malloc`.")
+    P("Requests/s, medians; ratios are medians of the per-round ratios to bare,")
+    P("spread is (max − min) / median of bare over the rounds.")
+    P()
+    P("| configuration | " + " | ".join(REDIS_TESTS) + " |")
+    P("|---|" + "---|" * len(REDIS_TESTS))
+    for c, label in REDIS_CONFIGS:
+        cells = []
+        for t in REDIS_TESTS:
+            m = srv_med("redis", t, c)
+            if c == "bare":
+                sp = srv_spread("redis", t)
+                cells.append(f"{fmt(m, '{:.0f}')} (spread "
+                             f"{fmt(None if sp is None else sp * 100, '{:.1f}')} %)")
+            else:
+                cells.append(f"{fmt(m, '{:.0f}')} ({fmt(srv_ratio('redis', t, c), '{:.3f}×')})")
+        P(f"| {label} | " + " | ".join(cells) + " |")
+    P()
+if ("nginx", "return200") in servers:
+    P(f"## nginx + wrk ({facts.get('server_rounds', '?')} rounds)")
+    P()
+    P("Debian's nginx, master + 2 workers (`user root;`, temporary `-p` prefix,")
+    P("free loopback port with `reuseport`, `location / { return 200 ...; }`),")
+    P("started per round and configuration and stopped with `kill -QUIT` of the")
+    P(f"master; load `wrk -t1 -c32 -d{facts.get('wrk_seconds', '?')}s` on the same")
+    P("machine. The module is the one `cmake --install` puts in")
+    P("`lib/nginx/modules/`; when loaded, `location /debug/pprof/ { heapprof; }` is")
+    P("configured. Requests/s, medians; ratio = median of per-round ratios to bare.")
+    P()
+    P("| configuration | requests/s | vs no module |")
+    P("|---|---|---|")
+    for c, label in NGINX_CONFIGS:
+        m = srv_med("nginx", "return200", c)
+        if c == "bare":
+            sp = srv_spread("nginx", "return200")
+            d = f"spread {fmt(None if sp is None else sp * 100, '{:.1f}')} %"
+        else:
+            d = fmt(srv_ratio("nginx", "return200", c), "{:.3f}×")
+        P(f"| {label} | {fmt(m, '{:.0f}')} | {d} |")
+    P()
 P("## Process start")
 P()
 if start_bare is not None and start_hp is not None:
@@ -328,7 +449,7 @@ if os.path.exists(perf_path) and os.path.getsize(perf_path) > 0:
     P()
 P("## Reading")
 P()
-missed = [name for name, _, ok in bars if not ok]
+missed = [name for name, _, ok in bars if "missed" in verdict(ok)]
 if missed:
     P("Bars missed in this run: " + "; ".join(missed) + ".")
 else:

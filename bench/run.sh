@@ -8,7 +8,16 @@
 #   SCALE=10 PAIRS=1 NO_DOC=1 bench/run.sh   smoke test of the script (1/10 work)
 #
 # Environment: BENCH_BUILD (build directory, default $TMPDIR/heapprof-bench),
-# PAIRS (alternating rounds, default 7), OUT (raw results directory).
+# PAIRS (alternating rounds, default 7), OUT (raw results directory),
+# SERVER_ROUNDS (rounds of the real-server runs, default 5), REDIS_N
+# (requests per redis-benchmark test, default 100000), WRK_SECONDS (default 5),
+# NO_SERVERS=1 (skip redis and nginx).
+#
+# Real servers (skipped when the programs are absent): Debian's redis-server
+# bare, preloaded with libheapprof.so and preloaded at HEAPPROF_RATE=0, loaded
+# by redis-benchmark; Debian's nginx (master + 2 workers, `return 200`) without
+# the module, with it and `heapprof_enabled off`, and with it on at the
+# default rate, loaded by wrk. Requests/s, medians over rotated rounds.
 #
 # Every allocation workload is run in rounds; each round runs every
 # configuration once, in an order rotated from round to round, so slow
@@ -47,6 +56,19 @@ fi
 log "building (Release) in $BUILD"
 cmake -S "$ROOT/bench" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j2 --target heapprof alloc_bench sampled_path_bench export_bench >/dev/null
+# The nginx module is part of the heapprof build when nginx-dev is present;
+# it is installed (with libheapprof.so next to it) into a temporary prefix.
+NGX_MODULE=
+if [ "${NO_SERVERS:-0}" != 1 ] && [ -x /usr/sbin/nginx ] && command -v wrk >/dev/null &&
+    cmake --build "$BUILD" -j2 --target heapprof_static ngx_http_heapprof_module >/dev/null 2>&1; then
+    rm -rf "$BUILD/prefix"
+    # (cmake --install installs everything: libheapprof.a too, hence heapprof_static.)
+    if cmake --install "$BUILD" --prefix "$BUILD/prefix" >"$BUILD/install.log" 2>&1; then
+        NGX_MODULE=$(find "$BUILD/prefix" -path '*/nginx/modules/ngx_http_heapprof_module.so' | head -1)
+    else
+        log "cmake --install failed (see $BUILD/install.log): nginx runs skipped"
+    fi
+fi
 HP=$(readlink -f "$BUILD/heapprof/libheapprof.so")
 AB=$BUILD/alloc_bench
 rm -rf "$OUT"
@@ -204,6 +226,143 @@ if command -v perf >/dev/null; then
     perf report -i "$OUT/perf.data" --no-children --sort dso,sym -g none 2>/dev/null |
         grep -v '^#' | grep '%' | head -20 >"$OUT/perf_mixed.txt" || true
     rm -f "$OUT/perf.data"
+fi
+
+# ------------------------------------------------------- real servers
+SERVER_ROUNDS=${SERVER_ROUNDS:-5}
+REDIS_N=${REDIS_N:-$((100000 / SCALE))}
+WRK_SECONDS=${WRK_SECONDS:-5}
+echo "server_rounds	$SERVER_ROUNDS" >>"$OUT/facts.tsv"
+echo "redis_n	$REDIS_N" >>"$OUT/facts.tsv"
+echo "wrk_seconds	$WRK_SECONDS" >>"$OUT/facts.tsv"
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() { # PORT [PID]: until something accepts on 127.0.0.1:PORT
+    local i
+    for ((i = 0; i < 100; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        [ -z "${2:-}" ] || kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+REDIS_CONFIGS=(
+    "bare|"
+    "heapprof|LD_PRELOAD=$HP"
+    "heapprof_rate0|LD_PRELOAD=$HP HEAPPROF_RATE=0"
+)
+if [ "${NO_SERVERS:-0}" != 1 ] && command -v redis-server >/dev/null &&
+    command -v redis-benchmark >/dev/null; then
+    echo "redis	$(redis-server --version | sed 's/^Redis server //')" >>"$OUT/facts.tsv"
+    log "redis: $SERVER_ROUNDS rounds x ${#REDIS_CONFIGS[@]} configurations, -n $REDIS_N -c 32"
+    n=${#REDIS_CONFIGS[@]}
+    for ((round = 0; round < SERVER_ROUNDS; round++)); do
+        for ((k = 0; k < n; k++)); do
+            c=${REDIS_CONFIGS[$(((k + round) % n))]}
+            name=${c%%|*}
+            envs=${c#*|}
+            port=$(free_port)
+            # Not through run_cfg: a backgrounded function is a subshell, and
+            # $! must be redis-server itself (env execs it) to stop it by PID.
+            # shellcheck disable=SC2086
+            env -u LD_PRELOAD -u HEAPPROF_RATE -u HEAPPROF_HTTP -u HEAPPROF_SNAPSHOT_DIR \
+                -u MALLOC_CONF -u TCMALLOC_SAMPLE_PARAMETER $envs \
+                redis-server --port "$port" --bind 127.0.0.1 --save '' \
+                --appendonly no --daemonize no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
+            rpid=$!
+            if wait_port "$port" "$rpid"; then
+                run_cfg "" redis-benchmark -p "$port" -q -n "$REDIS_N" -c 32 \
+                    -t set,get,lpush,lrange_100 --csv 2>/dev/null |
+                    awk -F'","' -v c="$name" -v r="$round" '
+                        /needed/ || !/^"[A-Z]/ { next }
+                        { t = substr($1, 2); sub(/ .*/, "", t); printf "redis\t%s\t%s\t%d\t%s\n", t, c, r, $2 }' \
+                        >>"$RAW" || true
+            else
+                log "redis-server ($name) did not start: $(tail -1 "$OUT/redis.log")"
+            fi
+            kill "$rpid" 2>/dev/null || true
+            wait "$rpid" 2>/dev/null || true
+        done
+    done
+else
+    log "redis: skipped (redis-server / redis-benchmark not installed)"
+fi
+
+# nginx: the configuration of tests/nginx/run_nginx.py, `return 200`.
+NGX_WORK=$OUT/nginx
+ngx_conf() { # CONFIG PORT -> nginx.conf on stdout
+    local load="" extra="" loc=""
+    case $1 in
+    module_off) load="load_module $NGX_MODULE;" extra="heapprof_enabled off;" loc="location /debug/pprof/ { heapprof; }" ;;
+    module_on) load="load_module $NGX_MODULE;" loc="location /debug/pprof/ { heapprof; }" ;;
+    esac
+    local user=""
+    [ "$(id -u)" != 0 ] || user="user root;"
+    cat <<NGXEOF
+$load
+$user
+worker_processes 2;
+daemon on;
+master_process on;
+pid $NGX_WORK/nginx.pid;
+error_log $NGX_WORK/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $NGX_WORK/client_body_temp;
+    proxy_temp_path $NGX_WORK/proxy_temp;
+    fastcgi_temp_path $NGX_WORK/fastcgi_temp;
+    uwsgi_temp_path $NGX_WORK/uwsgi_temp;
+    scgi_temp_path $NGX_WORK/scgi_temp;
+    $extra
+    server {
+        listen 127.0.0.1:$2 reuseport;
+        location / { return 200 "hello from nginx\n"; }
+        $loc
+    }
+}
+NGXEOF
+}
+ngx_stop() { # kill -QUIT the master, wait until it is gone
+    local m i
+    m=$(cat "$NGX_WORK/nginx.pid" 2>/dev/null) || return 0
+    kill -QUIT "$m" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$m" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$m" 2>/dev/null || true
+}
+if [ "${NO_SERVERS:-0}" != 1 ] && [ -n "$NGX_MODULE" ]; then
+    echo "nginx	$(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')" >>"$OUT/facts.tsv"
+    echo "wrk	$(wrk -v 2>&1 | head -1 | awk '{print $2}')" >>"$OUT/facts.tsv"
+    NGX_CONFIGS=(bare module_off module_on)
+    n=${#NGX_CONFIGS[@]}
+    log "nginx + wrk: $SERVER_ROUNDS rounds x $n configurations, ${WRK_SECONDS}s each"
+    for ((round = 0; round < SERVER_ROUNDS; round++)); do
+        for ((k = 0; k < n; k++)); do
+            name=${NGX_CONFIGS[$(((k + round) % n))]}
+            rm -rf "$NGX_WORK"
+            mkdir -p "$NGX_WORK"
+            port=$(free_port)
+            ngx_conf "$name" "$port" >"$NGX_WORK/nginx.conf"
+            if run_cfg "" /usr/sbin/nginx -p "$NGX_WORK/" -c "$NGX_WORK/nginx.conf" \
+                >/dev/null 2>"$NGX_WORK/start.err" && wait_port "$port"; then
+                rps=$(run_cfg "" wrk -t1 -c32 -d"${WRK_SECONDS}s" "http://127.0.0.1:$port/" 2>/dev/null |
+                    awk '/^Requests\/sec:/ {print $2}')
+                printf 'nginx\treturn200\t%s\t%d\t%s\n' "$name" "$round" "${rps:-}" >>"$RAW"
+            else
+                log "nginx ($name) did not start: $(tail -1 "$NGX_WORK/start.err")"
+            fi
+            ngx_stop
+        done
+    done
+    rm -rf "$NGX_WORK"
+else
+    log "nginx: skipped (nginx, wrk or the module (nginx-dev) missing)"
 fi
 
 echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/facts.tsv"
