@@ -1,0 +1,181 @@
+/*
+ * Lazy loading of the export half's libraries in the shared library.
+ * libheapprof.so is preloaded into every process a launcher or a shell
+ * starts; linking libdw, libelf, zlib and protobuf-c directly made each
+ * exec map and relocate them (about 5 ms per exec on the reference VM)
+ * although most processes never write a profile. Here each function the
+ * export code calls is a hidden stub that dlopen's its library on first
+ * use and forwards. The static library and the unit tests link the real
+ * libraries instead and never see this file.
+ */
+#include <dlfcn.h>
+#include <elfutils/libdwfl.h>
+#include <gelf.h>
+#include <protobuf-c/protobuf-c.h>
+#include <zlib.h>
+
+#include "internal.h"
+#include "log.h"
+
+enum lib { LIB_DW, LIB_ELF, LIB_Z, LIB_PBC, LIB_COUNT };
+
+static const char *const lib_names[LIB_COUNT] = {
+    "libdw.so.1", "libelf.so.1", "libz.so.1", "libprotobuf-c.so.1"};
+static void *handles[LIB_COUNT];
+
+static void *
+lazy_sym(enum lib lib, const char *name)
+{
+    void *h = __atomic_load_n(&handles[lib], __ATOMIC_ACQUIRE);
+    if (h == NULL) {
+        /* Racing threads may both dlopen: the loader counts references
+         * and returns the same handle, so the loser's is harmless. */
+        h = dlopen(lib_names[lib], RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL) {
+            hp_log("cannot load %s (%s): profiles cannot be written",
+                   lib_names[lib], dlerror());
+            return NULL;
+        }
+        __atomic_store_n(&handles[lib], h, __ATOMIC_RELEASE);
+    }
+    void *f = dlsym(h, name);
+    if (f == NULL)
+        hp_log("%s has no %s: profiles cannot be written", lib_names[lib],
+               name);
+    return f;
+}
+
+/* One stub: resolve once, forward, or return `fail` if unavailable. */
+#define HP_LAZY(lib, ret, name, fail, params, args)                           \
+    ret name params                                                           \
+    {                                                                         \
+        static ret(*lazy_fn_) params;                                         \
+        ret(*lazy_f_) params = __atomic_load_n(&lazy_fn_, __ATOMIC_ACQUIRE);  \
+        if (lazy_f_ == NULL) {                                                \
+            *(void **)&lazy_f_ = lazy_sym(lib, #name);                        \
+            if (lazy_f_ == NULL)                                              \
+                return fail;                                                  \
+            __atomic_store_n(&lazy_fn_, lazy_f_, __ATOMIC_RELEASE);           \
+        }                                                                     \
+        return lazy_f_ args;                                                  \
+    }
+
+#define HP_LAZY_VOID(lib, name, params, args)                                 \
+    void name params                                                          \
+    {                                                                         \
+        static void(*lazy_fn_) params;                                        \
+        void(*lazy_f_) params = __atomic_load_n(&lazy_fn_, __ATOMIC_ACQUIRE); \
+        if (lazy_f_ == NULL) {                                                \
+            *(void **)&lazy_f_ = lazy_sym(lib, #name);                        \
+            if (lazy_f_ == NULL)                                              \
+                return;                                                       \
+            __atomic_store_n(&lazy_fn_, lazy_f_, __ATOMIC_RELEASE);           \
+        }                                                                     \
+        lazy_f_ args;                                                         \
+    }
+
+/* ------------------------------------------------------------------ zlib */
+
+HP_LAZY(LIB_Z, int, deflateInit2_, Z_VERSION_ERROR,
+        (z_streamp s, int level, int method, int bits, int mem, int strategy,
+         const char *version, int size),
+        (s, level, method, bits, mem, strategy, version, size))
+HP_LAZY(LIB_Z, int, deflate, Z_STREAM_ERROR, (z_streamp s, int flush),
+        (s, flush))
+HP_LAZY(LIB_Z, int, deflateEnd, Z_STREAM_ERROR, (z_streamp s), (s))
+HP_LAZY(LIB_Z, int, inflateInit2_, Z_VERSION_ERROR,
+        (z_streamp s, int bits, const char *version, int size),
+        (s, bits, version, size))
+HP_LAZY(LIB_Z, int, inflate, Z_STREAM_ERROR, (z_streamp s, int flush),
+        (s, flush))
+HP_LAZY(LIB_Z, int, inflateEnd, Z_STREAM_ERROR, (z_streamp s), (s))
+
+/* ------------------------------------------------------------ protobuf-c */
+
+/* Only compared by address for defaults of singular strings, which
+ * profile.proto does not have; never freed. */
+const char protobuf_c_empty_string[] = "";
+
+HP_LAZY(LIB_PBC, size_t, protobuf_c_message_get_packed_size, 0,
+        (const ProtobufCMessage *m), (m))
+HP_LAZY(LIB_PBC, size_t, protobuf_c_message_pack, 0,
+        (const ProtobufCMessage *m, uint8_t *out), (m, out))
+HP_LAZY(LIB_PBC, size_t, protobuf_c_message_pack_to_buffer, 0,
+        (const ProtobufCMessage *m, ProtobufCBuffer *b), (m, b))
+HP_LAZY(LIB_PBC, ProtobufCMessage *, protobuf_c_message_unpack, NULL,
+        (const ProtobufCMessageDescriptor *d, ProtobufCAllocator *a,
+         size_t len, const uint8_t *data),
+        (d, a, len, data))
+HP_LAZY_VOID(LIB_PBC, protobuf_c_message_free_unpacked,
+             (ProtobufCMessage *m, ProtobufCAllocator *a), (m, a))
+
+/* ---------------------------------------------------------------- libelf */
+
+HP_LAZY(LIB_ELF, Elf_Scn *, elf_getscn, NULL, (Elf *e, size_t i), (e, i))
+HP_LAZY(LIB_ELF, GElf_Shdr *, gelf_getshdr, NULL, (Elf_Scn *s, GElf_Shdr *d),
+        (s, d))
+
+/* ----------------------------------------------------------------- libdw */
+
+HP_LAZY(LIB_DW, Dwarf_Attribute *, dwarf_attr, NULL,
+        (Dwarf_Die *die, unsigned int name, Dwarf_Attribute *r),
+        (die, name, r))
+HP_LAZY(LIB_DW, Dwarf_Attribute *, dwarf_attr_integrate, NULL,
+        (Dwarf_Die *die, unsigned int name, Dwarf_Attribute *r),
+        (die, name, r))
+HP_LAZY(LIB_DW, int, dwarf_decl_line, -1, (Dwarf_Die *d, int *l), (d, l))
+HP_LAZY(LIB_DW, const char *, dwarf_filesrc, NULL,
+        (Dwarf_Files *f, size_t i, Dwarf_Word *mtime, Dwarf_Word *len),
+        (f, i, mtime, len))
+HP_LAZY(LIB_DW, const char *, dwarf_formstring, NULL, (Dwarf_Attribute *a),
+        (a))
+HP_LAZY(LIB_DW, int, dwarf_formudata, -1, (Dwarf_Attribute *a, Dwarf_Word *v),
+        (a, v))
+HP_LAZY(LIB_DW, int, dwarf_getscopes, -1,
+        (Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die **scopes), (cu, pc, scopes))
+HP_LAZY(LIB_DW, int, dwarf_getscopes_die, -1,
+        (Dwarf_Die *die, Dwarf_Die **scopes), (die, scopes))
+HP_LAZY(LIB_DW, int, dwarf_getsrcfiles, -1,
+        (Dwarf_Die *cu, Dwarf_Files **files, size_t *n), (cu, files, n))
+HP_LAZY(LIB_DW, int, dwarf_tag, -1, (Dwarf_Die *die), (die))
+HP_LAZY(LIB_DW, Dwfl_Module *, dwfl_addrmodule, NULL,
+        (Dwfl *dwfl, Dwarf_Addr a), (dwfl, a))
+HP_LAZY(LIB_DW, Dwfl *, dwfl_begin, NULL, (const Dwfl_Callbacks *cb), (cb))
+HP_LAZY(LIB_DW, int, dwfl_build_id_find_debuginfo, -1,
+        (Dwfl_Module *m, void **ud, const char *modname, Dwarf_Addr base,
+         const char *file, const char *link, GElf_Word crc, char **out),
+        (m, ud, modname, base, file, link, crc, out))
+HP_LAZY_VOID(LIB_DW, dwfl_end, (Dwfl *dwfl), (dwfl))
+HP_LAZY(LIB_DW, const char *, dwfl_errmsg, "libdw unavailable", (int err),
+        (err))
+HP_LAZY(LIB_DW, const char *, dwfl_lineinfo, NULL,
+        (Dwfl_Line *l, Dwarf_Addr *a, int *line, int *col, Dwarf_Word *mtime,
+         Dwarf_Word *len),
+        (l, a, line, col, mtime, len))
+HP_LAZY(LIB_DW, int, dwfl_linux_proc_find_elf, -1,
+        (Dwfl_Module *m, void **ud, const char *name, Dwarf_Addr base,
+         char **file, Elf **elf),
+        (m, ud, name, base, file, elf))
+HP_LAZY(LIB_DW, int, dwfl_linux_proc_report, -1, (Dwfl *dwfl, pid_t pid),
+        (dwfl, pid))
+HP_LAZY(LIB_DW, Dwarf_Die *, dwfl_module_addrdie, NULL,
+        (Dwfl_Module *m, Dwarf_Addr a, Dwarf_Addr *bias), (m, a, bias))
+HP_LAZY(LIB_DW, Dwfl_Line *, dwfl_module_getsrc, NULL,
+        (Dwfl_Module *m, Dwarf_Addr a), (m, a))
+HP_LAZY(LIB_DW, const char *, dwfl_module_getsym_info, NULL,
+        (Dwfl_Module *m, int i, GElf_Sym *s, GElf_Addr *a, GElf_Word *shndx,
+         Elf **elf, Dwarf_Addr *bias),
+        (m, i, s, a, shndx, elf, bias))
+HP_LAZY(LIB_DW, int, dwfl_module_getsymtab, -1, (Dwfl_Module *m), (m))
+HP_LAZY(LIB_DW, const char *, dwfl_module_info, NULL,
+        (Dwfl_Module *m, void ***ud, Dwarf_Addr *start, Dwarf_Addr *end,
+         Dwarf_Addr *dwbias, Dwarf_Addr *symbias, const char **mainfile,
+         const char **debugfile),
+        (m, ud, start, end, dwbias, symbias, mainfile, debugfile))
+HP_LAZY_VOID(LIB_DW, dwfl_report_begin, (Dwfl *dwfl), (dwfl))
+HP_LAZY(LIB_DW, int, dwfl_report_end, -1,
+        (Dwfl *dwfl,
+         int (*removed)(Dwfl_Module *, void *, const char *, Dwarf_Addr,
+                        void *),
+         void *arg),
+        (dwfl, removed, arg))
