@@ -291,7 +291,13 @@ def main():
 
     try:
         ngx.start()
-        workers = ngx.workers()
+        # One worker answering does not mean the other has set its process
+        # title yet (right after fork it still reads "master process").
+        for _ in range(50):
+            workers = ngx.workers()
+            if len(workers) >= 2:
+                break
+            time.sleep(0.1)
         log("master %d, workers %s" % (ngx.master, workers))
         if len(workers) != 2:
             fail("expected 2 workers, got %s" % workers)
@@ -436,7 +442,7 @@ def main():
         else:
             fail("after HUP: workers %s (old %s)" % (ngx.all_children(),
                                                      workers))
-        new = ngx.workers()
+        new = sorted(now)  # titles may still be unset: use the pids
         load(ngx.port, 2)
         st, hdr, body = get(ngx.port, "/debug/pprof/allocs")
         if st != 200 or hdr.get("x-heapprof-workers") != "2/2":
