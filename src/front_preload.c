@@ -191,7 +191,7 @@ realloc(void *ptr, size_t size)
      * so that its address, if reused at once by another thread, cannot
      * collide; it is put back if the realloc fails. */
     struct hp_live_rec rec;
-    bool had = hp_live_maybe(ptr) && hp_record_take(ptr, &rec);
+    bool had = hp_record_take(ptr, &rec);
     uint64_t rate = size != 0 ? hp_sample_check(size) : 0;
     void *p = next.realloc(ptr, size);
     if (p == NULL && size != 0) {

@@ -84,12 +84,12 @@ hp_record_alloc_ex(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
 }
 
 bool
-hp_record_take(void *ptr, struct hp_live_rec *out)
+hp_record_take_slow(void *ptr, struct hp_live_rec *out)
 {
     /* A free from a signal handler that interrupted a live-table operation
      * on this thread must not take its locks again: the record stays (the
      * block is reported live), which is the safe side. */
-    if (!hp_live_maybe(ptr) || hp_tls.holding)
+    if (hp_tls.holding)
         return false;
     int saved = errno;
     hp_fence_enter();
@@ -134,7 +134,7 @@ void
 hp_record_free(void *ptr)
 {
     struct hp_live_rec rec;
-    if (hp_record_take(ptr, &rec))
+    if (hp_record_take_slow(ptr, &rec))
         hp_record_commit_free(&rec);
 }
 

@@ -27,12 +27,20 @@ HP_HIDDEN bool hp_record_take_tagged(void *ptr, uintptr_t tag,
 HP_HIDDEN uint64_t hp_record_free_owner(uintptr_t owner);
 /* Slow part of the free check: ptr passed the filter. */
 HP_HIDDEN void hp_record_free(void *ptr);
-/* Remove ptr's record without accounting it (realloc keeps it until the
- * real realloc succeeded). True if there was one. */
-HP_HIDDEN bool hp_record_take(void *ptr, struct hp_live_rec *out);
+/* Slow part of hp_record_take: ptr passed the filter. */
+HP_HIDDEN bool hp_record_take_slow(void *ptr, struct hp_live_rec *out);
 /* Account a taken record as freed, or put it back. */
 HP_HIDDEN void hp_record_commit_free(const struct hp_live_rec *rec);
 HP_HIDDEN void hp_record_restore(const struct hp_live_rec *rec);
+
+/* Remove ptr's record without accounting it (realloc keeps it until the
+ * real realloc succeeded). True if there was one. The filter test is
+ * inline so that an unsampled block costs no call. */
+static inline bool
+hp_record_take(void *ptr, struct hp_live_rec *out)
+{
+    return HP_UNLIKELY(hp_live_maybe(ptr)) && hp_record_take_slow(ptr, out);
+}
 
 static inline void
 hp_record_free_check(void *ptr)
