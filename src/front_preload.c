@@ -58,6 +58,9 @@ pool_alloc(size_t size, size_t align)
     } while (!__atomic_compare_exchange_n(&pool_used, &off, end, true,
                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED));
     *(size_t *)(void *)(pool + start - 16) = size;
+    /* free() tests only the live filter: a pinned slot sends the block to
+     * its slow path, which recognises pool blocks by address. */
+    hp_live_filter_pin((uintptr_t)(pool + start));
     return pool + start;
 }
 
@@ -68,6 +71,18 @@ pool_size_of(const void *p)
 }
 
 /* ------------------------------------------------- the next allocator */
+
+/*
+ * Until resolve() succeeds, the hot entries (malloc, free, calloc,
+ * realloc) point at boot_* functions that resolve or fall back to the
+ * pool, so their fast paths need no "resolved yet?" test: one indirect
+ * jump, like a forwarding shim. Fields are written and read atomically
+ * (relaxed: a stale boot_* pointer just resolves again).
+ */
+static void *boot_malloc(size_t size);
+static void boot_free(void *ptr);
+static void *boot_calloc(size_t nmemb, size_t size);
+static void *boot_realloc(void *ptr, size_t size);
 
 struct next_fns {
     void *(*malloc)(size_t);
@@ -82,8 +97,15 @@ struct next_fns {
     size_t (*malloc_usable_size)(void *);
 };
 
-static struct next_fns next;
+static struct next_fns next = {
+    .malloc = boot_malloc,
+    .free = boot_free,
+    .calloc = boot_calloc,
+    .realloc = boot_realloc,
+};
 static int resolved; /* 0 no, 1 yes (atomic) */
+
+#define NEXT(fn) __atomic_load_n(&next.fn, __ATOMIC_RELAXED)
 
 static void *
 lookup(const char *name)
@@ -117,8 +139,19 @@ resolve(void)
                              "RTLD_NEXT failed); serving from the bootstrap pool");
         return false;
     }
-    next = n;
+    /* The rarely used forms first: readers of those test `resolved`. */
+    __atomic_store_n(&next.posix_memalign, n.posix_memalign, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.aligned_alloc, n.aligned_alloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.memalign, n.memalign, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.valloc, n.valloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.pvalloc, n.pvalloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.malloc_usable_size, n.malloc_usable_size,
+                     __ATOMIC_RELAXED);
     __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&next.malloc, n.malloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.free, n.free, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.calloc, n.calloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.realloc, n.realloc, __ATOMIC_RELAXED);
     return true;
 }
 
@@ -128,30 +161,91 @@ ready(void)
     return HP_LIKELY(__atomic_load_n(&resolved, __ATOMIC_ACQUIRE)) || resolve();
 }
 
+static void *
+boot_malloc(size_t size)
+{
+    return resolve() ? NEXT(malloc)(size) : pool_alloc(size, 16);
+}
+
+static void
+boot_free(void *ptr)
+{
+    /* Only a block of the next allocator gets here (pool blocks stop in
+     * free_slow); without a next allocator it can only be leaked. */
+    if (resolve())
+        NEXT(free)(ptr);
+}
+
+static void *
+boot_calloc(size_t nmemb, size_t size)
+{
+    if (resolve())
+        return NEXT(calloc)(nmemb, size);
+    /* pool memory is zero and never reused; the product cannot overflow
+     * here (calloc checked it) */
+    return pool_alloc(nmemb * size, 16);
+}
+
+static void *
+boot_realloc(void *ptr, size_t size)
+{
+    return resolve() ? NEXT(realloc)(ptr, size) : NULL;
+}
+
 /* ------------------------------------------------------ the entry points */
+
+/*
+ * Each hot entry point is a countdown (or filter) test and a tail jump to
+ * the next allocator; everything else lives in a *_slow function, also in
+ * the heapprof_front section so that its frame is dropped from stacks.
+ */
+
+static HP_FRONT void *
+malloc_slow(size_t size)
+{
+    uint64_t rate = hp_sample_slow(size);
+    void *p = NEXT(malloc)(size);
+    if (rate != 0 && p != NULL && !in_pool(p))
+        hp_record_alloc(p, size, rate);
+    return p;
+}
 
 HP_EXPORT HP_FRONT void *
 malloc(size_t size)
 {
-    if (HP_UNLIKELY(!ready()))
-        return pool_alloc(size, 16);
-    uint64_t rate = hp_sample_check(size);
-    void *p = next.malloc(size);
-    if (HP_UNLIKELY(rate != 0) && p != NULL)
-        hp_record_alloc(p, size, rate);
-    return p;
+    if (HP_UNLIKELY(hp_sample_countdown(size)))
+        return malloc_slow(size);
+    return NEXT(malloc)(size);
+}
+
+static HP_FRONT void
+free_slow(void *ptr)
+{
+    if (in_pool(ptr))
+        return; /* pool blocks are never reused */
+    hp_record_free(ptr);
+    NEXT(free)(ptr);
 }
 
 HP_EXPORT HP_FRONT void
 free(void *ptr)
 {
-    if (ptr == NULL)
-        return;
-    if (HP_UNLIKELY(in_pool(ptr)))
-        return;
-    hp_record_free_check(ptr);
-    if (HP_LIKELY(ready()))
-        next.free(ptr);
+    /* free(NULL) is forwarded: every allocator accepts it. */
+    if (HP_UNLIKELY(hp_live_maybe(ptr)))
+        free_slow(ptr);
+    else
+        NEXT(free)(ptr);
+}
+
+static HP_FRONT void *
+calloc_slow(size_t nmemb, size_t size)
+{
+    size_t total = nmemb * size; /* calloc() checked the product */
+    uint64_t rate = hp_sample_slow(total);
+    void *p = NEXT(calloc)(nmemb, size);
+    if (rate != 0 && p != NULL && !in_pool(p))
+        hp_record_alloc(p, total, rate);
+    return p;
 }
 
 HP_EXPORT HP_FRONT void *
@@ -162,21 +256,15 @@ calloc(size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (HP_UNLIKELY(!ready()))
-        return pool_alloc(total, 16); /* pool memory is zero and not reused */
-    uint64_t rate = hp_sample_check(total);
-    void *p = next.calloc(nmemb, size);
-    if (HP_UNLIKELY(rate != 0) && p != NULL)
-        hp_record_alloc(p, total, rate);
-    return p;
+    if (HP_UNLIKELY(hp_sample_countdown(total)))
+        return calloc_slow(nmemb, size);
+    return NEXT(calloc)(nmemb, size);
 }
 
-HP_EXPORT HP_FRONT void *
-realloc(void *ptr, size_t size)
+static HP_FRONT void *
+realloc_slow(void *ptr, size_t size)
 {
-    if (ptr == NULL)
-        return malloc(size);
-    if (HP_UNLIKELY(in_pool(ptr))) {
+    if (ptr != NULL && in_pool(ptr)) {
         size_t old = pool_size_of(ptr);
         if (size == 0)
             return NULL; /* freed: pool blocks are simply abandoned */
@@ -185,15 +273,16 @@ realloc(void *ptr, size_t size)
             memcpy(p, ptr, old < size ? old : size);
         return p;
     }
-    if (HP_UNLIKELY(!ready()))
-        return NULL;
+    /* The countdown already ran in realloc(); draw only if it expired. */
+    uint64_t rate = 0;
+    if (hp_tls.bytes_until_sample <= 0 && size != 0)
+        rate = hp_sample_slow(size);
     /* The old block's record leaves the live table before the real realloc
      * so that its address, if reused at once by another thread, cannot
      * collide; it is put back if the realloc fails. */
     struct hp_live_rec rec;
-    bool had = hp_record_take(ptr, &rec);
-    uint64_t rate = size != 0 ? hp_sample_check(size) : 0;
-    void *p = next.realloc(ptr, size);
+    bool had = ptr != NULL && hp_record_take(ptr, &rec);
+    void *p = NEXT(realloc)(ptr, size);
     if (p == NULL && size != 0) {
         if (had)
             hp_record_restore(&rec);
@@ -201,9 +290,20 @@ realloc(void *ptr, size_t size)
     }
     if (had)
         hp_record_commit_free(&rec);
-    if (HP_UNLIKELY(rate != 0) && p != NULL)
+    if (rate != 0 && p != NULL && !in_pool(p))
         hp_record_alloc(p, size, rate);
     return p;
+}
+
+HP_EXPORT HP_FRONT void *
+realloc(void *ptr, size_t size)
+{
+    /* realloc(NULL, n) is forwarded too: it is malloc(n) in every
+     * allocator, and the countdown covers it. */
+    bool expired = hp_sample_countdown(size);
+    if (HP_UNLIKELY(expired || hp_live_maybe(ptr)))
+        return realloc_slow(ptr, size);
+    return NEXT(realloc)(ptr, size);
 }
 
 HP_EXPORT HP_FRONT void *

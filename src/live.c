@@ -275,6 +275,14 @@ filter_dec(uintptr_t ptr)
     }
 }
 
+void
+hp_live_filter_pin(uintptr_t ptr)
+{
+    /* 255 is sticky: filter_inc and filter_dec leave it alone. */
+    __atomic_store_n(&hp_live_filter[hp_live_filter_slot(ptr)], 255,
+                     __ATOMIC_RELAXED);
+}
+
 bool
 hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
                bool *had_stale)

@@ -58,6 +58,10 @@ hp_live_maybe(const void *ptr)
                            __ATOMIC_RELAXED) != 0;
 }
 
+/* Make ptr's slot answer "maybe" for good (the bootstrap pool's blocks,
+ * which free() must recognise on its slow path). */
+HP_HIDDEN void hp_live_filter_pin(uintptr_t ptr);
+
 /* Record a live block (a copy of *rec, ptr must be set). If the address is
  * already recorded (a free heapprof did not see), the stale record is
  * returned through *stale (true) so the caller can account it as freed.

@@ -25,13 +25,22 @@ HP_HIDDEN void hp_sampling_pause(bool paused);
  */
 HP_HIDDEN uint64_t hp_sample_slow(size_t size);
 
+/* Count size bytes down; true when the countdown ran out and the caller
+ * must ask hp_sample_slow(size) (front ends that keep their fast path
+ * free of calls test this and call the slow path out of line). */
+static inline bool
+hp_sample_countdown(size_t size)
+{
+    struct hp_thread *t = &hp_tls;
+    t->bytes_until_sample -= (int64_t)size;
+    return t->bytes_until_sample <= 0;
+}
+
 /* Returns the weighting rate if this allocation is sampled, else 0. */
 static inline uint64_t
 hp_sample_check(size_t size)
 {
-    struct hp_thread *t = &hp_tls;
-    t->bytes_until_sample -= (int64_t)size;
-    if (HP_LIKELY(t->bytes_until_sample > 0))
+    if (HP_LIKELY(!hp_sample_countdown(size)))
         return 0;
     return hp_sample_slow(size);
 }
