@@ -46,12 +46,13 @@ def fmt(x, spec="{:.3f}"):
 
 # ------------------------------------------------------------ allocation
 WORKLOADS = ["small", "mixed", "mixed2"]
-CONFIGS = ["glibc", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_prof",
+CONFIGS = ["glibc", "shim", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_prof",
            "heapprof_jemalloc", "tcmalloc", "tcmalloc_sample"]
 LABEL = {
     "glibc": "glibc (bare)",
+    "shim": "forwarding-only shim (the floor)",
     "heapprof": "heapprof, default rate (512 KiB)",
-    "heapprof_rate0": "heapprof, HEAPPROF_RATE=0 (interposer floor)",
+    "heapprof_rate0": "heapprof, HEAPPROF_RATE=0",
     "jemalloc": "jemalloc",
     "jemalloc_prof": "jemalloc + prof (lg_prof_sample:19)",
     "heapprof_jemalloc": "heapprof over jemalloc",
@@ -85,7 +86,9 @@ def ratio_of_medians(w, c, base, m="cpu"):
 
 COMPARISONS = [
     ("heapprof vs glibc", "heapprof", "glibc"),
-    ("heapprof rate 0 (floor) vs glibc", "heapprof_rate0", "glibc"),
+    ("forwarding shim (floor) vs glibc", "shim", "glibc"),
+    ("heapprof rate 0 vs glibc", "heapprof_rate0", "glibc"),
+    ("heapprof vs forwarding shim", "heapprof", "shim"),
     ("heapprof over jemalloc vs jemalloc", "heapprof_jemalloc", "jemalloc"),
     ("jemalloc prof vs jemalloc", "jemalloc_prof", "jemalloc"),
     ("tcmalloc sampling vs tcmalloc", "tcmalloc_sample", "tcmalloc"),
@@ -154,6 +157,7 @@ SERVER_KEYS = set(servers)  # before any lookup adds empty entries
 REDIS_TESTS = [t for t in ["SET", "GET", "LPUSH", "LRANGE_100"]
                if ("redis", t) in SERVER_KEYS]
 REDIS_CONFIGS = [("bare", "redis-server (bare)"),
+                 ("shim", "LD_PRELOAD=forwarding shim"),
                  ("heapprof", "LD_PRELOAD=libheapprof.so, default rate"),
                  ("heapprof_rate0", "LD_PRELOAD=libheapprof.so, HEAPPROF_RATE=0")]
 NGINX_CONFIGS = [("bare", "nginx, no module"),
@@ -208,7 +212,7 @@ for w in ["mixed", "mixed2"]:
     bars.append((f"{w}: heapprof ≤ 1.05× glibc", fmt(x, "{:.3f}×"),
                  x is not None and x <= 1.05))
 x = paired_ratio("small", "heapprof", "glibc")
-floor = paired_ratio("small", "heapprof_rate0", "glibc")
+floor = paired_ratio("small", "shim", "glibc")
 bars.append(("small: heapprof ≤ floor + 3 % (issue 7)",
              f"{fmt(x, '{:.3f}×')} vs floor {fmt(floor, '{:.3f}×')}",
              x is not None and floor is not None and x <= floor + 0.03))
@@ -224,6 +228,11 @@ for w in WORKLOADS:
                  f"+{fmt(None if hj is None else (hj - 1) * 100, '{:.1f}')} % vs "
                  f"+{fmt(None if je is None else (je - 1) * 100, '{:.1f}')} %",
                  hj is not None and je is not None and hj < je))
+cg_extra = cg["heapprof"] - cg["shim"] if "heapprof" in cg and "shim" in cg else None
+bars.append(("unsampled malloc+free: a handful (≤ 5) of instructions over the "
+             "forwarding shim (callgrind)",
+             fmt(cg_extra, "{:+.1f} instructions / pair"),
+             cg_extra is not None and cg_extra <= 5))
 m99 = sampled_med("1", 3)
 bars.append(("sampled path ≤ 2 µs (mean CPU, rate 1 − rate 0, depth 64)",
              fmt(sampled_cost, "{:.0f} ns"),
@@ -277,6 +286,7 @@ P("Commands (what `bench/run.sh` runs for each configuration):")
 P()
 P("```")
 P("alloc_bench small|mixed|mixed2            # bare glibc")
+P("LD_PRELOAD=libforwarding_shim.so alloc_bench W   # the floor (bench/forwarding_shim.c)")
 P("LD_PRELOAD=libheapprof.so alloc_bench W   # heapprof, default rate")
 P("HEAPPROF_RATE=0 LD_PRELOAD=libheapprof.so alloc_bench W")
 P("LD_PRELOAD=libjemalloc.so.2 alloc_bench W")
@@ -287,7 +297,7 @@ P("heaptrack -o FILE alloc_bench W N/10       # short runs, 3 pairs")
 P("HEAPPROF_RATE=1|0 LD_PRELOAD=libheapprof.so sampled_path_bench 300000")
 P("export_bench 100000 5")
 P("LD_PRELOAD=... valgrind --tool=callgrind alloc_bench small 200000|1200000")
-P("[LD_PRELOAD=libheapprof.so [HEAPPROF_RATE=0]] redis-server --port P --save '' --appendonly no")
+P("[LD_PRELOAD=libforwarding_shim.so|libheapprof.so [HEAPPROF_RATE=0]] redis-server --port P --save '' --appendonly no")
 P("redis-benchmark -p P -q -n 100000 -c 32 -t set,get,lpush,lrange_100 --csv")
 P("nginx -p TMP/ -c TMP/nginx.conf   # [load_module ngx_http_heapprof_module.so; [heapprof_enabled off;]]")
 P("wrk -t1 -c32 -d5s http://127.0.0.1:P/")
@@ -341,13 +351,16 @@ P()
 P("Difference between 1 200 000 and 200 000 iterations, divided by 1 000 000;")
 P("exact and repeatable, unlike wall time on this VM.")
 P()
-P("| configuration | instructions / pair | vs glibc |")
-P("|---|---|---|")
+P("| configuration | instructions / pair | vs glibc | vs forwarding shim |")
+P("|---|---|---|---|")
 base = cg.get("glibc")
-for c in ["glibc", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_prof"]:
+shim = cg.get("shim")
+for c in ["glibc", "shim", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_prof"]:
     if c in cg:
-        d = "" if base is None or c == "glibc" else f"+{cg[c] - base:.1f}"
-        P(f"| {LABEL[c]} | {fmt(cg[c], '{:.1f}')} | {d} |")
+        d = "" if base is None or c == "glibc" else f"{cg[c] - base:+.1f}"
+        e = "" if shim is None or c in ("glibc", "shim") or c.startswith("jemalloc") \
+            else f"{cg[c] - shim:+.1f}"
+        P(f"| {LABEL[c]} | {fmt(cg[c], '{:.1f}')} | {d} | {e} |")
 P()
 P("## Sampled path (`bench/sampled_path_bench.c`)")
 P()

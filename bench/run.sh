@@ -14,7 +14,7 @@
 # NO_SERVERS=1 (skip redis and nginx).
 #
 # Real servers (skipped when the programs are absent): Debian's redis-server
-# bare, preloaded with libheapprof.so and preloaded at HEAPPROF_RATE=0, loaded
+# bare, preloaded with the forwarding shim, with libheapprof.so and preloaded at HEAPPROF_RATE=0, loaded
 # by redis-benchmark; Debian's nginx (master + 2 workers, `return 200`) without
 # the module, with it and `heapprof_enabled off`, and with it on at the
 # default rate, loaded by wrk. Requests/s, medians over rotated rounds.
@@ -55,7 +55,7 @@ fi
 # ------------------------------------------------------------------ build
 log "building (Release) in $BUILD"
 cmake -S "$ROOT/bench" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j2 --target heapprof alloc_bench sampled_path_bench export_bench >/dev/null
+cmake --build "$BUILD" -j2 --target heapprof alloc_bench sampled_path_bench export_bench forwarding_shim >/dev/null
 # The nginx module is part of the heapprof build when nginx-dev is present;
 # it is installed (with libheapprof.so next to it) into a temporary prefix.
 NGX_MODULE=
@@ -71,6 +71,7 @@ if [ "${NO_SERVERS:-0}" != 1 ] && [ -x /usr/sbin/nginx ] && command -v wrk >/dev
 fi
 HP=$(readlink -f "$BUILD/heapprof/libheapprof.so")
 AB=$BUILD/alloc_bench
+SHIM=$BUILD/libforwarding_shim.so
 rm -rf "$OUT"
 mkdir -p "$OUT"
 RAW=$OUT/raw.tsv
@@ -107,6 +108,7 @@ echo "scale	$SCALE" >>"$OUT/facts.tsv"
 # name|env assignments (space separated, no spaces inside values)
 CONFIGS=(
     "glibc|"
+    "shim|LD_PRELOAD=$SHIM"
     "heapprof|LD_PRELOAD=$HP"
     "heapprof_rate0|LD_PRELOAD=$HP HEAPPROF_RATE=0"
     "jemalloc|LD_PRELOAD=$JEMALLOC"
@@ -208,7 +210,7 @@ cg_total() { # ENV OPS
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
     rm -f "$f"
 }
-for c in "glibc|" "heapprof|LD_PRELOAD=$HP" "heapprof_rate0|LD_PRELOAD=$HP HEAPPROF_RATE=0" \
+for c in "glibc|" "shim|LD_PRELOAD=$SHIM" "heapprof|LD_PRELOAD=$HP" "heapprof_rate0|LD_PRELOAD=$HP HEAPPROF_RATE=0" \
     "jemalloc|LD_PRELOAD=$JEMALLOC" "jemalloc_prof|LD_PRELOAD=$JEMALLOC MALLOC_CONF=prof:true,lg_prof_sample:19"; do
     name=${c%%|*}
     envs=${c#*|}
@@ -251,6 +253,7 @@ wait_port() { # PORT [PID]: until something accepts on 127.0.0.1:PORT
 
 REDIS_CONFIGS=(
     "bare|"
+    "shim|LD_PRELOAD=$SHIM"
     "heapprof|LD_PRELOAD=$HP"
     "heapprof_rate0|LD_PRELOAD=$HP HEAPPROF_RATE=0"
 )
