@@ -488,6 +488,8 @@ exclude_own_data(void)
         return;
     ops.exclude_static_roots(hp_live_filter,
                              hp_live_filter + sizeof hp_live_filter);
+    ops.exclude_static_roots(hp_live_bits, hp_live_bits + sizeof hp_live_bits /
+                                                             sizeof *hp_live_bits);
     ops.exclude_static_roots(chunks, chunks + HP_GC_MAX_CHUNKS);
 }
 

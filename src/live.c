@@ -1,9 +1,10 @@
 /*
  * Live sampled blocks: 2^16 hash chains guarded by 256 striped mutexes,
  * records from a free list refilled from ialloc in batches, and the
- * counting filter that keeps unsampled frees off the table entirely.
- * Filter counters saturate at 255 and then stay (a permanent "maybe"),
- * which only costs lookups, never correctness.
+ * filter that keeps unsampled frees off the table entirely. The chain
+ * index of an address carries the low bits of its filter slot, so every
+ * record of one slot is under one stripe lock, which then keeps the slot's
+ * count and bit in step without any other synchronisation.
  *
  * Records with an owner (custom allocators: an arena or a pool) are also
  * on a doubly linked list per owner, found through a second, smaller hash
@@ -27,6 +28,7 @@
  * it is emptied, and the bulk free stops rather than spin. */
 #define HP_OWNER_MAX_RETRIES 1024
 
+uint64_t hp_live_bits[1u << (HP_LIVE_FILTER_LG - 6)];
 uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
 
 /* stripes[i] protects the chains whose index is i mod HP_LIVE_STRIPES.
@@ -67,11 +69,16 @@ init_stripes(void)
         pthread_mutex_init(&ostripes[i], NULL);
 }
 
+/* Chain of an address: hashed high bits, and low bits equal to those of
+ * its filter slot, so that chain % HP_LIVE_STRIPES (its stripe) depends
+ * on the slot alone. */
+_Static_assert(HP_LIVE_STRIPES == 256, "stripe = low 8 bits of the slot");
 static uint32_t
 head_index(uintptr_t ptr)
 {
-    return (uint32_t)(((uint64_t)(ptr >> 4) * 0xC2B2AE3D27D4EB4Full) >>
-                      (64 - HP_LIVE_HEADS_LG));
+    uint32_t hashed = (uint32_t)(((uint64_t)(ptr >> 4) * 0xC2B2AE3D27D4EB4Full) >>
+                                 (64 - (HP_LIVE_HEADS_LG - 8)));
+    return (hashed << 8) | (hp_live_filter_slot(ptr) & 0xffu);
 }
 
 /* A table of 2^lg chain heads, mapped on first use (freelist_lock
@@ -253,34 +260,54 @@ owner_unlink(struct hp_live_rec *r)
     }
 }
 
+/* Both under the stripe lock of ptr's slot. */
 static void
 filter_inc(uintptr_t ptr)
 {
-    uint8_t *c = &hp_live_filter[hp_live_filter_slot(ptr)];
-    uint8_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
-    while (v != 255 &&
-           !__atomic_compare_exchange_n(c, &v, (uint8_t)(v + 1), true,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    }
+    uint32_t slot = hp_live_filter_slot(ptr);
+    uint8_t v = __atomic_load_n(&hp_live_filter[slot], __ATOMIC_RELAXED);
+    if (v == 255)
+        return;
+    __atomic_store_n(&hp_live_filter[slot], (uint8_t)(v + 1), __ATOMIC_RELAXED);
+    if (v == 0)
+        __atomic_fetch_or(&hp_live_bits[slot >> 6], 1ull << (slot & 63),
+                          __ATOMIC_RELAXED);
 }
 
 static void
 filter_dec(uintptr_t ptr)
 {
-    uint8_t *c = &hp_live_filter[hp_live_filter_slot(ptr)];
-    uint8_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
-    while (v != 255 && v != 0 &&
-           !__atomic_compare_exchange_n(c, &v, (uint8_t)(v - 1), true,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    }
+    uint32_t slot = hp_live_filter_slot(ptr);
+    uint8_t v = __atomic_load_n(&hp_live_filter[slot], __ATOMIC_RELAXED);
+    if (v == 255 || v == 0)
+        return;
+    __atomic_store_n(&hp_live_filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
+    if (v == 1)
+        __atomic_fetch_and(&hp_live_bits[slot >> 6], ~(1ull << (slot & 63)),
+                           __ATOMIC_RELAXED);
+}
+
+static pthread_mutex_t *
+stripe_of(uintptr_t ptr)
+{
+    return &stripes[head_index(ptr) % HP_LIVE_STRIPES];
 }
 
 void
 hp_live_filter_pin(uintptr_t ptr)
 {
-    /* 255 is sticky: filter_inc and filter_dec leave it alone. */
-    __atomic_store_n(&hp_live_filter[hp_live_filter_slot(ptr)], 255,
-                     __ATOMIC_RELAXED);
+    /* 255 is sticky: filter_inc and filter_dec leave it alone. Only the
+     * bootstrap pool pins, before the allocator is known: a thread holding
+     * a stripe lock is past that point, so no signal handler on it can
+     * get here and wait for its own lock. */
+    pthread_once(&stripes_once, init_stripes);
+    pthread_mutex_t *lock = stripe_of(ptr);
+    uint32_t slot = hp_live_filter_slot(ptr);
+    pthread_mutex_lock(lock);
+    __atomic_store_n(&hp_live_filter[slot], 255, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&hp_live_bits[slot >> 6], 1ull << (slot & 63),
+                      __ATOMIC_RELAXED);
+    pthread_mutex_unlock(lock);
 }
 
 bool
@@ -327,6 +354,8 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
     hs[i] = r;
     if (r->owner != 0)
         owner_link(ohs, r, &spare);
+    if (old == NULL)
+        filter_inc(rec->ptr);
     pthread_mutex_unlock(lock);
     if (spare != NULL)
         ent_free(spare);
@@ -335,7 +364,6 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
         *had_stale = true;
         rec_free(old);
     } else {
-        filter_inc(rec->ptr);
         __atomic_fetch_add(&nlive, 1, __ATOMIC_RELAXED);
     }
     return true;
@@ -367,13 +395,14 @@ remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
     }
     if (found != NULL && found->owner != 0)
         owner_unlink(found);
+    if (found != NULL)
+        filter_dec(ptr);
     pthread_mutex_unlock(lock);
     if (found == NULL)
         return false;
     *out = *found;
     out->next = out->onext = out->oprev = NULL;
     rec_free(found);
-    filter_dec(ptr);
     __atomic_fetch_sub(&nlive, 1, __ATOMIC_RELAXED);
     return true;
 }

@@ -53,6 +53,22 @@ filter_value(uintptr_t ptr)
     return hp_live_filter[hp_live_filter_slot(ptr)];
 }
 
+/* The fast path's bit of every slot says exactly "count != 0". */
+static void
+assert_bits_match_counts(void)
+{
+    for (uint32_t slot = 0; slot < (1u << HP_LIVE_FILTER_LG); slot++) {
+        bool bit = (hp_live_bits[slot >> 6] >> (slot & 63)) & 1;
+        if (bit != (hp_live_filter[slot] != 0))
+            fail_msg("slot %u: bit %d, count %u", slot, bit,
+                     hp_live_filter[slot]);
+    }
+}
+
+/* Addresses in distinct filter slots for the tests below (a multiple of
+ * the 256 MiB window would share slot 0 with NULL). */
+#define GRANULE ((uintptr_t)1 << HP_LIVE_GRANULE_LG)
+
 static void
 test_live_insert_remove_roundtrip(void **state)
 {
@@ -61,7 +77,7 @@ test_live_insert_remove_roundtrip(void **state)
     struct hp_bucket *b = bucket(0x1111);
     struct hp_live_rec stale, out;
     bool had_stale = true;
-    uintptr_t p = 0x10000040;
+    uintptr_t p = 0x10001040;
 
     assert_false(hp_live_maybe((void *)p));
     struct hp_live_rec r = rec_for(p, b, 77);
@@ -100,24 +116,24 @@ test_live_filter_not_sampled(void **state)
     struct hp_bucket *b = bucket(0x2222);
     struct hp_live_rec stale, out;
     bool had_stale;
-    uintptr_t base = 0x20000000;
+    uintptr_t base = 0x20400000;
     static uint8_t used[1u << HP_LIVE_FILTER_LG];
     memset(used, 0, sizeof used);
 
     /* Slots already counted (e.g. saturated by another test) are "used". */
     for (uintptr_t i = 0; i < FILTER_N; i++)
-        used[hp_live_filter_slot(base + 16 * i)] = filter_value(base + 16 * i) != 0;
-    /* Insert the even 16-byte slots, keep the odd ones as never-inserted. */
+        used[hp_live_filter_slot(base + GRANULE * i)] = filter_value(base + GRANULE * i) != 0;
+    /* Insert the even granules, keep the odd ones as never-inserted. */
     for (uintptr_t i = 0; i < FILTER_N; i += 2) {
-        struct hp_live_rec r = rec_for(base + 16 * i, b, i);
+        struct hp_live_rec r = rec_for(base + GRANULE * i, b, i);
         assert_true(hp_live_insert(&r, &stale, &had_stale));
         assert_false(had_stale);
-        used[hp_live_filter_slot(base + 16 * i)] = 1;
+        used[hp_live_filter_slot(base + GRANULE * i)] = 1;
     }
     assert_int_equal(hp_live_count(), n0 + FILTER_N / 2);
     unsigned clear = 0, shared = 0;
     for (uintptr_t i = 1; i < FILTER_N; i += 2) {
-        uintptr_t p = base + 16 * i;
+        uintptr_t p = base + GRANULE * i;
         if (used[hp_live_filter_slot(p)]) {
             shared++;
             assert_true(hp_live_maybe((void *)p));
@@ -130,16 +146,17 @@ test_live_filter_not_sampled(void **state)
     /* Most never-inserted addresses are rejected by the filter alone. */
     assert_true(clear > 9 * shared);
     for (uintptr_t i = 0; i < FILTER_N; i += 2)
-        assert_true(hp_live_maybe((void *)(base + 16 * i)));
+        assert_true(hp_live_maybe((void *)(base + GRANULE * i)));
 
     /* Remove all: the counts go back to what they were. */
     for (uintptr_t i = 0; i < FILTER_N; i += 2) {
-        assert_true(hp_live_remove(base + 16 * i, &out));
+        assert_true(hp_live_remove(base + GRANULE * i, &out));
         assert_int_equal(out.size, i);
     }
     assert_int_equal(hp_live_count(), n0);
     for (uintptr_t i = 0; i < FILTER_N; i++)
-        assert_int_equal(filter_value(base + 16 * i), 0);
+        assert_int_equal(filter_value(base + GRANULE * i), 0);
+    assert_bits_match_counts();
 }
 
 static void
@@ -150,7 +167,7 @@ test_live_duplicate_insert_returns_stale(void **state)
     struct hp_bucket *b1 = bucket(0x3331), *b2 = bucket(0x3332);
     struct hp_live_rec stale, out;
     bool had_stale;
-    uintptr_t p = 0x30000000;
+    uintptr_t p = 0x30123400;
 
     struct hp_live_rec r1 = rec_for(p, b1, 10);
     struct hp_live_rec r2 = rec_for(p, b2, 20);
@@ -182,17 +199,15 @@ test_live_duplicate_insert_returns_stale(void **state)
 /* ----------------------------------------------- filter saturation */
 
 /* n distinct addresses that all fall into filter slot `slot`: one per
- * 16 MiB window w, at the granule whose low bits cancel the window's
- * fold (see hp_live_filter_slot). */
+ * window w (see hp_live_filter_slot), at 16-byte steps within the
+ * granule so that neighbours share it too. */
 static void
 same_slot_addresses(uint32_t slot, uintptr_t *out, int n)
 {
-    const uint64_t mask = (1u << HP_LIVE_FILTER_LG) - 1;
     for (int i = 0; i < n; i++) {
-        uint64_t w = 1 + (uint64_t)i;
-        uint64_t low = (slot ^ (w * 0x9E3779B1u)) & mask;
-        uint64_t granule = (w << HP_LIVE_FILTER_LG) | low;
-        out[i] = (uintptr_t)(granule << 4);
+        uint64_t w = 1 + (uint64_t)i / 4;
+        uint64_t granule = (w << HP_LIVE_FILTER_LG) | slot;
+        out[i] = (uintptr_t)(granule << HP_LIVE_GRANULE_LG) + 16 * (uintptr_t)(i % 4);
         assert_int_equal(hp_live_filter_slot(out[i]), slot);
     }
 }
@@ -231,6 +246,7 @@ test_live_filter_counts_and_saturates(void **state)
     }
     assert_false(hp_live_maybe((void *)ps[0]));
     assert_int_equal(hp_live_count(), n0);
+    assert_bits_match_counts();
 
     /* 300 blocks: the counter saturates at 255 and then stays "maybe"
      * forever; no block is lost either way. */
@@ -246,6 +262,7 @@ test_live_filter_counts_and_saturates(void **state)
     assert_int_equal(filter_value(ps[0]), 255);
     assert_true(hp_live_maybe((void *)ps[300]));
     assert_false(hp_live_remove(ps[300], &out));
+    assert_bits_match_counts();
 }
 
 /* ----------------------------------------------------------- foreach */
@@ -382,6 +399,30 @@ test_live_threads_disjoint(void **state)
             if (hp_live_filter_slot(p) != SATURATED_SLOT)
                 assert_false(hp_live_maybe((void *)p));
         }
+    /* The threads' blocks shared slots (their bases are whole windows
+     * apart), so slots went 0 -> n -> 0 from several threads at once. */
+    assert_bits_match_counts();
+}
+
+/* A pinned slot (the bootstrap pool's) answers "maybe" for good, whatever
+ * is inserted and removed there. */
+static void
+test_live_pin_is_permanent(void **state)
+{
+    (void)state;
+    uintptr_t p = 0x7001234500;
+    struct hp_live_rec stale, out;
+    bool had_stale;
+    assert_false(hp_live_maybe((void *)p));
+    hp_live_filter_pin(p);
+    assert_true(hp_live_maybe((void *)p));
+    assert_true(hp_live_maybe((void *)(p + 16))); /* same granule */
+    struct hp_live_rec r = rec_for(p + 32, bucket(0x7777), 5);
+    assert_true(hp_live_insert(&r, &stale, &had_stale));
+    assert_true(hp_live_remove(p + 32, &out));
+    assert_true(hp_live_maybe((void *)p));
+    assert_false(hp_live_remove(p, &out));
+    assert_bits_match_counts();
 }
 
 int
@@ -394,6 +435,7 @@ main(void)
         cmocka_unit_test(test_live_filter_counts_and_saturates),
         cmocka_unit_test(test_live_foreach_visits_each_once),
         cmocka_unit_test(test_live_threads_disjoint),
+        cmocka_unit_test(test_live_pin_is_permanent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
