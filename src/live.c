@@ -310,6 +310,16 @@ hp_live_filter_pin(uintptr_t ptr)
     pthread_mutex_unlock(lock);
 }
 
+void
+hp_live_prefetch(uintptr_t ptr)
+{
+    struct hp_live_rec **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
+    if (hs != NULL)
+        __builtin_prefetch(&hs[head_index(ptr)], 1, 1);
+    __builtin_prefetch(&hp_live_filter[hp_live_filter_slot(ptr)], 1, 1);
+    __builtin_prefetch(&stripes[head_index(ptr) % HP_LIVE_STRIPES], 1, 1);
+}
+
 bool
 hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
                bool *had_stale)

@@ -77,6 +77,11 @@ hp_live_maybe(const void *ptr)
  * which free() must recognise on its slow path). */
 HP_HIDDEN void hp_live_filter_pin(uintptr_t ptr);
 
+/* Start loading what hp_live_insert(ptr) will touch (its chain head,
+ * filter count and stripe lock: three cache misses on a big heap) while
+ * the caller does something slow, such as capturing the stack. */
+HP_HIDDEN void hp_live_prefetch(uintptr_t ptr);
+
 /* Record a live block (a copy of *rec, ptr must be set). If the address is
  * already recorded (a free heapprof did not see), the stale record is
  * returned through *stale (true) so the caller can account it as freed.

@@ -24,6 +24,7 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
 {
     int saved = errno;
     hp_fence_enter();
+    hp_live_prefetch((uintptr_t)ptr); /* lands during the stack capture */
     /* A fork child whose writer thread is gone restarts it here, on a
      * sampled allocation (never in the atfork handler). */
     hp_snapshot_poll();
