@@ -167,6 +167,11 @@ HP_LAZY(LIB_DW, const char *, dwfl_module_getsym_info, NULL,
          Elf **elf, Dwarf_Addr *bias),
         (m, i, s, a, shndx, elf, bias))
 HP_LAZY(LIB_DW, int, dwfl_module_getsymtab, -1, (Dwfl_Module *m), (m))
+HP_LAZY(LIB_DW, ptrdiff_t, dwfl_getmodules, -1,
+        (Dwfl *d, int (*cb)(Dwfl_Module *, void **, const char *, Dwarf_Addr,
+                            void *),
+         void *arg, ptrdiff_t offset),
+        (d, cb, arg, offset))
 HP_LAZY(LIB_DW, const char *, dwfl_module_info, NULL,
         (Dwfl_Module *m, void ***ud, Dwarf_Addr *start, Dwarf_Addr *end,
          Dwarf_Addr *dwbias, Dwarf_Addr *symbias, const char **mainfile,

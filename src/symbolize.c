@@ -36,6 +36,12 @@ struct chunk {
     max_align_t data[];
 };
 
+/* A module's function symbols sorted by address (see symidx_build). */
+struct symidx {
+    struct fsym *v;
+    size_t n;
+};
+
 struct symstate {
     Dwfl *dwfl;
     unsigned long long adds, subs; /* dl_iterate_phdr's at the report */
@@ -247,7 +253,34 @@ static const Dwfl_Callbacks proc_callbacks = {
     .find_debuginfo = dwfl_build_id_find_debuginfo,
 };
 
-/* Make st usable for lookups; called with the lock held. */
+static int
+free_symidx(Dwfl_Module *mod, void **ud, const char *name, Dwarf_Addr start,
+            void *arg)
+{
+    (void)mod, (void)name, (void)start, (void)arg;
+    struct symidx *x = *ud;
+    if (x != NULL) {
+        free(x->v);
+        free(x);
+        *ud = NULL;
+    }
+    return DWARF_CB_OK;
+}
+
+/* End st's Dwfl, with the symbol indexes hanging off its modules. */
+static void
+drop_dwfl(void)
+{
+    if (st == NULL || st->dwfl == NULL)
+        return;
+    dwfl_getmodules(st->dwfl, free_symidx, NULL, 0);
+    dwfl_end(st->dwfl);
+    st->dwfl = NULL;
+}
+
+/* Start a session; called with the lock held. Objects loaded or unloaded
+ * since the last one invalidate the cache (an address may mean something
+ * else now). The Dwfl itself is made on the first cache miss. */
 static void
 refresh(void)
 {
@@ -258,22 +291,29 @@ refresh(void)
     }
     unsigned long long c[2] = { 0, 0 };
     dl_iterate_phdr(phdr_counts, c);
-    if (st->dwfl != NULL && c[0] == st->adds && c[1] == st->subs &&
-        st->used < CACHE_MAX)
+    if (c[0] == st->adds && c[1] == st->subs && st->used < CACHE_MAX)
         return;
-    /*
-     * Start over with a new Dwfl rather than re-reporting into the old one:
-     * with elfutils 0.188 a re-reported module without DWARF comes back
-     * with an empty symbol table. Objects rarely come and go, so parsing
-     * them again is cheap overall.
-     */
+    drop_dwfl();
+    st->adds = c[0];
+    st->subs = c[1];
+    cache_clear(st);
+}
+
+/*
+ * A Dwfl over the process, for a cache miss. Made afresh rather than
+ * re-reported into an old one: with elfutils 0.188 a re-reported module
+ * without DWARF comes back with an empty symbol table.
+ */
+static bool
+ensure_dwfl(void)
+{
     if (st->dwfl != NULL)
-        dwfl_end(st->dwfl);
+        return true;
     st->dwfl = dwfl_begin(&proc_callbacks);
     if (st->dwfl == NULL) {
         hp_log_once(dwfl_begin_failed, "symbolize: dwfl_begin: %s",
                     dwfl_errmsg(-1));
-        return;
+        return false;
     }
     dwfl_report_begin(st->dwfl);
     int rc = dwfl_linux_proc_report(st->dwfl, getpid());
@@ -281,13 +321,25 @@ refresh(void)
         hp_log_once(dwfl_report_failed,
                     "symbolize: reading the module list failed: %s",
                     rc > 0 ? strerror(rc) : dwfl_errmsg(-1));
-        /* Keep what was reported, but try again next session. */
-        c[0] = ~0ull;
+        /* Keep what was reported, but start over next session. */
+        st->adds = ~0ull;
     }
-    st->adds = c[0];
-    st->subs = c[1];
-    /* An address may mean something else now (or newly mean something). */
-    cache_clear(st);
+    return true;
+}
+
+/*
+ * End of a session that resolved addresses: drop the Dwfl. Everything a
+ * profile needs is in the cache (names and files are interned in our
+ * arena), while libdw keeps every CU, line table and debug file it opened
+ * until dwfl_end: about 15 MB for glibc's separate debug info alone, more
+ * with a big program's. Dropping it bounds the symbolizer's memory by its
+ * own cache; the price is opening the modules again at the next miss,
+ * which is rare once the program's allocation sites have been seen.
+ */
+static void
+release_dwfl(void)
+{
+    drop_dwfl();
 }
 
 /* ------------------------------------------------------------- lookup */
@@ -307,11 +359,6 @@ struct fsym {
     const char *name;           /* libdw's string, valid with the Dwfl */
     int rank;                   /* binding preference for equal lo */
     bool sized;
-};
-
-struct symidx {
-    struct fsym *v;
-    size_t n;
 };
 
 static int
@@ -334,10 +381,12 @@ section_end(Elf *elf, GElf_Word shndx, Dwarf_Addr bias)
     return shdr.sh_addr + shdr.sh_size + bias;
 }
 
+/* The index lives as long as its module's Dwfl (its names are libdw's
+ * strings): plain malloc, freed by drop_dwfl(). */
 static struct symidx *
 symidx_build(Dwfl_Module *mod)
 {
-    struct symidx *x = arena_alloc(st, sizeof(*x));
+    struct symidx *x = malloc(sizeof(*x));
     if (x == NULL)
         return NULL;
     x->v = NULL;
@@ -393,13 +442,9 @@ symidx_build(Dwfl_Module *mod)
     for (size_t i = 0; i + 1 < k; i++)
         if (!v[i].sized && v[i].hi > v[i + 1].lo)
             v[i].hi = v[i + 1].lo;
-    struct fsym *copy = arena_alloc(st, (k ? k : 1) * sizeof(*copy));
-    if (copy != NULL) {
-        memcpy(copy, v, k * sizeof(*copy));
-        x->v = copy;
-        x->n = k;
-    }
-    free(v);
+    struct fsym *fit = realloc(v, (k ? k : 1) * sizeof(*v));
+    x->v = fit != NULL ? fit : v;
+    x->n = k;
     return x;
 }
 
@@ -604,12 +649,14 @@ lookup_locked(uint64_t addr, struct hp_symres *out)
 {
     out->frames = NULL;
     out->nframes = 0;
-    if (st == NULL || st->dwfl == NULL || addr == 0)
+    if (st == NULL || addr == 0)
         return;
     if ((st->used + 1) * 2 > st->cap && !cache_grow(st))
         return;
     struct centry *e = cache_slot(st, addr);
     if (e->addr == 0) {
+        if (!ensure_dwfl())
+            return;
         struct hp_symframe f[MAX_INLINE];
         char namebuf[1024];
         uint32_t n = resolve(addr, f, namebuf, sizeof(namebuf));
@@ -644,6 +691,7 @@ hp_symbolize_lookup(uint64_t addr, struct hp_symres *out)
 void
 hp_symbolize_end(void)
 {
+    release_dwfl();
     pthread_mutex_unlock(&hp_symbolize_lock);
 }
 
