@@ -141,6 +141,26 @@ for r in rows:
 start_bare = med(start["glibc"])
 start_hp = med(start["heapprof"])
 
+# --------------------------------------------------------------- memory
+# heap MiB -> config -> [(heap bytes, rss KiB, metadata bytes or None)]
+memory = defaultdict(lambda: defaultdict(list))
+for r in rows:
+    if r[0] == "memory" and len(r) >= 6:
+        memory[int(r[1])][r[2]].append((num(r[4]), num(r[5]),
+                                         num(r[6]) if len(r) > 6 and r[6] else None))
+
+
+def mem_figures(mib):
+    """(heap bytes, RSS delta bytes, metadata bytes) medians, or None."""
+    hp, bare = memory[mib]["heapprof"], memory[mib]["glibc"]
+    if not hp or not bare:
+        return None
+    heap = med([h for h, _, _ in hp if h])
+    delta = med([x[1] for x in hp if x[1]]) - med([x[1] for x in bare if x[1]])
+    meta = med([m for _, _, m in hp if m is not None])
+    return heap, delta * 1024, meta
+
+
 # ------------------------------------------------------------ callgrind
 cg = {}
 for r in rows:
@@ -244,6 +264,16 @@ bars.append(("export of 100 000 buckets, depth 32, warm ≤ 200 ms",
              f"{fmt(export_warm_cpu, '{:.0f} ms')} CPU",
              export_warm is not None and export_warm <= 200))
 
+for mib in sorted(memory):
+    f = mem_figures(mib)
+    if f is None:
+        continue
+    heap, delta, meta = f
+    limit = 0.02 * heap + 8 * 2**20
+    bars.append((f"memory, {mib} MiB live heap: metadata ≤ 2 % of heap + 8 MiB",
+                 f"metadata {fmt(None if meta is None else meta / 2**20, '{:.1f}')} MiB, "
+                 f"RSS +{delta / 2**20:.1f} MiB; limit {limit / 2**20:.1f} MiB",
+                 meta is not None and meta <= limit and delta <= limit))
 b = server_bar("redis", REDIS_TESTS, "heapprof",
                "redis-benchmark within 2 % of bare (requests/s, heapprof ÷ bare)")
 if b:
@@ -362,6 +392,28 @@ for c in ["glibc", "shim", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_p
             else f"{cg[c] - shim:+.1f}"
         P(f"| {LABEL[c]} | {fmt(cg[c], '{:.1f}')} | {d} | {e} |")
 P()
+if memory:
+    P("## Memory (`bench/memory_bench.c`)")
+    P()
+    P(f"A live heap of the given size (16 B – 64 KiB blocks, 70 % ≤ 256 B, every")
+    P(f"byte touched) made from {facts.get('mem_stacks', '?')} distinct stacks, then two heap profiles")
+    P("written (so the symbolizer and its caches are loaded). *Metadata* is")
+    P("heapprof's own figure from the profile's comments (its internal")
+    P("allocator: buckets, live records, tables); *RSS delta* is the resident")
+    P("set with heapprof minus without at the same point, which also counts")
+    P("static tables, libdw/libunwind and their caches. Medians of 3 rounds.")
+    P()
+    P("| live heap | blocks sampled from | metadata | RSS delta | 2 % of heap + 8 MiB |")
+    P("|---|---|---|---|---|")
+    for mib in sorted(memory):
+        f = mem_figures(mib)
+        if f is None:
+            continue
+        heap, delta, meta = f
+        P(f"| {heap / 2**20:.0f} MiB | {facts.get('mem_stacks', '?')} stacks | "
+          f"{fmt(None if meta is None else meta / 2**20, '{:.2f}')} MiB | "
+          f"{delta / 2**20:.2f} MiB | {(0.02 * heap + 8 * 2**20) / 2**20:.1f} MiB |")
+    P()
 P("## Sampled path (`bench/sampled_path_bench.c`)")
 P()
 P("malloc(64)/free pairs from 8 leaf sites at the bottom of a 64-frame stack,")

@@ -55,7 +55,7 @@ fi
 # ------------------------------------------------------------------ build
 log "building (Release) in $BUILD"
 cmake -S "$ROOT/bench" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j2 --target heapprof alloc_bench sampled_path_bench export_bench forwarding_shim >/dev/null
+cmake --build "$BUILD" -j2 --target heapprof alloc_bench sampled_path_bench export_bench forwarding_shim memory_bench >/dev/null
 # The nginx module is part of the heapprof build when nginx-dev is present;
 # it is installed (with libheapprof.so next to it) into a temporary prefix.
 NGX_MODULE=
@@ -181,6 +181,34 @@ log "export: 100 000 buckets of depth-32 stacks, 3 runs"
 for ((round = 0; round < 3; round++)); do
     run_cfg "" "$BUILD/export_bench" $((100000 / SCALE)) 5 >"$OUT/export.$round.txt"
     awk -v r="$round" '{printf "export\t%s\t-\t%d\t%s\n", $1, r, $2}' "$OUT/export.$round.txt" >>"$RAW"
+done
+
+# ------------------------------------------------------------- memory
+# Resident set with heapprof minus without, at the same live heap, after
+# two profile writes (symbolizer loaded), and heapprof's own metadata
+# figure from the profile's comments. 3 rounds per heap size.
+MEM_STACKS=512
+echo "mem_stacks	$MEM_STACKS" >>"$OUT/facts.tsv"
+for mib in 64 512; do
+    mib=$((mib / SCALE > 8 ? mib / SCALE : 8))
+    log "memory: ${mib} MiB live heap, $MEM_STACKS stacks, 3 rounds"
+    for ((round = 0; round < 3; round++)); do
+        for c in "glibc|" "heapprof|LD_PRELOAD=$HP"; do
+            name=${c%%|*}
+            envs=${c#*|}
+            prof=$OUT/mem.$name.pb.gz
+            rm -f "$prof"
+            line=$(run_cfg "$envs" "$BUILD/memory_bench" "$mib" "$MEM_STACKS" "$prof" | grep '^memory ')
+            meta=
+            if [ -f "$prof" ] && command -v go >/dev/null; then
+                meta=$(go tool pprof -comments "$prof" 2>/dev/null |
+                    sed -n 's/^heapprof metadata: \([0-9]*\) bytes.*/\1/p')
+            fi
+            heap=$(echo "$line" | sed -n 's/.*heap_bytes=\([0-9]*\).*/\1/p')
+            rss=$(echo "$line" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
+            printf 'memory\t%s\t%s\t%d\t%s\t%s\t%s\n' "$mib" "$name" "$round" "$heap" "$rss" "${meta:-}" >>"$RAW"
+        done
+    done
 done
 
 # ---------------------------------------------------- process start
