@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "symbolize.h"
 #include "text_encode.h"
 
@@ -657,22 +658,16 @@ serve_index(const struct route *r, struct heapprof_http_response *resp)
 }
 
 static void
+hb_put_cb(void *b, const char *p, size_t n)
+{
+    hb_put(b, p, n);
+}
+
+static void
 serve_cmdline(struct heapprof_http_response *resp)
 {
     struct hbuf b = {0};
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        char buf[4096];
-        for (;;) {
-            ssize_t n = read(fd, buf, sizeof(buf));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            hb_put(&b, buf, (size_t)n);
-        }
-        close(fd);
-    }
+    hp_file_copy("/proc/self/cmdline", hb_put_cb, &b);
     /* The kernel ends every argument with NUL; Go joins with NUL. */
     if (!b.oom && b.len > 0 && b.p[b.len - 1] == '\0')
         b.len--;

@@ -10,6 +10,7 @@
 #include "text_encode.h"
 
 #include "live.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -212,22 +213,17 @@ write_symbols(struct tw *w, const struct hp_profile_entry *e)
 }
 
 static void
+tw_put_cb(void *w, const char *p, size_t n)
+{
+    tw_put(w, p, n);
+}
+
+/* Readers then build no mappings if it cannot be read; the rows still
+ * parse. */
+static void
 copy_maps(struct tw *w, const char *path)
 {
-    int fd = open(path != NULL ? path : "/proc/self/maps",
-                  O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return; /* readers then build no mappings; the rows still parse */
-    char buf[4096];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        tw_put(w, buf, (size_t)n);
-    }
-    close(fd);
+    hp_file_copy(path != NULL ? path : "/proc/self/maps", tw_put_cb, w);
 }
 
 int
