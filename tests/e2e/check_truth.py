@@ -41,6 +41,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pprof_tool import parse_raw  # noqa: E402
+import pprof_tool  # noqa: E402
+
 TYPES = ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]
 UNITS = ["count", "bytes", "count", "bytes"]
 ALLOCATORS = {
@@ -76,73 +80,7 @@ def run(cmd, env=None, check_rc=True):
     return p
 
 
-# ------------------------------------------------------------- pprof -raw
-
-class Profile:
-    def __init__(self):
-        self.period_type = None
-        self.period = None
-        self.types = []        # ["alloc_objects/count", ...]
-        self.default = None    # type marked [dflt], if any
-        self.samples = []      # (values[4], [location ids])
-        self.locs = {}         # id -> (mapping id or None, [function names])
-        self.maps = {}         # id -> file
-
-
-LOC_RE = re.compile(r"^\s*(\d+): (0x[0-9a-f]+) (?:M=(\d+) )?(?:\[F\] )?(.*)$")
-SAMPLE_RE = re.compile(r"^((?:\s+-?\d+)+):((?:\s*\d+)*)\s*$")
-MAP_RE = re.compile(r"^\s*(\d+): 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ (\S*)")
-
-
-def parse_raw(text):
-    prof = Profile()
-    section = "head"
-    cur = None
-    for line in text.splitlines():
-        if section == "head":
-            if line.startswith("PeriodType:"):
-                prof.period_type = line.split(":", 1)[1].strip()
-            elif line.startswith("Period:"):
-                prof.period = int(line.split(":", 1)[1])
-            elif line == "Samples:":
-                section = "types"
-        elif section == "types":
-            for tok in line.split():
-                if tok.endswith("[dflt]"):
-                    tok = tok[:-len("[dflt]")]
-                    prof.default = tok
-                prof.types.append(tok)
-            section = "samples"
-        elif section == "samples":
-            if line == "Locations":
-                section = "locs"
-                continue
-            m = SAMPLE_RE.match(line)
-            if m:
-                vals = [int(v) for v in m.group(1).split()]
-                ids = [int(v) for v in m.group(2).split()]
-                prof.samples.append((vals, ids))
-        elif section == "locs":
-            if line == "Mappings":
-                section = "maps"
-                continue
-            m = LOC_RE.match(line)
-            if m and not line.startswith("             "):
-                cur = int(m.group(1))
-                mid = int(m.group(3)) if m.group(3) else None
-                prof.locs[cur] = (mid, [])
-                rest = m.group(4).strip()
-            else:
-                rest = line.strip()
-            if rest and cur is not None:
-                # "name file:line s=N" or "??"; C names have no spaces.
-                prof.locs[cur][1].append(rest.split()[0])
-        elif section == "maps":
-            m = MAP_RE.match(line)
-            if m:
-                prof.maps[int(m.group(1))] = m.group(2)
-    return prof
-
+# ------------------------------------------------------------- pprof
 
 def pprof(args, path, env):
     return run(["go", "tool", "pprof"] + args + [path], env=env)
@@ -157,21 +95,11 @@ def read_profile(path, env):
     return prof
 
 
-TOP_ROW_RE = re.compile(r"^\s*(-?[\d.]+)B?\s+[\d.]+%\s+[\d.]+%\s+"
-                        r"(-?[\d.]+)B?\s+[\d.]+%\s+(\S+)")
-
-
 def top_flat(path, index, env):
-    """flat value per function from `go tool pprof -top` (exact with -unit=B,
-    which pprof also applies, harmlessly, to the count types)."""
-    p = pprof(["-top", "-nodecount=100000", "-nodefraction=0",
-               "-edgefraction=0", "-sample_index=" + index, "-unit=B",
-               "-symbolize=none"], path, env)
-    flat = {}
-    for line in p.stdout.splitlines():
-        m = TOP_ROW_RE.match(line)
-        if m:
-            flat[m.group(3)] = flat.get(m.group(3), 0) + float(m.group(1))
+    flat, p = pprof_tool.top_flat(path, index, env)
+    if p.returncode != 0:
+        raise SystemExit("FAIL: go tool pprof -top exited %d: %s"
+                         % (p.returncode, p.stderr[-2000:]))
     return flat, p.stdout
 
 
@@ -184,14 +112,6 @@ def default_type(path, env):
 
 
 # ------------------------------------------------------------- the checks
-
-def frames(prof, ids):
-    names = []
-    for lid in ids:
-        loc = prof.locs.get(lid)
-        names.extend(loc[1] if loc and loc[1] else ["??"])
-    return names
-
 
 def check_structure(prof, label, sites, rate, depth):
     """Per-site sums of the four values; structural failures recorded."""
@@ -214,15 +134,15 @@ def check_structure(prof, label, sites, rate, depth):
     no_main = set()
     other = [0, [0, 0, 0, 0]]  # samples outside the sites (libc, loader)
     for vals, ids in prof.samples:
-        names = frames(prof, ids)
+        names = prof.names(ids)
         for n in names:
             if n.startswith("hp_") or n.startswith("heapprof_"):
                 bad_frames.add(n)
         for lid in ids:
-            loc = prof.locs.get(lid)
-            if loc and loc[0] in heapprof_maps:
+            mid = prof.loc_mapping.get(lid)
+            if mid in heapprof_maps:
                 bad_frames.add("location %d in %s (%s)" % (
-                    lid, prof.maps[loc[0]], "/".join(loc[1]) or "??"))
+                    lid, prof.maps[mid], "/".join(prof.locs[lid]) or "??"))
         if names and names[0] in ALLOCATORS:
             bad_frames.add("allocator entry point %s as a leaf" % names[0])
         in_site = [n for n in names if n in sites]
@@ -459,7 +379,7 @@ def mode_off(args, workdir):
         prof = read_profile(path, tool_env())
         sites = set(truth["sites"])
         hit = [s for vals, ids in prof.samples
-               for s in frames(prof, ids) if s in sites and any(vals)]
+               for s in prof.names(ids) if s in sites and any(vals)]
         if hit:
             fail("%s: HEAPPROF_RATE=0 but %s has samples from %s" % (
                 args.label, os.path.basename(path), ", ".join(sorted(

@@ -42,6 +42,9 @@ import sys
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pprof_tool  # noqa: E402
+
 TYPES = ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]
 TOL = 0.10
 MIN_SIGMAS = 4.5
@@ -66,26 +69,11 @@ def tool_env():
     return env
 
 
-TOP_ROW_RE = re.compile(r"^\s*(-?[\d.]+)B?\s+[\d.]+%\s+[\d.]+%\s+"
-                        r"(-?[\d.]+)B?\s+[\d.]+%\s+(\S+)")
-
-
 def top_flat(path, index, hide=None):
-    cmd = ["go", "tool", "pprof", "-top", "-nodecount=100000",
-           "-nodefraction=0", "-edgefraction=0", "-sample_index=" + index,
-           "-unit=B", "-symbolize=none"]
-    if hide:
-        cmd.append("-hide=" + hide)
-    p = subprocess.run(cmd + [path], env=tool_env(), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
+    flat, p = pprof_tool.top_flat(path, index, tool_env(), hide)
     if p.returncode != 0:
-        raise SystemExit("FAIL: %s exited %d: %s" % (" ".join(cmd + [path]),
-                                                     p.returncode, p.stderr))
-    flat = {}
-    for line in p.stdout.splitlines():
-        m = TOP_ROW_RE.match(line)
-        if m:
-            flat[m.group(3)] = flat.get(m.group(3), 0) + float(m.group(1))
+        raise SystemExit("FAIL: go tool pprof -top %s exited %d: %s"
+                         % (path, p.returncode, p.stderr))
     return flat, p.stdout
 
 

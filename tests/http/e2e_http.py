@@ -41,6 +41,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pprof_tool  # noqa: E402
+
 SITES = ["site_hold_small", "site_hold_large", "site_churn", "site_mixed"]
 TYPES = ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]
 TOL = 0.10
@@ -151,85 +154,8 @@ def wait_file(path, proc, timeout=60):
 
 # ------------------------------------------------------------- go tool pprof
 
-LOC_RE = re.compile(r"^\s*(\d+): 0x[0-9a-f]+ (?:M=\d+ )?(?:\[F\] )?(.*)$")
-SAMPLE_RE = re.compile(r"^((?:\s+-?\d+)+):((?:\s*\d+)*)\s*$")
-
-
-class Prof:
-    def __init__(self, text):
-        self.text = text
-        self.types = []
-        self.samples = []          # (values, [loc ids])
-        self.locs = {}             # id -> [function names, innermost first]
-        self.duration = None
-        self.period = None
-        section, cur = "head", None
-        for line in text.splitlines():
-            if section == "head":
-                if line.startswith("Duration:"):
-                    self.duration = line.split(":", 1)[1].strip()
-                elif line.startswith("Period:"):
-                    self.period = int(line.split(":", 1)[1])
-                elif line == "Samples:":
-                    section = "types"
-            elif section == "types":
-                self.types = [t.replace("[dflt]", "") for t in line.split()]
-                section = "samples"
-            elif section == "samples":
-                if line == "Locations":
-                    section = "locs"
-                    continue
-                m = SAMPLE_RE.match(line)
-                if m:
-                    self.samples.append(
-                        ([int(v) for v in m.group(1).split()],
-                         [int(v) for v in m.group(2).split()]))
-            elif section == "locs":
-                if line == "Mappings":
-                    break
-                m = LOC_RE.match(line)
-                if m and not line.startswith("             "):
-                    cur = int(m.group(1))
-                    self.locs[cur] = []
-                    rest = m.group(2).strip()
-                else:
-                    rest = line.strip()
-                if rest and cur is not None:
-                    self.locs[cur].append(rest.split()[0])
-
-    @staticmethod
-    def base_name(name):
-        """GCC's clones (f.constprop.0, f.isra.0, f.part.0) count as f."""
-        return re.sub(r"\.(constprop|isra|part|cold)\.\d+$", "", name)
-
-    def leaf(self, ids):
-        if not ids:
-            return None
-        names = self.locs.get(ids[0]) or []
-        return self.base_name(names[0]) if names else None
-
-    def functions(self):
-        out = set()
-        for names in self.locs.values():
-            out.update(self.base_name(n) for n in names)
-        return out
-
-    def by_leaf(self):
-        """leaf function -> summed values (in the profile's type order)."""
-        sums = {}
-        for vals, ids in self.samples:
-            name = self.leaf(ids)
-            acc = sums.setdefault(name, [0] * len(vals))
-            for i, v in enumerate(vals):
-                acc[i] += v
-        return sums
-
-
 def go_pprof(args, src, timeout=120):
-    cmd = ["go", "tool", "pprof"] + args + [src]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=timeout)
-    return p
+    return pprof_tool.go_pprof(args, src, timeout=timeout)
 
 
 def fetch(src, args=(), label=None):
@@ -238,7 +164,7 @@ def fetch(src, args=(), label=None):
         fail("%s: go tool pprof %s failed (%d): %s" %
              (label or src, " ".join(args), p.returncode, p.stderr[-2000:]))
         return None
-    prof = Prof(p.stdout)
+    prof = pprof_tool.parse_raw(p.stdout)
     if prof.types != ["alloc_objects/count", "alloc_space/bytes",
                       "inuse_objects/count", "inuse_space/bytes"]:
         fail("%s: sample types %s" % (label or src, prof.types))

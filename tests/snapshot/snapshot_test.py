@@ -39,6 +39,9 @@ import threading
 import time
 import zlib
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pprof_tool  # noqa: E402
+
 failures = []
 
 
@@ -108,50 +111,14 @@ def heapprof_lines(stderr):
 # ------------------------------------------------------------ profile data
 
 class Profile:
-    """What `go tool pprof -raw` shows: samples with leaf-first function
-    names, and the comments."""
+    """What `go tool pprof -raw` shows, seen as samples with leaf-first
+    function names, and the comments."""
 
     def __init__(self, text):
-        self.comments = []
-        self.samples = []          # (values[4], [func, ...] leaf first)
-        locs = {}
-        raw = []
-        section = None
-        cur = None
-        for line in text.splitlines():
-            if line.startswith("Comment: "):
-                self.comments.append(line[len("Comment: "):])
-                continue
-            if line.startswith("Samples:"):
-                section = "samples"
-                continue
-            if line.startswith("Locations"):
-                section = "locations"
-                continue
-            if line.startswith("Mappings"):
-                section = "mappings"
-                continue
-            if section == "samples":
-                m = re.match(r"^\s*((?:-?\d+\s+)*-?\d+):((?:\s+\d+)*)\s*$",
-                             line)
-                if m:
-                    vals = [int(v) for v in m.group(1).split()]
-                    ids = [int(v) for v in m.group(2).split()]
-                    raw.append((vals, ids))
-            elif section == "locations":
-                m = re.match(r"^\s+(\d+): 0x[0-9a-f]+ M=\d+ (\S+)", line)
-                if m:
-                    cur = int(m.group(1))
-                    locs[cur] = [m.group(2)]
-                    continue
-                m = re.match(r"^\s+(\S+) \S*:\d+ s=\d+", line)
-                if m and cur is not None:
-                    locs[cur].append(m.group(1))
-        for vals, ids in raw:
-            funcs = []
-            for i in ids:
-                funcs.extend(locs.get(i, ["?"]))
-            self.samples.append((vals, funcs))
+        raw = pprof_tool.parse_raw(text)
+        self.raw = raw
+        self.comments = raw.comments
+        self.samples = [(vals, raw.names(ids)) for vals, ids in raw.samples]
 
     def site(self, func):
         """Sum of the four values over samples whose leaf is func."""
@@ -166,11 +133,7 @@ class Profile:
         return any(func in funcs for _, funcs in self.samples)
 
     def comment_num(self, pattern):
-        for c in self.comments:
-            m = re.search(pattern, c)
-            if m:
-                return int(m.group(1))
-        return None
+        return self.raw.comment_num(pattern)
 
 
 def read_profile(env, path):

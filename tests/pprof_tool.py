@@ -1,0 +1,159 @@
+"""Reading profiles through the real `go tool pprof`, for the end-to-end
+tests: one parser of its `-raw` text and one of its `-top` rows.
+
+`go tool pprof -raw` prints the decoded profile: a header (PeriodType,
+Period, Duration, Comment lines), then "Samples:" with the sample types on
+one line ("[dflt]" marks the default), one line per sample ("v1 v2 ...:
+loc ids", leaf first) optionally followed by label lines ("key:[value]"),
+then "Locations" ("id: 0xaddr M=mapping func file:line s=start", inlined
+callers on the following indented lines) and "Mappings".
+"""
+
+import re
+import subprocess
+
+SAMPLE_RE = re.compile(r"^((?:\s+-?\d+)+):((?:\s*\d+)*)\s*$")
+LABEL_RE = re.compile(r"(\S+?):\[([^\]]*)\]")
+LOC_RE = re.compile(r"^\s*(\d+): (0x[0-9a-f]+) (?:M=(\d+) )?(?:\[F\] )?(.*)$")
+MAP_RE = re.compile(r"^\s*(\d+): 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ (\S*)")
+# An inlined caller's line is indented past the location id column.
+INLINE_INDENT = " " * 13
+
+TOP_ROW_RE = re.compile(r"^\s*(-?[\d.]+)B?\s+[\d.]+%\s+[\d.]+%\s+"
+                        r"(-?[\d.]+)B?\s+[\d.]+%\s+(\S+)")
+
+
+def base_name(name):
+    """GCC's clones (f.constprop.0, f.isra.0, f.part.0) count as f."""
+    return re.sub(r"\.(constprop|isra|part|cold)\.\d+$", "", name)
+
+
+class RawProfile:
+    def __init__(self):
+        self.period_type = None
+        self.period = None
+        self.duration = None
+        self.comments = []
+        self.types = []        # ["alloc_objects/count", ...]
+        self.default = None    # the type marked [dflt], if any
+        self.samples = []      # (values, [location ids, leaf first])
+        self.labels = []       # per sample: {key: [values]}
+        self.locs = {}         # location id -> [function names, inner first]
+        self.loc_mapping = {}  # location id -> mapping id (or None)
+        self.maps = {}         # mapping id -> file
+
+    def names(self, ids):
+        """Function names of a sample's stack, leaf first ("??" unknown)."""
+        out = []
+        for lid in ids:
+            out.extend(self.locs.get(lid) or ["??"])
+        return out
+
+    def leaf(self, ids):
+        names = self.locs.get(ids[0]) if ids else None
+        return base_name(names[0]) if names else None
+
+    def functions(self):
+        return {base_name(n) for names in self.locs.values() for n in names}
+
+    def by_leaf(self, where=None):
+        """leaf function -> summed values; where(labels) selects samples."""
+        sums = {}
+        for (vals, ids), labels in zip(self.samples, self.labels):
+            if where is not None and not where(labels):
+                continue
+            acc = sums.setdefault(self.leaf(ids), [0] * len(vals))
+            for i, v in enumerate(vals):
+                acc[i] += v
+        return sums
+
+    def comment_num(self, pattern):
+        """The integer group of the first comment matching pattern."""
+        for c in self.comments:
+            m = re.search(pattern, c)
+            if m:
+                return int(m.group(1))
+        return None
+
+
+def parse_raw(text):
+    prof = RawProfile()
+    section = "head"
+    cur = None
+    for line in text.splitlines():
+        if line.startswith("Comment: "):
+            prof.comments.append(line[len("Comment: "):])
+            continue
+        if section == "head":
+            if line.startswith("PeriodType:"):
+                prof.period_type = line.split(":", 1)[1].strip()
+            elif line.startswith("Period:"):
+                prof.period = int(line.split(":", 1)[1])
+            elif line.startswith("Duration:"):
+                prof.duration = line.split(":", 1)[1].strip()
+            elif line == "Samples:":
+                section = "types"
+        elif section == "types":
+            for tok in line.split():
+                if tok.endswith("[dflt]"):
+                    tok = tok[:-len("[dflt]")]
+                    prof.default = tok
+                prof.types.append(tok)
+            section = "samples"
+        elif section == "samples":
+            if line == "Locations":
+                section = "locs"
+                continue
+            m = SAMPLE_RE.match(line)
+            if m:
+                prof.samples.append(([int(v) for v in m.group(1).split()],
+                                     [int(v) for v in m.group(2).split()]))
+                prof.labels.append({})
+            elif prof.samples and LABEL_RE.search(line):
+                for key, vals in LABEL_RE.findall(line):
+                    prof.labels[-1].setdefault(key, []).extend(vals.split())
+        elif section == "locs":
+            if line == "Mappings":
+                section = "maps"
+                continue
+            m = LOC_RE.match(line)
+            if m and not line.startswith(INLINE_INDENT):
+                cur = int(m.group(1))
+                prof.loc_mapping[cur] = int(m.group(3)) if m.group(3) else None
+                prof.locs[cur] = []
+                rest = m.group(4).strip()
+            else:
+                rest = line.strip()
+            if rest and cur is not None:
+                # "name file:line s=N" or "??"; C names have no spaces.
+                prof.locs[cur].append(rest.split()[0])
+        elif section == "maps":
+            m = MAP_RE.match(line)
+            if m:
+                prof.maps[int(m.group(1))] = m.group(2)
+    return prof
+
+
+def go_pprof(args, src, env=None, timeout=120):
+    """Run `go tool pprof ARGS SRC`; the CompletedProcess (text)."""
+    return subprocess.run(["go", "tool", "pprof"] + list(args) + [src],
+                          env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+
+
+def top_flat(src, index, env=None, hide=None):
+    """Flat value per function from `go tool pprof -top` (exact with
+    -unit=B, which pprof also applies, harmlessly, to the count types).
+    Returns (dict, the CompletedProcess)."""
+    args = ["-top", "-nodecount=100000", "-nodefraction=0",
+            "-edgefraction=0", "-sample_index=" + index, "-unit=B",
+            "-symbolize=none"]
+    if hide:
+        args.append("-hide=" + hide)
+    p = go_pprof(args, src, env)
+    flat = {}
+    for line in p.stdout.splitlines():
+        m = TOP_ROW_RE.match(line)
+        if m:
+            flat[m.group(3)] = flat.get(m.group(3), 0) + float(m.group(1))
+    return flat, p
