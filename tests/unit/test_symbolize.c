@@ -272,6 +272,37 @@ test_symbolize_cache_is_stable(void **state)
     assert_ptr_equal(a.frames, b.frames);
 }
 
+/* libdw's state lives for one session (an export) and is made again for
+ * the next miss; answers cached in between stay, and the symbol indexes of
+ * the dropped modules are freed with them (LeakSanitizer checks that in
+ * the ASan build). */
+static void
+test_symbolize_sessions_reopen_modules(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        struct copy c;
+        /* A new address each round: a miss that needs libdw again. */
+        lookup_copy((uintptr_t)&hp_test_named_function + 3 + (uintptr_t)round, &c);
+        assert_int_equal(c.n, 1);
+        assert_string_equal(c.f[0].func, "hp_test_named_function");
+        /* An address cached in an earlier round still answers, with file
+         * and line, without libdw. */
+        uintptr_t ra = hp_test_line_function();
+        lookup_copy(ra - 1, &c);
+        assert_string_equal(c.f[0].func, "hp_test_line_function");
+        assert_string_equal(basename_of(c.f[0].file), "test_symbolize.c");
+        assert_int_equal(c.f[0].line, call_line);
+        /* A static function of this object and one of libc, both misses. */
+        lookup_copy((uintptr_t)&static_helper_function + 2 + (uintptr_t)round, &c);
+        assert_string_equal(c.f[0].func, "static_helper_function");
+        /* (its name depends on glibc's build: close, __close, ...) */
+        lookup_copy((uintptr_t)&close + 1 + (uintptr_t)round, &c);
+        assert_true(c.n >= 1);
+        assert_true(strstr(c.f[0].func, "close") != NULL);
+    }
+}
+
 static void
 test_symbolize_postfork_child_rebuilds(void **state)
 {
@@ -312,6 +343,7 @@ main(void)
         cmocka_unit_test(test_symbolize_respects_symbol_size),
         cmocka_unit_test(test_symbolize_name),
         cmocka_unit_test(test_symbolize_cache_is_stable),
+        cmocka_unit_test(test_symbolize_sessions_reopen_modules),
         cmocka_unit_test(test_symbolize_postfork_child_rebuilds),
         cmocka_unit_test(test_symbolize_utf8_sanitize),
     };
