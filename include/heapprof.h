@@ -121,7 +121,11 @@ HEAPPROF_API uint64_t heapprof_get_rate(void);
 
 enum heapprof_profile {
     HEAPPROF_PROFILE_HEAP = 0,   /* default sample type inuse_space */
-    HEAPPROF_PROFILE_ALLOCS = 1  /* same data, default sample type alloc_space */
+    HEAPPROF_PROFILE_ALLOCS = 1, /* same data, default sample type alloc_space */
+    /* The in-use profile as it was when heapprof's estimate of in-use
+     * bytes was highest since start or heapprof_reset() (within 1/64 of
+     * it); both pairs of columns hold what was live then. */
+    HEAPPROF_PROFILE_PEAK = 2
 };
 
 /* Where output goes: write() returns 0 on success, non-zero to abort. */
@@ -142,6 +146,15 @@ HEAPPROF_API int heapprof_write_path(const char *path,
  * the size and HEAPPROF_ERANGE is returned. needed may be NULL. */
 HEAPPROF_API int heapprof_write_buffer(void *buf, size_t cap, size_t *needed,
                                        enum heapprof_profile which);
+
+/*
+ * Leak suspects: the in-use profile of the sampled blocks allocated at
+ * least min_age_ms milliseconds ago and still live, in the format of
+ * HEAPPROF_PROFILE_HEAP; both pairs of columns hold those blocks. (HTTP:
+ * /debug/pprof/heap?min_age=10m.)
+ */
+HEAPPROF_API int heapprof_write_aged(uint64_t min_age_ms,
+                                     const struct heapprof_sink *sink);
 
 /* ------------------------------------------------------ custom allocators */
 

@@ -15,6 +15,7 @@
 #include "ialloc.h"
 #include "live.h"
 #include "log.h"
+#include "peak.h"
 #include "record.h"
 #include "sampler.h"
 #include "stack.h"
@@ -109,6 +110,7 @@ static void
 postfork_child(void)
 {
     hp_ialloc_postfork_child();
+    hp_peak_postfork_child();
     hp_live_postfork_child();
     hp_buckets_postfork_child();
     hp_stack_postfork();
@@ -345,5 +347,6 @@ heapprof_reset(void)
     hp_snapshot_poll();
 #endif
     hp_buckets_reset_allocs();
+    hp_peak_reset();
     return HEAPPROF_OK;
 }

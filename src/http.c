@@ -196,8 +196,8 @@ form_decode(const char *s, size_t n, char *out, size_t cap)
 }
 
 struct query {
-    bool has_debug, has_gc, has_seconds;
-    char debug[32], gc[32], seconds[32];
+    bool has_debug, has_gc, has_seconds, has_min_age, has_peak;
+    char debug[32], gc[32], seconds[32], min_age[32], peak[32];
 };
 
 /*
@@ -240,6 +240,12 @@ parse_query(const char *q, size_t n, struct query *out)
         } else if (strcmp(key, "seconds") == 0) {
             has = &out->has_seconds;
             val = out->seconds;
+        } else if (strcmp(key, "min_age") == 0) {
+            has = &out->has_min_age;
+            val = out->min_age;
+        } else if (strcmp(key, "peak") == 0) {
+            has = &out->has_peak;
+            val = out->peak;
         } else {
             continue;
         }
@@ -275,6 +281,69 @@ parse_int(const char *s, long long *out)
     if (*end != '\0' || errno == ERANGE)
         return false;
     *out = v;
+    return true;
+}
+
+/*
+ * A duration as Go's time.ParseDuration reads it ("90s", "1h30m", "1.5h",
+ * "250ms"; units ns us µs ms s m h), or a bare integer of seconds as in
+ * "seconds=". Negative and overflowing values are refused.
+ */
+bool
+hp_http_parse_duration(const char *s, uint64_t *ns)
+{
+    static const struct {
+        const char *name;
+        uint64_t ns;
+    } units[] = {{"ns", 1},          {"us", 1000},       {"\xc2\xb5s", 1000},
+                 {"\xce\xbcs", 1000}, {"ms", 1000000},   {"s", 1000000000},
+                 {"m", 60000000000}, {"h", 3600000000000}};
+    long long whole;
+    if (parse_int(s, &whole)) {
+        if (whole < 0 || (unsigned long long)whole > UINT64_MAX / 1000000000u)
+            return false;
+        *ns = (uint64_t)whole * 1000000000u;
+        return true;
+    }
+    if (*s == '+')
+        s++;
+    if (*s == '\0')
+        return false;
+    double total = 0;
+    while (*s != '\0') {
+        const char *num = s;
+        double v = 0, scale = 1;
+        bool digits = false;
+        while (*s >= '0' && *s <= '9') {
+            v = v * 10 + (*s++ - '0');
+            digits = true;
+        }
+        if (*s == '.') {
+            s++;
+            while (*s >= '0' && *s <= '9') {
+                scale /= 10;
+                v += (*s++ - '0') * scale;
+                digits = true;
+            }
+        }
+        if (!digits || s == num)
+            return false;
+        size_t u = 0, nu = sizeof(units) / sizeof(units[0]), best = 0;
+        for (size_t i = 0; i < nu; i++) {
+            size_t len = strlen(units[i].name);
+            if (strncmp(s, units[i].name, len) == 0 && len > best) {
+                best = len;
+                u = i;
+            }
+        }
+        if (best == 0)
+            return false;
+        s += best;
+        total += v * (double)units[u].ns;
+    }
+    if (!(total < 18e18))
+        return false;
+    *ns = (uint64_t)total;
     return true;
 }
 
@@ -780,6 +849,37 @@ serve_profile(enum ep ep, const char *query, size_t qn,
     enum heapprof_profile which =
         ep == EP_ALLOCS ? HEAPPROF_PROFILE_ALLOCS : HEAPPROF_PROFILE_HEAP;
 
+    /* heapprof's own views of the heap profile: leak suspects and the
+     * peak. */
+    bool aged = q.has_min_age && q.min_age[0] != '\0';
+    uint64_t min_age_ns = 0;
+    long long peak = 0;
+    if (aged && !hp_http_parse_duration(q.min_age, &min_age_ns)) {
+        serve_error(resp, 400, "invalid value for \"min_age\" - must be a "
+                               "duration such as 90s, 10m or 2h, or seconds");
+        return 0;
+    }
+    if (q.has_peak && q.peak[0] != '\0' && !parse_int(q.peak, &peak)) {
+        serve_error(resp, 400, "invalid value for \"peak\" - must be an integer");
+        return 0;
+    }
+    if ((aged || peak != 0) && ep != EP_HEAP) {
+        serve_error(resp, 400, aged ? "\"min_age\" parameter is only supported "
+                                      "for the heap profile"
+                                    : "\"peak\" parameter is only supported "
+                                      "for the heap profile");
+        return 0;
+    }
+    if (aged && peak != 0) {
+        serve_error(resp, 400, "min_age and peak params are incompatible");
+        return 0;
+    }
+    if ((aged || peak != 0) && q.has_seconds && q.seconds[0] != '\0') {
+        serve_error(resp, 400, aged ? "seconds and min_age params are incompatible"
+                                    : "seconds and peak params are incompatible");
+        return 0;
+    }
+
     if (q.has_seconds && q.seconds[0] != '\0') {
         /* net/http/pprof serveDeltaProfile, check for check. */
         long long sec;
@@ -835,6 +935,10 @@ serve_profile(enum ep ep, const char *query, size_t qn,
         if (err == 0)
             err = delta_heap_locked(&d);
         pthread_mutex_unlock(&delta_lock);
+    } else if (aged) {
+        err = hp_profile_collect_aged(&d, min_age_ns);
+    } else if (peak != 0) {
+        err = hp_profile_collect_peak(&d);
     } else {
         err = hp_profile_collect(&d);
     }

@@ -31,6 +31,10 @@ HP_HIDDEN int hp_http_delta(struct hp_profile_data *p1,
  */
 HP_HIDDEN int hp_http_delta_heap(struct hp_profile_data *d);
 
+/* min_age=: a Go duration ("90s", "1h30m", "250ms") or whole seconds, in
+ * nanoseconds. False if malformed, negative or too large. */
+HP_HIDDEN bool hp_http_parse_duration(const char *s, uint64_t *ns);
+
 /* Forget the delta_heap state (tests). */
 HP_HIDDEN void hp_http_reset(void);
 

@@ -18,7 +18,8 @@
 static int
 valid_kind(enum heapprof_profile which)
 {
-    return which == HEAPPROF_PROFILE_HEAP || which == HEAPPROF_PROFILE_ALLOCS;
+    return which == HEAPPROF_PROFILE_HEAP || which == HEAPPROF_PROFILE_ALLOCS ||
+           which == HEAPPROF_PROFILE_PEAK;
 }
 
 int
@@ -29,6 +30,24 @@ heapprof_write(enum heapprof_profile which, const struct heapprof_sink *sink)
     int saved = errno;
     hp_fence_enter();
     int rc = hp_profile_write(which, sink);
+    hp_fence_exit();
+    errno = saved;
+    return rc;
+}
+
+int
+heapprof_write_aged(uint64_t min_age_ms, const struct heapprof_sink *sink)
+{
+    if (sink == NULL || sink->write == NULL ||
+        min_age_ms > UINT64_MAX / 1000000u)
+        return HEAPPROF_EINVAL;
+    int saved = errno;
+    hp_fence_enter();
+    struct hp_profile_data d;
+    int rc = hp_profile_collect_aged(&d, min_age_ms * 1000000u);
+    if (rc == 0)
+        rc = hp_profile_encode(&d, HEAPPROF_PROFILE_HEAP, sink);
+    hp_profile_data_free(&d);
     hp_fence_exit();
     errno = saved;
     return rc;

@@ -16,6 +16,7 @@
 #include "ialloc.h"
 #include "live.h"
 #include "log.h"
+#include "peak.h"
 #include "pprof_encode.h"
 #include "sampler.h"
 #include "stats.h"
@@ -105,7 +106,8 @@ struct collector {
 };
 
 static int
-collect_one(struct collector *c, const struct hp_bucket *b)
+collect_with(struct collector *c, const struct hp_bucket *b,
+             void (*fill)(struct hp_profile_entry *, const struct hp_bucket *))
 {
     if (c->n == c->cap) {
         size_t cap = c->cap * 2;
@@ -115,10 +117,16 @@ collect_one(struct collector *c, const struct hp_bucket *b)
         c->e = ne;
         c->cap = cap;
     }
-    fill_entry(&c->e[c->n], b);
+    fill(&c->e[c->n], b);
     if (!entry_empty(&c->e[c->n]))
         c->n++;
     return 0;
+}
+
+static int
+collect_one(struct collector *c, const struct hp_bucket *b)
+{
+    return collect_with(c, b, fill_entry);
 }
 
 int
@@ -149,6 +157,149 @@ hp_profile_collect(struct hp_profile_data *out)
 oom:
     free(c.e);
     hp_log_once(collect_oom, "profile: out of memory collecting buckets");
+    return HEAPPROF_ENOMEM;
+}
+
+/* ------------------------------------------------ the peak-heap profile */
+
+/* A bucket's values at the last peak capture, in both pairs of columns
+ * (what was live at the peak). */
+static void
+fill_peak_entry(struct hp_profile_entry *e, const struct hp_bucket *b)
+{
+    memset(e, 0, sizeof(*e));
+    e->key = b;
+    e->pcs = b->pcs;
+    e->nframes = b->nframes;
+    uint64_t fx = load(&b->peak_count_fx), bytes = load(&b->peak_bytes);
+    uint64_t n = load(&b->peak_samples), raw = load(&b->peak_raw_bytes);
+    e->v[HP_V_ALLOC_OBJECTS] = e->v[HP_V_INUSE_OBJECTS] = round_fx(fx);
+    e->v[HP_V_ALLOC_SPACE] = e->v[HP_V_INUSE_SPACE] = (int64_t)bytes;
+    e->raw[HP_V_ALLOC_OBJECTS] = e->raw[HP_V_INUSE_OBJECTS] = (int64_t)n;
+    e->raw[HP_V_ALLOC_SPACE] = e->raw[HP_V_INUSE_SPACE] = (int64_t)raw;
+}
+
+int
+hp_profile_collect_peak(struct hp_profile_data *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct collector c = { NULL, 0, (size_t)hp_buckets_count() + 16 };
+    c.e = malloc(c.cap * sizeof(*c.e));
+    if (c.e == NULL)
+        goto oom;
+    uint64_t total, when;
+    /* A capture in progress finishes first, and none starts while the
+     * peak fields are read. */
+    hp_peak_lock();
+    hp_peak_captured_locked(&total, &when);
+    int rc = 0;
+    for (const struct hp_bucket *b = hp_buckets_all(); b != NULL && rc == 0;
+         b = __atomic_load_n(&b->all_next, __ATOMIC_ACQUIRE))
+        rc = collect_with(&c, b, fill_peak_entry);
+    const struct hp_bucket *ov = hp_bucket_overflow();
+    if (ov != NULL && rc == 0)
+        rc = collect_with(&c, ov, fill_peak_entry);
+    hp_peak_unlock();
+    if (rc != 0)
+        goto oom;
+    qsort(c.e, c.n, sizeof(*c.e), entry_cmp);
+    out->e = c.e;
+    out->n = c.n;
+    out->rate = hp_rate_get();
+    out->time_ns = when != 0 ? when : hp_now_wall_ns();
+    return 0;
+oom:
+    free(c.e);
+    hp_log_once(collect_peak_oom, "profile: out of memory collecting the peak");
+    return HEAPPROF_ENOMEM;
+}
+
+/* ------------------------------------------------- the age-filtered heap */
+
+/* Per-bucket sums of old live blocks, in a table sized before the walk:
+ * the callback runs under live-table locks and must not allocate. */
+struct aged_slot {
+    const struct hp_bucket *b;
+    uint64_t count_fx, bytes, n, raw;
+};
+
+struct aged {
+    struct aged_slot *t;
+    size_t mask, used;
+    uint64_t born_by;           /* monotonic ns: older blocks only */
+    uint64_t skipped;           /* blocks that found the table full */
+};
+
+static void
+aged_visit(const struct hp_live_rec *r, void *arg)
+{
+    struct aged *a = arg;
+    if (r->birth_ns > a->born_by || r->bucket == NULL)
+        return;
+    size_t i = (size_t)(((uintptr_t)r->bucket >> 4) * 0x9E3779B97F4A7C15ull >> 20) &
+               a->mask;
+    while (a->t[i].b != NULL && a->t[i].b != r->bucket)
+        i = (i + 1) & a->mask;
+    if (a->t[i].b == NULL) {
+        if ((a->used + 1) * 4 > (a->mask + 1) * 3) {
+            a->skipped++;
+            return;
+        }
+        a->t[i].b = r->bucket;
+        a->used++;
+    }
+    a->t[i].count_fx += r->count_fx;
+    a->t[i].bytes += r->bytes;
+    a->t[i].n++;
+    a->t[i].raw += r->size;
+}
+
+int
+hp_profile_collect_aged(struct hp_profile_data *out, uint64_t min_age_ns)
+{
+    memset(out, 0, sizeof(*out));
+    /* Every live block's bucket is among the buckets counted now or made
+     * during the walk; room for twice as many keeps the table sparse. */
+    size_t cap = 64;
+    while (cap < 2 * (hp_buckets_count() + 2) * 4 / 3)
+        cap *= 2;
+    struct aged a = { calloc(cap, sizeof(struct aged_slot)), cap - 1, 0, 0, 0 };
+    if (a.t == NULL)
+        goto oom;
+    uint64_t now = hp_now_mono_ns();
+    a.born_by = now > min_age_ns ? now - min_age_ns : 0;
+    hp_live_foreach(aged_visit, &a);
+    if (a.skipped != 0)
+        hp_log_once(aged_full, "profile: %llu live blocks left out of an "
+                               "age-filtered profile (buckets grew during it)",
+                    (unsigned long long)a.skipped);
+    out->e = malloc((a.used ? a.used : 1) * sizeof(*out->e));
+    if (out->e == NULL)
+        goto oom;
+    for (size_t i = 0; i <= a.mask; i++) {
+        const struct aged_slot *s = &a.t[i];
+        if (s->b == NULL)
+            continue;
+        struct hp_profile_entry *e = &out->e[out->n++];
+        memset(e, 0, sizeof(*e));
+        e->key = s->b;
+        e->pcs = s->b->pcs;
+        e->nframes = s->b->nframes;
+        e->v[HP_V_ALLOC_OBJECTS] = e->v[HP_V_INUSE_OBJECTS] = round_fx(s->count_fx);
+        e->v[HP_V_ALLOC_SPACE] = e->v[HP_V_INUSE_SPACE] = (int64_t)s->bytes;
+        e->raw[HP_V_ALLOC_OBJECTS] = e->raw[HP_V_INUSE_OBJECTS] = (int64_t)s->n;
+        e->raw[HP_V_ALLOC_SPACE] = e->raw[HP_V_INUSE_SPACE] = (int64_t)s->raw;
+    }
+    free(a.t);
+    qsort(out->e, out->n, sizeof(*out->e), entry_cmp);
+    out->rate = hp_rate_get();
+    out->time_ns = hp_now_wall_ns();
+    return 0;
+oom:
+    free(a.t);
+    free(out->e);
+    memset(out, 0, sizeof(*out));
+    hp_log_once(collect_aged_oom, "profile: out of memory collecting old blocks");
     return HEAPPROF_ENOMEM;
 }
 
@@ -210,7 +361,8 @@ hp_profile_write(enum heapprof_profile which,
                  const struct heapprof_sink *sink)
 {
     struct hp_profile_data d;
-    int rc = hp_profile_collect(&d);
+    int rc = which == HEAPPROF_PROFILE_PEAK ? hp_profile_collect_peak(&d)
+                                            : hp_profile_collect(&d);
     if (rc != 0)
         return rc;
     rc = hp_profile_encode(&d, which, sink);

@@ -42,6 +42,15 @@ struct hp_profile_data {
 HP_HIDDEN int hp_profile_collect(struct hp_profile_data *out);
 HP_HIDDEN void hp_profile_data_free(struct hp_profile_data *d);
 
+/* The in-use values at the last peak capture (see peak.h), in both the
+ * alloc and the inuse columns; time_ns is the capture's wall time. */
+HP_HIDDEN int hp_profile_collect_peak(struct hp_profile_data *out);
+
+/* Live sampled blocks allocated at least min_age_ns ago, per bucket, in
+ * both the alloc and the inuse columns (leak suspects). */
+HP_HIDDEN int hp_profile_collect_aged(struct hp_profile_data *out,
+                                      uint64_t min_age_ns);
+
 /* Gzip'd profile.proto of d to the sink: heap (default inuse_space) or
  * allocs (default alloc_space). Comments carry the self-report. */
 HP_HIDDEN int hp_profile_encode(const struct hp_profile_data *d,

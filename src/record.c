@@ -10,6 +10,7 @@
 #include "buckets.h"
 #include "config.h"
 #include "live.h"
+#include "peak.h"
 #include "snapshot.h"
 #include "stack.h"
 #include "stats.h"
@@ -60,9 +61,11 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
              * does not see); the block is gone, account it now. */
             hp_bucket_add_free(stale.bucket, stale.count_fx, stale.bytes,
                                stale.size);
+            hp_peak_note_free(stale.bytes);
             hp_stat_add(&hp_stats.frees_matched, 1);
         }
         hp_bucket_add_alloc(b, rec.count_fx, rec.bytes, size);
+        hp_peak_note_alloc(rec.bytes);
         hp_stat_add(&hp_stats.samples, 1);
     } else {
         hp_stat_add(&hp_stats.samples_dropped, 1);
@@ -106,6 +109,7 @@ void
 hp_record_commit_free(const struct hp_live_rec *rec)
 {
     hp_bucket_add_free(rec->bucket, rec->count_fx, rec->bytes, rec->size);
+    hp_peak_note_free(rec->bytes);
     hp_stat_add(&hp_stats.frees_matched, 1);
 }
 

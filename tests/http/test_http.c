@@ -900,6 +900,38 @@ test_listener_mhd_abi(void **state)
 }
 #endif
 
+/* min_age=: Go durations and whole seconds; nothing else. */
+static void
+test_http_parse_duration(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        uint64_t ns;
+    } good[] = {{"0", 0},
+                {"90", 90000000000ull},
+                {"90s", 90000000000ull},
+                {"1h30m", 5400000000000ull},
+                {"1.5h", 5400000000000ull},
+                {"250ms", 250000000ull},
+                {"2m0.5s", 120500000000ull},
+                {"10us", 10000ull},
+                {"7ns", 7ull},
+                {"+3s", 3000000000ull}};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t ns = 1;
+        assert_true(hp_http_parse_duration(good[i].s, &ns));
+        assert_int_equal(ns, good[i].ns);
+    }
+    static const char *bad[] = {"", "s", "-5s", "-5", "5 s", "5sec",
+                                "h1", "1..5s", ".s", "99999999999999999999",
+                                "9999999999h", "1e3s", "5S"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t ns;
+        assert_false(hp_http_parse_duration(bad[i], &ns));
+    }
+}
+
 int
 main(void)
 {
@@ -919,6 +951,7 @@ main(void)
         cmocka_unit_test(test_text_encode_format),
         cmocka_unit_test(test_http_symbol),
         cmocka_unit_test(test_http_cmdline),
+        cmocka_unit_test(test_http_parse_duration),
         cmocka_unit_test(test_http_gc_hook),
         cmocka_unit_test(test_http_debug1_real),
 #ifdef HAVE_MHD_HEADER

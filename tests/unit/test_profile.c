@@ -16,6 +16,7 @@
 
 #include "buckets.h"
 #include "profile.pb-c.h"
+#include "peak.h"
 #include "profile.h"
 #include "sampler.h"
 
@@ -74,6 +75,62 @@ test_profile_values(void **state)
     assert_int_equal(d.duration_ns, 0);
     hp_profile_data_free(&d);
     assert_null(d.e);
+}
+
+/* The peak capture follows the running in-use total with a margin of
+ * max(1/64, 2 periods): growth within the margin keeps the old capture,
+ * growth past it takes a new one; frees never do; reset restarts. */
+static void
+test_profile_peak_capture(void **state)
+{
+    (void)state;
+    hp_rate_set(1000);
+    uintptr_t pcs[2] = { 0x7001, 0x7002 };
+    struct hp_bucket *b = hp_bucket_get(pcs, 2);
+    hp_peak_reset();
+    uint64_t base = hp_peak_inuse_bytes(), captured, when;
+
+    /* 1 MB in: past the margin of anything before -> captured. */
+    hp_bucket_add_alloc(b, 1000 * ONE, 1000000, 1000000);
+    hp_peak_note_alloc(1000000);
+    hp_peak_captured(&captured, &when);
+    assert_int_equal(captured, base + 1000000);
+    assert_true(when > 0);
+    /* +10 kB is under 1/64 of 1 MB: no new capture. */
+    hp_bucket_add_alloc(b, 10 * ONE, 10000, 10000);
+    hp_peak_note_alloc(10000);
+    hp_peak_captured(&captured, &when);
+    assert_int_equal(captured, base + 1000000);
+    /* Everything freed: the peak profile still shows the 1 MB. */
+    hp_bucket_add_free(b, 1010 * ONE, 1010000, 1010000);
+    hp_peak_note_free(1010000);
+    struct hp_profile_data d;
+    assert_int_equal(hp_profile_collect_peak(&d), 0);
+    const struct hp_profile_entry *e = find_entry(&d, b);
+    assert_non_null(e);
+    assert_int_equal(e->v[HP_V_INUSE_SPACE], 1000000);
+    assert_int_equal(e->v[HP_V_INUSE_OBJECTS], 1000);
+    assert_int_equal(e->v[HP_V_ALLOC_SPACE], 1000000);
+    assert_int_equal(e->raw[HP_V_INUSE_OBJECTS], 1);
+    hp_profile_data_free(&d);
+    /* The plain heap profile has nothing in use there. */
+    assert_int_equal(hp_profile_collect(&d), 0);
+    e = find_entry(&d, b);
+    assert_true(e == NULL || e->v[HP_V_INUSE_SPACE] == 0);
+    hp_profile_data_free(&d);
+    /* A higher peak replaces it. */
+    hp_bucket_add_alloc(b, 2000 * ONE, 2000000, 2000000);
+    hp_peak_note_alloc(2000000);
+    hp_peak_captured(&captured, &when);
+    assert_int_equal(captured, base + 2000000);
+    /* Reset: the peak restarts from what is in use now. */
+    hp_bucket_add_free(b, 2000 * ONE, 2000000, 2000000);
+    hp_peak_note_free(2000000);
+    hp_peak_reset();
+    assert_int_equal(hp_profile_collect_peak(&d), 0);
+    e = find_entry(&d, b);
+    assert_true(e == NULL || e->v[HP_V_INUSE_SPACE] == 0);
+    hp_profile_data_free(&d);
 }
 
 static void
@@ -292,6 +349,7 @@ main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_profile_values),
+        cmocka_unit_test(test_profile_peak_capture),
         cmocka_unit_test(test_profile_rounding_down),
         cmocka_unit_test(test_profile_inuse_clamped),
         cmocka_unit_test(test_profile_empty_bucket_left_out),

@@ -1,0 +1,139 @@
+#include "peak.h"
+
+#include <pthread.h>
+
+#include "buckets.h"
+#include "sampler.h"
+
+static uint64_t inuse;          /* estimate of in-use bytes (atomic) */
+static uint64_t captured;       /* inuse at the last capture (atomic) */
+static uint64_t captured_wall;  /* wall clock of the last capture */
+static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t
+margin(uint64_t last)
+{
+    uint64_t m = last / 64, floor = 2 * hp_rate_get();
+    return m > floor ? m : floor;
+}
+
+static uint64_t
+load(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static void
+store(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+static uint64_t
+sub0(uint64_t a, uint64_t b)
+{
+    return a > b ? a - b : 0;
+}
+
+/* One bucket's in-use values into its peak fields (frees read first, as
+ * profile.c does, so a concurrent free never makes them look negative). */
+static void
+capture_bucket(struct hp_bucket *b)
+{
+    uint64_t f_fx = load(&b->free_count_fx), f_b = load(&b->free_bytes);
+    uint64_t f_n = load(&b->free_samples), f_rb = load(&b->free_raw_bytes);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    store(&b->peak_count_fx, sub0(load(&b->alloc_count_fx), f_fx));
+    store(&b->peak_bytes, sub0(load(&b->alloc_bytes), f_b));
+    store(&b->peak_samples, sub0(load(&b->alloc_samples), f_n));
+    store(&b->peak_raw_bytes, sub0(load(&b->alloc_raw_bytes), f_rb));
+}
+
+/* With capture_lock held. */
+static void
+capture_locked(uint64_t total)
+{
+    /* Buckets made after this pass start with zero peak fields (their
+     * memory is fresh), which is what they held at this capture. */
+    for (struct hp_bucket *b = hp_buckets_all(); b != NULL;
+         b = __atomic_load_n(&b->all_next, __ATOMIC_ACQUIRE))
+        capture_bucket(b);
+    struct hp_bucket *ov = hp_bucket_overflow();
+    if (ov != NULL)
+        capture_bucket(ov);
+    store(&captured_wall, hp_now_wall_ns());
+    __atomic_store_n(&captured, total, __ATOMIC_RELEASE);
+}
+
+void
+hp_peak_note_alloc(uint64_t bytes)
+{
+    uint64_t now = __atomic_add_fetch(&inuse, bytes, __ATOMIC_RELAXED);
+    uint64_t last = load(&captured);
+    if (HP_LIKELY(now < last + margin(last)))
+        return;
+    if (pthread_mutex_trylock(&capture_lock) != 0)
+        return;
+    last = load(&captured);
+    now = load(&inuse);
+    if (now >= last + margin(last))
+        capture_locked(now);
+    pthread_mutex_unlock(&capture_lock);
+}
+
+void
+hp_peak_note_free(uint64_t bytes)
+{
+    /* Never below zero: a free's bytes are those its allocation added. */
+    uint64_t v = load(&inuse);
+    while (!__atomic_compare_exchange_n(&inuse, &v, sub0(v, bytes), true,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+void
+hp_peak_reset(void)
+{
+    pthread_mutex_lock(&capture_lock);
+    capture_locked(load(&inuse));
+    pthread_mutex_unlock(&capture_lock);
+}
+
+uint64_t
+hp_peak_inuse_bytes(void)
+{
+    return load(&inuse);
+}
+
+void
+hp_peak_captured_locked(uint64_t *bytes, uint64_t *wall_ns)
+{
+    *bytes = load(&captured);
+    *wall_ns = load(&captured_wall);
+}
+
+void
+hp_peak_captured(uint64_t *bytes, uint64_t *wall_ns)
+{
+    pthread_mutex_lock(&capture_lock);
+    hp_peak_captured_locked(bytes, wall_ns);
+    pthread_mutex_unlock(&capture_lock);
+}
+
+void
+hp_peak_lock(void)
+{
+    pthread_mutex_lock(&capture_lock);
+}
+
+void
+hp_peak_unlock(void)
+{
+    pthread_mutex_unlock(&capture_lock);
+}
+
+void
+hp_peak_postfork_child(void)
+{
+    pthread_mutex_init(&capture_lock, NULL);
+}
