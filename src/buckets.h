@@ -27,6 +27,11 @@ struct hp_bucket {
     uint64_t free_samples;
     uint64_t alloc_raw_bytes;   /* sum of sampled sizes */
     uint64_t free_raw_bytes;
+    /* In use at the last peak capture (peak.c): weights and raw. */
+    uint64_t peak_count_fx;
+    uint64_t peak_bytes;
+    uint64_t peak_samples;
+    uint64_t peak_raw_bytes;
     uintptr_t pcs[];            /* return addresses, leaf first */
 };
 
