@@ -156,6 +156,25 @@ HEAPPROF_API int heapprof_write_buffer(void *buf, size_t cap, size_t *needed,
 HEAPPROF_API int heapprof_write_aged(uint64_t min_age_ms,
                                      const struct heapprof_sink *sink);
 
+/* ----------------------------------------------------------------- labels */
+
+/*
+ * Labels on heap samples: the allocations this thread makes while a label
+ * is set carry it into the profile as a pprof tag, so that
+ * `go tool pprof -tagfocus=route=/api -top URL` shows one request type's
+ * allocations. Frees are credited to the labels of the allocation, so
+ * in-use values stay exact. At most 8 keys per thread; keys of 1-63 bytes,
+ * values of up to 255 (invalid UTF-8 is replaced). value NULL removes the
+ * key. Returns HEAPPROF_OK, HEAPPROF_EINVAL (key NULL or empty),
+ * HEAPPROF_ERANGE (too long, or a 9th key; labels unchanged) or
+ * HEAPPROF_ENOMEM (HEAPPROF_MAX_MEMORY reached; labels unchanged). Each
+ * distinct set of labels is kept for the life of the process: label with
+ * bounded values (routes, not request ids).
+ */
+HEAPPROF_API int heapprof_label_set(const char *key, const char *value);
+/* Remove all of this thread's labels. */
+HEAPPROF_API void heapprof_labels_clear(void);
+
 /* ------------------------------------------------------ custom allocators */
 
 /*

@@ -36,12 +36,13 @@ stack_hash(const uintptr_t *pcs, uint32_t n)
 }
 
 static struct hp_bucket *
-find(struct hp_bucket **hs, uint64_t h, const uintptr_t *pcs, uint32_t n)
+find(struct hp_bucket **hs, uint64_t h, const uintptr_t *pcs, uint32_t n,
+     const struct hp_labelset *labels)
 {
     struct hp_bucket *b =
         __atomic_load_n(&hs[h >> (64 - HP_BUCKET_HEADS_LG)], __ATOMIC_ACQUIRE);
     for (; b != NULL; b = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE)) {
-        if (b->hash == h && b->nframes == n &&
+        if (b->hash == h && b->nframes == n && b->labels == labels &&
             memcmp(b->pcs, pcs, n * sizeof *pcs) == 0)
             return b;
     }
@@ -51,9 +52,19 @@ find(struct hp_bucket **hs, uint64_t h, const uintptr_t *pcs, uint32_t n)
 struct hp_bucket *
 hp_bucket_get(const uintptr_t *pcs, uint32_t nframes)
 {
+    return hp_bucket_get_labeled(pcs, nframes, NULL);
+}
+
+struct hp_bucket *
+hp_bucket_get_labeled(const uintptr_t *pcs, uint32_t nframes,
+                      const struct hp_labelset *labels)
+{
+    /* Label sets are interned: their identity is their address. */
     uint64_t h = stack_hash(pcs, nframes);
+    if (labels != NULL)
+        h = (h ^ (uintptr_t)labels) * 0x9E3779B97F4A7C15ull;
     struct hp_bucket **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
-    struct hp_bucket *b = hs ? find(hs, h, pcs, nframes) : NULL;
+    struct hp_bucket *b = hs ? find(hs, h, pcs, nframes, labels) : NULL;
     if (b != NULL)
         return b;
 
@@ -64,12 +75,13 @@ hp_bucket_get(const uintptr_t *pcs, uint32_t nframes)
         if (hs != NULL)
             __atomic_store_n(&heads, hs, __ATOMIC_RELEASE);
     }
-    b = hs ? find(hs, h, pcs, nframes) : NULL;
+    b = hs ? find(hs, h, pcs, nframes, labels) : NULL;
     if (b == NULL && hs != NULL && nframes > 0) {
         b = hp_ialloc(sizeof *b + nframes * sizeof *pcs);
         if (b != NULL) {
             b->hash = h;
             b->nframes = nframes;
+            b->labels = labels;
             memcpy(b->pcs, pcs, nframes * sizeof *pcs);
             struct hp_bucket **slot = &hs[h >> (64 - HP_BUCKET_HEADS_LG)];
             b->next = *slot;

@@ -32,6 +32,7 @@ struct hp_bucket {
     uint64_t peak_bytes;
     uint64_t peak_samples;
     uint64_t peak_raw_bytes;
+    const struct hp_labelset *labels; /* the thread's labels (labels.h) */
     uintptr_t pcs[];            /* return addresses, leaf first */
 };
 
@@ -40,6 +41,12 @@ struct hp_bucket {
  * Never NULL. May be called concurrently. */
 HP_HIDDEN struct hp_bucket *hp_bucket_get(const uintptr_t *pcs,
                                           uint32_t nframes);
+/* The same for a stack sampled under a (interned) label set; NULL is no
+ * labels, and is what hp_bucket_get uses. */
+struct hp_labelset;
+HP_HIDDEN struct hp_bucket *
+hp_bucket_get_labeled(const uintptr_t *pcs, uint32_t nframes,
+                      const struct hp_labelset *labels);
 HP_HIDDEN struct hp_bucket *hp_bucket_overflow(void);
 
 /* Newest-first list of all buckets (acquire load); walk with all_next.

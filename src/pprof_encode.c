@@ -7,6 +7,8 @@
  */
 #include "pprof_encode.h"
 
+#include "labels.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -466,13 +468,17 @@ pack_samples(struct enc *e, const struct hp_profile_data *d,
         if (d->e[i].nframes > maxf)
             maxf = d->e[i].nframes;
     uint64_t *ids = malloc(maxf * sizeof(*ids));
-    uint8_t *buf = malloc(HDR + 10 * maxf + 256);
+    /* Labels: at most HP_LABELS_MAX pairs of string indexes (varints)
+     * with their headers, beside "bytes". */
+    uint8_t *buf = malloc(HDR + 10 * maxf + 256 + HP_LABELS_MAX * 32);
     if (ids == NULL || buf == NULL || !loc_rehash(e))
         goto oom;
     for (size_t i = 0; i < d->n && pk->gz.err == 0; i++) {
         const struct hp_profile_entry *en = &d->e[i];
         Perftools__Profiles__Sample s;
-        Perftools__Profiles__Label l, *lp = &l;
+        /* "bytes", then the bucket's string labels (labels.h). */
+        Perftools__Profiles__Label l[1 + HP_LABELS_MAX], *lp[1 + HP_LABELS_MAX];
+        size_t nl = 0;
         int64_t v[HP_NVALUES];
         perftools__profiles__sample__init(&s);
         size_t n = 0;
@@ -500,13 +506,24 @@ pack_samples(struct enc *e, const struct hp_profile_data *d,
         int64_t cnt = en->raw[HP_V_ALLOC_OBJECTS];
         int64_t bytes = en->raw[HP_V_ALLOC_SPACE];
         if (cnt > 0 && bytes > 0 && bytes / cnt != 0) {
-            perftools__profiles__label__init(&l);
-            l.key = e->bytes_key;
-            l.num = bytes / cnt;
-            l.num_unit = e->bytes_key;
-            s.n_label = 1;
-            s.label = &lp;
+            perftools__profiles__label__init(&l[nl]);
+            l[nl].key = e->bytes_key;
+            l[nl].num = bytes / cnt;
+            l[nl].num_unit = e->bytes_key;
+            nl++;
         }
+        for (uint32_t k = 0; en->labels != NULL && k < en->labels->n &&
+                             nl < 1 + HP_LABELS_MAX;
+             k++) {
+            perftools__profiles__label__init(&l[nl]);
+            l[nl].key = str_index(e, en->labels->kv[k].key);
+            l[nl].str = str_index(e, en->labels->kv[k].value);
+            nl++;
+        }
+        for (size_t k = 0; k < nl; k++)
+            lp[k] = &l[k];
+        s.n_label = nl;
+        s.label = nl > 0 ? lp : NULL;
         size_t len = perftools__profiles__sample__pack(&s, buf + HDR);
         uint8_t hdr[HDR];
         size_t h = 0;

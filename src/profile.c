@@ -62,6 +62,7 @@ fill_entry(struct hp_profile_entry *e, const struct hp_bucket *b)
     e->key = b;
     e->pcs = b->pcs;
     e->nframes = b->nframes;
+    e->labels = b->labels;
     /* Already unbiased per sample (Horvitz-Thompson weights): Go's
      * scaleHeapSample must not be applied again. */
     e->v[HP_V_ALLOC_OBJECTS] = round_fx(a_fx);
@@ -171,6 +172,7 @@ fill_peak_entry(struct hp_profile_entry *e, const struct hp_bucket *b)
     e->key = b;
     e->pcs = b->pcs;
     e->nframes = b->nframes;
+    e->labels = b->labels;
     uint64_t fx = load(&b->peak_count_fx), bytes = load(&b->peak_bytes);
     uint64_t n = load(&b->peak_samples), raw = load(&b->peak_raw_bytes);
     e->v[HP_V_ALLOC_OBJECTS] = e->v[HP_V_INUSE_OBJECTS] = round_fx(fx);
@@ -285,6 +287,7 @@ hp_profile_collect_aged(struct hp_profile_data *out, uint64_t min_age_ns)
         e->key = s->b;
         e->pcs = s->b->pcs;
         e->nframes = s->b->nframes;
+        e->labels = s->b->labels;
         e->v[HP_V_ALLOC_OBJECTS] = e->v[HP_V_INUSE_OBJECTS] = round_fx(s->count_fx);
         e->v[HP_V_ALLOC_SPACE] = e->v[HP_V_INUSE_SPACE] = (int64_t)s->bytes;
         e->raw[HP_V_ALLOC_OBJECTS] = e->raw[HP_V_INUSE_OBJECTS] = (int64_t)s->n;

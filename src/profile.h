@@ -28,6 +28,7 @@ struct hp_profile_entry {
     uint32_t nframes;         /* 0 = overflow bucket: "[heapprof: table full]" */
     int64_t v[HP_NVALUES];    /* unbiased values */
     int64_t raw[HP_NVALUES];  /* raw sampled counts/bytes (debug=1 text) */
+    const struct hp_labelset *labels; /* the bucket's labels, or NULL */
 };
 
 struct hp_profile_data {

@@ -9,6 +9,7 @@
 
 #include "buckets.h"
 #include "config.h"
+#include "labels.h"
 #include "live.h"
 #include "peak.h"
 #include "snapshot.h"
@@ -41,8 +42,9 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
         errno = saved;
         return;
     }
-    struct hp_bucket *b = n > 0 ? hp_bucket_get(pcs, (uint32_t)n)
-                                : hp_bucket_overflow();
+    struct hp_bucket *b =
+        n > 0 ? hp_bucket_get_labeled(pcs, (uint32_t)n, hp_labels_current())
+              : hp_bucket_overflow();
     struct hp_live_rec rec = {.ptr = (uintptr_t)ptr,
                               .bucket = b,
                               .size = size,

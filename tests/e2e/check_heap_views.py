@@ -4,8 +4,8 @@ suspects: ?min_age= / heapprof_write_aged) and the peak-heap profile
 (?peak=1 / HEAPPROF_PROFILE_PEAK), read back with the real `go tool pprof`
 from files written through the API and from the built-in listener.
 
-heap_views keeps 2000 x 4 KiB from old_site, sleeps 1.5 s, keeps 1000 x
-4 KiB from young_site, then allocates 6000 x 4 KiB from peak_site and frees
+heap_views keeps 8000 x 4 KiB from old_site, sleeps 1.5 s, keeps 4000 x
+4 KiB from young_site, then allocates 12000 x 4 KiB from peak_site and frees
 them all. So:
   aged (min_age 1 s)  old_site only;
   peak                old_site + young_site + peak_site, peak_site within

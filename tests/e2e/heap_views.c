@@ -17,9 +17,9 @@
 #include "heapprof.h"
 
 #define BLOCK 4096
-#define OLD_N 2000
-#define YOUNG_N 1000
-#define PEAK_N 6000
+#define OLD_N 8000
+#define YOUNG_N 4000
+#define PEAK_N 12000
 
 static void *old_blocks[OLD_N], *young_blocks[YOUNG_N], *peak_blocks[PEAK_N];
 

@@ -116,11 +116,11 @@ make_data(struct hp_profile_data *d, struct hp_profile_entry *e)
     pcs1[1] = (uintptr_t)&enc_root_static + 1;
     memset(e, 0, 3 * sizeof(*e));
     e[0] = (struct hp_profile_entry){ &pcs0, pcs0, 3, { 10, 1000, 4, 400 },
-                                      { 2, 128, 1, 64 } };
+                                      { 2, 128, 1, 64 }, NULL };
     e[1] = (struct hp_profile_entry){ &pcs1, pcs1, 2, { 5, 500, 0, 0 },
-                                      { 1, 100, 0, 0 } };
+                                      { 1, 100, 0, 0 }, NULL };
     e[2] = (struct hp_profile_entry){ &e[2], NULL, 0, { 7, 700, 7, 700 },
-                                      { 1, 700, 1, 700 } };
+                                      { 1, 700, 1, 700 }, NULL };
     d->e = e;
     d->n = 3;
     d->rate = 524288;
