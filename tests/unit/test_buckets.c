@@ -21,7 +21,9 @@
 #include <string.h>
 
 #include "buckets.h"
+#include "heapprof.h"
 #include "internal.h"
+#include "labels.h"
 
 /* A made-up stack: frame i of stack id in the given test range. */
 static void
@@ -294,11 +296,52 @@ test_buckets_concurrent_counters(void **state)
     assert_int_equal(b->free_raw_bytes, n * 2);
 }
 
+/* Label sets are interned whatever the order keys were set in, and a
+ * stack sampled under two sets gets two buckets. */
+static void
+test_buckets_labels_intern_and_separate(void **state)
+{
+    (void)state;
+    uintptr_t pcs[2] = {0x5101, 0x5202};
+    heapprof_labels_clear();
+    assert_null(hp_labels_current());
+    assert_int_equal(heapprof_label_set("route", "/a"), HEAPPROF_OK);
+    assert_int_equal(heapprof_label_set("tenant", "x"), HEAPPROF_OK);
+    const struct hp_labelset *ax = hp_labels_current();
+    assert_non_null(ax);
+    assert_int_equal(ax->n, 2);
+    assert_string_equal(ax->kv[0].key, "route");
+    assert_string_equal(ax->kv[1].value, "x");
+    uint64_t sets = hp_labelsets_count();
+    heapprof_labels_clear();
+    assert_int_equal(heapprof_label_set("tenant", "x"), HEAPPROF_OK);
+    assert_int_equal(heapprof_label_set("route", "/a"), HEAPPROF_OK);
+    assert_ptr_equal(hp_labels_current(), ax); /* same set, not a new one */
+    assert_int_equal(hp_labelsets_count(), sets);
+    assert_int_equal(heapprof_label_set("tenant", NULL), HEAPPROF_OK);
+    const struct hp_labelset *a = hp_labels_current();
+    assert_int_equal(a->n, 1);
+
+    struct hp_bucket *b0 = hp_bucket_get(pcs, 2);
+    struct hp_bucket *b1 = hp_bucket_get_labeled(pcs, 2, a);
+    struct hp_bucket *b2 = hp_bucket_get_labeled(pcs, 2, ax);
+    assert_true(b0 != b1 && b1 != b2 && b0 != b2);
+    assert_ptr_equal(hp_bucket_get_labeled(pcs, 2, a), b1);
+    assert_ptr_equal(hp_bucket_get_labeled(pcs, 2, NULL), b0);
+    assert_ptr_equal(b1->labels, a);
+    assert_null(b0->labels);
+    /* Refusals leave the set as it was. */
+    assert_int_equal(heapprof_label_set("", "v"), HEAPPROF_EINVAL);
+    assert_ptr_equal(hp_labels_current(), a);
+    heapprof_labels_clear();
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buckets_same_stack_same_bucket),
+        cmocka_unit_test(test_buckets_labels_intern_and_separate),
         cmocka_unit_test(test_buckets_different_stacks_different_buckets),
         cmocka_unit_test(test_buckets_empty_stack_is_overflow),
         cmocka_unit_test(test_buckets_many_distinct_stacks),
