@@ -14,6 +14,7 @@
 
 #include "buckets.h"
 #include "ialloc.h"
+#include "labels.h"
 #include "live.h"
 #include "log.h"
 #include "peak.h"
@@ -321,7 +322,7 @@ hp_profile_encode(const struct hp_profile_data *d,
     /* Self-report, so that a reader can judge how far to trust the
      * numbers: sampling rate, samples lost to the budget, stacks folded
      * into the overflow bucket, and heapprof's own memory. */
-    char c[5][160];
+    char c[6][160];
     snprintf(c[0], sizeof(c[0]), "heapprof %d.%d.%d rate=%" PRIu64,
              HEAPPROF_VERSION_MAJOR, HEAPPROF_VERSION_MINOR,
              HEAPPROF_VERSION_PATCH, d->rate);
@@ -349,11 +350,20 @@ hp_profile_encode(const struct hp_profile_data *d,
     snprintf(c[4], sizeof(c[4]),
              "process: rss=%llu bytes vm=%llu bytes", rss_pages * page,
              vm_pages * page);
-    const char *const comments[5] = { c[0], c[1], c[2], c[3], c[4] };
+    /* The running in-use estimate and the peak (?peak=1). */
+    uint64_t peak_bytes, peak_wall;
+    hp_peak_captured(&peak_bytes, &peak_wall);
+    snprintf(c[5], sizeof(c[5]),
+             "heapprof in use: %" PRIu64 " bytes (sampled estimate); peak "
+             "%" PRIu64 " bytes at %" PRIu64 ".%03u s since the epoch (labels: "
+             "%" PRIu64 " sets)",
+             hp_peak_inuse_bytes(), peak_bytes, peak_wall / 1000000000u,
+             (unsigned)(peak_wall / 1000000u % 1000u), hp_labelsets_count());
+    const char *const comments[6] = { c[0], c[1], c[2], c[3], c[4], c[5] };
     struct hp_encode_opts o = {
         .which = which,
         .comments = comments,
-        .ncomments = 5,
+        .ncomments = 6,
         .maps_path = NULL,
     };
     return hp_pprof_encode(d, &o, sink);
