@@ -14,6 +14,7 @@
 #include "config.h"
 #include "ialloc.h"
 #include "live.h"
+#include "labels.h"
 #include "log.h"
 #include "peak.h"
 #include "record.h"
@@ -111,6 +112,7 @@ postfork_child(void)
 {
     hp_ialloc_postfork_child();
     hp_peak_postfork_child();
+    hp_labels_postfork_child();
     hp_live_postfork_child();
     hp_buckets_postfork_child();
     hp_stack_postfork();
