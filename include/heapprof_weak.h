@@ -28,6 +28,8 @@
 #pragma weak heapprof_on_alloc_owned
 #pragma weak heapprof_on_realloc_owned
 #pragma weak heapprof_on_free_bulk
+#pragma weak heapprof_label_set
+#pragma weak heapprof_labels_clear
 
 #define HEAPPROF_WEAK_INLINE_ static inline __attribute__((always_inline))
 
@@ -68,6 +70,22 @@ heapprof_weak_on_alloc_owned(void *ptr, size_t size, const void *owner)
 {
     if (heapprof_on_alloc_owned != NULL)
         heapprof_on_alloc_owned(ptr, size, owner);
+}
+
+/* Labels on heap samples (heapprof_label_set): HEAPPROF_OK, doing
+ * nothing, when libheapprof is not in the process. */
+HEAPPROF_WEAK_INLINE_ int
+heapprof_weak_label_set(const char *key, const char *value)
+{
+    return heapprof_label_set != NULL ? heapprof_label_set(key, value)
+                                      : HEAPPROF_OK;
+}
+
+HEAPPROF_WEAK_INLINE_ void
+heapprof_weak_labels_clear(void)
+{
+    if (heapprof_labels_clear != NULL)
+        heapprof_labels_clear();
 }
 
 HEAPPROF_WEAK_INLINE_ void

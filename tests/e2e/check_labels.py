@@ -37,11 +37,14 @@ def main():
     ap.add_argument("--workload", required=True)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--rate", type=int, required=True)
+    ap.add_argument("--preload", help="libheapprof.so, for the weak build")
     args = ap.parse_args()
     tol = 0.0 if args.rate == 1 else 0.10
     os.makedirs(args.workdir, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPPROF_")}
     env["HEAPPROF_RATE"] = str(args.rate)
+    if args.preload:
+        env["LD_PRELOAD"] = args.preload
     p = subprocess.run([args.workload, args.workdir], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:

@@ -4,14 +4,27 @@
  * freed under other labels than they were allocated with. Writes the heap
  * profile to OUTDIR/labels.pb.gz and prints the truth.
  *
+ * Built twice: linked with -lheapprof, and with HP_LABELS_WEAK through
+ * <heapprof_weak.h> without linking (run under LD_PRELOAD), the form a
+ * server uses to label only when heapprof is there.
+ *
  * usage: labels_workload OUTDIR
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef HP_LABELS_WEAK
+#include "heapprof_weak.h"
+#define LABEL_SET heapprof_weak_label_set
+#define LABELS_CLEAR heapprof_weak_labels_clear
+#else
 #include "heapprof.h"
+#define LABEL_SET heapprof_label_set
+#define LABELS_CLEAR heapprof_labels_clear
+#endif
 
 /* Every figure checked is >= 16 MB: >= 4000 expected samples at
  * HEAPPROF_RATE=4096, so +-10 % is over 6 standard deviations. */
@@ -49,7 +62,7 @@ other_thread(void *arg)
     /* A new thread starts without labels. */
     for (int i = 0; i < 10; i++)
         free(handle(100000)); /* unlabelled, freed: in use 0 */
-    expect(heapprof_label_set("route", "/b"), HEAPPROF_OK, "thread set");
+    expect(LABEL_SET("route", "/b"), HEAPPROF_OK, "thread set");
     for (int i = 0; i < N_T; i++)
         t[i] = handle(3000);
     return NULL;
@@ -62,10 +75,10 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: labels_workload OUTDIR\n");
         return 2;
     }
-    expect(heapprof_label_set("route", "/a"), HEAPPROF_OK, "set /a");
+    expect(LABEL_SET("route", "/a"), HEAPPROF_OK, "set /a");
     for (int i = 0; i < N_A; i++)
         a[i] = handle(1000);
-    expect(heapprof_label_set("route", "/b"), HEAPPROF_OK, "set /b");
+    expect(LABEL_SET("route", "/b"), HEAPPROF_OK, "set /b");
     for (int i = 0; i < N_B; i++)
         b[i] = handle(3000);
     /* Half of /a's blocks freed while /b is set: credited to /a. */
@@ -75,11 +88,11 @@ main(int argc, char **argv)
     if (pthread_create(&th, NULL, other_thread, NULL) != 0 ||
         pthread_join(th, NULL) != 0)
         errors++;
-    expect(heapprof_label_set("route", "/a"), HEAPPROF_OK, "set /a again");
-    expect(heapprof_label_set("tenant", "x"), HEAPPROF_OK, "set tenant");
+    expect(LABEL_SET("route", "/a"), HEAPPROF_OK, "set /a again");
+    expect(LABEL_SET("tenant", "x"), HEAPPROF_OK, "set tenant");
     for (int i = 0; i < N_AX; i++)
         ax[i] = handle(500);
-    heapprof_labels_clear();
+    LABELS_CLEAR();
     for (int i = 0; i < N_NONE; i++)
         none[i] = handle(2000);
 
@@ -89,24 +102,35 @@ main(int argc, char **argv)
     longkey[sizeof(longkey) - 1] = '\0';
     memset(longval, 'v', sizeof(longval) - 1);
     longval[sizeof(longval) - 1] = '\0';
-    expect(heapprof_label_set(NULL, "x"), HEAPPROF_EINVAL, "NULL key");
-    expect(heapprof_label_set("", "x"), HEAPPROF_EINVAL, "empty key");
-    expect(heapprof_label_set(longkey, "x"), HEAPPROF_ERANGE, "long key");
-    expect(heapprof_label_set("k", longval), HEAPPROF_ERANGE, "long value");
+    expect(LABEL_SET(NULL, "x"), HEAPPROF_EINVAL, "NULL key");
+    expect(LABEL_SET("", "x"), HEAPPROF_EINVAL, "empty key");
+    expect(LABEL_SET(longkey, "x"), HEAPPROF_ERANGE, "long key");
+    expect(LABEL_SET("k", longval), HEAPPROF_ERANGE, "long value");
     char key[8];
     for (int i = 0; i < 8; i++) {
         snprintf(key, sizeof(key), "k%d", i);
-        expect(heapprof_label_set(key, "v"), HEAPPROF_OK, "8 keys");
+        expect(LABEL_SET(key, "v"), HEAPPROF_OK, "8 keys");
     }
-    expect(heapprof_label_set("k8", "v"), HEAPPROF_ERANGE, "9th key");
-    expect(heapprof_label_set("k0", "w"), HEAPPROF_OK, "replace a key");
-    expect(heapprof_label_set("k0", NULL), HEAPPROF_OK, "remove a key");
-    expect(heapprof_label_set("k8", "v"), HEAPPROF_OK, "8th key again");
-    heapprof_labels_clear();
+    expect(LABEL_SET("k8", "v"), HEAPPROF_ERANGE, "9th key");
+    expect(LABEL_SET("k0", "w"), HEAPPROF_OK, "replace a key");
+    expect(LABEL_SET("k0", NULL), HEAPPROF_OK, "remove a key");
+    expect(LABEL_SET("k8", "v"), HEAPPROF_OK, "8th key again");
+    LABELS_CLEAR();
 
     char path[4096];
     snprintf(path, sizeof(path), "%s/labels.pb.gz", argv[1]);
-    expect(heapprof_write_path(path, HEAPPROF_PROFILE_HEAP), 0, "write");
+#ifdef HP_LABELS_WEAK
+    int (*write_path)(const char *, enum heapprof_profile) =
+        (int (*)(const char *, enum heapprof_profile))dlsym(RTLD_DEFAULT,
+                                                            "heapprof_write_path");
+    if (write_path == NULL || !heapprof_weak_present()) {
+        fprintf(stderr, "labels_workload: heapprof is not preloaded\n");
+        return 1;
+    }
+#else
+    int (*write_path)(const char *, enum heapprof_profile) = heapprof_write_path;
+#endif
+    expect(write_path(path, HEAPPROF_PROFILE_HEAP), 0, "write");
     /* truth LABELS ALLOCATED_BYTES INUSE_BYTES (handle() only) */
     printf("truth route=/a %d %d\n", N_A * 1000, N_A / 2 * 1000);
     printf("truth route=/b %d %d\n", (N_B + N_T) * 3000, (N_B + N_T) * 3000);
