@@ -125,14 +125,11 @@ collect_with(struct collector *c, const struct hp_bucket *b,
     return 0;
 }
 
+/* Every bucket (and the overflow bucket, which is not in the list) through
+ * fill, sorted; time_ns is now. */
 static int
-collect_one(struct collector *c, const struct hp_bucket *b)
-{
-    return collect_with(c, b, fill_entry);
-}
-
-int
-hp_profile_collect(struct hp_profile_data *out)
+collect_all(struct hp_profile_data *out,
+            void (*fill)(struct hp_profile_entry *, const struct hp_bucket *))
 {
     memset(out, 0, sizeof(*out));
     /* The list only grows (newest first) while we walk it: size the array
@@ -143,11 +140,10 @@ hp_profile_collect(struct hp_profile_data *out)
         goto oom;
     for (const struct hp_bucket *b = hp_buckets_all(); b != NULL;
          b = __atomic_load_n(&b->all_next, __ATOMIC_ACQUIRE))
-        if (collect_one(&c, b) != 0)
+        if (collect_with(&c, b, fill) != 0)
             goto oom;
-    /* The overflow bucket is not in the list. */
     const struct hp_bucket *ov = hp_bucket_overflow();
-    if (ov != NULL && collect_one(&c, ov) != 0)
+    if (ov != NULL && collect_with(&c, ov, fill) != 0)
         goto oom;
     qsort(c.e, c.n, sizeof(*c.e), entry_cmp);
     out->e = c.e;
@@ -160,6 +156,12 @@ oom:
     free(c.e);
     hp_log_once(collect_oom, "profile: out of memory collecting buckets");
     return HEAPPROF_ENOMEM;
+}
+
+int
+hp_profile_collect(struct hp_profile_data *out)
+{
+    return collect_all(out, fill_entry);
 }
 
 /* ------------------------------------------------ the peak-heap profile */
@@ -185,36 +187,16 @@ fill_peak_entry(struct hp_profile_entry *e, const struct hp_bucket *b)
 int
 hp_profile_collect_peak(struct hp_profile_data *out)
 {
-    memset(out, 0, sizeof(*out));
-    struct collector c = { NULL, 0, (size_t)hp_buckets_count() + 16 };
-    c.e = malloc(c.cap * sizeof(*c.e));
-    if (c.e == NULL)
-        goto oom;
+    /* Under the capture lock: a capture in progress finishes first, and
+     * none starts while the peak fields are read. */
     uint64_t total, when;
-    /* A capture in progress finishes first, and none starts while the
-     * peak fields are read. */
     hp_peak_lock();
     hp_peak_captured_locked(&total, &when);
-    int rc = 0;
-    for (const struct hp_bucket *b = hp_buckets_all(); b != NULL && rc == 0;
-         b = __atomic_load_n(&b->all_next, __ATOMIC_ACQUIRE))
-        rc = collect_with(&c, b, fill_peak_entry);
-    const struct hp_bucket *ov = hp_bucket_overflow();
-    if (ov != NULL && rc == 0)
-        rc = collect_with(&c, ov, fill_peak_entry);
+    int rc = collect_all(out, fill_peak_entry);
     hp_peak_unlock();
-    if (rc != 0)
-        goto oom;
-    qsort(c.e, c.n, sizeof(*c.e), entry_cmp);
-    out->e = c.e;
-    out->n = c.n;
-    out->rate = hp_rate_get();
-    out->time_ns = when != 0 ? when : hp_now_wall_ns();
-    return 0;
-oom:
-    free(c.e);
-    hp_log_once(collect_peak_oom, "profile: out of memory collecting the peak");
-    return HEAPPROF_ENOMEM;
+    if (rc == 0 && when != 0)
+        out->time_ns = when; /* the profile's time is the peak's */
+    return rc;
 }
 
 /* ------------------------------------------------- the age-filtered heap */
