@@ -690,7 +690,9 @@ serve_index(const struct route *r, struct heapprof_http_response *resp)
         {"heap", "?debug=1",
          "A sampling of memory allocations of live objects. You can specify "
          "the gc GET parameter to run a registered collection before the "
-         "heap sample."},
+         "heap sample, min_age=10m for the live objects allocated at least "
+         "that long ago (leak suspects), or peak=1 for the heap as it was "
+         "at its highest."},
         {"symbol", "", "Address to function name lookups (pprof's remote "
                        "symbolization)."},
     };
