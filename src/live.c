@@ -485,13 +485,14 @@ hp_live_foreach(void (*fn)(const struct hp_live_rec *, void *), void *arg)
     if (hs == NULL)
         return;
     pthread_once(&stripes_once, init_stripes);
-    for (uint32_t i = 0; i < (1u << HP_LIVE_HEADS_LG); i++) {
-        if (__atomic_load_n(&hs[i], __ATOMIC_RELAXED) == NULL)
-            continue;
-        pthread_mutex_lock(&stripes[i % HP_LIVE_STRIPES]);
-        for (struct hp_live_rec *r = hs[i]; r != NULL; r = r->next)
-            fn(r, arg);
-        pthread_mutex_unlock(&stripes[i % HP_LIVE_STRIPES]);
+    /* Stripe by stripe: every chain head is read under its lock (the
+     * chains are written under it, without atomics). */
+    for (uint32_t s = 0; s < HP_LIVE_STRIPES; s++) {
+        pthread_mutex_lock(&stripes[s]);
+        for (uint32_t i = s; i < (1u << HP_LIVE_HEADS_LG); i += HP_LIVE_STRIPES)
+            for (struct hp_live_rec *r = hs[i]; r != NULL; r = r->next)
+                fn(r, arg);
+        pthread_mutex_unlock(&stripes[s]);
     }
 }
 

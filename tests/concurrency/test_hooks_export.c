@@ -4,7 +4,10 @@
  * heapprof_on_free from 16 different call stacks each (so bucket inserts
  * race), and now and then change the rate; another thread flips the rate
  * between 1 and 4096; another writes the heap profile to a buffer again
- * and again. At the end the live-block table, the bucket counters and the
+ * and again (plain, peak and age-filtered in turn). The workers switch
+ * their labels as they go, so label sets are interned concurrently, and
+ * the in-use total crosses the peak margin again and again, so peak
+ * captures race with the recording and the peak profile's readers. At the end the live-block table, the bucket counters and the
  * self-report counters must agree exactly, and once every block is freed
  * every bucket's frees must equal its allocations.
  *
@@ -107,6 +110,14 @@ worker(void *arg)
 {
     unsigned id = (unsigned)(uintptr_t)arg;
     for (unsigned r = 0; r < ROUNDS; r++) {
+        if (r % 10 == 0) {
+            static const char *const routes[4] = {"/a", "/b", "/c", "/d"};
+            CHECK(heapprof_label_set("route", routes[(r / 10 + id) % 4]) ==
+                  HEAPPROF_OK);
+            if (r % 20 == 0)
+                CHECK(heapprof_label_set("half", r % 40 ? "x" : NULL) ==
+                      HEAPPROF_OK);
+        }
         for (unsigned i = 0; i < BLOCKS; i++)
             nest((int)((i + id) % NSTACKS), block(id, i),
                  (size_t)(1 + (i * 37 + r) % 9000));
@@ -120,6 +131,22 @@ worker(void *arg)
         nest((int)(i % NSTACKS), block(id, i), 100 + i);
     park();
     return NULL;
+}
+
+struct membuf {
+    unsigned char *p;
+    size_t cap, len;
+};
+
+static int
+membuf_write(void *ctx, const void *data, size_t len)
+{
+    struct membuf *m = ctx;
+    if (len > m->cap - m->len)
+        return -1;
+    memcpy(m->p + m->len, data, len);
+    m->len += len;
+    return 0;
 }
 
 static void *
@@ -143,9 +170,20 @@ writer(void *arg)
     unsigned char *buf = malloc(cap);
     if (buf == NULL)
         return NULL;
+    unsigned turn = 0;
     do {
         size_t n = 0;
-        int rc = heapprof_write_buffer(buf, cap, &n, HEAPPROF_PROFILE_HEAP);
+        int rc;
+        if (turn++ % 3 == 2) {
+            struct membuf m = {buf, cap, 0};
+            struct heapprof_sink sink = {membuf_write, &m};
+            rc = heapprof_write_aged(1, &sink);
+            n = m.len;
+        } else {
+            rc = heapprof_write_buffer(buf, cap, &n,
+                                       turn % 3 == 1 ? HEAPPROF_PROFILE_HEAP
+                                                     : HEAPPROF_PROFILE_PEAK);
+        }
         if (rc == HEAPPROF_OK && n > 2 && buf[0] == 0x1f && buf[1] == 0x8b)
             atomic_fetch_add(&writes_ok, 1);
         else
