@@ -189,7 +189,11 @@ boot_calloc(size_t nmemb, size_t size)
 static void *
 boot_realloc(void *ptr, size_t size)
 {
-    return resolve() ? NEXT(realloc)(ptr, size) : NULL;
+    if (resolve())
+        return NEXT(realloc)(ptr, size);
+    /* realloc(NULL, n) is malloc(n) (pool blocks never get here: their
+     * filter bit sends them to realloc_slow). */
+    return ptr == NULL ? pool_alloc(size, 16) : NULL;
 }
 
 /* ------------------------------------------------------ the entry points */
