@@ -169,7 +169,9 @@ HEAPPROF_API int heapprof_write_aged(uint64_t min_age_ms,
  * HEAPPROF_ERANGE (too long, or a 9th key; labels unchanged) or
  * HEAPPROF_ENOMEM (HEAPPROF_MAX_MEMORY reached; labels unchanged). Each
  * distinct set of labels is kept for the life of the process: label with
- * bounded values (routes, not request ids).
+ * bounded values (routes, not request ids). Not async-signal-safe (a new
+ * set takes a lock); the sampled allocations of a signal handler carry the
+ * interrupted thread's labels.
  */
 HEAPPROF_API int heapprof_label_set(const char *key, const char *value);
 /* Remove all of this thread's labels. */
