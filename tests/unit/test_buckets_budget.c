@@ -14,11 +14,14 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buckets.h"
+#include "heapprof.h"
 #include "ialloc.h"
+#include "labels.h"
 #include "internal.h"
 #include "live.h"
 
@@ -157,12 +160,46 @@ test_live_budget_insert_fails_cleanly(void **state)
     assert_int_equal(hp_live_count(), live0);
 }
 
+/* Label sets come out of the same budget: when it is spent, a new set is
+ * refused with HEAPPROF_ENOMEM and the thread keeps the labels it had;
+ * sets made before are still found. */
+static void
+test_labels_budget_enomem(void **state)
+{
+    (void)state;
+    uint64_t saved_budget = hp_ialloc_budget();
+    assert_int_equal(heapprof_label_set("route", "/before"), HEAPPROF_OK);
+    const struct hp_labelset *before = hp_labels_current();
+    hp_ialloc_set_budget(hp_ialloc_mapped());
+    char value[32];
+    int rc = HEAPPROF_OK;
+    uint64_t made = 0;
+    for (; made < LIMIT && rc == HEAPPROF_OK; made++) {
+        snprintf(value, sizeof(value), "/v%llu", (unsigned long long)made);
+        rc = heapprof_label_set("route", value);
+    }
+    assert_int_equal(rc, HEAPPROF_ENOMEM);
+    assert_true(made < LIMIT);
+    /* The refused value left the previous set in place. */
+    const struct hp_labelset *cur = hp_labels_current();
+    assert_non_null(cur);
+    assert_string_not_equal(cur->kv[0].value, value);
+    /* A set made before the budget ran out is found again, for free. */
+    assert_int_equal(heapprof_label_set("route", "/before"), HEAPPROF_OK);
+    assert_ptr_equal(hp_labels_current(), before);
+    heapprof_labels_clear();
+    hp_ialloc_set_budget(saved_budget);
+    assert_int_equal(heapprof_label_set("route", value), HEAPPROF_OK);
+    heapprof_labels_clear();
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buckets_budget_overflow_and_drops),
         cmocka_unit_test(test_live_budget_insert_fails_cleanly),
+        cmocka_unit_test(test_labels_budget_enomem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
