@@ -24,14 +24,37 @@ static uint64_t nbuckets;
 static uint64_t ndropped;
 static struct hp_bucket overflow_bucket;
 
+/* Four independent multiply chains, folded at the end: a single chain is
+ * one serial multiply per frame (~110 ns at depth 64, the largest item of
+ * the sampled path after the unwinder); four run in parallel. */
 static uint64_t
 stack_hash(const uintptr_t *pcs, uint32_t n)
 {
-    uint64_t h = 0x243F6A8885A308D3ull ^ n;
-    for (uint32_t i = 0; i < n; i++) {
-        h = (h ^ pcs[i]) * 0x9E3779B97F4A7C15ull;
-        h ^= h >> 29;
+    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    uint64_t h0 = 0x243F6A8885A308D3ull ^ n, h1 = 0x13198A2E03707344ull,
+             h2 = 0xA4093822299F31D0ull, h3 = 0x082EFA98EC4E6C89ull;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        h0 = (h0 ^ pcs[i]) * k;
+        h1 = (h1 ^ pcs[i + 1]) * k;
+        h2 = (h2 ^ pcs[i + 2]) * k;
+        h3 = (h3 ^ pcs[i + 3]) * k;
+        h0 ^= h0 >> 29;
+        h1 ^= h1 >> 29;
+        h2 ^= h2 >> 29;
+        h3 ^= h3 >> 29;
     }
+    for (; i < n; i++) {
+        h0 = (h0 ^ pcs[i]) * k;
+        h0 ^= h0 >> 29;
+    }
+    uint64_t h = h0;
+    h = (h ^ h1) * k;
+    h ^= h >> 29;
+    h = (h ^ h2) * k;
+    h ^= h >> 29;
+    h = (h ^ h3) * k;
+    h ^= h >> 32;
     return h;
 }
 
