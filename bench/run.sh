@@ -2,14 +2,14 @@
 # Benchmarks heapprof against bare glibc and its peers and writes
 # docs/PERFORMANCE.md. Not part of CI: timings are reported, never asserted.
 #
-#   bench/run.sh                 full run (about 10-15 minutes on 2 vCPUs)
+#   bench/run.sh                 full run (about 8 minutes on 2 vCPUs)
 #   PAIRS=3 bench/run.sh         quicker, noisier
 #   NO_DOC=1 bench/run.sh        keep docs/PERFORMANCE.md, print the report
 #   SCALE=10 PAIRS=1 NO_DOC=1 bench/run.sh   smoke test of the script (1/10 work)
 #
 # Environment: BENCH_BUILD (build directory, default $TMPDIR/heapprof-bench),
-# PAIRS (alternating rounds, default 7), OUT (raw results directory),
-# SERVER_ROUNDS (rounds of the real-server runs, default 5), REDIS_N
+# PAIRS (alternating rounds, default 21: fewer let this VM's two speeds decide), OUT (raw results directory),
+# SERVER_ROUNDS (rounds of the real-server runs, default 9), REDIS_N
 # (requests per redis-benchmark test, default 100000), WRK_SECONDS (default 5),
 # NO_SERVERS=1 (skip redis and nginx).
 #
@@ -28,7 +28,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BENCH_BUILD:-${TMPDIR:-/tmp}/heapprof-bench}
-PAIRS=${PAIRS:-7}
+PAIRS=${PAIRS:-21}
 SCALE=${SCALE:-1}
 OUT=${OUT:-$BUILD/results}
 PY=/usr/bin/python3.11
@@ -259,7 +259,7 @@ if command -v perf >/dev/null; then
 fi
 
 # ------------------------------------------------------- real servers
-SERVER_ROUNDS=${SERVER_ROUNDS:-5}
+SERVER_ROUNDS=${SERVER_ROUNDS:-9}
 REDIS_N=${REDIS_N:-$((100000 / SCALE))}
 WRK_SECONDS=${WRK_SECONDS:-5}
 echo "server_rounds	$SERVER_ROUNDS" >>"$OUT/facts.tsv"
