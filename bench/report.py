@@ -47,7 +47,7 @@ def fmt(x, spec="{:.3f}"):
 # ------------------------------------------------------------ allocation
 WORKLOADS = ["small", "mixed", "mixed2"]
 CONFIGS = ["glibc", "shim", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_prof",
-           "heapprof_jemalloc", "tcmalloc", "tcmalloc_sample"]
+           "heapprof_jemalloc", "shim_jemalloc", "tcmalloc", "tcmalloc_sample"]
 LABEL = {
     "glibc": "glibc (bare)",
     "shim": "forwarding-only shim (the floor)",
@@ -56,6 +56,7 @@ LABEL = {
     "jemalloc": "jemalloc",
     "jemalloc_prof": "jemalloc + prof (lg_prof_sample:19)",
     "heapprof_jemalloc": "heapprof over jemalloc",
+    "shim_jemalloc": "forwarding shim over jemalloc",
     "tcmalloc": "tcmalloc (gperftools, no sampling)",
     "tcmalloc_sample": "tcmalloc, sampling @512 KiB",
 }
@@ -90,6 +91,7 @@ COMPARISONS = [
     ("heapprof rate 0 vs glibc", "heapprof_rate0", "glibc"),
     ("heapprof vs forwarding shim", "heapprof", "shim"),
     ("heapprof over jemalloc vs jemalloc", "heapprof_jemalloc", "jemalloc"),
+    ("forwarding shim over jemalloc vs jemalloc", "shim_jemalloc", "jemalloc"),
     ("jemalloc prof vs jemalloc", "jemalloc_prof", "jemalloc"),
     ("tcmalloc sampling vs tcmalloc", "tcmalloc_sample", "tcmalloc"),
     ("jemalloc vs glibc", "jemalloc", "glibc"),
@@ -236,6 +238,13 @@ floor = paired_ratio("small", "shim", "glibc")
 bars.append(("small: heapprof ≤ floor + 3 % (issue 7)",
              f"{fmt(x, '{:.3f}×')} vs floor {fmt(floor, '{:.3f}×')}",
              x is not None and floor is not None and x <= floor + 0.03))
+x = paired_ratio("small", "heapprof_jemalloc", "jemalloc")
+floor = paired_ratio("small", "shim_jemalloc", "jemalloc")
+if x is not None and floor is not None:
+    bars.append(("small, over jemalloc: heapprof ≤ floor + 3 %",
+                 f"{fmt(x, '{:.3f}×')} vs floor {fmt(floor, '{:.3f}×')} (jemalloc-prof "
+                 f"{fmt(paired_ratio('small', 'jemalloc_prof', 'jemalloc'), '{:.3f}×')})",
+                 x <= floor + 0.03))
 for w in WORKLOADS:
     hp = paired_ratio(w, "heapprof", "glibc")
     je = paired_ratio(w, "jemalloc_prof", "jemalloc")
@@ -323,6 +332,7 @@ P("HEAPPROF_RATE=0 LD_PRELOAD=libheapprof.so alloc_bench W")
 P("LD_PRELOAD=libjemalloc.so.2 alloc_bench W")
 P("MALLOC_CONF=prof:true,lg_prof_sample:19 LD_PRELOAD=libjemalloc.so.2 alloc_bench W")
 P("LD_PRELOAD=libheapprof.so:libjemalloc.so.2 alloc_bench W")
+P("LD_PRELOAD=libforwarding_shim.so:libjemalloc.so.2 alloc_bench W")
 P("TCMALLOC_SAMPLE_PARAMETER=0|524288 LD_PRELOAD=libtcmalloc.so.4 alloc_bench W")
 P("heaptrack -o FILE alloc_bench W N/10       # short runs, 3 pairs")
 P("HEAPPROF_RATE=1|0 LD_PRELOAD=libheapprof.so sampled_path_bench 300000")
@@ -386,11 +396,22 @@ P("| configuration | instructions / pair | vs glibc | vs forwarding shim |")
 P("|---|---|---|---|")
 base = cg.get("glibc")
 shim = cg.get("shim")
-for c in ["glibc", "shim", "heapprof", "heapprof_rate0", "jemalloc", "jemalloc_prof"]:
+for c in ["glibc", "shim", "heapprof", "heapprof_rate0"]:
     if c in cg:
         d = "" if base is None or c == "glibc" else f"{cg[c] - base:+.1f}"
-        e = "" if shim is None or c in ("glibc", "shim") or c.startswith("jemalloc") \
-            else f"{cg[c] - shim:+.1f}"
+        e = "" if shim is None or c in ("glibc", "shim") else f"{cg[c] - shim:+.1f}"
+        P(f"| {LABEL[c]} | {fmt(cg[c], '{:.1f}')} | {d} | {e} |")
+P()
+P("Over jemalloc (Debian's libjemalloc2):")
+P()
+P("| configuration | instructions / pair | vs jemalloc | vs forwarding shim over jemalloc |")
+P("|---|---|---|---|")
+jbase = cg.get("jemalloc")
+jshim = cg.get("shim_jemalloc")
+for c in ["jemalloc", "jemalloc_prof", "shim_jemalloc", "heapprof_jemalloc"]:
+    if c in cg:
+        d = "" if jbase is None or c == "jemalloc" else f"{cg[c] - jbase:+.1f}"
+        e = f"{cg[c] - jshim:+.1f}" if jshim is not None and c == "heapprof_jemalloc" else ""
         P(f"| {LABEL[c]} | {fmt(cg[c], '{:.1f}')} | {d} | {e} |")
 P()
 if memory:

@@ -114,6 +114,7 @@ CONFIGS=(
     "jemalloc|LD_PRELOAD=$JEMALLOC"
     "jemalloc_prof|LD_PRELOAD=$JEMALLOC MALLOC_CONF=prof:true,lg_prof_sample:19"
     "heapprof_jemalloc|LD_PRELOAD=$HP:$JEMALLOC"
+    "shim_jemalloc|LD_PRELOAD=$SHIM:$JEMALLOC"
     "tcmalloc|LD_PRELOAD=$TCMALLOC TCMALLOC_SAMPLE_PARAMETER=0"
     "tcmalloc_sample|LD_PRELOAD=$TCMALLOC TCMALLOC_SAMPLE_PARAMETER=524288"
 )
@@ -239,7 +240,8 @@ cg_total() { # ENV OPS
     rm -f "$f"
 }
 for c in "glibc|" "shim|LD_PRELOAD=$SHIM" "heapprof|LD_PRELOAD=$HP" "heapprof_rate0|LD_PRELOAD=$HP HEAPPROF_RATE=0" \
-    "jemalloc|LD_PRELOAD=$JEMALLOC" "jemalloc_prof|LD_PRELOAD=$JEMALLOC MALLOC_CONF=prof:true,lg_prof_sample:19"; do
+    "jemalloc|LD_PRELOAD=$JEMALLOC" "jemalloc_prof|LD_PRELOAD=$JEMALLOC MALLOC_CONF=prof:true,lg_prof_sample:19" \
+    "shim_jemalloc|LD_PRELOAD=$SHIM:$JEMALLOC" "heapprof_jemalloc|LD_PRELOAD=$HP:$JEMALLOC"; do
     name=${c%%|*}
     envs=${c#*|}
     a=$(cg_total "$envs" $((200000 / SCALE)))
