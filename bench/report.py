@@ -392,28 +392,27 @@ P()
 P("Difference between 1 200 000 and 200 000 iterations, divided by 1 000 000;")
 P("exact and repeatable, unlike wall time on this VM.")
 P()
-P("| configuration | instructions / pair | vs glibc | vs forwarding shim |")
-P("|---|---|---|---|")
-base = cg.get("glibc")
-shim = cg.get("shim")
-for c in ["glibc", "shim", "heapprof", "heapprof_rate0"]:
-    if c in cg:
-        d = "" if base is None or c == "glibc" else f"{cg[c] - base:+.1f}"
-        e = "" if shim is None or c in ("glibc", "shim") else f"{cg[c] - shim:+.1f}"
+def cg_table(allocator, base, floor, rows, against_floor):
+    """One callgrind table: each row against the bare allocator and, for
+    the rows in against_floor, against the forwarding shim over it."""
+    P(f"| configuration | instructions / pair | vs {allocator} | vs the forwarding shim over it |")
+    P("|---|---|---|---|")
+    for c in rows:
+        if c not in cg:
+            continue
+        d = f"{cg[c] - cg[base]:+.1f}" if base in cg and c != base else ""
+        e = f"{cg[c] - cg[floor]:+.1f}" if floor in cg and c in against_floor else ""
         P(f"| {LABEL[c]} | {fmt(cg[c], '{:.1f}')} | {d} | {e} |")
-P()
+    P()
+
+
+cg_table("glibc", "glibc", "shim", ["glibc", "shim", "heapprof", "heapprof_rate0"],
+         ["heapprof", "heapprof_rate0"])
 P("Over jemalloc (Debian's libjemalloc2):")
 P()
-P("| configuration | instructions / pair | vs jemalloc | vs forwarding shim over jemalloc |")
-P("|---|---|---|---|")
-jbase = cg.get("jemalloc")
-jshim = cg.get("shim_jemalloc")
-for c in ["jemalloc", "jemalloc_prof", "shim_jemalloc", "heapprof_jemalloc"]:
-    if c in cg:
-        d = "" if jbase is None or c == "jemalloc" else f"{cg[c] - jbase:+.1f}"
-        e = f"{cg[c] - jshim:+.1f}" if jshim is not None and c == "heapprof_jemalloc" else ""
-        P(f"| {LABEL[c]} | {fmt(cg[c], '{:.1f}')} | {d} | {e} |")
-P()
+cg_table("jemalloc", "jemalloc", "shim_jemalloc",
+         ["jemalloc", "jemalloc_prof", "shim_jemalloc", "heapprof_jemalloc"], ["heapprof_jemalloc"])
+
 if memory:
     P("## Memory (`bench/memory_bench.c`)")
     P()

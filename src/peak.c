@@ -6,6 +6,7 @@
 #include "sampler.h"
 
 static uint64_t inuse;          /* estimate of in-use bytes (atomic) */
+static uint64_t highest;        /* the most inuse has been (atomic) */
 static uint64_t captured;       /* inuse at the last capture (atomic) */
 static uint64_t captured_wall;  /* wall clock of the last capture */
 static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -69,6 +70,11 @@ void
 hp_peak_note_alloc(uint64_t bytes)
 {
     uint64_t now = __atomic_add_fetch(&inuse, bytes, __ATOMIC_RELAXED);
+    uint64_t high = load(&highest);
+    while (now > high && !__atomic_compare_exchange_n(&highest, &high, now, true,
+                                                      __ATOMIC_RELAXED,
+                                                      __ATOMIC_RELAXED)) {
+    }
     uint64_t last = load(&captured);
     if (HP_LIKELY(now < last + margin(last)))
         return;
@@ -95,8 +101,27 @@ void
 hp_peak_reset(void)
 {
     pthread_mutex_lock(&capture_lock);
-    capture_locked(load(&inuse));
+    uint64_t now = load(&inuse);
+    store(&highest, now);
+    capture_locked(now);
     pthread_mutex_unlock(&capture_lock);
+}
+
+void
+hp_peak_refresh_locked(void)
+{
+    /* The present is a candidate too: a reader must never be served a
+     * peak below what is in use as it asks (growth within the margin since
+     * the last capture would otherwise be missing). */
+    uint64_t now = load(&inuse);
+    if (now > load(&captured))
+        capture_locked(now);
+}
+
+uint64_t
+hp_peak_highest_bytes(void)
+{
+    return load(&highest);
 }
 
 uint64_t

@@ -23,14 +23,20 @@ HP_HIDDEN void hp_peak_note_free(uint64_t bytes);
 /* Restart the peak from the current state (heapprof_reset). */
 HP_HIDDEN void hp_peak_reset(void);
 
-/* The running in-use estimate, and the capture's total and wall time. */
+/* The running in-use estimate, the most it has been (exact, unlike the
+ * capture, which lags it by up to the margin), and the capture's total
+ * and wall time. */
 HP_HIDDEN uint64_t hp_peak_inuse_bytes(void);
+HP_HIDDEN uint64_t hp_peak_highest_bytes(void);
 HP_HIDDEN void hp_peak_captured(uint64_t *bytes, uint64_t *wall_ns);
 
 /* Readers of the buckets' peak fields hold the capture lock. */
 HP_HIDDEN void hp_peak_lock(void);
 HP_HIDDEN void hp_peak_unlock(void);
 HP_HIDDEN void hp_peak_captured_locked(uint64_t *bytes, uint64_t *wall_ns);
+/* Capture now if more is in use now than at the last capture (readers of
+ * the peak profile call it first, with the lock held). */
+HP_HIDDEN void hp_peak_refresh_locked(void);
 
 HP_HIDDEN void hp_peak_postfork_child(void);
 

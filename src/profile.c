@@ -191,6 +191,7 @@ hp_profile_collect_peak(struct hp_profile_data *out)
      * none starts while the peak fields are read. */
     uint64_t total, when;
     hp_peak_lock();
+    hp_peak_refresh_locked();
     hp_peak_captured_locked(&total, &when);
     int rc = collect_all(out, fill_peak_entry);
     hp_peak_unlock();
@@ -304,7 +305,7 @@ hp_profile_encode(const struct hp_profile_data *d,
     /* Self-report, so that a reader can judge how far to trust the
      * numbers: sampling rate, samples lost to the budget, stacks folded
      * into the overflow bucket, and heapprof's own memory. */
-    char c[6][160];
+    char c[6][256];
     snprintf(c[0], sizeof(c[0]), "heapprof %d.%d.%d rate=%" PRIu64,
              HEAPPROF_VERSION_MAJOR, HEAPPROF_VERSION_MINOR,
              HEAPPROF_VERSION_PATCH, d->rate);
@@ -334,13 +335,17 @@ hp_profile_encode(const struct hp_profile_data *d,
              vm_pages * page);
     /* The running in-use estimate and the peak (?peak=1). */
     uint64_t peak_bytes, peak_wall;
-    hp_peak_captured(&peak_bytes, &peak_wall);
+    hp_peak_lock();
+    hp_peak_refresh_locked();
+    hp_peak_captured_locked(&peak_bytes, &peak_wall);
+    hp_peak_unlock();
     snprintf(c[5], sizeof(c[5]),
-             "heapprof in use: %" PRIu64 " bytes (sampled estimate); peak "
-             "%" PRIu64 " bytes at %" PRIu64 ".%03u s since the epoch (labels: "
-             "%" PRIu64 " sets)",
-             hp_peak_inuse_bytes(), peak_bytes, peak_wall / 1000000000u,
-             (unsigned)(peak_wall / 1000000u % 1000u), hp_labelsets_count());
+             "heapprof in use: %" PRIu64 " bytes (sampled estimate); highest "
+             "%" PRIu64 " bytes; peak profile: %" PRIu64 " bytes at %" PRIu64
+             ".%03u s since the epoch (labels: %" PRIu64 " sets)",
+             hp_peak_inuse_bytes(), hp_peak_highest_bytes(), peak_bytes,
+             peak_wall / 1000000000u, (unsigned)(peak_wall / 1000000u % 1000u),
+             hp_labelsets_count());
     const char *const comments[6] = { c[0], c[1], c[2], c[3], c[4], c[5] };
     struct hp_encode_opts o = {
         .which = which,

@@ -96,22 +96,35 @@ test_profile_peak_capture(void **state)
     hp_peak_captured(&captured, &when);
     assert_int_equal(captured, base + 1000000);
     assert_true(when > 0);
-    /* +10 kB is under 1/64 of 1 MB: no new capture. */
+    /* +10 kB is under 1/64 of 1 MB: no new capture, but the highest
+     * point is exact. */
     hp_bucket_add_alloc(b, 10 * ONE, 10000, 10000);
     hp_peak_note_alloc(10000);
     hp_peak_captured(&captured, &when);
     assert_int_equal(captured, base + 1000000);
-    /* Everything freed: the peak profile still shows the 1 MB. */
-    hp_bucket_add_free(b, 1010 * ONE, 1010000, 1010000);
-    hp_peak_note_free(1010000);
+    assert_int_equal(hp_peak_highest_bytes(), base + 1010000);
+    /* A reader of the peak profile now is served the present, which is
+     * above the last capture. */
     struct hp_profile_data d;
     assert_int_equal(hp_profile_collect_peak(&d), 0);
     const struct hp_profile_entry *e = find_entry(&d, b);
     assert_non_null(e);
-    assert_int_equal(e->v[HP_V_INUSE_SPACE], 1000000);
-    assert_int_equal(e->v[HP_V_INUSE_OBJECTS], 1000);
-    assert_int_equal(e->v[HP_V_ALLOC_SPACE], 1000000);
-    assert_int_equal(e->raw[HP_V_INUSE_OBJECTS], 1);
+    assert_int_equal(e->v[HP_V_INUSE_SPACE], 1010000);
+    hp_profile_data_free(&d);
+    hp_peak_captured(&captured, &when);
+    assert_int_equal(captured, base + 1010000);
+    /* Everything freed: the peak profile still shows the 1.01 MB, and
+     * the highest point stays. */
+    hp_bucket_add_free(b, 1010 * ONE, 1010000, 1010000);
+    hp_peak_note_free(1010000);
+    assert_int_equal(hp_peak_highest_bytes(), base + 1010000);
+    assert_int_equal(hp_profile_collect_peak(&d), 0);
+    e = find_entry(&d, b);
+    assert_non_null(e);
+    assert_int_equal(e->v[HP_V_INUSE_SPACE], 1010000);
+    assert_int_equal(e->v[HP_V_INUSE_OBJECTS], 1010);
+    assert_int_equal(e->v[HP_V_ALLOC_SPACE], 1010000);
+    assert_int_equal(e->raw[HP_V_INUSE_OBJECTS], 2);
     hp_profile_data_free(&d);
     /* The plain heap profile has nothing in use there. */
     assert_int_equal(hp_profile_collect(&d), 0);
@@ -127,6 +140,7 @@ test_profile_peak_capture(void **state)
     hp_bucket_add_free(b, 2000 * ONE, 2000000, 2000000);
     hp_peak_note_free(2000000);
     hp_peak_reset();
+    assert_int_equal(hp_peak_highest_bytes(), hp_peak_inuse_bytes());
     assert_int_equal(hp_profile_collect_peak(&d), 0);
     e = find_entry(&d, b);
     assert_true(e == NULL || e->v[HP_V_INUSE_SPACE] == 0);
