@@ -448,9 +448,10 @@ symidx_build(Dwfl_Module *mod)
     return x;
 }
 
-/* Name of the function symbol covering addr in mod, or NULL. */
+/* Name of the function symbol covering addr in mod, or NULL; *start (if
+ * not NULL) gets the symbol's first address. */
 static const char *
-symidx_find(Dwfl_Module *mod, uint64_t addr)
+symidx_find(Dwfl_Module *mod, uint64_t addr, uint64_t *start)
 {
     void **ud = NULL;
     dwfl_module_info(mod, &ud, NULL, NULL, NULL, NULL, NULL, NULL);
@@ -473,8 +474,11 @@ symidx_find(Dwfl_Module *mod, uint64_t addr)
     /* Symbols may nest (a local label symbol inside a function): look a
      * few entries back for one that still covers addr. */
     for (size_t i = lo, k = 0; i > 0 && k < 8; i--, k++)
-        if (addr < x->v[i - 1].hi)
+        if (addr < x->v[i - 1].hi) {
+            if (start != NULL)
+                *start = x->v[i - 1].lo;
             return x->v[i - 1].name;
+        }
     return NULL;
 }
 
@@ -529,7 +533,20 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
     if (mod == NULL)
         return 0;
 
-    const char *symname = symidx_find(mod, addr);
+    const char *symname = symidx_find(mod, addr, NULL);
+    if (symname == NULL) {
+        /* Locations are return addresses minus one. Below a signal handler
+         * the return address is the first instruction of the signal
+         * return trampoline (glibc's __restore_rt), so addr lies just
+         * before it, in no function: name the function starting at
+         * addr + 1 (its symbol only; addr's line info is not its own). */
+        uint64_t start = 0;
+        const char *next = symidx_find(mod, addr + 1, &start);
+        if (next != NULL && start == addr + 1) {
+            frames[0] = (struct hp_symframe){ next, NULL, 0, 0 };
+            return 1;
+        }
+    }
     /* Static symbol tables spell versioned definitions "name@@VERSION";
      * tools show, and users search for, the bare name. */
     const char *at = symname ? strchr(symname, '@') : NULL;

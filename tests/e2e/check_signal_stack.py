@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Stacks of allocations made in signal handlers, end to end (see
+signal_stack.c): every sample of handler_site and altstack_site must read,
+leaf first, SITE, its handler, at most one frame for the signal return
+trampoline (named __restore_rt when glibc's symbols are installed, else
+unnamed), interrupted_work, run_phase, main; with exact counts at
+HEAPPROF_RATE=1.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pprof_tool  # noqa: E402
+
+HANDLER = {"handler_site": "on_alarm", "altstack_site": "on_alarm_altstack"}
+BELOW = ["interrupted_work", "run_phase", "main"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--rate", type=int, required=True)
+    ap.add_argument("--preload", help="libheapprof.so")
+    args = ap.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPPROF_")}
+    env["HEAPPROF_RATE"] = str(args.rate)
+    if args.preload:
+        env["LD_PRELOAD"] = args.preload
+    p = subprocess.run([args.workload, args.workdir], env=env, timeout=120,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise SystemExit("FAIL: workload exited %d: %s" % (p.returncode, p.stderr))
+    truth = {}
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if f and f[0] == "truth":
+            truth[f[1]] = (int(f[2]), int(f[3]))
+
+    tool_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    r = pprof_tool.go_pprof(["-raw"], os.path.join(args.workdir, "signal.pb.gz"),
+                            env=tool_env)
+    if r.returncode != 0:
+        raise SystemExit("FAIL: go tool pprof -raw: " + r.stderr)
+    prof = pprof_tool.parse_raw(r.stdout)
+    alloc_objects = prof.types.index("alloc_objects/count")
+    fails = []
+    counts = {site: 0 for site in HANDLER}
+    for vals, ids in prof.samples:
+        names = [pprof_tool.base_name(n) for n in prof.names(ids)]
+        site = names[0] if names else None
+        if site not in HANDLER:
+            continue
+        counts[site] += vals[alloc_objects]
+        want_handler = HANDLER[site]
+        shown = " <- ".join(names)
+        if len(names) < 2 or names[1] != want_handler:
+            fails.append("%s: no %s above it: %s" % (site, want_handler, shown))
+            continue
+        rest = names[2:]
+        # The trampoline: one frame, __restore_rt or unnamed ("??").
+        if rest and rest[0] not in BELOW:
+            if rest[0] not in ("__restore_rt", "??"):
+                fails.append("%s: unexpected frame %s below the handler: %s"
+                             % (site, rest[0], shown))
+                continue
+            rest = rest[1:]
+        if rest[:len(BELOW)] != BELOW:
+            fails.append("%s: the interrupted code is missing: %s" % (site, shown))
+    for site, (n, _) in sorted(truth.items()):
+        ok = counts[site] == n if args.rate == 1 else counts[site] > 0
+        print("  %-14s alloc_objects %6d want %6d %s"
+              % (site, counts[site], n, "ok" if ok else "MISMATCH"), flush=True)
+        if not ok:
+            fails.append("%s: %d objects, want %d" % (site, counts[site], n))
+    for f in fails[:10]:
+        print("FAIL: " + f)
+    if fails:
+        sys.exit(1)
+    print("signal stacks: ok")
+
+
+if __name__ == "__main__":
+    main()
