@@ -158,6 +158,10 @@ HP_LAZY(LIB_DW, int, dwfl_linux_proc_find_elf, -1,
         (m, ud, name, base, file, elf))
 HP_LAZY(LIB_DW, int, dwfl_linux_proc_report, -1, (Dwfl *dwfl, pid_t pid),
         (dwfl, pid))
+HP_LAZY(LIB_DW, Dwfl_Module *, dwfl_report_elf, NULL,
+        (Dwfl *dwfl, const char *name, const char *file, int fd,
+         GElf_Addr base, bool add_p_vaddr),
+        (dwfl, name, file, fd, base, add_p_vaddr))
 HP_LAZY(LIB_DW, Dwarf_Die *, dwfl_module_addrdie, NULL,
         (Dwfl_Module *m, Dwarf_Addr a, Dwarf_Addr *bias), (m, a, bias))
 HP_LAZY(LIB_DW, Dwfl_Line *, dwfl_module_getsrc, NULL,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "heapprof.h"
+#include "retired.h"
 
 #define DELETED_SUFFIX " (deleted)"
 
@@ -104,7 +105,16 @@ collect_object(struct dl_phdr_info *info, size_t size, void *data)
             ob->nranges++;
         }
     }
-    for (int i = 0; i < info->dlpi_phnum && ob->build_id[0] == '\0'; i++) {
+    hp_maps_phdr_build_id(info, ob->build_id, sizeof(ob->build_id));
+    if (ob->nranges > 0)
+        objs->n++;
+    return 0;
+}
+
+int
+hp_maps_phdr_build_id(const struct dl_phdr_info *info, char *buf, size_t cap)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_NOTE)
             continue;
@@ -116,16 +126,13 @@ collect_object(struct dl_phdr_info *info, size_t size, void *data)
                 ph->p_vaddr + ph->p_memsz <= lp->p_vaddr + lp->p_filesz)
                 mapped = true;
         }
-        if (!mapped)
-            continue;
-        find_build_id_note((const unsigned char *)(info->dlpi_addr +
-                                                   ph->p_vaddr),
-                           ph->p_memsz, ph->p_align, ob->build_id,
-                           sizeof(ob->build_id));
+        if (mapped &&
+            find_build_id_note((const unsigned char *)(info->dlpi_addr +
+                                                       ph->p_vaddr),
+                               ph->p_memsz, ph->p_align, buf, cap) == 0)
+            return 0;
     }
-    if (ob->nranges > 0)
-        objs->n++;
-    return 0;
+    return -1;
 }
 
 int
@@ -274,6 +281,59 @@ add_fake(struct hp_maps *out)
     return 0;
 }
 
+/*
+ * The executable segments of unloaded objects (retired.h), after the
+ * current mappings: stacks taken before the dlclose still point there.
+ * A segment that overlaps a current executable mapping is left out.
+ */
+static int
+add_retired(struct hp_maps *out, size_t *cap)
+{
+    struct hp_retired *r = malloc(HP_RETIRED_MAX * sizeof(*r));
+    if (r == NULL)
+        return HEAPPROF_ENOMEM;
+    size_t nr = hp_retired_current(r, HP_RETIRED_MAX);
+    int rc = 0;
+    size_t ncur = out->n;
+    for (size_t i = 0; i < nr && rc == 0; i++) {
+        for (int k = 0; k < r[i].nseg; k++) {
+            bool overlaps = false;
+            for (size_t j = 0; j < ncur && !overlaps; j++)
+                overlaps = out->m[j].start < r[i].limit[k] &&
+                           r[i].start[k] < out->m[j].limit;
+            if (overlaps)
+                continue;
+            if (out->n == *cap) {
+                size_t ncap = *cap ? *cap * 2 : 64;
+                struct hp_mapping *m = realloc(out->m, ncap * sizeof(*m));
+                if (m == NULL) {
+                    rc = HEAPPROF_ENOMEM;
+                    break;
+                }
+                out->m = m;
+                *cap = ncap;
+            }
+            struct hp_mapping *m = &out->m[out->n];
+            memset(m, 0, sizeof(*m));
+            /* Whole pages, as /proc/self/maps would have shown them. */
+            uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+            uint64_t skew = r[i].start[k] & (page - 1);
+            m->start = r[i].start[k] - skew;
+            m->limit = (r[i].limit[k] + page - 1) & ~(page - 1);
+            m->offset = r[i].offset[k] - skew;
+            memcpy(m->build_id, r[i].build_id, sizeof(m->build_id));
+            m->path = strdup(r[i].path);
+            if (m->path == NULL) {
+                rc = HEAPPROF_ENOMEM;
+                break;
+            }
+            out->n++;
+        }
+    }
+    free(r);
+    return rc;
+}
+
 int
 hp_maps_read(struct hp_maps *out, const char *path)
 {
@@ -317,8 +377,12 @@ hp_maps_read(struct hp_maps *out, const char *path)
     }
     for (size_t i = 0; i < out->n; i++)
         assign_build_id(&out->m[i], &objs);
-    if (path == NULL)
+    if (path == NULL) {
         main_first(out);
+        rc = add_retired(out, &cap);
+        if (rc != 0)
+            goto out;
+    }
     out->by_addr = malloc(out->n * sizeof(*out->by_addr));
     if (out->by_addr == NULL) {
         rc = HEAPPROF_ENOMEM;

@@ -43,4 +43,9 @@ HP_HIDDEN long hp_maps_find(const struct hp_maps *maps, uint64_t addr);
  */
 HP_HIDDEN int hp_maps_file_build_id(const char *path, char *buf, size_t cap);
 
+/* The same from a loaded object's notes in memory. */
+struct dl_phdr_info;
+HP_HIDDEN int hp_maps_phdr_build_id(const struct dl_phdr_info *info, char *buf,
+                                    size_t cap);
+
 #endif

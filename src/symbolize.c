@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "maps.h"
+#include "retired.h"
 
 #define MAX_INLINE 16           /* frames kept per address */
 #define CACHE_MAX (1u << 19)    /* entries before the cache is rebuilt */
@@ -300,6 +302,29 @@ refresh(void)
 }
 
 /*
+ * Objects the program has unloaded (retired.h), from their files, where
+ * the file on disk is still the one that was loaded (same build id).
+ */
+static void
+report_retired(Dwfl *dwfl)
+{
+    struct hp_retired *r = malloc(HP_RETIRED_MAX * sizeof(*r));
+    if (r == NULL)
+        return;
+    size_t n = hp_retired_current(r, HP_RETIRED_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char disk[2 * HP_BUILD_ID_MAX + 1];
+        if (r[i].build_id[0] != '\0' &&
+            (hp_maps_file_build_id(r[i].path, disk, sizeof(disk)) != 0 ||
+             strcmp(disk, r[i].build_id) != 0))
+            continue;
+        /* Fails harmlessly (NULL) if it overlaps a module reported above. */
+        dwfl_report_elf(dwfl, r[i].path, r[i].path, -1, r[i].bias, false);
+    }
+    free(r);
+}
+
+/*
  * A Dwfl over the process, for a cache miss. Made afresh rather than
  * re-reported into an old one: with elfutils 0.188 a re-reported module
  * without DWARF comes back with an empty symbol table.
@@ -317,6 +342,8 @@ ensure_dwfl(void)
     }
     dwfl_report_begin(st->dwfl);
     int rc = dwfl_linux_proc_report(st->dwfl, getpid());
+    if (rc == 0)
+        report_retired(st->dwfl);
     if (dwfl_report_end(st->dwfl, NULL, NULL) != 0 || rc != 0) {
         hp_log_once(dwfl_report_failed,
                     "symbolize: reading the module list failed: %s",

@@ -1,0 +1,196 @@
+/*
+ * Unloaded objects (see retired.h). The dlclose below is exported from
+ * libheapprof.so (and the static library), so a program's dlclose reaches
+ * it first; it forwards to the next definition and never changes what the
+ * real one does or returns.
+ */
+#define _GNU_SOURCE
+#include "retired.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define HP_EXPORT __attribute__((visibility("default")))
+
+/* Newest last; the oldest is dropped when full. */
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hp_retired retired[HP_RETIRED_MAX];
+static size_t nretired;
+
+struct snapshot {
+    struct hp_retired *o;
+    unsigned char *seen;
+    size_t n, cap;
+    bool oom;
+};
+
+/* Loaded objects that dlclose could unload: those with a file name (not
+ * the main program, whose name is empty). A name relative to the working
+ * directory (dlopen("./x.so")) is made absolute now, while it still means
+ * the same file. */
+static int
+snap_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct snapshot *s = data;
+    (void)size;
+    const char *name = info->dlpi_name;
+    char abs[PATH_MAX];
+    if (name == NULL || name[0] == '\0')
+        return 0;
+    if (name[0] != '/') {
+        if (strchr(name, '/') == NULL || realpath(name, abs) == NULL)
+            return 0; /* the vDSO ("linux-vdso.so.1"), or gone */
+        name = abs;
+    }
+    if (strlen(name) >= HP_RETIRED_PATH_MAX)
+        return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        struct hp_retired *o = realloc(s->o, cap * sizeof(*o));
+        if (o == NULL) {
+            s->oom = true;
+            return 1;
+        }
+        s->o = o;
+        s->cap = cap;
+    }
+    struct hp_retired *r = &s->o[s->n];
+    memset(r, 0, sizeof(*r));
+    strcpy(r->path, name);
+    r->name_ptr = info->dlpi_name;
+    r->bias = info->dlpi_addr;
+    for (int i = 0; i < info->dlpi_phnum && r->nseg < 4; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        r->start[r->nseg] = info->dlpi_addr + ph->p_vaddr;
+        r->limit[r->nseg] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+        r->offset[r->nseg] = ph->p_offset;
+        r->nseg++;
+    }
+    if (r->nseg == 0)
+        return 0;
+    hp_maps_phdr_build_id(info, r->build_id, sizeof(r->build_id));
+    s->n++;
+    return 0;
+}
+
+/* After the real dlclose: mark the snapshot's objects still loaded. */
+static int
+mark_present(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct snapshot *s = data;
+    (void)size;
+    if (info->dlpi_name == NULL)
+        return 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (!s->seen[i] && s->o[i].bias == info->dlpi_addr &&
+            s->o[i].name_ptr == info->dlpi_name) {
+            s->seen[i] = 1;
+            break;
+        }
+    return 0;
+}
+
+static void
+keep_retired(const struct hp_retired *r)
+{
+    pthread_mutex_lock(&retired_lock);
+    if (nretired == HP_RETIRED_MAX) {
+        memmove(&retired[0], &retired[1], (HP_RETIRED_MAX - 1) * sizeof(*r));
+        nretired--;
+    }
+    retired[nretired++] = *r;
+    pthread_mutex_unlock(&retired_lock);
+}
+
+HP_EXPORT int
+dlclose(void *handle)
+{
+    static int (*next_dlclose)(void *);
+    int (*real)(void *) = __atomic_load_n(&next_dlclose, __ATOMIC_ACQUIRE);
+    if (real == NULL) {
+        *(void **)&real = dlsym(RTLD_NEXT, "dlclose");
+        if (real == NULL) {
+            hp_log_once(no_next_dlclose, "dlclose: the next definition "
+                        "cannot be found; the call fails");
+            errno = EINVAL;
+            return -1;
+        }
+        __atomic_store_n(&next_dlclose, real, __ATOMIC_RELEASE);
+    }
+    /* heapprof's own bookkeeping is fenced (never sampled); the real
+     * dlclose is not: the destructors it runs are the program's code. */
+    struct snapshot s = { 0 };
+    hp_fence_enter();
+    dl_iterate_phdr(snap_object, &s);
+    hp_fence_exit();
+    int rc = real(handle);
+    hp_fence_enter();
+    if (!s.oom && s.n > 0 && (s.seen = calloc(s.n, 1)) != NULL) {
+        dl_iterate_phdr(mark_present, &s);
+        for (size_t i = 0; i < s.n; i++)
+            if (!s.seen[i])
+                keep_retired(&s.o[i]);
+    }
+    free(s.seen);
+    free(s.o);
+    hp_fence_exit();
+    return rc;
+}
+
+/* Drop the retired objects a loaded object overlaps (retired_lock held). */
+static int
+drop_overlapped(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    (void)data;
+    for (int p = 0; p < info->dlpi_phnum; p++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[p];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uint64_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        for (size_t i = 0; i < nretired;) {
+            bool hit = false;
+            for (int k = 0; k < retired[i].nseg; k++)
+                if (retired[i].start[k] < hi && lo < retired[i].limit[k])
+                    hit = true;
+            if (hit) {
+                memmove(&retired[i], &retired[i + 1],
+                        (nretired - i - 1) * sizeof(retired[0]));
+                nretired--;
+            } else {
+                i++;
+            }
+        }
+    }
+    return 0;
+}
+
+size_t
+hp_retired_current(struct hp_retired *out, size_t max)
+{
+    pthread_mutex_lock(&retired_lock);
+    if (nretired > 0)
+        dl_iterate_phdr(drop_overlapped, NULL);
+    size_t n = 0;
+    for (size_t i = nretired; i > 0 && n < max; i--)
+        out[n++] = retired[i - 1];
+    pthread_mutex_unlock(&retired_lock);
+    return n;
+}
+
+void
+hp_retired_clear(void)
+{
+    pthread_mutex_lock(&retired_lock);
+    nretired = 0;
+    pthread_mutex_unlock(&retired_lock);
+}
