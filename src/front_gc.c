@@ -490,6 +490,11 @@ exclude_own_data(void)
                              hp_live_filter + sizeof hp_live_filter);
     ops.exclude_static_roots(hp_live_bits, hp_live_bits + sizeof hp_live_bits /
                                                              sizeof *hp_live_bits);
+    ops.exclude_static_roots(hp_live_coarse,
+                             hp_live_coarse + sizeof hp_live_coarse / sizeof *hp_live_coarse);
+    ops.exclude_static_roots(hp_live_coarse_bits,
+                             hp_live_coarse_bits + sizeof hp_live_coarse_bits /
+                                                       sizeof *hp_live_coarse_bits);
     ops.exclude_static_roots(chunks, chunks + HP_GC_MAX_CHUNKS);
 }
 

@@ -1,10 +1,11 @@
 /*
  * Live sampled blocks: 2^16 hash chains guarded by 256 striped mutexes,
  * records from a free list refilled from ialloc in batches, and the
- * filter that keeps unsampled frees off the table entirely. The chain
- * index of an address carries the low bits of its filter slot, so every
- * record of one slot is under one stripe lock, which then keeps the slot's
- * count and bit in step without any other synchronisation.
+ * two-level filter that keeps unsampled frees off the table entirely. The
+ * chain index of an address carries the low bits of its coarse filter
+ * slot, so every record of one coarse (and so of one fine) slot is under
+ * one stripe lock, which then keeps both slots' counts and bits in step
+ * without any other synchronisation.
  *
  * Records with an owner (custom allocators: an arena or a pool) are also
  * on a doubly linked list per owner, found through a second, smaller hash
@@ -30,6 +31,8 @@
 
 uint64_t hp_live_bits[1u << (HP_LIVE_FILTER_LG - 6)];
 uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
+uint64_t hp_live_coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
+uint16_t hp_live_coarse[1u << HP_LIVE_COARSE_LG];
 
 /* stripes[i] protects the chains whose index is i mod HP_LIVE_STRIPES.
  * Lock order: a stripe, then an owner stripe (below), then freelist_lock,
@@ -70,15 +73,22 @@ init_stripes(void)
 }
 
 /* Chain of an address: hashed high bits, and low bits equal to those of
- * its filter slot, so that chain % HP_LIVE_STRIPES (its stripe) depends
- * on the slot alone. */
-_Static_assert(HP_LIVE_STRIPES == 256, "stripe = low 8 bits of the slot");
+ * its coarse filter slot, so that chain % HP_LIVE_STRIPES (its stripe)
+ * depends on the coarse slot alone. A fine slot lies inside one coarse
+ * slot's residue class (the fine window is half the coarse one, granules
+ * nest), so every address of a fine slot is under that stripe too. */
+_Static_assert(HP_LIVE_STRIPES == 256, "stripe = low 8 bits of the coarse slot");
+_Static_assert(HP_LIVE_COARSE_GRANULE_LG >= HP_LIVE_GRANULE_LG &&
+                   HP_LIVE_COARSE_GRANULE_LG + 8 <=
+                       HP_LIVE_GRANULE_LG + HP_LIVE_FILTER_LG,
+               "the address bits of a coarse slot's low 8 bits are within "
+               "those of the fine slot");
 static uint32_t
 head_index(uintptr_t ptr)
 {
     uint32_t hashed = (uint32_t)(((uint64_t)(ptr >> 4) * 0xC2B2AE3D27D4EB4Full) >>
                                  (64 - (HP_LIVE_HEADS_LG - 8)));
-    return (hashed << 8) | (hp_live_filter_slot(ptr) & 0xffu);
+    return (hashed << 8) | (hp_live_coarse_slot(ptr) & 0xffu);
 }
 
 /* A table of 2^lg chain heads, mapped on first use (freelist_lock
@@ -260,10 +270,20 @@ owner_unlink(struct hp_live_rec *r)
     }
 }
 
-/* Both under the stripe lock of ptr's slot. */
+/* Both under the stripe lock of ptr's slot. The coarse bit is set before
+ * the fine one and cleared after it: a reader that sees the fine bit set
+ * also sees the coarse one. */
 static void
 filter_inc(uintptr_t ptr)
 {
+    uint32_t c = hp_live_coarse_slot(ptr);
+    uint16_t cv = __atomic_load_n(&hp_live_coarse[c], __ATOMIC_RELAXED);
+    if (cv != UINT16_MAX) {
+        __atomic_store_n(&hp_live_coarse[c], (uint16_t)(cv + 1), __ATOMIC_RELAXED);
+        if (cv == 0)
+            __atomic_fetch_or(&hp_live_coarse_bits[c >> 6], 1ull << (c & 63),
+                              __ATOMIC_RELAXED);
+    }
     uint32_t slot = hp_live_filter_slot(ptr);
     uint8_t v = __atomic_load_n(&hp_live_filter[slot], __ATOMIC_RELAXED);
     if (v == 255)
@@ -279,11 +299,19 @@ filter_dec(uintptr_t ptr)
 {
     uint32_t slot = hp_live_filter_slot(ptr);
     uint8_t v = __atomic_load_n(&hp_live_filter[slot], __ATOMIC_RELAXED);
-    if (v == 255 || v == 0)
+    if (v != 255 && v != 0) {
+        __atomic_store_n(&hp_live_filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
+        if (v == 1)
+            __atomic_fetch_and(&hp_live_bits[slot >> 6], ~(1ull << (slot & 63)),
+                               __ATOMIC_RELAXED);
+    }
+    uint32_t c = hp_live_coarse_slot(ptr);
+    uint16_t cv = __atomic_load_n(&hp_live_coarse[c], __ATOMIC_RELAXED);
+    if (cv == UINT16_MAX || cv == 0)
         return;
-    __atomic_store_n(&hp_live_filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
-    if (v == 1)
-        __atomic_fetch_and(&hp_live_bits[slot >> 6], ~(1ull << (slot & 63)),
+    __atomic_store_n(&hp_live_coarse[c], (uint16_t)(cv - 1), __ATOMIC_RELAXED);
+    if (cv == 1)
+        __atomic_fetch_and(&hp_live_coarse_bits[c >> 6], ~(1ull << (c & 63)),
                            __ATOMIC_RELAXED);
 }
 
@@ -303,7 +331,11 @@ hp_live_filter_pin(uintptr_t ptr)
     pthread_once(&stripes_once, init_stripes);
     pthread_mutex_t *lock = stripe_of(ptr);
     uint32_t slot = hp_live_filter_slot(ptr);
+    uint32_t c = hp_live_coarse_slot(ptr);
     pthread_mutex_lock(lock);
+    __atomic_store_n(&hp_live_coarse[c], UINT16_MAX, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&hp_live_coarse_bits[c >> 6], 1ull << (c & 63),
+                      __ATOMIC_RELAXED);
     __atomic_store_n(&hp_live_filter[slot], 255, __ATOMIC_RELAXED);
     __atomic_fetch_or(&hp_live_bits[slot >> 6], 1ull << (slot & 63),
                       __ATOMIC_RELAXED);
@@ -317,6 +349,7 @@ hp_live_prefetch(uintptr_t ptr)
     if (hs != NULL)
         __builtin_prefetch(&hs[head_index(ptr)], 1, 1);
     __builtin_prefetch(&hp_live_filter[hp_live_filter_slot(ptr)], 1, 1);
+    __builtin_prefetch(&hp_live_coarse[hp_live_coarse_slot(ptr)], 1, 1);
     __builtin_prefetch(&stripes[head_index(ptr) % HP_LIVE_STRIPES], 1, 1);
 }
 

@@ -24,6 +24,19 @@
  */
 #define HP_LIVE_GRANULE_LG 8
 
+/*
+ * In front of it, a coarse filter: a bit per 4 KiB granule (2^17 slots, a
+ * 512 MiB window), set while any recorded block starts in the granule.
+ * A 40 MiB heap touches 1.25 KiB of it (20 cache lines) instead of 20 KiB,
+ * which is what stays cached while a program streams through its buffers:
+ * in bench/'s memset-heavy mixed workload heapprof's free took 1.85 % of
+ * the time with the fine filter alone, a forwarding shim's 0.37 %. Only
+ * frees whose coarse bit is set, about 4 KiB / rate of them plus the
+ * sampled ones, read the fine filter.
+ */
+#define HP_LIVE_COARSE_LG 17
+#define HP_LIVE_COARSE_GRANULE_LG 12
+
 struct hp_live_rec {
     struct hp_live_rec *next;
     uintptr_t ptr;
@@ -47,6 +60,11 @@ struct hp_live_rec {
  * the slot; the bits are read without any lock. */
 HP_HIDDEN extern uint64_t hp_live_bits[1u << (HP_LIVE_FILTER_LG - 6)];
 HP_HIDDEN extern uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
+/* The coarse filter, the same way (a 16-bit count per slot, 65535 sticky).
+ * Every address of a coarse slot has its fine slot, and its chain, under
+ * the same stripe lock (see live.c), which keeps both levels in step. */
+HP_HIDDEN extern uint64_t hp_live_coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
+HP_HIDDEN extern uint16_t hp_live_coarse[1u << HP_LIVE_COARSE_LG];
 
 /*
  * Slot of an address: its granule within a 256 MiB window. Neighbouring
@@ -64,10 +82,22 @@ hp_live_filter_slot(uintptr_t ptr)
            ((1u << HP_LIVE_FILTER_LG) - 1);
 }
 
-/* False means "certainly not a recorded block". */
+static inline uint32_t
+hp_live_coarse_slot(uintptr_t ptr)
+{
+    return (uint32_t)(ptr >> HP_LIVE_COARSE_GRANULE_LG) &
+           ((1u << HP_LIVE_COARSE_LG) - 1);
+}
+
+/* False means "certainly not a recorded block". The fine bit is read only
+ * when the coarse one is set (rarely: the compiler keeps it out of line). */
 static inline bool
 hp_live_maybe(const void *ptr)
 {
+    uint32_t c = hp_live_coarse_slot((uintptr_t)ptr);
+    if (HP_LIKELY(!((__atomic_load_n(&hp_live_coarse_bits[c >> 6],
+                                     __ATOMIC_RELAXED) >> (c & 63)) & 1)))
+        return false;
     uint32_t slot = hp_live_filter_slot((uintptr_t)ptr);
     return (__atomic_load_n(&hp_live_bits[slot >> 6], __ATOMIC_RELAXED) >>
             (slot & 63)) & 1;

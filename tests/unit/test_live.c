@@ -53,7 +53,8 @@ filter_value(uintptr_t ptr)
     return hp_live_filter[hp_live_filter_slot(ptr)];
 }
 
-/* The fast path's bit of every slot says exactly "count != 0". */
+/* The fast path's bit of every slot, fine and coarse, says exactly
+ * "count != 0". */
 static void
 assert_bits_match_counts(void)
 {
@@ -62,6 +63,12 @@ assert_bits_match_counts(void)
         if (bit != (hp_live_filter[slot] != 0))
             fail_msg("slot %u: bit %d, count %u", slot, bit,
                      hp_live_filter[slot]);
+    }
+    for (uint32_t c = 0; c < (1u << HP_LIVE_COARSE_LG); c++) {
+        bool bit = (hp_live_coarse_bits[c >> 6] >> (c & 63)) & 1;
+        if (bit != (hp_live_coarse[c] != 0))
+            fail_msg("coarse slot %u: bit %d, count %u", c, bit,
+                     hp_live_coarse[c]);
     }
 }
 
@@ -260,9 +267,54 @@ test_live_filter_counts_and_saturates(void **state)
     }
     assert_int_equal(hp_live_count(), n0);
     assert_int_equal(filter_value(ps[0]), 255);
-    assert_true(hp_live_maybe((void *)ps[300]));
+    /* The coarse counts stay exact: with nothing left in those coarse
+     * slots the filter says "certainly not" again despite the sticky fine
+     * slot. */
+    assert_int_equal(hp_live_coarse[hp_live_coarse_slot(ps[300])], 0);
+    assert_false(hp_live_maybe((void *)ps[300]));
     assert_false(hp_live_remove(ps[300], &out));
     assert_bits_match_counts();
+}
+
+/* The coarse level: blocks of one 4 KiB granule share a coarse count that
+ * is exact; a neighbour in another fine slot of the same coarse granule
+ * passes the coarse test and is stopped by the fine one; a pinned address
+ * stays "maybe" for good at both levels. */
+static void
+test_live_coarse_filter(void **state)
+{
+    (void)state;
+    struct hp_bucket *b = bucket(0x4545);
+    struct hp_live_rec stale, out;
+    bool had_stale;
+    uintptr_t page = 0x61234000; /* a 4 KiB granule */
+    uint32_t c = hp_live_coarse_slot(page);
+    uint16_t c0 = hp_live_coarse[c];
+    for (uintptr_t i = 0; i < 4; i++) {
+        struct hp_live_rec r = rec_for(page + 512 * i, b, i);
+        assert_true(hp_live_insert(&r, &stale, &had_stale));
+    }
+    assert_int_equal(hp_live_coarse[c], c0 + 4);
+    assert_true(hp_live_maybe((void *)(page + 512)));
+    /* Same coarse granule, a fine slot nobody uses: rejected. */
+    assert_int_equal(hp_live_coarse_slot(page + 256 + 512), c);
+    assert_false(hp_live_maybe((void *)(page + 256 + 512)));
+    /* Another coarse granule: rejected by the coarse bit alone. */
+    assert_false(hp_live_maybe((void *)(page + 4096)));
+    for (uintptr_t i = 0; i < 4; i++)
+        assert_true(hp_live_remove(page + 512 * i, &out));
+    assert_int_equal(hp_live_coarse[c], c0);
+    assert_false(hp_live_maybe((void *)page));
+    assert_bits_match_counts();
+
+    uintptr_t pinned = 0x6a000100;
+    hp_live_filter_pin(pinned);
+    assert_true(hp_live_maybe((void *)pinned));
+    struct hp_live_rec r = rec_for(pinned, b, 1);
+    assert_true(hp_live_insert(&r, &stale, &had_stale));
+    assert_true(hp_live_remove(pinned, &out));
+    assert_true(hp_live_maybe((void *)pinned));
+    assert_int_equal(hp_live_coarse[hp_live_coarse_slot(pinned)], UINT16_MAX);
 }
 
 /* ----------------------------------------------------------- foreach */
@@ -433,6 +485,7 @@ main(void)
         cmocka_unit_test(test_live_filter_not_sampled),
         cmocka_unit_test(test_live_duplicate_insert_returns_stale),
         cmocka_unit_test(test_live_filter_counts_and_saturates),
+        cmocka_unit_test(test_live_coarse_filter),
         cmocka_unit_test(test_live_foreach_visits_each_once),
         cmocka_unit_test(test_live_threads_disjoint),
         cmocka_unit_test(test_live_pin_is_permanent),
