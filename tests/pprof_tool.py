@@ -9,13 +9,15 @@ then "Locations" ("id: 0xaddr M=mapping func file:line s=start", inlined
 callers on the following indented lines) and "Mappings".
 """
 
+import os
 import re
 import subprocess
 
 SAMPLE_RE = re.compile(r"^((?:\s+-?\d+)+):((?:\s*\d+)*)\s*$")
 LABEL_RE = re.compile(r"(\S+?):\[([^\]]*)\]")
 LOC_RE = re.compile(r"^\s*(\d+): (0x[0-9a-f]+) (?:M=(\d+) )?(?:\[F\] )?(.*)$")
-MAP_RE = re.compile(r"^\s*(\d+): 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ (\S*)")
+MAP_RE = re.compile(r"^\s*(\d+): 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ (\S*)"
+                    r"(?: ([0-9a-f]{16,}))?")
 # An inlined caller's line is indented past the location id column.
 INLINE_INDENT = " " * 13
 
@@ -41,6 +43,7 @@ class RawProfile:
         self.locs = {}         # location id -> [function names, inner first]
         self.loc_mapping = {}  # location id -> mapping id (or None)
         self.maps = {}         # mapping id -> file
+        self.build_ids = {}    # mapping id -> build id ("" if none)
 
     def names(self, ids):
         """Function names of a sample's stack, leaf first ("??" unknown)."""
@@ -131,6 +134,7 @@ def parse_raw(text):
             m = MAP_RE.match(line)
             if m:
                 prof.maps[int(m.group(1))] = m.group(2)
+                prof.build_ids[int(m.group(1))] = m.group(3) or ""
     return prof
 
 
@@ -157,3 +161,38 @@ def top_flat(src, index, env=None, hide=None):
         if m:
             flat[m.group(3)] = flat.get(m.group(3), 0) + float(m.group(1))
     return flat, p
+
+
+def run_workload(cmd, rate, preload=None, timeout=120):
+    """Run a test workload with HEAPPROF_RATE=rate (every other HEAPPROF_*
+    variable unset; LD_PRELOAD=preload if given) and return its truth:
+    {name: (count, bytes)} from its "truth NAME COUNT BYTES" lines. A
+    non-zero exit fails the test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPPROF_")}
+    env["HEAPPROF_RATE"] = str(rate)
+    if preload:
+        env["LD_PRELOAD"] = preload
+    p = subprocess.run(cmd, env=env, timeout=timeout, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise SystemExit("FAIL: workload exited %d: %s" % (p.returncode, p.stderr))
+    truth = {}
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) == 4 and f[0] == "truth":
+            truth[f[1]] = (int(f[2]), int(f[3]))
+    return truth
+
+
+def tool_env():
+    """The environment for go tool pprof: the test's, without LD_PRELOAD."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
+def read_raw(path):
+    """The profile at path through `go tool pprof -raw` (never preloaded),
+    parsed; a pprof failure fails the test."""
+    r = go_pprof(["-raw"], path, env=tool_env())
+    if r.returncode != 0:
+        raise SystemExit("FAIL: go tool pprof -raw: " + r.stderr)
+    return parse_raw(r.stdout)

@@ -45,7 +45,7 @@ def free_port():
 
 
 def read(src, label):
-    p = pprof_tool.go_pprof(["-raw"], src, env=tool_env())
+    p = pprof_tool.go_pprof(["-raw"], src, env=pprof_tool.tool_env())
     if p.returncode != 0:
         fail("%s: go tool pprof -raw exited %d: %s" % (label, p.returncode,
                                                         p.stderr[-1000:]))
@@ -56,12 +56,6 @@ def read(src, label):
         fail("%s: sample types %s" % (label, prof.types))
         return None
     return prof
-
-
-def tool_env():
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    return env
 
 
 def site(prof, name):

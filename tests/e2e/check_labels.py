@@ -10,7 +10,6 @@ through -tagfocus.
 import argparse
 import os
 import re
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,25 +40,10 @@ def main():
     args = ap.parse_args()
     tol = 0.0 if args.rate == 1 else 0.10
     os.makedirs(args.workdir, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPPROF_")}
-    env["HEAPPROF_RATE"] = str(args.rate)
-    if args.preload:
-        env["LD_PRELOAD"] = args.preload
-    p = subprocess.run([args.workload, args.workdir], env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if p.returncode != 0:
-        raise SystemExit("FAIL: workload exited %d: %s" % (p.returncode, p.stderr))
-    truth = {}
-    for line in p.stdout.splitlines():
-        f = line.split()
-        if f[0] == "truth":
-            truth[f[1]] = (int(f[2]), int(f[3]))
+    truth = pprof_tool.run_workload([args.workload, args.workdir], args.rate,
+                                    args.preload)
     path = os.path.join(args.workdir, "labels.pb.gz")
-    tool_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    r = pprof_tool.go_pprof(["-raw"], path, env=tool_env)
-    if r.returncode != 0:
-        raise SystemExit("FAIL: go tool pprof -raw: %s" % r.stderr)
-    prof = pprof_tool.parse_raw(r.stdout)
+    prof = pprof_tool.read_raw(path)
     sums = {}
     for (vals, ids), labels in zip(prof.samples, prof.labels):
         if prof.leaf(ids) != "handle":
@@ -82,7 +66,8 @@ def main():
                         ("/b", truth["route=/b"][1])):
         t = pprof_tool.go_pprof(["-top", "-tagfocus=route=" + route,
                                  "-sample_index=inuse_space", "-unit=B",
-                                 "-nodecount=1000"], path, env=tool_env)
+                                 "-nodecount=1000"], path,
+                                env=pprof_tool.tool_env())
         flat = {}
         for line in t.stdout.splitlines():
             m = pprof_tool.TOP_ROW_RE.match(line)

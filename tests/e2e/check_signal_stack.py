@@ -9,7 +9,6 @@ HEAPPROF_RATE=1.
 
 import argparse
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,26 +26,9 @@ def main():
     ap.add_argument("--preload", help="libheapprof.so")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPPROF_")}
-    env["HEAPPROF_RATE"] = str(args.rate)
-    if args.preload:
-        env["LD_PRELOAD"] = args.preload
-    p = subprocess.run([args.workload, args.workdir], env=env, timeout=120,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if p.returncode != 0:
-        raise SystemExit("FAIL: workload exited %d: %s" % (p.returncode, p.stderr))
-    truth = {}
-    for line in p.stdout.splitlines():
-        f = line.split()
-        if f and f[0] == "truth":
-            truth[f[1]] = (int(f[2]), int(f[3]))
-
-    tool_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    r = pprof_tool.go_pprof(["-raw"], os.path.join(args.workdir, "signal.pb.gz"),
-                            env=tool_env)
-    if r.returncode != 0:
-        raise SystemExit("FAIL: go tool pprof -raw: " + r.stderr)
-    prof = pprof_tool.parse_raw(r.stdout)
+    truth = pprof_tool.run_workload([args.workload, args.workdir], args.rate,
+                                    args.preload)
+    prof = pprof_tool.read_raw(os.path.join(args.workdir, "signal.pb.gz"))
     alloc_objects = prof.types.index("alloc_objects/count")
     fails = []
     counts = {site: 0 for site in HANDLER}

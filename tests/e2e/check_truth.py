@@ -287,12 +287,6 @@ def workload_env(args, extra=None):
     return env
 
 
-def tool_env():
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    return env
-
-
 def run_workload(args, workdir, scale, extra_env=None):
     heap = os.path.join(workdir, "heap.pb.gz")
     allocs = os.path.join(workdir, "allocs.pb.gz")
@@ -328,7 +322,7 @@ def depth_from_env():
 
 
 def check_profiles(args, label, heap, allocs, truth, rate, depth):
-    env = tool_env()
+    env = pprof_tool.tool_env()
     prof = read_profile(heap, env)
     sites = list(truth["sites"])
     sums, nsamples = check_structure(prof, label + " heap", sites, rate,
@@ -367,7 +361,7 @@ def mode_accuracy(args, workdir, exact):
         check_accuracy(label, truth, sums, nsamples, 1e-4, 1e-4, exact=True)
     else:
         check_accuracy(label, truth, sums, nsamples, SITE_TOL, TOTAL_TOL)
-    check_top(label, heap, sums, tool_env())
+    check_top(label, heap, sums, pprof_tool.tool_env())
 
 
 def mode_off(args, workdir):
@@ -376,7 +370,7 @@ def mode_off(args, workdir):
         raise SystemExit("FAIL: workload exited %d\n%s" % (p.returncode,
                                                            p.stderr))
     for path in (heap, allocs):
-        prof = read_profile(path, tool_env())
+        prof = read_profile(path, pprof_tool.tool_env())
         sites = set(truth["sites"])
         hit = [s for vals, ids in prof.samples
                for s in prof.names(ids) if s in sites and any(vals)]

@@ -63,14 +63,8 @@ def note(msg):
     print(msg, flush=True)
 
 
-def tool_env():
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    return env
-
-
 def top_flat(path, index, hide=None):
-    flat, p = pprof_tool.top_flat(path, index, tool_env(), hide)
+    flat, p = pprof_tool.top_flat(path, index, pprof_tool.tool_env(), hide)
     if p.returncode != 0:
         raise SystemExit("FAIL: go tool pprof -top %s exited %d: %s"
                          % (path, p.returncode, p.stderr))
