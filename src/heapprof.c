@@ -17,6 +17,7 @@
 #include "labels.h"
 #include "log.h"
 #include "peak.h"
+#include "retired.h"
 #include "record.h"
 #include "sampler.h"
 #include "stack.h"
@@ -113,6 +114,7 @@ postfork_child(void)
     hp_ialloc_postfork_child();
     hp_peak_postfork_child();
     hp_labels_postfork_child();
+    hp_retired_postfork_child();
     hp_live_postfork_child();
     hp_buckets_postfork_child();
     hp_stack_postfork();

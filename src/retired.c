@@ -188,9 +188,7 @@ hp_retired_current(struct hp_retired *out, size_t max)
 }
 
 void
-hp_retired_clear(void)
+hp_retired_postfork_child(void)
 {
-    pthread_mutex_lock(&retired_lock);
-    nretired = 0;
-    pthread_mutex_unlock(&retired_lock);
+    pthread_mutex_init(&retired_lock, NULL);
 }

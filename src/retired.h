@@ -32,7 +32,7 @@ struct hp_retired {
  */
 HP_HIDDEN size_t hp_retired_current(struct hp_retired *out, size_t max);
 
-/* For tests: forget every retired object. */
-HP_HIDDEN void hp_retired_clear(void);
+/* A fork child's copy of the lock may be held by a thread that is gone. */
+HP_HIDDEN void hp_retired_postfork_child(void);
 
 #endif
