@@ -103,6 +103,15 @@ static void
 keep_retired(const struct hp_retired *r)
 {
     pthread_mutex_lock(&retired_lock);
+    /* Two threads' dlcloses may both see one object go, and a file may be
+     * loaded and unloaded at the same place again: keep the newest once. */
+    for (size_t i = 0; i < nretired; i++)
+        if (retired[i].bias == r->bias && strcmp(retired[i].path, r->path) == 0) {
+            memmove(&retired[i], &retired[i + 1],
+                    (nretired - i - 1) * sizeof(retired[0]));
+            nretired--;
+            break;
+        }
     if (nretired == HP_RETIRED_MAX) {
         memmove(&retired[0], &retired[1], (HP_RETIRED_MAX - 1) * sizeof(*r));
         nretired--;
