@@ -138,10 +138,13 @@ dlclose(void *handle)
     /* heapprof's own bookkeeping is fenced (never sampled); the real
      * dlclose is not: the destructors it runs are the program's code. */
     struct snapshot s = { 0 };
+    int saved = errno;
     hp_fence_enter();
     dl_iterate_phdr(snap_object, &s);
     hp_fence_exit();
+    errno = saved;
     int rc = real(handle);
+    saved = errno;
     hp_fence_enter();
     if (!s.oom && s.n > 0 && (s.seen = calloc(s.n, 1)) != NULL) {
         dl_iterate_phdr(mark_present, &s);
@@ -152,6 +155,7 @@ dlclose(void *handle)
     free(s.seen);
     free(s.o);
     hp_fence_exit();
+    errno = saved;
     return rc;
 }
 
