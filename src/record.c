@@ -61,10 +61,7 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
         if (had_stale) {
             /* heapprof missed this address's free (released by a path it
              * does not see); the block is gone, account it now. */
-            hp_bucket_add_free(stale.bucket, stale.count_fx, stale.bytes,
-                               stale.size);
-            hp_peak_note_free(stale.bytes);
-            hp_stat_add(&hp_stats.frees_matched, 1);
+            hp_record_commit_free(&stale);
         }
         hp_bucket_add_alloc(b, rec.count_fx, rec.bytes, size);
         hp_peak_note_alloc(rec.bytes);
