@@ -55,6 +55,29 @@ HP_HIDDEN struct hp_bucket *hp_buckets_all(void);
 HP_HIDDEN uint64_t hp_buckets_count(void);
 HP_HIDDEN uint64_t hp_buckets_dropped(void); /* stacks sent to overflow */
 
+/* A bucket's counters as one reading. */
+struct hp_bucket_counts {
+    uint64_t alloc_fx, alloc_bytes, alloc_samples, alloc_raw_bytes;
+    uint64_t free_fx, free_bytes, free_samples, free_raw_bytes;
+};
+
+/* Frees are read before allocations: a free is always recorded after its
+ * allocation, so this order never sees more freed than allocated for
+ * blocks recorded before the read (readers clamp the rest). */
+static inline void
+hp_bucket_read(const struct hp_bucket *b, struct hp_bucket_counts *c)
+{
+    c->free_fx = __atomic_load_n(&b->free_count_fx, __ATOMIC_RELAXED);
+    c->free_bytes = __atomic_load_n(&b->free_bytes, __ATOMIC_RELAXED);
+    c->free_samples = __atomic_load_n(&b->free_samples, __ATOMIC_RELAXED);
+    c->free_raw_bytes = __atomic_load_n(&b->free_raw_bytes, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    c->alloc_fx = __atomic_load_n(&b->alloc_count_fx, __ATOMIC_RELAXED);
+    c->alloc_bytes = __atomic_load_n(&b->alloc_bytes, __ATOMIC_RELAXED);
+    c->alloc_samples = __atomic_load_n(&b->alloc_samples, __ATOMIC_RELAXED);
+    c->alloc_raw_bytes = __atomic_load_n(&b->alloc_raw_bytes, __ATOMIC_RELAXED);
+}
+
 static inline void
 hp_bucket_add_alloc(struct hp_bucket *b, uint64_t count_fx, uint64_t bytes,
                     uint64_t raw_size)

@@ -36,18 +36,16 @@ sub0(uint64_t a, uint64_t b)
     return a > b ? a - b : 0;
 }
 
-/* One bucket's in-use values into its peak fields (frees read first, as
- * profile.c does, so a concurrent free never makes them look negative). */
+/* One bucket's in-use values into its peak fields. */
 static void
 capture_bucket(struct hp_bucket *b)
 {
-    uint64_t f_fx = load(&b->free_count_fx), f_b = load(&b->free_bytes);
-    uint64_t f_n = load(&b->free_samples), f_rb = load(&b->free_raw_bytes);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    store(&b->peak_count_fx, sub0(load(&b->alloc_count_fx), f_fx));
-    store(&b->peak_bytes, sub0(load(&b->alloc_bytes), f_b));
-    store(&b->peak_samples, sub0(load(&b->alloc_samples), f_n));
-    store(&b->peak_raw_bytes, sub0(load(&b->alloc_raw_bytes), f_rb));
+    struct hp_bucket_counts c;
+    hp_bucket_read(b, &c);
+    store(&b->peak_count_fx, sub0(c.alloc_fx, c.free_fx));
+    store(&b->peak_bytes, sub0(c.alloc_bytes, c.free_bytes));
+    store(&b->peak_samples, sub0(c.alloc_samples, c.free_samples));
+    store(&b->peak_raw_bytes, sub0(c.alloc_raw_bytes, c.free_raw_bytes));
 }
 
 /* With capture_lock held. */
@@ -135,6 +133,15 @@ hp_peak_captured_locked(uint64_t *bytes, uint64_t *wall_ns)
 {
     *bytes = load(&captured);
     *wall_ns = load(&captured_wall);
+}
+
+void
+hp_peak_refreshed(uint64_t *bytes, uint64_t *wall_ns)
+{
+    pthread_mutex_lock(&capture_lock);
+    hp_peak_refresh_locked();
+    hp_peak_captured_locked(bytes, wall_ns);
+    pthread_mutex_unlock(&capture_lock);
 }
 
 void

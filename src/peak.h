@@ -29,6 +29,8 @@ HP_HIDDEN void hp_peak_reset(void);
 HP_HIDDEN uint64_t hp_peak_inuse_bytes(void);
 HP_HIDDEN uint64_t hp_peak_highest_bytes(void);
 HP_HIDDEN void hp_peak_captured(uint64_t *bytes, uint64_t *wall_ns);
+/* The same after hp_peak_refresh_locked(): what a reader is served now. */
+HP_HIDDEN void hp_peak_refreshed(uint64_t *bytes, uint64_t *wall_ns);
 
 /* Readers of the buckets' peak fields hold the capture lock. */
 HP_HIDDEN void hp_peak_lock(void);

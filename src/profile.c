@@ -41,39 +41,49 @@ sub_clamped(uint64_t a, uint64_t b)
     return a > b ? (int64_t)(a - b) : 0;
 }
 
-/*
- * One bucket's values. Frees are read before allocations: a free is always
- * recorded after its allocation, so this order never sees more freed than
- * allocated for blocks recorded before the read (the clamp covers the
- * rest).
- */
+/* The entry's identity: its bucket, stack and labels. */
 static void
-fill_entry(struct hp_profile_entry *e, const struct hp_bucket *b)
+entry_of(struct hp_profile_entry *e, const struct hp_bucket *b)
 {
-    uint64_t f_fx = load(&b->free_count_fx);
-    uint64_t f_b = load(&b->free_bytes);
-    uint64_t f_n = load(&b->free_samples);
-    uint64_t f_rb = load(&b->free_raw_bytes);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    uint64_t a_fx = load(&b->alloc_count_fx);
-    uint64_t a_b = load(&b->alloc_bytes);
-    uint64_t a_n = load(&b->alloc_samples);
-    uint64_t a_rb = load(&b->alloc_raw_bytes);
-
+    memset(e, 0, sizeof(*e));
     e->key = b;
     e->pcs = b->pcs;
     e->nframes = b->nframes;
     e->labels = b->labels;
+}
+
+/* One bucket's values (hp_bucket_read orders the loads). */
+static void
+fill_entry(struct hp_profile_entry *e, const struct hp_bucket *b)
+{
+    struct hp_bucket_counts c;
+    hp_bucket_read(b, &c);
+    entry_of(e, b);
     /* Already unbiased per sample (Horvitz-Thompson weights): Go's
      * scaleHeapSample must not be applied again. */
-    e->v[HP_V_ALLOC_OBJECTS] = round_fx(a_fx);
-    e->v[HP_V_ALLOC_SPACE] = (int64_t)a_b;
-    e->v[HP_V_INUSE_OBJECTS] = a_fx > f_fx ? round_fx(a_fx - f_fx) : 0;
-    e->v[HP_V_INUSE_SPACE] = sub_clamped(a_b, f_b);
-    e->raw[HP_V_ALLOC_OBJECTS] = (int64_t)a_n;
-    e->raw[HP_V_ALLOC_SPACE] = (int64_t)a_rb;
-    e->raw[HP_V_INUSE_OBJECTS] = sub_clamped(a_n, f_n);
-    e->raw[HP_V_INUSE_SPACE] = sub_clamped(a_rb, f_rb);
+    e->v[HP_V_ALLOC_OBJECTS] = round_fx(c.alloc_fx);
+    e->v[HP_V_ALLOC_SPACE] = (int64_t)c.alloc_bytes;
+    e->v[HP_V_INUSE_OBJECTS] =
+        c.alloc_fx > c.free_fx ? round_fx(c.alloc_fx - c.free_fx) : 0;
+    e->v[HP_V_INUSE_SPACE] = sub_clamped(c.alloc_bytes, c.free_bytes);
+    e->raw[HP_V_ALLOC_OBJECTS] = (int64_t)c.alloc_samples;
+    e->raw[HP_V_ALLOC_SPACE] = (int64_t)c.alloc_raw_bytes;
+    e->raw[HP_V_INUSE_OBJECTS] = sub_clamped(c.alloc_samples, c.free_samples);
+    e->raw[HP_V_INUSE_SPACE] = sub_clamped(c.alloc_raw_bytes, c.free_raw_bytes);
+}
+
+/* An entry of blocks that were all live (the peak and the age-filtered
+ * profiles): the same values in both pairs of columns. */
+static void
+fill_live_entry(struct hp_profile_entry *e, const struct hp_bucket *b,
+                uint64_t count_fx, uint64_t bytes, uint64_t samples,
+                uint64_t raw_bytes)
+{
+    entry_of(e, b);
+    e->v[HP_V_ALLOC_OBJECTS] = e->v[HP_V_INUSE_OBJECTS] = round_fx(count_fx);
+    e->v[HP_V_ALLOC_SPACE] = e->v[HP_V_INUSE_SPACE] = (int64_t)bytes;
+    e->raw[HP_V_ALLOC_OBJECTS] = e->raw[HP_V_INUSE_OBJECTS] = (int64_t)samples;
+    e->raw[HP_V_ALLOC_SPACE] = e->raw[HP_V_INUSE_SPACE] = (int64_t)raw_bytes;
 }
 
 static bool
@@ -171,17 +181,8 @@ hp_profile_collect(struct hp_profile_data *out)
 static void
 fill_peak_entry(struct hp_profile_entry *e, const struct hp_bucket *b)
 {
-    memset(e, 0, sizeof(*e));
-    e->key = b;
-    e->pcs = b->pcs;
-    e->nframes = b->nframes;
-    e->labels = b->labels;
-    uint64_t fx = load(&b->peak_count_fx), bytes = load(&b->peak_bytes);
-    uint64_t n = load(&b->peak_samples), raw = load(&b->peak_raw_bytes);
-    e->v[HP_V_ALLOC_OBJECTS] = e->v[HP_V_INUSE_OBJECTS] = round_fx(fx);
-    e->v[HP_V_ALLOC_SPACE] = e->v[HP_V_INUSE_SPACE] = (int64_t)bytes;
-    e->raw[HP_V_ALLOC_OBJECTS] = e->raw[HP_V_INUSE_OBJECTS] = (int64_t)n;
-    e->raw[HP_V_ALLOC_SPACE] = e->raw[HP_V_INUSE_SPACE] = (int64_t)raw;
+    fill_live_entry(e, b, load(&b->peak_count_fx), load(&b->peak_bytes),
+                    load(&b->peak_samples), load(&b->peak_raw_bytes));
 }
 
 int
@@ -266,16 +267,8 @@ hp_profile_collect_aged(struct hp_profile_data *out, uint64_t min_age_ns)
         const struct aged_slot *s = &a.t[i];
         if (s->b == NULL)
             continue;
-        struct hp_profile_entry *e = &out->e[out->n++];
-        memset(e, 0, sizeof(*e));
-        e->key = s->b;
-        e->pcs = s->b->pcs;
-        e->nframes = s->b->nframes;
-        e->labels = s->b->labels;
-        e->v[HP_V_ALLOC_OBJECTS] = e->v[HP_V_INUSE_OBJECTS] = round_fx(s->count_fx);
-        e->v[HP_V_ALLOC_SPACE] = e->v[HP_V_INUSE_SPACE] = (int64_t)s->bytes;
-        e->raw[HP_V_ALLOC_OBJECTS] = e->raw[HP_V_INUSE_OBJECTS] = (int64_t)s->n;
-        e->raw[HP_V_ALLOC_SPACE] = e->raw[HP_V_INUSE_SPACE] = (int64_t)s->raw;
+        fill_live_entry(&out->e[out->n++], s->b, s->count_fx, s->bytes, s->n,
+                        s->raw);
     }
     free(a.t);
     qsort(out->e, out->n, sizeof(*out->e), entry_cmp);
@@ -335,10 +328,7 @@ hp_profile_encode(const struct hp_profile_data *d,
              vm_pages * page);
     /* The running in-use estimate and the peak (?peak=1). */
     uint64_t peak_bytes, peak_wall;
-    hp_peak_lock();
-    hp_peak_refresh_locked();
-    hp_peak_captured_locked(&peak_bytes, &peak_wall);
-    hp_peak_unlock();
+    hp_peak_refreshed(&peak_bytes, &peak_wall);
     snprintf(c[5], sizeof(c[5]),
              "heapprof in use: %" PRIu64 " bytes (sampled estimate); highest "
              "%" PRIu64 " bytes; peak profile: %" PRIu64 " bytes at %" PRIu64
