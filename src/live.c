@@ -270,6 +270,18 @@ owner_unlink(struct hp_live_rec *r)
     }
 }
 
+static void
+set_bit(uint64_t *bits, uint32_t slot)
+{
+    __atomic_fetch_or(&bits[slot >> 6], 1ull << (slot & 63), __ATOMIC_RELAXED);
+}
+
+static void
+clear_bit(uint64_t *bits, uint32_t slot)
+{
+    __atomic_fetch_and(&bits[slot >> 6], ~(1ull << (slot & 63)), __ATOMIC_RELAXED);
+}
+
 /* Both under the stripe lock of ptr's slot. The coarse bit is set before
  * the fine one and cleared after it: a reader that sees the fine bit set
  * also sees the coarse one. */
@@ -281,8 +293,7 @@ filter_inc(uintptr_t ptr)
     if (cv != UINT16_MAX) {
         __atomic_store_n(&hp_live_coarse[c], (uint16_t)(cv + 1), __ATOMIC_RELAXED);
         if (cv == 0)
-            __atomic_fetch_or(&hp_live_coarse_bits[c >> 6], 1ull << (c & 63),
-                              __ATOMIC_RELAXED);
+            set_bit(hp_live_coarse_bits, c);
     }
     uint32_t slot = hp_live_filter_slot(ptr);
     uint8_t v = __atomic_load_n(&hp_live_filter[slot], __ATOMIC_RELAXED);
@@ -290,8 +301,7 @@ filter_inc(uintptr_t ptr)
         return;
     __atomic_store_n(&hp_live_filter[slot], (uint8_t)(v + 1), __ATOMIC_RELAXED);
     if (v == 0)
-        __atomic_fetch_or(&hp_live_bits[slot >> 6], 1ull << (slot & 63),
-                          __ATOMIC_RELAXED);
+        set_bit(hp_live_bits, slot);
 }
 
 static void
@@ -302,8 +312,7 @@ filter_dec(uintptr_t ptr)
     if (v != 255 && v != 0) {
         __atomic_store_n(&hp_live_filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
         if (v == 1)
-            __atomic_fetch_and(&hp_live_bits[slot >> 6], ~(1ull << (slot & 63)),
-                               __ATOMIC_RELAXED);
+            clear_bit(hp_live_bits, slot);
     }
     uint32_t c = hp_live_coarse_slot(ptr);
     uint16_t cv = __atomic_load_n(&hp_live_coarse[c], __ATOMIC_RELAXED);
@@ -311,8 +320,7 @@ filter_dec(uintptr_t ptr)
         return;
     __atomic_store_n(&hp_live_coarse[c], (uint16_t)(cv - 1), __ATOMIC_RELAXED);
     if (cv == 1)
-        __atomic_fetch_and(&hp_live_coarse_bits[c >> 6], ~(1ull << (c & 63)),
-                           __ATOMIC_RELAXED);
+        clear_bit(hp_live_coarse_bits, c);
 }
 
 static pthread_mutex_t *
@@ -334,23 +342,22 @@ hp_live_filter_pin(uintptr_t ptr)
     uint32_t c = hp_live_coarse_slot(ptr);
     pthread_mutex_lock(lock);
     __atomic_store_n(&hp_live_coarse[c], UINT16_MAX, __ATOMIC_RELAXED);
-    __atomic_fetch_or(&hp_live_coarse_bits[c >> 6], 1ull << (c & 63),
-                      __ATOMIC_RELAXED);
+    set_bit(hp_live_coarse_bits, c);
     __atomic_store_n(&hp_live_filter[slot], 255, __ATOMIC_RELAXED);
-    __atomic_fetch_or(&hp_live_bits[slot >> 6], 1ull << (slot & 63),
-                      __ATOMIC_RELAXED);
+    set_bit(hp_live_bits, slot);
     pthread_mutex_unlock(lock);
 }
 
 void
 hp_live_prefetch(uintptr_t ptr)
 {
+    uint32_t i = head_index(ptr);
     struct hp_live_rec **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
     if (hs != NULL)
-        __builtin_prefetch(&hs[head_index(ptr)], 1, 1);
+        __builtin_prefetch(&hs[i], 1, 1);
     __builtin_prefetch(&hp_live_filter[hp_live_filter_slot(ptr)], 1, 1);
     __builtin_prefetch(&hp_live_coarse[hp_live_coarse_slot(ptr)], 1, 1);
-    __builtin_prefetch(&stripes[head_index(ptr) % HP_LIVE_STRIPES], 1, 1);
+    __builtin_prefetch(&stripes[i % HP_LIVE_STRIPES], 1, 1);
 }
 
 bool

@@ -89,18 +89,21 @@ hp_live_coarse_slot(uintptr_t ptr)
            ((1u << HP_LIVE_COARSE_LG) - 1);
 }
 
+static inline bool
+hp_live_bit(const uint64_t *bits, uint32_t slot)
+{
+    return (__atomic_load_n(&bits[slot >> 6], __ATOMIC_RELAXED) >> (slot & 63)) & 1;
+}
+
 /* False means "certainly not a recorded block". The fine bit is read only
  * when the coarse one is set (rarely: the compiler keeps it out of line). */
 static inline bool
 hp_live_maybe(const void *ptr)
 {
-    uint32_t c = hp_live_coarse_slot((uintptr_t)ptr);
-    if (HP_LIKELY(!((__atomic_load_n(&hp_live_coarse_bits[c >> 6],
-                                     __ATOMIC_RELAXED) >> (c & 63)) & 1)))
+    if (HP_LIKELY(!hp_live_bit(hp_live_coarse_bits,
+                               hp_live_coarse_slot((uintptr_t)ptr))))
         return false;
-    uint32_t slot = hp_live_filter_slot((uintptr_t)ptr);
-    return (__atomic_load_n(&hp_live_bits[slot >> 6], __ATOMIC_RELAXED) >>
-            (slot & 63)) & 1;
+    return hp_live_bit(hp_live_bits, hp_live_filter_slot((uintptr_t)ptr));
 }
 
 /* Make ptr's slot answer "maybe" for good (the bootstrap pool's blocks,

@@ -59,13 +59,13 @@ static void
 assert_bits_match_counts(void)
 {
     for (uint32_t slot = 0; slot < (1u << HP_LIVE_FILTER_LG); slot++) {
-        bool bit = (hp_live_bits[slot >> 6] >> (slot & 63)) & 1;
+        bool bit = hp_live_bit(hp_live_bits, slot);
         if (bit != (hp_live_filter[slot] != 0))
             fail_msg("slot %u: bit %d, count %u", slot, bit,
                      hp_live_filter[slot]);
     }
     for (uint32_t c = 0; c < (1u << HP_LIVE_COARSE_LG); c++) {
-        bool bit = (hp_live_coarse_bits[c >> 6] >> (c & 63)) & 1;
+        bool bit = hp_live_bit(hp_live_coarse_bits, c);
         if (bit != (hp_live_coarse[c] != 0))
             fail_msg("coarse slot %u: bit %d, count %u", c, bit,
                      hp_live_coarse[c]);
