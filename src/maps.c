@@ -22,8 +22,7 @@
 
 /* One loaded ELF object: its executable PT_LOAD ranges and build id. */
 struct object {
-    uintptr_t lo[4], hi[4];
-    int nranges;
+    struct hp_exec_segs seg;
     char build_id[2 * HP_BUILD_ID_MAX + 1];
 };
 
@@ -97,18 +96,26 @@ collect_object(struct dl_phdr_info *info, size_t size, void *data)
     }
     struct object *ob = &objs->o[objs->n];
     memset(ob, 0, sizeof(*ob));
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && ob->nranges < 4) {
-            ob->lo[ob->nranges] = info->dlpi_addr + ph->p_vaddr;
-            ob->hi[ob->nranges] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-            ob->nranges++;
-        }
-    }
+    hp_maps_phdr_exec_segs(info, &ob->seg);
     hp_maps_phdr_build_id(info, ob->build_id, sizeof(ob->build_id));
-    if (ob->nranges > 0)
+    if (ob->seg.n > 0)
         objs->n++;
     return 0;
+}
+
+void
+hp_maps_phdr_exec_segs(const struct dl_phdr_info *info, struct hp_exec_segs *out)
+{
+    out->n = 0;
+    for (int i = 0; i < info->dlpi_phnum && out->n < HP_EXEC_SEGS_MAX; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        out->start[out->n] = info->dlpi_addr + ph->p_vaddr;
+        out->limit[out->n] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+        out->offset[out->n] = ph->p_offset;
+        out->n++;
+    }
 }
 
 int
@@ -194,9 +201,9 @@ assign_build_id(struct hp_mapping *m, const struct objects *objs)
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     for (size_t i = 0; i < objs->n; i++) {
         const struct object *o = &objs->o[i];
-        for (int r = 0; r < o->nranges; r++) {
-            uintptr_t lo = o->lo[r] & ~(page - 1);
-            if (m->start >= lo && m->start < o->hi[r]) {
+        for (int r = 0; r < o->seg.n; r++) {
+            uintptr_t lo = o->seg.start[r] & ~(page - 1);
+            if (m->start >= lo && m->start < o->seg.limit[r]) {
                 memcpy(m->build_id, o->build_id, sizeof(m->build_id));
                 return;
             }
@@ -296,11 +303,11 @@ add_retired(struct hp_maps *out, size_t *cap)
     int rc = 0;
     size_t ncur = out->n;
     for (size_t i = 0; i < nr && rc == 0; i++) {
-        for (int k = 0; k < r[i].nseg; k++) {
+        for (int k = 0; k < r[i].seg.n; k++) {
             bool overlaps = false;
             for (size_t j = 0; j < ncur && !overlaps; j++)
-                overlaps = out->m[j].start < r[i].limit[k] &&
-                           r[i].start[k] < out->m[j].limit;
+                overlaps = out->m[j].start < r[i].seg.limit[k] &&
+                           r[i].seg.start[k] < out->m[j].limit;
             if (overlaps)
                 continue;
             if (out->n == *cap) {
@@ -317,10 +324,10 @@ add_retired(struct hp_maps *out, size_t *cap)
             memset(m, 0, sizeof(*m));
             /* Whole pages, as /proc/self/maps would have shown them. */
             uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-            uint64_t skew = r[i].start[k] & (page - 1);
-            m->start = r[i].start[k] - skew;
-            m->limit = (r[i].limit[k] + page - 1) & ~(page - 1);
-            m->offset = r[i].offset[k] - skew;
+            uint64_t skew = r[i].seg.start[k] & (page - 1);
+            m->start = r[i].seg.start[k] - skew;
+            m->limit = (r[i].seg.limit[k] + page - 1) & ~(page - 1);
+            m->offset = r[i].seg.offset[k] - skew;
             memcpy(m->build_id, r[i].build_id, sizeof(m->build_id));
             m->path = strdup(r[i].path);
             if (m->path == NULL) {

@@ -48,4 +48,15 @@ struct dl_phdr_info;
 HP_HIDDEN int hp_maps_phdr_build_id(const struct dl_phdr_info *info, char *buf,
                                     size_t cap);
 
+/* A loaded object's executable PT_LOAD segments: addresses [start, limit)
+ * and file offset (the first HP_EXEC_SEGS_MAX of them). */
+#define HP_EXEC_SEGS_MAX 4
+struct hp_exec_segs {
+    uint64_t start[HP_EXEC_SEGS_MAX], limit[HP_EXEC_SEGS_MAX];
+    uint64_t offset[HP_EXEC_SEGS_MAX];
+    int n;
+};
+HP_HIDDEN void hp_maps_phdr_exec_segs(const struct dl_phdr_info *info,
+                                      struct hp_exec_segs *out);
+
 #endif

@@ -66,16 +66,8 @@ snap_object(struct dl_phdr_info *info, size_t size, void *data)
     strcpy(r->path, name);
     r->name_ptr = info->dlpi_name;
     r->bias = info->dlpi_addr;
-    for (int i = 0; i < info->dlpi_phnum && r->nseg < 4; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
-            continue;
-        r->start[r->nseg] = info->dlpi_addr + ph->p_vaddr;
-        r->limit[r->nseg] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-        r->offset[r->nseg] = ph->p_offset;
-        r->nseg++;
-    }
-    if (r->nseg == 0)
+    hp_maps_phdr_exec_segs(info, &r->seg);
+    if (r->seg.n == 0)
         return 0;
     hp_maps_phdr_build_id(info, r->build_id, sizeof(r->build_id));
     s->n++;
@@ -172,8 +164,8 @@ drop_overlapped(struct dl_phdr_info *info, size_t size, void *data)
         uint64_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
         for (size_t i = 0; i < nretired;) {
             bool hit = false;
-            for (int k = 0; k < retired[i].nseg; k++)
-                if (retired[i].start[k] < hi && lo < retired[i].limit[k])
+            for (int k = 0; k < retired[i].seg.n; k++)
+                if (retired[i].seg.start[k] < hi && lo < retired[i].seg.limit[k])
                     hit = true;
             if (hit) {
                 memmove(&retired[i], &retired[i + 1],

@@ -20,8 +20,7 @@ struct hp_retired {
     char path[HP_RETIRED_PATH_MAX];
     char build_id[2 * HP_BUILD_ID_MAX + 1];
     uint64_t bias;              /* load address (dl_phdr_info.dlpi_addr) */
-    uint64_t start[4], limit[4], offset[4]; /* executable PT_LOADs */
-    int nseg;
+    struct hp_exec_segs seg;
     const char *name_ptr;       /* the loader's name string, identity only */
 };
 
