@@ -354,21 +354,6 @@ ensure_dwfl(void)
     return true;
 }
 
-/*
- * End of a session that resolved addresses: drop the Dwfl. Everything a
- * profile needs is in the cache (names and files are interned in our
- * arena), while libdw keeps every CU, line table and debug file it opened
- * until dwfl_end: about 15 MB for glibc's separate debug info alone, more
- * with a big program's. Dropping it bounds the symbolizer's memory by its
- * own cache; the price is opening the modules again at the next miss,
- * which is rare once the program's allocation sites have been seen.
- */
-static void
-release_dwfl(void)
-{
-    drop_dwfl();
-}
-
 /* ------------------------------------------------------------- lookup */
 
 /*
@@ -735,7 +720,14 @@ hp_symbolize_lookup(uint64_t addr, struct hp_symres *out)
 void
 hp_symbolize_end(void)
 {
-    release_dwfl();
+    /* Drop the Dwfl at the end of every session. Everything a profile
+     * needs is in the cache (names and files are interned in our arena),
+     * while libdw keeps every CU, line table and debug file it opened
+     * until dwfl_end: about 15 MB for glibc's separate debug info alone,
+     * more with a big program's. Dropping it bounds the symbolizer's
+     * memory by its own cache; the price is opening the modules again at
+     * the next miss, rare once the program's allocation sites are seen. */
+    drop_dwfl();
     pthread_mutex_unlock(&hp_symbolize_lock);
 }
 
