@@ -8,6 +8,7 @@
 #include "buckets.h"
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <string.h>
 
 #include "ialloc.h"
@@ -22,15 +23,22 @@ static struct hp_bucket **heads;
 static struct hp_bucket *all_list;
 static uint64_t nbuckets;
 static uint64_t ndropped;
-static struct hp_bucket overflow_bucket;
+static alignas(64) struct hp_bucket overflow_bucket;
 
-/* Four independent multiply chains, folded at the end: a single chain is
- * one serial multiply per frame (~110 ns at depth 64, the largest item of
- * the sampled path after the unwinder); four run in parallel. */
-static uint64_t
-stack_hash(const uintptr_t *pcs, uint32_t n)
+/*
+ * A stack's fingerprint: 128 bits from four independent multiply chains
+ * (a single chain is one serial multiply per frame, ~110 ns at depth 64;
+ * four run in parallel), folded two ways. Buckets are matched on it
+ * without comparing the frames, which would read two to four more cold
+ * cache lines of the bucket on every sample: two different stacks (or
+ * label sets) collide with probability about n^2 / 2^129 for n buckets,
+ * never in practice.
+ */
+void
+hp_bucket_key_make(struct hp_bucket_key *key, const uintptr_t *pcs, uint32_t n,
+                   const struct hp_labelset *labels)
 {
-    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    const uint64_t k = 0x9E3779B97F4A7C15ull, k2 = 0xC2B2AE3D27D4EB4Full;
     uint64_t h0 = 0x243F6A8885A308D3ull ^ n, h1 = 0x13198A2E03707344ull,
              h2 = 0xA4093822299F31D0ull, h3 = 0x082EFA98EC4E6C89ull;
     uint32_t i = 0;
@@ -48,25 +56,41 @@ stack_hash(const uintptr_t *pcs, uint32_t n)
         h0 = (h0 ^ pcs[i]) * k;
         h0 ^= h0 >> 29;
     }
-    uint64_t h = h0;
+    uintptr_t l = (uintptr_t)labels; /* interned: the address is the set */
+    uint64_t h = (h0 ^ l) * k;
+    h ^= h >> 29;
     h = (h ^ h1) * k;
     h ^= h >> 29;
     h = (h ^ h2) * k;
     h ^= h >> 29;
     h = (h ^ h3) * k;
-    h ^= h >> 32;
-    return h;
+    key->h = h ^ (h >> 32);
+    /* The other fold: the chains in the opposite order, another odd
+     * multiplier. */
+    h = (h3 ^ l) * k2;
+    h ^= h >> 31;
+    h = (h ^ h2) * k2;
+    h ^= h >> 31;
+    h = (h ^ h1) * k2;
+    h ^= h >> 31;
+    h = (h ^ h0) * k2;
+    key->h2 = h ^ (h >> 33);
+    key->nframes = n;
+    key->labels = labels;
+    /* The chain head is a miss (the table is cold between samples):
+     * start it now, the caller has other work before hp_bucket_of. */
+    struct hp_bucket **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
+    if (hs != NULL)
+        __builtin_prefetch(&hs[key->h >> (64 - HP_BUCKET_HEADS_LG)], 0, 1);
 }
 
 static struct hp_bucket *
-find(struct hp_bucket **hs, uint64_t h, const uintptr_t *pcs, uint32_t n,
-     const struct hp_labelset *labels)
+find(struct hp_bucket **hs, const struct hp_bucket_key *key)
 {
     struct hp_bucket *b =
-        __atomic_load_n(&hs[h >> (64 - HP_BUCKET_HEADS_LG)], __ATOMIC_ACQUIRE);
+        __atomic_load_n(&hs[key->h >> (64 - HP_BUCKET_HEADS_LG)], __ATOMIC_ACQUIRE);
     for (; b != NULL; b = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE)) {
-        if (b->hash == h && b->nframes == n && b->labels == labels &&
-            memcmp(b->pcs, pcs, n * sizeof *pcs) == 0)
+        if (b->hash == key->h && b->hash2 == key->h2 && b->nframes == key->nframes)
             return b;
     }
     return NULL;
@@ -82,12 +106,17 @@ struct hp_bucket *
 hp_bucket_get_labeled(const uintptr_t *pcs, uint32_t nframes,
                       const struct hp_labelset *labels)
 {
-    /* Label sets are interned: their identity is their address. */
-    uint64_t h = stack_hash(pcs, nframes);
-    if (labels != NULL)
-        h = (h ^ (uintptr_t)labels) * 0x9E3779B97F4A7C15ull;
+    struct hp_bucket_key key;
+    hp_bucket_key_make(&key, pcs, nframes, labels);
+    return hp_bucket_of(&key, pcs);
+}
+
+struct hp_bucket *
+hp_bucket_of(const struct hp_bucket_key *key, const uintptr_t *pcs)
+{
+    uint32_t nframes = key->nframes;
     struct hp_bucket **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
-    struct hp_bucket *b = hs ? find(hs, h, pcs, nframes, labels) : NULL;
+    struct hp_bucket *b = hs ? find(hs, key) : NULL;
     if (b != NULL)
         return b;
 
@@ -98,15 +127,16 @@ hp_bucket_get_labeled(const uintptr_t *pcs, uint32_t nframes,
         if (hs != NULL)
             __atomic_store_n(&heads, hs, __ATOMIC_RELEASE);
     }
-    b = hs ? find(hs, h, pcs, nframes, labels) : NULL;
+    b = hs ? find(hs, key) : NULL;
     if (b == NULL && hs != NULL && nframes > 0) {
         b = hp_ialloc(sizeof *b + nframes * sizeof *pcs);
         if (b != NULL) {
-            b->hash = h;
+            b->hash = key->h;
+            b->hash2 = key->h2;
             b->nframes = nframes;
-            b->labels = labels;
+            b->labels = key->labels;
             memcpy(b->pcs, pcs, nframes * sizeof *pcs);
-            struct hp_bucket **slot = &hs[h >> (64 - HP_BUCKET_HEADS_LG)];
+            struct hp_bucket **slot = &hs[key->h >> (64 - HP_BUCKET_HEADS_LG)];
             b->next = *slot;
             b->all_next = all_list;
             __atomic_store_n(slot, b, __ATOMIC_RELEASE);

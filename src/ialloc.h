@@ -8,7 +8,8 @@
 
 #include "internal.h"
 
-/* Zeroed, 16-byte aligned memory, or NULL once the budget would be passed. */
+/* Zeroed memory, 16-byte aligned (64-byte aligned from 64 bytes up), or
+ * NULL once the budget would be passed. */
 HP_HIDDEN void *hp_ialloc(size_t size);
 /* Large zeroed region mapped on its own (tables); counted. NULL on failure. */
 HP_HIDDEN void *hp_ialloc_region(size_t size);

@@ -15,6 +15,7 @@
 #include "live.h"
 
 #include <pthread.h>
+#include <stdalign.h>
 
 #include "ialloc.h"
 
@@ -34,14 +35,24 @@ uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
 uint64_t hp_live_coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
 uint16_t hp_live_coarse[1u << HP_LIVE_COARSE_LG];
 
-/* stripes[i] protects the chains whose index is i mod HP_LIVE_STRIPES.
+/*
+ * stripes[i] protects the chains whose index is i mod HP_LIVE_STRIPES.
  * Lock order: a stripe, then an owner stripe (below), then freelist_lock,
- * then ialloc's lock. */
-static pthread_mutex_t stripes[HP_LIVE_STRIPES];
-static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
+ * then ialloc's lock.
+ *
+ * A stripe is one cache line: its lock and its share of the live count,
+ * kept under the lock, so a sample does no atomic add on a line shared by
+ * every thread (the stripe's line is the one it locks anyway).
+ */
+struct stripe {
+    alignas(64) pthread_mutex_t lock;
+    uint64_t nlive; /* records on this stripe's chains (atomic stores) */
+};
+static struct stripe stripes[HP_LIVE_STRIPES] = {
+    [0 ... HP_LIVE_STRIPES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 static pthread_mutex_t freelist_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *heads; /* struct hp_live_rec *[2^HP_LIVE_HEADS_LG] */
-static uint64_t nlive;
+_Static_assert(sizeof(struct stripe) == 64, "a stripe is one cache line");
 
 /* One per owner that has at least one live record; freed when its list
  * empties. */
@@ -58,19 +69,11 @@ struct owner_ent {
  * (which also protects both free lists), then ialloc's lock. Never held while
  * calling out of heapprof.
  */
-static pthread_mutex_t ostripes[HP_OWNER_STRIPES];
+static pthread_mutex_t ostripes[HP_OWNER_STRIPES] = {
+    [0 ... HP_OWNER_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
 static void *oheads; /* struct owner_ent *[2^HP_OWNER_HEADS_LG] */
 static uint64_t nowned;  /* records with an owner (atomic) */
 static uint64_t nowners; /* entries in use (atomic) */
-
-static void
-init_stripes(void)
-{
-    for (int i = 0; i < HP_LIVE_STRIPES; i++)
-        pthread_mutex_init(&stripes[i], NULL);
-    for (int i = 0; i < HP_OWNER_STRIPES; i++)
-        pthread_mutex_init(&ostripes[i], NULL);
-}
 
 /* Chain of an address: hashed high bits, and low bits equal to those of
  * its coarse filter slot, so that chain % HP_LIVE_STRIPES (its stripe)
@@ -166,6 +169,12 @@ static void
 rec_free(struct hp_live_rec *r)
 {
     batch_put(&recs, r);
+}
+
+static void
+nlive_add(struct stripe *st, int delta)
+{
+    __atomic_store_n(&st->nlive, st->nlive + (uint64_t)(int64_t)delta, __ATOMIC_RELAXED);
 }
 
 static uint32_t
@@ -323,7 +332,7 @@ filter_dec(uintptr_t ptr)
         clear_bit(hp_live_coarse_bits, c);
 }
 
-static pthread_mutex_t *
+static struct stripe *
 stripe_of(uintptr_t ptr)
 {
     return &stripes[head_index(ptr) % HP_LIVE_STRIPES];
@@ -336,8 +345,7 @@ hp_live_filter_pin(uintptr_t ptr)
      * bootstrap pool pins, before the allocator is known: a thread holding
      * a stripe lock is past that point, so no signal handler on it can
      * get here and wait for its own lock. */
-    pthread_once(&stripes_once, init_stripes);
-    pthread_mutex_t *lock = stripe_of(ptr);
+    pthread_mutex_t *lock = &stripe_of(ptr)->lock;
     uint32_t slot = hp_live_filter_slot(ptr);
     uint32_t c = hp_live_coarse_slot(ptr);
     pthread_mutex_lock(lock);
@@ -365,7 +373,6 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
                bool *had_stale)
 {
     *had_stale = false;
-    pthread_once(&stripes_once, init_stripes);
     struct hp_live_rec **hs = get_heads();
     if (hs == NULL)
         return false;
@@ -388,8 +395,8 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
     *r = *rec;
     r->onext = r->oprev = NULL;
     uint32_t i = head_index(rec->ptr);
-    pthread_mutex_t *lock = &stripes[i % HP_LIVE_STRIPES];
-    pthread_mutex_lock(lock);
+    struct stripe *st = &stripes[i % HP_LIVE_STRIPES];
+    pthread_mutex_lock(&st->lock);
     struct hp_live_rec *old = NULL;
     for (struct hp_live_rec **pp = &hs[i]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->ptr == rec->ptr) {
@@ -404,17 +411,17 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
     hs[i] = r;
     if (r->owner != 0)
         owner_link(ohs, r, &spare);
-    if (old == NULL)
+    if (old == NULL) {
         filter_inc(rec->ptr);
-    pthread_mutex_unlock(lock);
+        nlive_add(st, 1);
+    }
+    pthread_mutex_unlock(&st->lock);
     if (spare != NULL)
         ent_free(spare);
     if (old != NULL) {
         *stale = *old;
         *had_stale = true;
         rec_free(old);
-    } else {
-        __atomic_fetch_add(&nlive, 1, __ATOMIC_RELAXED);
     }
     return true;
 }
@@ -428,11 +435,10 @@ remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
     struct hp_live_rec **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
     if (hs == NULL)
         return false;
-    pthread_once(&stripes_once, init_stripes);
     uint32_t i = head_index(ptr);
-    pthread_mutex_t *lock = &stripes[i % HP_LIVE_STRIPES];
+    struct stripe *st = &stripes[i % HP_LIVE_STRIPES];
     struct hp_live_rec *found = NULL;
-    pthread_mutex_lock(lock);
+    pthread_mutex_lock(&st->lock);
     for (struct hp_live_rec **pp = &hs[i]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->ptr == ptr) {
             if ((how == MATCH_TAG && (*pp)->tag != want) ||
@@ -445,15 +451,16 @@ remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
     }
     if (found != NULL && found->owner != 0)
         owner_unlink(found);
-    if (found != NULL)
+    if (found != NULL) {
         filter_dec(ptr);
-    pthread_mutex_unlock(lock);
+        nlive_add(st, -1);
+    }
+    pthread_mutex_unlock(&st->lock);
     if (found == NULL)
         return false;
     *out = *found;
     out->next = out->onext = out->oprev = NULL;
     rec_free(found);
-    __atomic_fetch_sub(&nlive, 1, __ATOMIC_RELAXED);
     return true;
 }
 
@@ -475,7 +482,6 @@ hp_live_remove_owned(uintptr_t owner, struct hp_live_rec *out)
     struct owner_ent **ohs = __atomic_load_n(&oheads, __ATOMIC_ACQUIRE);
     if (ohs == NULL || owner == 0)
         return false;
-    pthread_once(&stripes_once, init_stripes);
     uint32_t oi = owner_index(owner);
     pthread_mutex_t *lock = owner_lock(oi);
     /*
@@ -515,7 +521,10 @@ hp_live_owner_count(void)
 uint64_t
 hp_live_count(void)
 {
-    return __atomic_load_n(&nlive, __ATOMIC_RELAXED);
+    uint64_t n = 0;
+    for (int s = 0; s < HP_LIVE_STRIPES; s++)
+        n += __atomic_load_n(&stripes[s].nlive, __ATOMIC_RELAXED);
+    return n;
 }
 
 void
@@ -524,24 +533,22 @@ hp_live_foreach(void (*fn)(const struct hp_live_rec *, void *), void *arg)
     struct hp_live_rec **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
     if (hs == NULL)
         return;
-    pthread_once(&stripes_once, init_stripes);
     /* Stripe by stripe: every chain head is read under its lock (the
      * chains are written under it, without atomics). */
     for (uint32_t s = 0; s < HP_LIVE_STRIPES; s++) {
-        pthread_mutex_lock(&stripes[s]);
+        pthread_mutex_lock(&stripes[s].lock);
         for (uint32_t i = s; i < (1u << HP_LIVE_HEADS_LG); i += HP_LIVE_STRIPES)
             for (struct hp_live_rec *r = hs[i]; r != NULL; r = r->next)
                 fn(r, arg);
-        pthread_mutex_unlock(&stripes[s]);
+        pthread_mutex_unlock(&stripes[s].lock);
     }
 }
 
 void
 hp_live_prefork(void)
 {
-    pthread_once(&stripes_once, init_stripes);
     for (int i = 0; i < HP_LIVE_STRIPES; i++)
-        pthread_mutex_lock(&stripes[i]);
+        pthread_mutex_lock(&stripes[i].lock);
     for (int i = 0; i < HP_OWNER_STRIPES; i++)
         pthread_mutex_lock(&ostripes[i]);
     pthread_mutex_lock(&freelist_lock);
@@ -554,7 +561,7 @@ hp_live_postfork_parent(void)
     for (int i = HP_OWNER_STRIPES - 1; i >= 0; i--)
         pthread_mutex_unlock(&ostripes[i]);
     for (int i = HP_LIVE_STRIPES - 1; i >= 0; i--)
-        pthread_mutex_unlock(&stripes[i]);
+        pthread_mutex_unlock(&stripes[i].lock);
 }
 
 void
@@ -562,7 +569,7 @@ hp_live_postfork_child(void)
 {
     pthread_mutex_init(&freelist_lock, NULL);
     for (int i = 0; i < HP_LIVE_STRIPES; i++)
-        pthread_mutex_init(&stripes[i], NULL);
+        pthread_mutex_init(&stripes[i].lock, NULL);
     for (int i = 0; i < HP_OWNER_STRIPES; i++)
         pthread_mutex_init(&ostripes[i], NULL);
 }

@@ -42,16 +42,18 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
         errno = saved;
         return;
     }
-    struct hp_bucket *b =
-        n > 0 ? hp_bucket_get_labeled(pcs, (uint32_t)n, hp_labels_current())
-              : hp_bucket_overflow();
+    /* The bucket's chain head loads while the record is filled in. */
+    struct hp_bucket_key key;
+    if (n > 0)
+        hp_bucket_key_make(&key, pcs, (uint32_t)n, hp_labels_current());
     struct hp_live_rec rec = {.ptr = (uintptr_t)ptr,
-                              .bucket = b,
                               .size = size,
                               .birth_ns = hp_now_mono_ns(),
                               .owner = owner,
                               .tag = tag};
     hp_sample_weights(size, rate, &rec.count_fx, &rec.bytes);
+    struct hp_bucket *b = n > 0 ? hp_bucket_of(&key, pcs) : hp_bucket_overflow();
+    rec.bucket = b;
     struct hp_live_rec stale;
     bool had_stale;
     hp_tls.holding++;

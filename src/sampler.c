@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "config.h"
 #include "heapprof.h"
@@ -66,6 +67,34 @@ next_random(uint64_t *state)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
+/*
+ * -ln(u) for u in (0, 1], without libm: a sample is rare, so libm's code
+ * and tables are cold every time, and log() was the costliest line of the
+ * sampled path after the unwinder and the tables. u = m * 2^e with m in
+ * [sqrt(1/2), sqrt(2)); ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| <
+ * 0.172, from its series to t^13 (relative error below 1e-10, far below
+ * what a sampling distance could show).
+ */
+double
+hp_sampler_neg_log(double u)
+{
+    uint64_t bits;
+    memcpy(&bits, &u, sizeof bits);
+    int e = (int)((bits >> 52) & 0x7ff) - 1023;
+    bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull; /* m in [1, 2) */
+    double m;
+    memcpy(&m, &bits, sizeof m);
+    if (m > 1.4142135623730951) {
+        m *= 0.5;
+        e++;
+    }
+    double t = (m - 1.0) / (m + 1.0), t2 = t * t;
+    double series =
+        1.0 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9 +
+        t2 * (1.0 / 11 + t2 * (1.0 / 13))))));
+    return -(2.0 * t * series + (double)e * 0.6931471805599453);
+}
+
 int64_t
 hp_sampler_draw(uint64_t *rng, uint64_t rate)
 {
@@ -73,7 +102,7 @@ hp_sampler_draw(uint64_t *rng, uint64_t rate)
         return 0;
     /* 53 random bits give U in (0, 1]; U never 0, so log(U) is finite. */
     double u = (double)((next_random(rng) >> 11) + 1) * (1.0 / 9007199254740992.0);
-    double d = -log(u) * (double)rate;
+    double d = hp_sampler_neg_log(u) * (double)rate;
     if (d < 1.0)
         return 1;
     if (d > 4.0e18)
@@ -138,6 +167,18 @@ hp_sample_slow(size_t size)
     return rate;
 }
 
+/* 1 - exp(-x) for x >= 0: its Taylor series while x < 1/2 (terms to
+ * x^9, relative error below 1e-8), libm beyond, where sizes are a good
+ * part of the rate and samples of them are rarer. */
+static double
+sample_probability(double x)
+{
+    if (x >= 0.5)
+        return -expm1(-x);
+    return x * (1.0 - x * (1.0 / 2 - x * (1.0 / 6 - x * (1.0 / 24 - x * (1.0 / 120 -
+           x * (1.0 / 720 - x * (1.0 / 5040 - x * (1.0 / 40320 - x * (1.0 / 362880)))))))));
+}
+
 void
 hp_sample_weights(size_t size, uint64_t rate, uint64_t *count_fx,
                   uint64_t *bytes)
@@ -147,13 +188,13 @@ hp_sample_weights(size_t size, uint64_t rate, uint64_t *count_fx,
         *bytes = size;
         return;
     }
-    /* p = 1 - exp(-s/R); expm1 keeps precision for s << R. */
-    double p = -expm1(-(double)size / (double)rate);
+    double p = sample_probability((double)size / (double)rate);
     if (!(p > 0.0)) {
         *count_fx = HP_COUNT_ONE;
         *bytes = size;
         return;
     }
-    *count_fx = (uint64_t)llround((double)HP_COUNT_ONE / p);
-    *bytes = (uint64_t)llround((double)size / p);
+    /* Rounded to nearest (both are positive and far below 2^63). */
+    *count_fx = (uint64_t)((double)HP_COUNT_ONE / p + 0.5);
+    *bytes = (uint64_t)((double)size / p + 0.5);
 }

@@ -61,6 +61,9 @@ hp_sample_check(size_t size)
 /* Exponential distance with mean rate drawn from *rng (seeded, != 0);
  * >= 1 for rate > 1, 0 for rate == 1. Exposed for the statistics tests. */
 HP_HIDDEN int64_t hp_sampler_draw(uint64_t *rng, uint64_t rate);
+/* -ln(u) for u in (0, 1], the draw's logarithm (no libm); exposed for its
+ * accuracy test. */
+HP_HIDDEN double hp_sampler_neg_log(double u);
 
 /*
  * Unbiased weights of one sampled allocation of `size` bytes taken at

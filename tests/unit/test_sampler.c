@@ -276,6 +276,41 @@ test_sampler_paused_and_fenced_sample_nothing(void **state)
     hp_rate_set(HEAPPROF_DEFAULT_RATE);
 }
 
+/* The sampler's own logarithm against libm's: every binade of (0, 1],
+ * both sides of the sqrt(2) fold, and the ends. */
+static void
+test_sampler_neg_log_accuracy(void **state)
+{
+    (void)state;
+    double worst = 0.0;
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 1000000; i++) {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        double u = (double)(((rng * 0x2545F4914F6CDD1Dull) >> 11) + 1) *
+                   (1.0 / 9007199254740992.0);
+        if (i % 4 == 1)
+            u = ldexp(u, -(i % 60)); /* small u: long distances */
+        double want = -log(u), got = hp_sampler_neg_log(u);
+        double err = fabs(got - want) / (want > 1e-300 ? want : 1.0);
+        if (want < 1e-12)
+            err = fabs(got - want);
+        if (err > worst)
+            worst = err;
+    }
+    const double edges[] = {1.0, 0x1.fffffffffffffp-1, 0.5, 0.70710678118654746,
+                            0.70710678118654757, 1.0 / 9007199254740992.0};
+    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) {
+        double want = -log(edges[i]), got = hp_sampler_neg_log(edges[i]);
+        double err = want > 1e-12 ? fabs(got - want) / want : fabs(got - want);
+        if (err > worst)
+            worst = err;
+    }
+    print_message("worst relative error %.3g\n", worst);
+    assert_true(worst < 1e-9);
+}
+
 /* ---------------------------------------------------------------- weights */
 
 static void
@@ -541,6 +576,7 @@ main(void)
         cmocka_unit_test(test_sampler_rate_zero_samples_nothing),
         cmocka_unit_test(test_sampler_paused_and_fenced_sample_nothing),
         cmocka_unit_test(test_sampler_weights_exact),
+        cmocka_unit_test(test_sampler_neg_log_accuracy),
         cmocka_unit_test(test_sampler_unbiased_mixed_sizes),
         cmocka_unit_test(test_sampler_unbiased_across_rate_changes),
         cmocka_unit_test(test_sampler_unbiased_tiny_rate),
