@@ -187,7 +187,8 @@ done
 # ------------------------------------------------------------- memory
 # Resident set with heapprof minus without, at the same live heap, after
 # two profile writes (symbolizer loaded), and heapprof's own metadata
-# figure from the profile's comments. 3 rounds per heap size.
+# figures from the profile's comments (budgeted tables + fixed tables).
+# 3 rounds per heap size.
 MEM_STACKS=512
 echo "mem_stacks	$MEM_STACKS" >>"$OUT/facts.tsv"
 for mib in 64 512; do
@@ -202,8 +203,10 @@ for mib in 64 512; do
             line=$(run_cfg "$envs" "$BUILD/memory_bench" "$mib" "$MEM_STACKS" "$prof" | grep '^memory ')
             meta=
             if [ -f "$prof" ] && command -v go >/dev/null; then
+                # the budgeted part plus the resident fixed tables
                 meta=$(go tool pprof -comments "$prof" 2>/dev/null |
-                    sed -n 's/^heapprof metadata: \([0-9]*\) bytes.*/\1/p')
+                    sed -n 's/^heapprof metadata: \([0-9]*\) bytes.*fixed tables: \([0-9]*\) bytes.*/\1 \2/p' |
+                    awk '{print $1 + $2}')
             fi
             heap=$(echo "$line" | sed -n 's/.*heap_bytes=\([0-9]*\).*/\1/p')
             rss=$(echo "$line" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')

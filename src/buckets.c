@@ -13,13 +13,12 @@
 
 #include "ialloc.h"
 
-#define HP_BUCKET_HEADS_LG 16
-#define HP_BUCKET_HEADS (1u << HP_BUCKET_HEADS_LG)
 
 /* Protects insertion (heads' chains and the all-list). Lock order: taken
  * before ialloc_lock, never while a live-table stripe lock is held. */
 static pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hp_bucket **heads;
+/* Static, so a lookup's first load is the chain head itself. */
+struct hp_bucket *hp_bucket_heads[HP_BUCKET_HEADS];
 static struct hp_bucket *all_list;
 static uint64_t nbuckets;
 static uint64_t ndropped;
@@ -79,16 +78,14 @@ hp_bucket_key_make(struct hp_bucket_key *key, const uintptr_t *pcs, uint32_t n,
     key->labels = labels;
     /* The chain head is a miss (the table is cold between samples):
      * start it now, the caller has other work before hp_bucket_of. */
-    struct hp_bucket **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
-    if (hs != NULL)
-        __builtin_prefetch(&hs[key->h >> (64 - HP_BUCKET_HEADS_LG)], 0, 1);
+    __builtin_prefetch(&hp_bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)], 0, 1);
 }
 
 static struct hp_bucket *
-find(struct hp_bucket **hs, const struct hp_bucket_key *key)
+find(const struct hp_bucket_key *key)
 {
     struct hp_bucket *b =
-        __atomic_load_n(&hs[key->h >> (64 - HP_BUCKET_HEADS_LG)], __ATOMIC_ACQUIRE);
+        __atomic_load_n(&hp_bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)], __ATOMIC_ACQUIRE);
     for (; b != NULL; b = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE)) {
         if (b->hash == key->h && b->hash2 == key->h2 && b->nframes == key->nframes)
             return b;
@@ -115,20 +112,13 @@ struct hp_bucket *
 hp_bucket_of(const struct hp_bucket_key *key, const uintptr_t *pcs)
 {
     uint32_t nframes = key->nframes;
-    struct hp_bucket **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
-    struct hp_bucket *b = hs ? find(hs, key) : NULL;
+    struct hp_bucket *b = find(key);
     if (b != NULL)
         return b;
 
     pthread_mutex_lock(&insert_lock);
-    hs = heads;
-    if (hs == NULL) {
-        hs = hp_ialloc_region(HP_BUCKET_HEADS * sizeof *hs);
-        if (hs != NULL)
-            __atomic_store_n(&heads, hs, __ATOMIC_RELEASE);
-    }
-    b = hs ? find(hs, key) : NULL;
-    if (b == NULL && hs != NULL && nframes > 0) {
+    b = find(key);
+    if (b == NULL && nframes > 0) {
         b = hp_ialloc(sizeof *b + nframes * sizeof *pcs);
         if (b != NULL) {
             b->hash = key->h;
@@ -136,7 +126,7 @@ hp_bucket_of(const struct hp_bucket_key *key, const uintptr_t *pcs)
             b->nframes = nframes;
             b->labels = key->labels;
             memcpy(b->pcs, pcs, nframes * sizeof *pcs);
-            struct hp_bucket **slot = &hs[key->h >> (64 - HP_BUCKET_HEADS_LG)];
+            struct hp_bucket **slot = &hp_bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)];
             b->next = *slot;
             b->all_next = all_list;
             __atomic_store_n(slot, b, __ATOMIC_RELEASE);

@@ -495,6 +495,8 @@ exclude_own_data(void)
     ops.exclude_static_roots(hp_live_coarse_bits,
                              hp_live_coarse_bits + sizeof hp_live_coarse_bits /
                                                        sizeof *hp_live_coarse_bits);
+    ops.exclude_static_roots(hp_live_heads, hp_live_heads + (1u << HP_LIVE_HEADS_LG));
+    ops.exclude_static_roots(hp_bucket_heads, hp_bucket_heads + HP_BUCKET_HEADS);
     ops.exclude_static_roots(chunks, chunks + HP_GC_MAX_CHUNKS);
 }
 

@@ -79,6 +79,23 @@ hp_ialloc(size_t size)
 }
 
 uint64_t
+hp_resident_bytes(const void *start, size_t len)
+{
+    uintptr_t page = 4096, lo = (uintptr_t)start & ~(page - 1),
+              hi = ((uintptr_t)start + len + page - 1) & ~(page - 1);
+    unsigned char vec[256];
+    uint64_t bytes = 0;
+    for (uintptr_t a = lo; a < hi; a += sizeof vec * page) {
+        size_t n = (hi - a) / page < sizeof vec ? (size_t)((hi - a) / page) : sizeof vec;
+        if (mincore((void *)a, n * page, vec) != 0)
+            return bytes;
+        for (size_t i = 0; i < n; i++)
+            bytes += (vec[i] & 1) ? page : 0;
+    }
+    return bytes;
+}
+
+uint64_t
 hp_ialloc_mapped(void)
 {
     return __atomic_load_n(&mapped, __ATOMIC_RELAXED);

@@ -15,6 +15,9 @@ HP_HIDDEN void *hp_ialloc(size_t size);
 HP_HIDDEN void *hp_ialloc_region(size_t size);
 /* Bytes mapped by ialloc so far (the profiler's own metadata). */
 HP_HIDDEN uint64_t hp_ialloc_mapped(void);
+/* Resident bytes of the pages under [start, start + len) (mincore), for
+ * heapprof's static tables, whose pages exist only once touched. */
+HP_HIDDEN uint64_t hp_resident_bytes(const void *start, size_t len);
 HP_HIDDEN void hp_ialloc_set_budget(uint64_t bytes);
 HP_HIDDEN uint64_t hp_ialloc_budget(void);
 HP_HIDDEN void hp_ialloc_prefork(void);

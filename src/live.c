@@ -19,7 +19,6 @@
 
 #include "ialloc.h"
 
-#define HP_LIVE_HEADS_LG 16
 #define HP_LIVE_STRIPES 256
 #define HP_LIVE_BATCH 256
 #define HP_OWNER_HEADS_LG 12
@@ -51,7 +50,9 @@ struct stripe {
 static struct stripe stripes[HP_LIVE_STRIPES] = {
     [0 ... HP_LIVE_STRIPES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 static pthread_mutex_t freelist_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *heads; /* struct hp_live_rec *[2^HP_LIVE_HEADS_LG] */
+/* The chain heads: static, so reaching one is a single (cold) load with
+ * no table pointer to load first; untouched pages cost nothing. */
+struct hp_live_rec *hp_live_heads[1u << HP_LIVE_HEADS_LG];
 _Static_assert(sizeof(struct stripe) == 64, "a stripe is one cache line");
 
 /* One per owner that has at least one live record; freed when its list
@@ -152,12 +153,6 @@ batch_put(struct batch_list *l, void *r)
 
 static struct batch_list recs = {NULL, sizeof(struct hp_live_rec),
                                  HP_LIVE_BATCH};
-
-static struct hp_live_rec **
-get_heads(void)
-{
-    return lazy_heads(&heads, HP_LIVE_HEADS_LG);
-}
 
 static struct hp_live_rec *
 rec_alloc(void)
@@ -360,9 +355,7 @@ void
 hp_live_prefetch(uintptr_t ptr)
 {
     uint32_t i = head_index(ptr);
-    struct hp_live_rec **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
-    if (hs != NULL)
-        __builtin_prefetch(&hs[i], 1, 1);
+    __builtin_prefetch(&hp_live_heads[i], 1, 1);
     __builtin_prefetch(&hp_live_filter[hp_live_filter_slot(ptr)], 1, 1);
     __builtin_prefetch(&hp_live_coarse[hp_live_coarse_slot(ptr)], 1, 1);
     __builtin_prefetch(&stripes[i % HP_LIVE_STRIPES], 1, 1);
@@ -373,9 +366,7 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
                bool *had_stale)
 {
     *had_stale = false;
-    struct hp_live_rec **hs = get_heads();
-    if (hs == NULL)
-        return false;
+    struct hp_live_rec **hs = hp_live_heads;
     /* An owned record may need a new owner entry; get it before any table
      * lock so that running out of budget drops the sample cleanly. */
     struct owner_ent **ohs = NULL;
@@ -432,9 +423,7 @@ static bool
 remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
                 struct hp_live_rec *out)
 {
-    struct hp_live_rec **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
-    if (hs == NULL)
-        return false;
+    struct hp_live_rec **hs = hp_live_heads;
     uint32_t i = head_index(ptr);
     struct stripe *st = &stripes[i % HP_LIVE_STRIPES];
     struct hp_live_rec *found = NULL;
@@ -519,6 +508,17 @@ hp_live_owner_count(void)
 }
 
 uint64_t
+hp_tables_resident(void)
+{
+    return hp_resident_bytes(hp_live_heads, sizeof hp_live_heads) +
+           hp_resident_bytes(hp_live_filter, sizeof hp_live_filter) +
+           hp_resident_bytes(hp_live_bits, sizeof hp_live_bits) +
+           hp_resident_bytes(hp_live_coarse, sizeof hp_live_coarse) +
+           hp_resident_bytes(hp_live_coarse_bits, sizeof hp_live_coarse_bits) +
+           hp_resident_bytes(hp_bucket_heads, sizeof hp_bucket_heads);
+}
+
+uint64_t
 hp_live_count(void)
 {
     uint64_t n = 0;
@@ -530,9 +530,7 @@ hp_live_count(void)
 void
 hp_live_foreach(void (*fn)(const struct hp_live_rec *, void *), void *arg)
 {
-    struct hp_live_rec **hs = __atomic_load_n(&heads, __ATOMIC_ACQUIRE);
-    if (hs == NULL)
-        return;
+    struct hp_live_rec **hs = hp_live_heads;
     /* Stripe by stripe: every chain head is read under its lock (the
      * chains are written under it, without atomics). */
     for (uint32_t s = 0; s < HP_LIVE_STRIPES; s++) {

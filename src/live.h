@@ -65,6 +65,9 @@ HP_HIDDEN extern uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
  * the same stripe lock (see live.c), which keeps both levels in step. */
 HP_HIDDEN extern uint64_t hp_live_coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
 HP_HIDDEN extern uint16_t hp_live_coarse[1u << HP_LIVE_COARSE_LG];
+/* The table's chain heads (under the stripe locks; see live.c). */
+#define HP_LIVE_HEADS_LG 16
+HP_HIDDEN extern struct hp_live_rec *hp_live_heads[1u << HP_LIVE_HEADS_LG];
 
 /*
  * Slot of an address: its granule within a 256 MiB window. Neighbouring
@@ -124,6 +127,9 @@ HP_HIDDEN bool hp_live_insert(const struct hp_live_rec *rec,
 /* Remove ptr's record, copying it to *out. False if ptr is not recorded. */
 HP_HIDDEN bool hp_live_remove(uintptr_t ptr, struct hp_live_rec *out);
 HP_HIDDEN uint64_t hp_live_count(void);
+/* Resident bytes of the static tables (filters, chain heads of this table
+ * and the bucket table): the part of heapprof's metadata not in ialloc. */
+HP_HIDDEN uint64_t hp_tables_resident(void);
 
 /* Remove ptr's record only if its tag equals tag (a front end that keeps
  * per-block state must not remove a newer record at a reused address).

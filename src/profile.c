@@ -312,8 +312,9 @@ hp_profile_encode(const struct hp_profile_data *d,
              ")",
              hp_buckets_count(), hp_buckets_dropped());
     snprintf(c[3], sizeof(c[3]),
-             "heapprof metadata: %" PRIu64 " bytes (budget %" PRIu64 ")",
-             hp_ialloc_mapped(), hp_ialloc_budget());
+             "heapprof metadata: %" PRIu64 " bytes (budget %" PRIu64
+             "); fixed tables: %" PRIu64 " bytes resident",
+             hp_ialloc_mapped(), hp_ialloc_budget(), hp_tables_resident());
     /* The process's own totals, to set the estimates against. */
     unsigned long long vm_pages = 0, rss_pages = 0;
     FILE *statm = fopen("/proc/self/statm", "re");
