@@ -4,10 +4,10 @@
 
 #include "buckets.h"
 #include "sampler.h"
+#include "stats.h"
 
-static uint64_t inuse;          /* estimate of in-use bytes (atomic) */
-static uint64_t highest;        /* the most inuse has been (atomic) */
-static uint64_t captured;       /* inuse at the last capture (atomic) */
+/* The running totals (inuse, highest, captured) are on hp_stats's line
+ * (stats.h). */
 static uint64_t captured_wall;  /* wall clock of the last capture */
 static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -61,25 +61,25 @@ capture_locked(uint64_t total)
     if (ov != NULL)
         capture_bucket(ov);
     store(&captured_wall, hp_now_wall_ns());
-    __atomic_store_n(&captured, total, __ATOMIC_RELEASE);
+    __atomic_store_n(&hp_stats.captured, total, __ATOMIC_RELEASE);
 }
 
 void
 hp_peak_note_alloc(uint64_t bytes)
 {
-    uint64_t now = __atomic_add_fetch(&inuse, bytes, __ATOMIC_RELAXED);
-    uint64_t high = load(&highest);
-    while (now > high && !__atomic_compare_exchange_n(&highest, &high, now, true,
+    uint64_t now = __atomic_add_fetch(&hp_stats.inuse, bytes, __ATOMIC_RELAXED);
+    uint64_t high = load(&hp_stats.highest);
+    while (now > high && !__atomic_compare_exchange_n(&hp_stats.highest, &high, now, true,
                                                       __ATOMIC_RELAXED,
                                                       __ATOMIC_RELAXED)) {
     }
-    uint64_t last = load(&captured);
+    uint64_t last = load(&hp_stats.captured);
     if (HP_LIKELY(now < last + margin(last)))
         return;
     if (pthread_mutex_trylock(&capture_lock) != 0)
         return;
-    last = load(&captured);
-    now = load(&inuse);
+    last = load(&hp_stats.captured);
+    now = load(&hp_stats.inuse);
     if (now >= last + margin(last))
         capture_locked(now);
     pthread_mutex_unlock(&capture_lock);
@@ -89,8 +89,8 @@ void
 hp_peak_note_free(uint64_t bytes)
 {
     /* Never below zero: a free's bytes are those its allocation added. */
-    uint64_t v = load(&inuse);
-    while (!__atomic_compare_exchange_n(&inuse, &v, sub0(v, bytes), true,
+    uint64_t v = load(&hp_stats.inuse);
+    while (!__atomic_compare_exchange_n(&hp_stats.inuse, &v, sub0(v, bytes), true,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
 }
@@ -99,8 +99,8 @@ void
 hp_peak_reset(void)
 {
     pthread_mutex_lock(&capture_lock);
-    uint64_t now = load(&inuse);
-    store(&highest, now);
+    uint64_t now = load(&hp_stats.inuse);
+    store(&hp_stats.highest, now);
     capture_locked(now);
     pthread_mutex_unlock(&capture_lock);
 }
@@ -111,27 +111,27 @@ hp_peak_refresh_locked(void)
     /* The present is a candidate too: a reader must never be served a
      * peak below what is in use as it asks (growth within the margin since
      * the last capture would otherwise be missing). */
-    uint64_t now = load(&inuse);
-    if (now > load(&captured))
+    uint64_t now = load(&hp_stats.inuse);
+    if (now > load(&hp_stats.captured))
         capture_locked(now);
 }
 
 uint64_t
 hp_peak_highest_bytes(void)
 {
-    return load(&highest);
+    return load(&hp_stats.highest);
 }
 
 uint64_t
 hp_peak_inuse_bytes(void)
 {
-    return load(&inuse);
+    return load(&hp_stats.inuse);
 }
 
 void
 hp_peak_captured_locked(uint64_t *bytes, uint64_t *wall_ns)
 {
-    *bytes = load(&captured);
+    *bytes = load(&hp_stats.captured);
     *wall_ns = load(&captured_wall);
 }
 

@@ -27,6 +27,7 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
     int saved = errno;
     hp_fence_enter();
     hp_live_prefetch((uintptr_t)ptr); /* lands during the stack capture */
+    hp_stats_prefetch();
     /* A fork child whose writer thread is gone restarts it here, on a
      * sampled allocation (never in the atfork handler). */
     hp_snapshot_poll();
@@ -101,6 +102,7 @@ hp_record_take_slow(void *ptr, struct hp_live_rec *out)
     /* The stripe lock, the chain head and the filter count are independent
      * misses on a big heap: start them together, not one after another. */
     hp_live_prefetch((uintptr_t)ptr);
+    hp_stats_prefetch();
     hp_tls.holding++;
     bool found = hp_live_remove((uintptr_t)ptr, out);
     hp_tls.holding--;
