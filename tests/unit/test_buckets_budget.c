@@ -41,7 +41,7 @@ test_buckets_budget_overflow_and_drops(void **state)
     uint64_t saved_budget = hp_ialloc_budget();
     uintptr_t pcs[8];
 
-    /* Some stacks while there is room (this also maps the table heads). */
+    /* Some stacks while there is room. */
     struct hp_bucket *early[16];
     for (uint64_t i = 0; i < 16; i++) {
         make_stack(pcs, 8, 0x10000000, i);
@@ -111,7 +111,7 @@ test_live_budget_insert_fails_cleanly(void **state)
     struct hp_live_rec rec, stale;
     bool had_stale;
 
-    /* Map the live table's heads and first record batch with room. */
+    /* The first record batch, mapped while there is room. */
     memset(&rec, 0, sizeof rec);
     rec.ptr = 0x7000000000;
     rec.bucket = hp_bucket_overflow();
