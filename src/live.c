@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <sys/mman.h>
 
 #include "ialloc.h"
 
@@ -29,10 +30,24 @@
  * it is emptied, and the bulk free stops rather than spin. */
 #define HP_OWNER_MAX_RETRIES 1024
 
-uint64_t hp_live_bits[1u << (HP_LIVE_FILTER_LG - 6)];
-uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
-uint64_t hp_live_coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
-uint16_t hp_live_coarse[1u << HP_LIVE_COARSE_LG];
+alignas(HP_LIVE_TABLES_ALIGN) struct hp_live_tables hp_live_tables;
+
+/*
+ * Ask for the tables' huge page (live.h says why). Best effort, and
+ * early: frees and the bootstrap pool may already have touched a few of
+ * its pages, which MADV_COLLAPSE (Linux 6.1) folds in; where transparent
+ * huge pages are off, the tables stay on 4 KiB pages and only cost more
+ * TLB misses.
+ */
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+static void __attribute__((constructor))
+tables_on_huge_page(void)
+{
+    if (madvise(&hp_live_tables, sizeof hp_live_tables, MADV_HUGEPAGE) == 0)
+        (void)madvise(&hp_live_tables, sizeof hp_live_tables, MADV_COLLAPSE);
+}
 
 /*
  * stripes[i] protects the chains whose index is i mod HP_LIVE_STRIPES.
@@ -50,9 +65,6 @@ struct stripe {
 static struct stripe stripes[HP_LIVE_STRIPES] = {
     [0 ... HP_LIVE_STRIPES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 static pthread_mutex_t freelist_lock = PTHREAD_MUTEX_INITIALIZER;
-/* The chain heads: static, so reaching one is a single (cold) load with
- * no table pointer to load first; untouched pages cost nothing. */
-struct hp_live_rec *hp_live_heads[1u << HP_LIVE_HEADS_LG];
 _Static_assert(sizeof(struct stripe) == 64, "a stripe is one cache line");
 
 /* One per owner that has at least one live record; freed when its list
@@ -293,38 +305,38 @@ static void
 filter_inc(uintptr_t ptr)
 {
     uint32_t c = hp_live_coarse_slot(ptr);
-    uint16_t cv = __atomic_load_n(&hp_live_coarse[c], __ATOMIC_RELAXED);
+    uint16_t cv = __atomic_load_n(&hp_live_tables.coarse[c], __ATOMIC_RELAXED);
     if (cv != UINT16_MAX) {
-        __atomic_store_n(&hp_live_coarse[c], (uint16_t)(cv + 1), __ATOMIC_RELAXED);
+        __atomic_store_n(&hp_live_tables.coarse[c], (uint16_t)(cv + 1), __ATOMIC_RELAXED);
         if (cv == 0)
-            set_bit(hp_live_coarse_bits, c);
+            set_bit(hp_live_tables.coarse_bits, c);
     }
     uint32_t slot = hp_live_filter_slot(ptr);
-    uint8_t v = __atomic_load_n(&hp_live_filter[slot], __ATOMIC_RELAXED);
+    uint8_t v = __atomic_load_n(&hp_live_tables.filter[slot], __ATOMIC_RELAXED);
     if (v == 255)
         return;
-    __atomic_store_n(&hp_live_filter[slot], (uint8_t)(v + 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&hp_live_tables.filter[slot], (uint8_t)(v + 1), __ATOMIC_RELAXED);
     if (v == 0)
-        set_bit(hp_live_bits, slot);
+        set_bit(hp_live_tables.bits, slot);
 }
 
 static void
 filter_dec(uintptr_t ptr)
 {
     uint32_t slot = hp_live_filter_slot(ptr);
-    uint8_t v = __atomic_load_n(&hp_live_filter[slot], __ATOMIC_RELAXED);
+    uint8_t v = __atomic_load_n(&hp_live_tables.filter[slot], __ATOMIC_RELAXED);
     if (v != 255 && v != 0) {
-        __atomic_store_n(&hp_live_filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
+        __atomic_store_n(&hp_live_tables.filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
         if (v == 1)
-            clear_bit(hp_live_bits, slot);
+            clear_bit(hp_live_tables.bits, slot);
     }
     uint32_t c = hp_live_coarse_slot(ptr);
-    uint16_t cv = __atomic_load_n(&hp_live_coarse[c], __ATOMIC_RELAXED);
+    uint16_t cv = __atomic_load_n(&hp_live_tables.coarse[c], __ATOMIC_RELAXED);
     if (cv == UINT16_MAX || cv == 0)
         return;
-    __atomic_store_n(&hp_live_coarse[c], (uint16_t)(cv - 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&hp_live_tables.coarse[c], (uint16_t)(cv - 1), __ATOMIC_RELAXED);
     if (cv == 1)
-        clear_bit(hp_live_coarse_bits, c);
+        clear_bit(hp_live_tables.coarse_bits, c);
 }
 
 static struct stripe *
@@ -344,10 +356,10 @@ hp_live_filter_pin(uintptr_t ptr)
     uint32_t slot = hp_live_filter_slot(ptr);
     uint32_t c = hp_live_coarse_slot(ptr);
     pthread_mutex_lock(lock);
-    __atomic_store_n(&hp_live_coarse[c], UINT16_MAX, __ATOMIC_RELAXED);
-    set_bit(hp_live_coarse_bits, c);
-    __atomic_store_n(&hp_live_filter[slot], 255, __ATOMIC_RELAXED);
-    set_bit(hp_live_bits, slot);
+    __atomic_store_n(&hp_live_tables.coarse[c], UINT16_MAX, __ATOMIC_RELAXED);
+    set_bit(hp_live_tables.coarse_bits, c);
+    __atomic_store_n(&hp_live_tables.filter[slot], 255, __ATOMIC_RELAXED);
+    set_bit(hp_live_tables.bits, slot);
     pthread_mutex_unlock(lock);
 }
 
@@ -355,9 +367,9 @@ void
 hp_live_prefetch(uintptr_t ptr)
 {
     uint32_t i = head_index(ptr);
-    __builtin_prefetch(&hp_live_heads[i], 1, 1);
-    __builtin_prefetch(&hp_live_filter[hp_live_filter_slot(ptr)], 1, 1);
-    __builtin_prefetch(&hp_live_coarse[hp_live_coarse_slot(ptr)], 1, 1);
+    __builtin_prefetch(&hp_live_tables.heads[i], 1, 1);
+    __builtin_prefetch(&hp_live_tables.filter[hp_live_filter_slot(ptr)], 1, 1);
+    __builtin_prefetch(&hp_live_tables.coarse[hp_live_coarse_slot(ptr)], 1, 1);
     __builtin_prefetch(&stripes[i % HP_LIVE_STRIPES], 1, 1);
 }
 
@@ -366,7 +378,7 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
                bool *had_stale)
 {
     *had_stale = false;
-    struct hp_live_rec **hs = hp_live_heads;
+    struct hp_live_rec **hs = hp_live_tables.heads;
     /* An owned record may need a new owner entry; get it before any table
      * lock so that running out of budget drops the sample cleanly. */
     struct owner_ent **ohs = NULL;
@@ -423,7 +435,7 @@ static bool
 remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
                 struct hp_live_rec *out)
 {
-    struct hp_live_rec **hs = hp_live_heads;
+    struct hp_live_rec **hs = hp_live_tables.heads;
     uint32_t i = head_index(ptr);
     struct stripe *st = &stripes[i % HP_LIVE_STRIPES];
     struct hp_live_rec *found = NULL;
@@ -510,11 +522,11 @@ hp_live_owner_count(void)
 uint64_t
 hp_tables_resident(void)
 {
-    return hp_resident_bytes(hp_live_heads, sizeof hp_live_heads) +
-           hp_resident_bytes(hp_live_filter, sizeof hp_live_filter) +
-           hp_resident_bytes(hp_live_bits, sizeof hp_live_bits) +
-           hp_resident_bytes(hp_live_coarse, sizeof hp_live_coarse) +
-           hp_resident_bytes(hp_live_coarse_bits, sizeof hp_live_coarse_bits) +
+    return hp_resident_bytes(hp_live_tables.heads, sizeof hp_live_tables.heads) +
+           hp_resident_bytes(hp_live_tables.filter, sizeof hp_live_tables.filter) +
+           hp_resident_bytes(hp_live_tables.bits, sizeof hp_live_tables.bits) +
+           hp_resident_bytes(hp_live_tables.coarse, sizeof hp_live_tables.coarse) +
+           hp_resident_bytes(hp_live_tables.coarse_bits, sizeof hp_live_tables.coarse_bits) +
            hp_resident_bytes(hp_bucket_heads, sizeof hp_bucket_heads);
 }
 
@@ -530,7 +542,7 @@ hp_live_count(void)
 void
 hp_live_foreach(void (*fn)(const struct hp_live_rec *, void *), void *arg)
 {
-    struct hp_live_rec **hs = hp_live_heads;
+    struct hp_live_rec **hs = hp_live_tables.heads;
     /* Stripe by stripe: every chain head is read under its lock (the
      * chains are written under it, without atomics). */
     for (uint32_t s = 0; s < HP_LIVE_STRIPES; s++) {

@@ -54,20 +54,40 @@ struct hp_live_rec {
     struct hp_live_rec *oprev;
 };
 
-/* The fast-path bits, and per slot the number of recorded blocks (a byte
- * that saturates at 255 and then stays: a permanent "maybe", which only
- * costs lookups). Both change only under the live table's stripe lock of
- * the slot; the bits are read without any lock. */
-HP_HIDDEN extern uint64_t hp_live_bits[1u << (HP_LIVE_FILTER_LG - 6)];
-HP_HIDDEN extern uint8_t hp_live_filter[1u << HP_LIVE_FILTER_LG];
-/* The coarse filter, the same way (a 16-bit count per slot, 65535 sticky).
- * Every address of a coarse slot has its fine slot, and its chain, under
- * the same stripe lock (see live.c), which keeps both levels in step. */
-HP_HIDDEN extern uint64_t hp_live_coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
-HP_HIDDEN extern uint16_t hp_live_coarse[1u << HP_LIVE_COARSE_LG];
-/* The table's chain heads (under the stripe locks; see live.c). */
 #define HP_LIVE_HEADS_LG 16
-HP_HIDDEN extern struct hp_live_rec *hp_live_heads[1u << HP_LIVE_HEADS_LG];
+
+/*
+ * The table's fixed arrays, together in one 2 MiB-aligned object that
+ * live.c asks the kernel to back with one huge page: a sample reaches
+ * into four of them (and every free into the coarse bits) at addresses
+ * spread over 1.9 MiB, which on 4 KiB pages is a TLB miss each, with a
+ * page walk that is itself cold.
+ */
+struct hp_live_tables {
+    /* The coarse filter's fast-path bits, read by every free. */
+    uint64_t coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
+    /* The fine filter's bits, and per slot the number of recorded blocks
+     * (a byte that saturates at 255 and then stays: a permanent "maybe",
+     * which only costs lookups). Both change only under the live table's
+     * stripe lock of the slot; the bits are read without any lock. */
+    uint64_t bits[1u << (HP_LIVE_FILTER_LG - 6)];
+    uint8_t filter[1u << HP_LIVE_FILTER_LG];
+    /* The coarse filter's counts, the same way (16 bits, 65535 sticky).
+     * Every address of a coarse slot has its fine slot, and its chain,
+     * under the same stripe lock (see live.c), which keeps both levels in
+     * step. */
+    uint16_t coarse[1u << HP_LIVE_COARSE_LG];
+    /* The chain heads (under the stripe locks; see live.c). */
+    struct hp_live_rec *heads[1u << HP_LIVE_HEADS_LG];
+    /* The rest of the huge page. */
+    char pad[(2u << 20) - (1u << (HP_LIVE_COARSE_LG - 3)) - (1u << (HP_LIVE_FILTER_LG - 3)) -
+             (1u << HP_LIVE_FILTER_LG) - (2u << HP_LIVE_COARSE_LG) -
+             (8u << HP_LIVE_HEADS_LG)];
+};
+#define HP_LIVE_TABLES_ALIGN ((size_t)2 << 20)
+_Static_assert(sizeof(struct hp_live_tables) == HP_LIVE_TABLES_ALIGN,
+               "the live table's arrays fill one huge page");
+HP_HIDDEN extern struct hp_live_tables hp_live_tables;
 
 /*
  * Slot of an address: its granule within a 256 MiB window. Neighbouring
@@ -103,10 +123,10 @@ hp_live_bit(const uint64_t *bits, uint32_t slot)
 static inline bool
 hp_live_maybe(const void *ptr)
 {
-    if (HP_LIKELY(!hp_live_bit(hp_live_coarse_bits,
+    if (HP_LIKELY(!hp_live_bit(hp_live_tables.coarse_bits,
                                hp_live_coarse_slot((uintptr_t)ptr))))
         return false;
-    return hp_live_bit(hp_live_bits, hp_live_filter_slot((uintptr_t)ptr));
+    return hp_live_bit(hp_live_tables.bits, hp_live_filter_slot((uintptr_t)ptr));
 }
 
 /* Make ptr's slot answer "maybe" for good (the bootstrap pool's blocks,
