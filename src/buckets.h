@@ -47,10 +47,9 @@ struct hp_bucket {
 _Static_assert(__builtin_offsetof(struct hp_bucket, free_count_fx) == 64,
                "a sampled allocation touches one line of its bucket");
 
-/* The table's chain heads (static; see buckets.c). */
+/* The table's chain heads are static, in hp_tables (live.h). */
 #define HP_BUCKET_HEADS_LG 16
 #define HP_BUCKET_HEADS (1u << HP_BUCKET_HEADS_LG)
-HP_HIDDEN extern struct hp_bucket *hp_bucket_heads[HP_BUCKET_HEADS];
 
 /* Bucket for this stack, created if needed. When the table cannot grow
  * (budget), returns the overflow bucket (nframes == 0) and counts a drop.

@@ -30,7 +30,7 @@
  * it is emptied, and the bulk free stops rather than spin. */
 #define HP_OWNER_MAX_RETRIES 1024
 
-alignas(HP_LIVE_TABLES_ALIGN) struct hp_live_tables hp_live_tables;
+alignas(HP_TABLES_ALIGN) struct hp_tables hp_tables;
 
 /*
  * Ask for the tables' huge page (live.h says why). Best effort, and
@@ -45,8 +45,8 @@ alignas(HP_LIVE_TABLES_ALIGN) struct hp_live_tables hp_live_tables;
 static void __attribute__((constructor))
 tables_on_huge_page(void)
 {
-    if (madvise(&hp_live_tables, sizeof hp_live_tables, MADV_HUGEPAGE) == 0)
-        (void)madvise(&hp_live_tables, sizeof hp_live_tables, MADV_COLLAPSE);
+    if (madvise(&hp_tables, sizeof hp_tables, MADV_HUGEPAGE) == 0)
+        (void)madvise(&hp_tables, sizeof hp_tables, MADV_COLLAPSE);
 }
 
 /*
@@ -91,8 +91,9 @@ static uint64_t nowners; /* entries in use (atomic) */
 /* Chain of an address: hashed high bits, and low bits equal to those of
  * its coarse filter slot, so that chain % HP_LIVE_STRIPES (its stripe)
  * depends on the coarse slot alone. A fine slot lies inside one coarse
- * slot's residue class (the fine window is half the coarse one, granules
- * nest), so every address of a fine slot is under that stripe too. */
+ * slot's residue class (the fine window is a quarter of the coarse one,
+ * granules nest), so every address of a fine slot is under that stripe
+ * too. */
 _Static_assert(HP_LIVE_STRIPES == 256, "stripe = low 8 bits of the coarse slot");
 _Static_assert(HP_LIVE_COARSE_GRANULE_LG >= HP_LIVE_GRANULE_LG &&
                    HP_LIVE_COARSE_GRANULE_LG + 8 <=
@@ -305,38 +306,38 @@ static void
 filter_inc(uintptr_t ptr)
 {
     uint32_t c = hp_live_coarse_slot(ptr);
-    uint16_t cv = __atomic_load_n(&hp_live_tables.coarse[c], __ATOMIC_RELAXED);
+    uint16_t cv = __atomic_load_n(&hp_tables.coarse[c], __ATOMIC_RELAXED);
     if (cv != UINT16_MAX) {
-        __atomic_store_n(&hp_live_tables.coarse[c], (uint16_t)(cv + 1), __ATOMIC_RELAXED);
+        __atomic_store_n(&hp_tables.coarse[c], (uint16_t)(cv + 1), __ATOMIC_RELAXED);
         if (cv == 0)
-            set_bit(hp_live_tables.coarse_bits, c);
+            set_bit(hp_tables.coarse_bits, c);
     }
     uint32_t slot = hp_live_filter_slot(ptr);
-    uint8_t v = __atomic_load_n(&hp_live_tables.filter[slot], __ATOMIC_RELAXED);
+    uint8_t v = __atomic_load_n(&hp_tables.filter[slot], __ATOMIC_RELAXED);
     if (v == 255)
         return;
-    __atomic_store_n(&hp_live_tables.filter[slot], (uint8_t)(v + 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&hp_tables.filter[slot], (uint8_t)(v + 1), __ATOMIC_RELAXED);
     if (v == 0)
-        set_bit(hp_live_tables.bits, slot);
+        set_bit(hp_tables.bits, slot);
 }
 
 static void
 filter_dec(uintptr_t ptr)
 {
     uint32_t slot = hp_live_filter_slot(ptr);
-    uint8_t v = __atomic_load_n(&hp_live_tables.filter[slot], __ATOMIC_RELAXED);
+    uint8_t v = __atomic_load_n(&hp_tables.filter[slot], __ATOMIC_RELAXED);
     if (v != 255 && v != 0) {
-        __atomic_store_n(&hp_live_tables.filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
+        __atomic_store_n(&hp_tables.filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
         if (v == 1)
-            clear_bit(hp_live_tables.bits, slot);
+            clear_bit(hp_tables.bits, slot);
     }
     uint32_t c = hp_live_coarse_slot(ptr);
-    uint16_t cv = __atomic_load_n(&hp_live_tables.coarse[c], __ATOMIC_RELAXED);
+    uint16_t cv = __atomic_load_n(&hp_tables.coarse[c], __ATOMIC_RELAXED);
     if (cv == UINT16_MAX || cv == 0)
         return;
-    __atomic_store_n(&hp_live_tables.coarse[c], (uint16_t)(cv - 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&hp_tables.coarse[c], (uint16_t)(cv - 1), __ATOMIC_RELAXED);
     if (cv == 1)
-        clear_bit(hp_live_tables.coarse_bits, c);
+        clear_bit(hp_tables.coarse_bits, c);
 }
 
 static struct stripe *
@@ -356,10 +357,10 @@ hp_live_filter_pin(uintptr_t ptr)
     uint32_t slot = hp_live_filter_slot(ptr);
     uint32_t c = hp_live_coarse_slot(ptr);
     pthread_mutex_lock(lock);
-    __atomic_store_n(&hp_live_tables.coarse[c], UINT16_MAX, __ATOMIC_RELAXED);
-    set_bit(hp_live_tables.coarse_bits, c);
-    __atomic_store_n(&hp_live_tables.filter[slot], 255, __ATOMIC_RELAXED);
-    set_bit(hp_live_tables.bits, slot);
+    __atomic_store_n(&hp_tables.coarse[c], UINT16_MAX, __ATOMIC_RELAXED);
+    set_bit(hp_tables.coarse_bits, c);
+    __atomic_store_n(&hp_tables.filter[slot], 255, __ATOMIC_RELAXED);
+    set_bit(hp_tables.bits, slot);
     pthread_mutex_unlock(lock);
 }
 
@@ -367,9 +368,9 @@ void
 hp_live_prefetch(uintptr_t ptr)
 {
     uint32_t i = head_index(ptr);
-    __builtin_prefetch(&hp_live_tables.heads[i], 1, 1);
-    __builtin_prefetch(&hp_live_tables.filter[hp_live_filter_slot(ptr)], 1, 1);
-    __builtin_prefetch(&hp_live_tables.coarse[hp_live_coarse_slot(ptr)], 1, 1);
+    __builtin_prefetch(&hp_tables.heads[i], 1, 1);
+    __builtin_prefetch(&hp_tables.filter[hp_live_filter_slot(ptr)], 1, 1);
+    __builtin_prefetch(&hp_tables.coarse[hp_live_coarse_slot(ptr)], 1, 1);
     __builtin_prefetch(&stripes[i % HP_LIVE_STRIPES], 1, 1);
 }
 
@@ -378,7 +379,7 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
                bool *had_stale)
 {
     *had_stale = false;
-    struct hp_live_rec **hs = hp_live_tables.heads;
+    struct hp_live_rec **hs = hp_tables.heads;
     /* An owned record may need a new owner entry; get it before any table
      * lock so that running out of budget drops the sample cleanly. */
     struct owner_ent **ohs = NULL;
@@ -435,7 +436,7 @@ static bool
 remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
                 struct hp_live_rec *out)
 {
-    struct hp_live_rec **hs = hp_live_tables.heads;
+    struct hp_live_rec **hs = hp_tables.heads;
     uint32_t i = head_index(ptr);
     struct stripe *st = &stripes[i % HP_LIVE_STRIPES];
     struct hp_live_rec *found = NULL;
@@ -522,12 +523,12 @@ hp_live_owner_count(void)
 uint64_t
 hp_tables_resident(void)
 {
-    return hp_resident_bytes(hp_live_tables.heads, sizeof hp_live_tables.heads) +
-           hp_resident_bytes(hp_live_tables.filter, sizeof hp_live_tables.filter) +
-           hp_resident_bytes(hp_live_tables.bits, sizeof hp_live_tables.bits) +
-           hp_resident_bytes(hp_live_tables.coarse, sizeof hp_live_tables.coarse) +
-           hp_resident_bytes(hp_live_tables.coarse_bits, sizeof hp_live_tables.coarse_bits) +
-           hp_resident_bytes(hp_bucket_heads, sizeof hp_bucket_heads);
+    return hp_resident_bytes(hp_tables.heads, sizeof hp_tables.heads) +
+           hp_resident_bytes(hp_tables.filter, sizeof hp_tables.filter) +
+           hp_resident_bytes(hp_tables.bits, sizeof hp_tables.bits) +
+           hp_resident_bytes(hp_tables.coarse, sizeof hp_tables.coarse) +
+           hp_resident_bytes(hp_tables.coarse_bits, sizeof hp_tables.coarse_bits) +
+           hp_resident_bytes(hp_tables.bucket_heads, sizeof hp_tables.bucket_heads);
 }
 
 uint64_t
@@ -542,7 +543,7 @@ hp_live_count(void)
 void
 hp_live_foreach(void (*fn)(const struct hp_live_rec *, void *), void *arg)
 {
-    struct hp_live_rec **hs = hp_live_tables.heads;
+    struct hp_live_rec **hs = hp_tables.heads;
     /* Stripe by stripe: every chain head is read under its lock (the
      * chains are written under it, without atomics). */
     for (uint32_t s = 0; s < HP_LIVE_STRIPES; s++) {

@@ -3,7 +3,7 @@
  * birth time), so a free can be attributed to the stack that allocated it.
  * A free of an unsampled block must cost almost nothing, so the table sits
  * behind a filter: one bit per 256-byte granule of address space (folded
- * into 2^20 slots), set while some recorded block starts in that granule.
+ * into 2^19 slots), set while some recorded block starts in that granule.
  * A clear bit proves the block was not sampled without taking a lock or
  * touching the table.
  */
@@ -13,7 +13,7 @@
 #include "buckets.h"
 #include "internal.h"
 
-#define HP_LIVE_FILTER_LG 20
+#define HP_LIVE_FILTER_LG 19
 /*
  * Frees of a program's heap are scattered, and the filter word is then
  * the one cache miss heapprof adds to free, so the filter is dense: a bit
@@ -57,13 +57,13 @@ struct hp_live_rec {
 #define HP_LIVE_HEADS_LG 16
 
 /*
- * The table's fixed arrays, together in one 2 MiB-aligned object that
- * live.c asks the kernel to back with one huge page: a sample reaches
- * into four of them (and every free into the coarse bits) at addresses
- * spread over 1.9 MiB, which on 4 KiB pages is a TLB miss each, with a
- * page walk that is itself cold.
+ * heapprof's fixed tables (this table's and the bucket table's), together
+ * in one 2 MiB-aligned object that live.c asks the kernel to back with
+ * one huge page: a sample reaches into five of them (and every free into
+ * the coarse bits) at addresses spread over 1.8 MiB, which on 4 KiB pages
+ * is a TLB miss each, with a page walk that is itself cold.
  */
-struct hp_live_tables {
+struct hp_tables {
     /* The coarse filter's fast-path bits, read by every free. */
     uint64_t coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
     /* The fine filter's bits, and per slot the number of recorded blocks
@@ -79,18 +79,20 @@ struct hp_live_tables {
     uint16_t coarse[1u << HP_LIVE_COARSE_LG];
     /* The chain heads (under the stripe locks; see live.c). */
     struct hp_live_rec *heads[1u << HP_LIVE_HEADS_LG];
+    /* The bucket table's chain heads (see buckets.c). */
+    struct hp_bucket *bucket_heads[HP_BUCKET_HEADS];
     /* The rest of the huge page. */
     char pad[(2u << 20) - (1u << (HP_LIVE_COARSE_LG - 3)) - (1u << (HP_LIVE_FILTER_LG - 3)) -
              (1u << HP_LIVE_FILTER_LG) - (2u << HP_LIVE_COARSE_LG) -
-             (8u << HP_LIVE_HEADS_LG)];
+             (8u << HP_LIVE_HEADS_LG) - 8u * HP_BUCKET_HEADS];
 };
-#define HP_LIVE_TABLES_ALIGN ((size_t)2 << 20)
-_Static_assert(sizeof(struct hp_live_tables) == HP_LIVE_TABLES_ALIGN,
-               "the live table's arrays fill one huge page");
-HP_HIDDEN extern struct hp_live_tables hp_live_tables;
+#define HP_TABLES_ALIGN ((size_t)2 << 20)
+_Static_assert(sizeof(struct hp_tables) == HP_TABLES_ALIGN,
+               "the fixed tables fill one huge page");
+HP_HIDDEN extern struct hp_tables hp_tables;
 
 /*
- * Slot of an address: its granule within a 256 MiB window. Neighbouring
+ * Slot of an address: its granule within a 128 MiB window. Neighbouring
  * blocks land in the same or neighbouring bits, so the frees of a program
  * walking its heap touch few filter cache lines (a hashed index cost a
  * cache miss on most frees). Blocks at the same offset of two windows
@@ -123,10 +125,10 @@ hp_live_bit(const uint64_t *bits, uint32_t slot)
 static inline bool
 hp_live_maybe(const void *ptr)
 {
-    if (HP_LIKELY(!hp_live_bit(hp_live_tables.coarse_bits,
+    if (HP_LIKELY(!hp_live_bit(hp_tables.coarse_bits,
                                hp_live_coarse_slot((uintptr_t)ptr))))
         return false;
-    return hp_live_bit(hp_live_tables.bits, hp_live_filter_slot((uintptr_t)ptr));
+    return hp_live_bit(hp_tables.bits, hp_live_filter_slot((uintptr_t)ptr));
 }
 
 /* Make ptr's slot answer "maybe" for good (the bootstrap pool's blocks,

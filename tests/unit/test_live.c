@@ -50,7 +50,7 @@ bucket(uintptr_t leaf)
 static uint8_t
 filter_value(uintptr_t ptr)
 {
-    return hp_live_tables.filter[hp_live_filter_slot(ptr)];
+    return hp_tables.filter[hp_live_filter_slot(ptr)];
 }
 
 /* The fast path's bit of every slot, fine and coarse, says exactly
@@ -59,16 +59,16 @@ static void
 assert_bits_match_counts(void)
 {
     for (uint32_t slot = 0; slot < (1u << HP_LIVE_FILTER_LG); slot++) {
-        bool bit = hp_live_bit(hp_live_tables.bits, slot);
-        if (bit != (hp_live_tables.filter[slot] != 0))
+        bool bit = hp_live_bit(hp_tables.bits, slot);
+        if (bit != (hp_tables.filter[slot] != 0))
             fail_msg("slot %u: bit %d, count %u", slot, bit,
-                     hp_live_tables.filter[slot]);
+                     hp_tables.filter[slot]);
     }
     for (uint32_t c = 0; c < (1u << HP_LIVE_COARSE_LG); c++) {
-        bool bit = hp_live_bit(hp_live_tables.coarse_bits, c);
-        if (bit != (hp_live_tables.coarse[c] != 0))
+        bool bit = hp_live_bit(hp_tables.coarse_bits, c);
+        if (bit != (hp_tables.coarse[c] != 0))
             fail_msg("coarse slot %u: bit %d, count %u", c, bit,
-                     hp_live_tables.coarse[c]);
+                     hp_tables.coarse[c]);
     }
 }
 
@@ -270,7 +270,7 @@ test_live_filter_counts_and_saturates(void **state)
     /* The coarse counts stay exact: with nothing left in those coarse
      * slots the filter says "certainly not" again despite the sticky fine
      * slot. */
-    assert_int_equal(hp_live_tables.coarse[hp_live_coarse_slot(ps[300])], 0);
+    assert_int_equal(hp_tables.coarse[hp_live_coarse_slot(ps[300])], 0);
     assert_false(hp_live_maybe((void *)ps[300]));
     assert_false(hp_live_remove(ps[300], &out));
     assert_bits_match_counts();
@@ -289,12 +289,12 @@ test_live_coarse_filter(void **state)
     bool had_stale;
     uintptr_t page = 0x61234000; /* a 4 KiB granule */
     uint32_t c = hp_live_coarse_slot(page);
-    uint16_t c0 = hp_live_tables.coarse[c];
+    uint16_t c0 = hp_tables.coarse[c];
     for (uintptr_t i = 0; i < 4; i++) {
         struct hp_live_rec r = rec_for(page + 512 * i, b, i);
         assert_true(hp_live_insert(&r, &stale, &had_stale));
     }
-    assert_int_equal(hp_live_tables.coarse[c], c0 + 4);
+    assert_int_equal(hp_tables.coarse[c], c0 + 4);
     assert_true(hp_live_maybe((void *)(page + 512)));
     /* Same coarse granule, a fine slot nobody uses: rejected. */
     assert_int_equal(hp_live_coarse_slot(page + 256 + 512), c);
@@ -303,7 +303,7 @@ test_live_coarse_filter(void **state)
     assert_false(hp_live_maybe((void *)(page + 4096)));
     for (uintptr_t i = 0; i < 4; i++)
         assert_true(hp_live_remove(page + 512 * i, &out));
-    assert_int_equal(hp_live_tables.coarse[c], c0);
+    assert_int_equal(hp_tables.coarse[c], c0);
     assert_false(hp_live_maybe((void *)page));
     assert_bits_match_counts();
 
@@ -314,7 +314,7 @@ test_live_coarse_filter(void **state)
     assert_true(hp_live_insert(&r, &stale, &had_stale));
     assert_true(hp_live_remove(pinned, &out));
     assert_true(hp_live_maybe((void *)pinned));
-    assert_int_equal(hp_live_tables.coarse[hp_live_coarse_slot(pinned)], UINT16_MAX);
+    assert_int_equal(hp_tables.coarse[hp_live_coarse_slot(pinned)], UINT16_MAX);
 }
 
 /* ----------------------------------------------------------- foreach */
