@@ -21,6 +21,11 @@
 #include "record.h"
 
 #define HP_EXPORT __attribute__((visibility("default")))
+/* The hot entry points start on a cache line: malloc's five instructions
+ * straddling two lines cost the small-allocation loop 3 % (1.13x glibc
+ * against 1.10x aligned, the forwarding shim 1.085x; 21 paired rounds),
+ * for identical instruction counts. */
+#define HP_HOT_ENTRY __attribute__((aligned(64)))
 
 /* ------------------------------------------------------- bootstrap pool */
 
@@ -214,7 +219,7 @@ malloc_slow(size_t size)
     return p;
 }
 
-HP_EXPORT HP_FRONT void *
+HP_EXPORT HP_FRONT HP_HOT_ENTRY void *
 malloc(size_t size)
 {
     if (HP_UNLIKELY(hp_sample_countdown(size)))
@@ -231,7 +236,7 @@ free_slow(void *ptr)
     NEXT(free)(ptr);
 }
 
-HP_EXPORT HP_FRONT void
+HP_EXPORT HP_FRONT HP_HOT_ENTRY void
 free(void *ptr)
 {
     /* free(NULL) is forwarded: every allocator accepts it. */
@@ -252,7 +257,7 @@ calloc_slow(size_t nmemb, size_t size)
     return p;
 }
 
-HP_EXPORT HP_FRONT void *
+HP_EXPORT HP_FRONT HP_HOT_ENTRY void *
 calloc(size_t nmemb, size_t size)
 {
     size_t total;
@@ -299,7 +304,7 @@ realloc_slow(void *ptr, size_t size)
     return p;
 }
 
-HP_EXPORT HP_FRONT void *
+HP_EXPORT HP_FRONT HP_HOT_ENTRY void *
 realloc(void *ptr, size_t size)
 {
     /* realloc(NULL, n) is forwarded too: it is malloc(n) in every
