@@ -176,6 +176,12 @@ for r in rows:
     if r[0] in ("redis", "nginx") and len(r) >= 5 and num(r[4]):
         servers[(r[0], r[1])][r[2]][int(r[3])] = num(r[4])
 SERVER_KEYS = set(servers)  # before any lookup adds empty entries
+# kind -> config -> {round: server CPU ns per request}
+srvcpu = defaultdict(lambda: defaultdict(dict))
+for r in rows:
+    if r[0] == "srvcpu" and len(r) >= 5 and num(r[4]):
+        srvcpu[r[1]][r[2]][int(r[3])] = num(r[4])
+SRVCPU_KINDS = set(srvcpu)
 REDIS_TESTS = [t for t in ["SET", "GET", "LPUSH", "LRANGE_100"]
                if ("redis", t) in SERVER_KEYS]
 REDIS_CONFIGS = [("bare", "redis-server (bare)"),
@@ -225,6 +231,37 @@ def server_bar(kind, tests, c, label):
     else:
         verdict = "**missed**"
     return (label, val, verdict)
+
+
+def cpu_med(kind, c):
+    return med(srvcpu[kind][c].values())
+
+
+def cpu_ratio(kind, c, base="bare"):
+    a, b = srvcpu[kind][c], srvcpu[kind][base]
+    return med([a[k] / b[k] for k in a if k in b and a[k] and b[k]])
+
+
+def cpu_spread(kind, c="bare"):
+    xs = list(srvcpu[kind][c].values())
+    m = med(xs)
+    return (max(xs) - min(xs)) / m if len(xs) > 1 and m else None
+
+
+def cpu_bar(kind, c, label):
+    if kind not in SRVCPU_KINDS:
+        return None
+    x, sp = cpu_ratio(kind, c), cpu_spread(kind)
+    if x is None:
+        return None
+    val = f"{x:.3f}× (bare spread {fmt(None if sp is None else sp * 100, '{:.1f}')} %)"
+    if x <= 1.02:
+        v = "met"
+    elif sp is not None and sp > 0.02 and x - 1 <= sp:
+        v = f"within noise (spread {sp * 100:.1f} %)"
+    else:
+        v = "**missed**"
+    return (label, val, v)
 
 
 # ---------------------------------------------------------------- bars
@@ -290,6 +327,14 @@ if b:
     bars.append(b)
 b = server_bar("nginx", ["return200"], "module_on",
                "wrk against nginx within 2 % of bare (module on ÷ no module)")
+if b:
+    bars.append(b)
+b = cpu_bar("redis", "heapprof",
+            "redis-server CPU per request within 2 % of bare (heapprof ÷ bare)")
+if b:
+    bars.append(b)
+b = cpu_bar("nginx", "module_on",
+            "nginx CPU per request within 2 % of bare (module on ÷ no module)")
 if b:
     bars.append(b)
 
@@ -501,6 +546,23 @@ if REDIS_TESTS:
                 cells.append(f"{fmt(m, '{:.0f}')} ({fmt(srv_ratio('redis', t, c), '{:.3f}×')})")
         P(f"| {label} | " + " | ".join(cells) + " |")
     P()
+    if "redis" in SRVCPU_KINDS:
+        P("redis-server's CPU time per request (all its threads, from")
+        P("`/proc/PID/task/*/schedstat`, over the four tests): the server's own")
+        P("cost, which the client sharing the two cores does not blur as much")
+        P("as it does requests/s.")
+        P()
+        P("| configuration | CPU ns / request | vs bare |")
+        P("|---|---|---|")
+        for c, label in REDIS_CONFIGS:
+            m = cpu_med("redis", c)
+            if c == "bare":
+                sp = cpu_spread("redis")
+                d = f"spread {fmt(None if sp is None else sp * 100, '{:.1f}')} %"
+            else:
+                d = fmt(cpu_ratio("redis", c), "{:.3f}×")
+            P(f"| {label} | {fmt(m, '{:.0f}')} | {d} |")
+        P()
 if ("nginx", "return200") in SERVER_KEYS:
     P(f"## nginx + wrk ({facts.get('server_rounds', '?')} rounds)")
     P()
@@ -523,6 +585,20 @@ if ("nginx", "return200") in SERVER_KEYS:
             d = fmt(srv_ratio("nginx", "return200", c), "{:.3f}×")
         P(f"| {label} | {fmt(m, '{:.0f}')} | {d} |")
     P()
+    if "nginx" in SRVCPU_KINDS:
+        P("CPU time of the master and workers per request (wrk's request count):")
+        P()
+        P("| configuration | CPU ns / request | vs no module |")
+        P("|---|---|---|")
+        for c, label in NGINX_CONFIGS:
+            m = cpu_med("nginx", c)
+            if c == "bare":
+                sp = cpu_spread("nginx")
+                d = f"spread {fmt(None if sp is None else sp * 100, '{:.1f}')} %"
+            else:
+                d = fmt(cpu_ratio("nginx", c), "{:.3f}×")
+            P(f"| {label} | {fmt(m, '{:.0f}')} | {d} |")
+        P()
 P("## Process start")
 P()
 if start_bare is not None and start_hp is not None:

@@ -17,7 +17,9 @@
 # bare, preloaded with the forwarding shim, with libheapprof.so and preloaded at HEAPPROF_RATE=0, loaded
 # by redis-benchmark; Debian's nginx (master + 2 workers, `return 200`) without
 # the module, with it and `heapprof_enabled off`, and with it on at the
-# default rate, loaded by wrk. Requests/s, medians over rotated rounds.
+# default rate, loaded by wrk. Requests/s and the servers' CPU time per
+# request (all threads, from /proc/PID/task/*/schedstat), medians over
+# rotated rounds.
 #
 # Every allocation workload is run in rounds; each round runs every
 # configuration once, in an order rotated from round to round, so slow
@@ -284,6 +286,18 @@ wait_port() { # PORT [PID]: until something accepts on 127.0.0.1:PORT
     return 1
 }
 
+# CPU time (ns) of processes so far, all their threads: schedstat is in ns,
+# unlike the 10 ms ticks of /proc/PID/stat.
+proc_cpu_ns() { # PID...
+    local p t sum=0
+    for p in "$@"; do
+        for t in /proc/"$p"/task/*/schedstat; do
+            [ -r "$t" ] && sum=$((sum + $(cut -d' ' -f1 "$t" 2>/dev/null || echo 0)))
+        done
+    done
+    echo "$sum"
+}
+
 REDIS_CONFIGS=(
     "bare|"
     "shim|LD_PRELOAD=$SHIM"
@@ -310,12 +324,18 @@ if [ "${NO_SERVERS:-0}" != 1 ] && command -v redis-server >/dev/null &&
                 --appendonly no --daemonize no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
             rpid=$!
             if wait_port "$port" "$rpid"; then
+                # Server CPU per request: steadier than requests/s on a VM
+                # whose client shares the two cores.
+                c0=$(proc_cpu_ns "$rpid")
                 run_cfg "" redis-benchmark -p "$port" -q -n "$REDIS_N" -c 32 \
                     -t set,get,lpush,lrange_100 --csv 2>/dev/null |
                     awk -F'","' -v c="$name" -v r="$round" '
                         /needed/ || !/^"[A-Z]/ { next }
                         { t = substr($1, 2); sub(/ .*/, "", t); printf "redis\t%s\t%s\t%d\t%s\n", t, c, r, $2 }' \
                         >>"$RAW" || true
+                c1=$(proc_cpu_ns "$rpid")
+                printf 'srvcpu\tredis\t%s\t%d\t%s\n' "$name" "$round" \
+                    "$(((c1 - c0) / (4 * REDIS_N)))" >>"$RAW"
             else
                 log "redis-server ($name) did not start: $(tail -1 "$OUT/redis.log")"
             fi
@@ -387,9 +407,18 @@ if [ "${NO_SERVERS:-0}" != 1 ] && [ -n "$NGX_MODULE" ]; then
             ngx_conf "$name" "$port" >"$NGX_WORK/nginx.conf"
             if run_cfg "" /usr/sbin/nginx -p "$NGX_WORK/" -c "$NGX_WORK/nginx.conf" \
                 >/dev/null 2>"$NGX_WORK/start.err" && wait_port "$port"; then
-                rps=$(run_cfg "" wrk -t1 -c32 -d"${WRK_SECONDS}s" "http://127.0.0.1:$port/" 2>/dev/null |
-                    awk '/^Requests\/sec:/ {print $2}')
+                m=$(cat "$NGX_WORK/nginx.pid" 2>/dev/null || echo self)
+                # shellcheck disable=SC2046
+                c0=$(proc_cpu_ns "$m" $(pgrep -P "$m"))
+                out=$(run_cfg "" wrk -t1 -c32 -d"${WRK_SECONDS}s" "http://127.0.0.1:$port/" 2>/dev/null || true)
+                # shellcheck disable=SC2046
+                c1=$(proc_cpu_ns "$m" $(pgrep -P "$m"))
+                rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+                reqs=$(echo "$out" | awk '/requests in/ {print $1}')
                 printf 'nginx\treturn200\t%s\t%d\t%s\n' "$name" "$round" "${rps:-}" >>"$RAW"
+                [ -z "$reqs" ] || [ "$reqs" = 0 ] ||
+                    printf 'srvcpu\tnginx\t%s\t%d\t%s\n' "$name" "$round" \
+                        "$(((c1 - c0) / reqs))" >>"$RAW"
             else
                 log "nginx ($name) did not start: $(tail -1 "$NGX_WORK/start.err")"
             fi
