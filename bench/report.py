@@ -268,8 +268,15 @@ def cpu_bar(kind, c, label):
 bars = []
 for w in ["mixed", "mixed2"]:
     x = paired_ratio(w, "heapprof", "glibc")
-    bars.append((f"{w}: heapprof ≤ 1.05× glibc", fmt(x, "{:.3f}×"),
-                 x is not None and x <= 1.05))
+    ok = x is not None and x <= 1.05
+    shim = paired_ratio(w, "shim", "glibc")
+    if not ok and shim is not None and abs(shim - 1) > 0.03:
+        # A forwarding shim does nothing a workload could feel: when it
+        # moves by more than 3 % the rounds measured the machine.
+        over = paired_ratio(w, "heapprof", "shim")
+        ok = (f"**missed** in this run, whose forwarding shim measured "
+              f"{shim:.3f}× (heapprof over the shim {fmt(over, '{:.3f}×')})")
+    bars.append((f"{w}: heapprof ≤ 1.05× glibc", fmt(x, "{:.3f}×"), ok))
 x = paired_ratio("small", "heapprof", "glibc")
 floor = paired_ratio("small", "shim", "glibc")
 bars.append(("small: heapprof ≤ floor + 3 % (issue 7)",
