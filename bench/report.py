@@ -528,6 +528,21 @@ for k, label in [("buckets", "buckets created"), ("profile_bytes", "profile size
                  ("warm_ms_min", "warm write, best (ms)")]:
     P(f"| {label} | {fmt(med(export[k]), '{:.1f}' if 'ms' in k else '{:.0f}')} |")
 P()
+def cpu_table(kind, configs, versus):
+    """Server CPU ns per request: medians, ratios to bare, bare's spread."""
+    P(f"| configuration | CPU ns / request | {versus} |")
+    P("|---|---|---|")
+    for c, label in configs:
+        m = cpu_med(kind, c)
+        if c == "bare":
+            sp = cpu_spread(kind)
+            d = f"spread {fmt(None if sp is None else sp * 100, '{:.1f}')} %"
+        else:
+            d = fmt(cpu_ratio(kind, c), "{:.3f}×")
+        P(f"| {label} | {fmt(m, '{:.0f}')} | {d} |")
+    P()
+
+
 if REDIS_TESTS:
     P(f"## redis-benchmark ({facts.get('server_rounds', '?')} rounds)")
     P()
@@ -559,17 +574,7 @@ if REDIS_TESTS:
         P("cost, which the client sharing the two cores does not blur as much")
         P("as it does requests/s.")
         P()
-        P("| configuration | CPU ns / request | vs bare |")
-        P("|---|---|---|")
-        for c, label in REDIS_CONFIGS:
-            m = cpu_med("redis", c)
-            if c == "bare":
-                sp = cpu_spread("redis")
-                d = f"spread {fmt(None if sp is None else sp * 100, '{:.1f}')} %"
-            else:
-                d = fmt(cpu_ratio("redis", c), "{:.3f}×")
-            P(f"| {label} | {fmt(m, '{:.0f}')} | {d} |")
-        P()
+        cpu_table("redis", REDIS_CONFIGS, "vs bare")
 if ("nginx", "return200") in SERVER_KEYS:
     P(f"## nginx + wrk ({facts.get('server_rounds', '?')} rounds)")
     P()
@@ -595,17 +600,7 @@ if ("nginx", "return200") in SERVER_KEYS:
     if "nginx" in SRVCPU_KINDS:
         P("CPU time of the master and workers per request (wrk's request count):")
         P()
-        P("| configuration | CPU ns / request | vs no module |")
-        P("|---|---|---|")
-        for c, label in NGINX_CONFIGS:
-            m = cpu_med("nginx", c)
-            if c == "bare":
-                sp = cpu_spread("nginx")
-                d = f"spread {fmt(None if sp is None else sp * 100, '{:.1f}')} %"
-            else:
-                d = fmt(cpu_ratio("nginx", c), "{:.3f}×")
-            P(f"| {label} | {fmt(m, '{:.0f}')} | {d} |")
-        P()
+        cpu_table("nginx", NGINX_CONFIGS, "vs no module")
 P("## Process start")
 P()
 if start_bare is not None and start_hp is not None:

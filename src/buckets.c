@@ -34,6 +34,19 @@ static alignas(64) struct hp_bucket overflow_bucket;
  * label sets) collide with probability about n^2 / 2^129 for n buckets,
  * never in practice.
  */
+static uint64_t
+fold(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t k, int shift)
+{
+    uint64_t h = a * k;
+    h ^= h >> shift;
+    h = (h ^ b) * k;
+    h ^= h >> shift;
+    h = (h ^ c) * k;
+    h ^= h >> shift;
+    h = (h ^ d) * k;
+    return h ^ (h >> 32);
+}
+
 void
 hp_bucket_key_make(struct hp_bucket_key *key, const uintptr_t *pcs, uint32_t n,
                    const struct hp_labelset *labels)
@@ -57,24 +70,9 @@ hp_bucket_key_make(struct hp_bucket_key *key, const uintptr_t *pcs, uint32_t n,
         h0 ^= h0 >> 29;
     }
     uintptr_t l = (uintptr_t)labels; /* interned: the address is the set */
-    uint64_t h = (h0 ^ l) * k;
-    h ^= h >> 29;
-    h = (h ^ h1) * k;
-    h ^= h >> 29;
-    h = (h ^ h2) * k;
-    h ^= h >> 29;
-    h = (h ^ h3) * k;
-    key->h = h ^ (h >> 32);
-    /* The other fold: the chains in the opposite order, another odd
-     * multiplier. */
-    h = (h3 ^ l) * k2;
-    h ^= h >> 31;
-    h = (h ^ h2) * k2;
-    h ^= h >> 31;
-    h = (h ^ h1) * k2;
-    h ^= h >> 31;
-    h = (h ^ h0) * k2;
-    key->h2 = h ^ (h >> 33);
+    /* Two folds: the chains in opposite orders, two odd multipliers. */
+    key->h = fold(h0 ^ l, h1, h2, h3, k, 29);
+    key->h2 = fold(h3 ^ l, h2, h1, h0, k2, 31);
     key->nframes = n;
     key->labels = labels;
     /* The chain head is a miss (the table is cold between samples):
