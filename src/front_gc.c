@@ -486,18 +486,7 @@ exclude_own_data(void)
     if (__atomic_load_n(&filter_on, __ATOMIC_ACQUIRE) ||
         ops.exclude_static_roots == NULL)
         return;
-    ops.exclude_static_roots(hp_tables.filter,
-                             hp_tables.filter + sizeof hp_tables.filter);
-    ops.exclude_static_roots(hp_tables.bits, hp_tables.bits + sizeof hp_tables.bits /
-                                                             sizeof *hp_tables.bits);
-    ops.exclude_static_roots(hp_tables.coarse,
-                             hp_tables.coarse + sizeof hp_tables.coarse / sizeof *hp_tables.coarse);
-    ops.exclude_static_roots(hp_tables.coarse_bits,
-                             hp_tables.coarse_bits + sizeof hp_tables.coarse_bits /
-                                                       sizeof *hp_tables.coarse_bits);
-    ops.exclude_static_roots(hp_tables.heads, hp_tables.heads + (1u << HP_LIVE_HEADS_LG));
-    ops.exclude_static_roots(hp_tables.bucket_heads,
-                             hp_tables.bucket_heads + HP_BUCKET_HEADS);
+    ops.exclude_static_roots(&hp_tables, (char *)&hp_tables + sizeof hp_tables);
     ops.exclude_static_roots(chunks, chunks + HP_GC_MAX_CHUNKS);
 }
 

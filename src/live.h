@@ -18,7 +18,8 @@
  * Frees of a program's heap are scattered, and the filter word is then
  * the one cache miss heapprof adds to free, so the filter is dense: a bit
  * per 256-byte granule puts 128 KiB of heap under one 64-byte line (a
- * 40 MiB heap touches 20 KiB of filter, a 1 GiB heap 512 KiB). The price
+ * 40 MiB heap touches 20 KiB of filter; a heap spread over more than the
+ * 128 MiB window, all 64 KiB of it). The price
  * is that neighbours of a live sampled block within its granule take the
  * slow path: about granule / rate of frees, 0.05 % at the default rate.
  */
