@@ -35,9 +35,9 @@ alignas(HP_TABLES_ALIGN) struct hp_tables hp_tables;
 /*
  * Ask for the tables' huge page (live.h says why). Best effort, and
  * early: frees and the bootstrap pool may already have touched a few of
- * its pages, which MADV_COLLAPSE (Linux 6.1) folds in; where transparent
- * huge pages are off, the tables stay on 4 KiB pages and only cost more
- * TLB misses.
+ * its pages, which MADV_COLLAPSE (Linux 6.1; independent of the system's
+ * THP setting) folds in. Before 6.1 the advice leaves it to khugepaged;
+ * without a huge page the tables only cost more TLB misses.
  */
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
