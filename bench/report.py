@@ -70,6 +70,16 @@ for r in rows:
         alloc["cpu"][(r[1], r[2])][int(r[3])] = num(r[5])
 
 
+# rate sweep: config ("glibc" or the rate) -> {round: cpu s}; samples per run
+sweep = defaultdict(dict)
+sweep_samples = {}
+for r in rows:
+    if r[0] == "rate" and len(r) >= 5 and num(r[4]):
+        sweep[r[1]][int(r[2])] = num(r[4])
+    elif r[0] == "rate_samples" and len(r) >= 3 and num(r[2]) is not None:
+        sweep_samples[r[1]] = num(r[2])
+
+
 def median_s(w, c, m="cpu"):
     return med(alloc[m][(w, c)].values())
 
@@ -438,6 +448,33 @@ for m, title in [("cpu", "CPU time"), ("wall", "wall time")]:
         P(f"| {name} | " + " | ".join(cells) + " |")
     P("| heaptrack vs glibc (1/10 runs, 3 pairs) | " +
       " | ".join(fmt(ht_ratio(w, m), "{:.2f}×") for w in WORKLOADS) + " |")
+    P()
+if sweep.get("glibc") and sweep.get("0"):
+    P("## Sampling rate and what a sample costs (mixed)")
+    P()
+    P("`HEAPPROF_RATE` from off to 2 MiB on the mixed workload, "
+      f"{max(len(v) for v in sweep.values())} rotated rounds.")
+    P("Samples per run come from one untimed run per rate (the profile's")
+    P("comments); the cost of a sample in place is the paired CPU time over")
+    P("rate 0 divided by them: a sampled allocation and its free, with")
+    P("everything the program's own work evicted between two samples.")
+    P()
+    P("| HEAPPROF_RATE | CPU s | vs glibc | vs rate 0 | samples per run | µs per sample |")
+    P("|---|---|---|---|---|---|")
+    base, zero = sweep["glibc"], sweep["0"]
+    for rate in sorted((k for k in sweep if k != "glibc"), key=int):
+        xs = sweep[rate]
+        vs_glibc = med([xs[k] / base[k] for k in xs if k in base])
+        vs_zero = med([xs[k] / zero[k] for k in xs if k in zero])
+        n = sweep_samples.get(rate)
+        per = None
+        if n and rate != "0":
+            per = med([(xs[k] - zero[k]) / n * 1e6 for k in xs if k in zero])
+        kib = int(rate) // 1024
+        label = ("0 (off)" if rate == "0" else
+                 f"{kib // 1024} MiB" if kib >= 1024 else f"{kib} KiB")
+        P(f"| {label} | {fmt(med(xs.values()), '{:.3f}')} | {fmt(vs_glibc, '{:.3f}×')} | "
+          f"{fmt(vs_zero, '{:.3f}×')} | {fmt(n, '{:.0f}')} | {fmt(per, '{:.2f}')} |")
     P()
 P("## Fast paths: callgrind instructions per malloc/free pair (small loop)")
 P()

@@ -2,7 +2,7 @@
 # Benchmarks heapprof against bare glibc and its peers and writes
 # docs/PERFORMANCE.md. Not part of CI: timings are reported, never asserted.
 #
-#   bench/run.sh                 full run (about 8 minutes on 2 vCPUs)
+#   bench/run.sh                 full run (about 10 minutes on 2 vCPUs)
 #   PAIRS=3 bench/run.sh         quicker, noisier
 #   NO_DOC=1 bench/run.sh        keep docs/PERFORMANCE.md, print the report
 #   SCALE=10 PAIRS=1 NO_DOC=1 bench/run.sh   smoke test of the script (1/10 work)
@@ -152,6 +152,40 @@ for w in small mixed mixed2; do
         done
     done
 done
+
+# ------------------------------------------------------------ rate sweep
+# mixed at several sampling rates: what a rate costs, and from the sample
+# counts what one sample costs in place (its CPU over rate 0, per sample).
+RATES=(0 65536 131072 262144 524288 1048576 2097152)
+SWEEP_ROUNDS=$((PAIRS / 2 + 1))
+log "rate sweep: mixed, $SWEEP_ROUNDS rounds x $((${#RATES[@]} + 1)) configurations"
+SWEEP=("glibc|")
+for r in "${RATES[@]}"; do SWEEP+=("$r|LD_PRELOAD=$HP HEAPPROF_RATE=$r"); done
+n=${#SWEEP[@]}
+ops=$((1500000 / SCALE))
+for ((round = 0; round < SWEEP_ROUNDS; round++)); do
+    for ((k = 0; k < n; k++)); do
+        c=${SWEEP[$(((k + round) % n))]}
+        s=$(workload_seconds "${c#*|}" mixed "$ops")
+        printf 'rate\t%s\t%d\t%s\n' "${c%%|*}" "$round" "$s" >>"$RAW"
+    done
+done
+# Samples per run, from one untimed run per rate (the profile's comments).
+if command -v go >/dev/null; then
+    for r in "${RATES[@]}"; do
+        d=$OUT/sweep.$r
+        rm -rf "$d"
+        mkdir -p "$d"
+        run_cfg "LD_PRELOAD=$HP HEAPPROF_RATE=$r HEAPPROF_SNAPSHOT_AT_EXIT=1 HEAPPROF_SNAPSHOT_DIR=$d" \
+            "$AB" mixed "$ops" >/dev/null 2>&1 || true
+        f=$(find "$d" -name '*.pb.gz' | head -1)
+        taken=
+        [ -z "$f" ] || taken=$(go tool pprof -comments "$f" 2>/dev/null |
+            sed -n 's/^heapprof samples: taken=\([0-9]*\).*/\1/p')
+        printf 'rate_samples\t%s\t%s\n' "$r" "${taken:-}" >>"$RAW"
+        rm -rf "$d"
+    done
+fi
 
 # heaptrack is ~3-25x slower: short runs (1/10 of the work), 3 pairs.
 HT_DIR=$OUT/heaptrack
