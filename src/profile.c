@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buckets.h"
@@ -327,15 +328,23 @@ hp_profile_encode(const struct hp_profile_data *d,
     snprintf(c[4], sizeof(c[4]),
              "process: rss=%llu bytes vm=%llu bytes", rss_pages * page,
              vm_pages * page);
-    /* The running in-use estimate and the peak (?peak=1). */
+    /* The running in-use estimate and the peak (?peak=1), its time in
+     * UTC as a reader compares it with logs. */
     uint64_t peak_bytes, peak_wall;
     hp_peak_refreshed(&peak_bytes, &peak_wall);
+    char when[40] = "none yet";
+    time_t peak_sec = (time_t)(peak_wall / 1000000000u);
+    struct tm tm;
+    char day[24];
+    if (peak_wall != 0 && gmtime_r(&peak_sec, &tm) != NULL &&
+        strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm) != 0)
+        snprintf(when, sizeof when, "at %s.%03uZ", day,
+                 (unsigned)(peak_wall / 1000000u % 1000u));
     snprintf(c[5], sizeof(c[5]),
              "heapprof in use: %" PRIu64 " bytes (sampled estimate); highest "
-             "%" PRIu64 " bytes; peak profile: %" PRIu64 " bytes at %" PRIu64
-             ".%03u s since the epoch (labels: %" PRIu64 " sets)",
-             hp_peak_inuse_bytes(), hp_peak_highest_bytes(), peak_bytes,
-             peak_wall / 1000000000u, (unsigned)(peak_wall / 1000000u % 1000u),
+             "%" PRIu64 " bytes; peak profile: %" PRIu64 " bytes %s (labels: %"
+             PRIu64 " sets)",
+             hp_peak_inuse_bytes(), hp_peak_highest_bytes(), peak_bytes, when,
              hp_labelsets_count());
     const char *const comments[6] = { c[0], c[1], c[2], c[3], c[4], c[5] };
     struct hp_encode_opts o = {

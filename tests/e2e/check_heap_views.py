@@ -16,7 +16,9 @@ otherwise within +-10 %.
 """
 
 import argparse
+import calendar
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -128,6 +130,7 @@ def main():
             del env[k]
     env["HEAPPROF_RATE"] = str(args.rate)
     env["HEAPPROF_HTTP"] = "127.0.0.1:%d" % port
+    started = time.time()
     proc = subprocess.Popen([args.workload, args.workdir], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
@@ -166,6 +169,18 @@ def main():
                     read(base + "heap?min_age=1s", label + " http aged"),
                     read(base + "heap?peak=1", label + " http peak"),
                     read(base + "heap", label + " http heap"), truth, tol, margin)
+        # The comments give the peak capture's time in UTC, within this run.
+        peak_when = None
+        now_heap = read(base + "heap", label + " http heap")
+        for c in (now_heap.comments if now_heap is not None else []):
+            m = re.search(r"peak profile: \d+ bytes at "
+                          r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3}Z", c)
+            if m:
+                peak_when = calendar.timegm(time.strptime(m.group(1),
+                                                          "%Y-%m-%dT%H:%M:%S"))
+        if peak_when is None or not started - 2 <= peak_when <= time.time() + 2:
+            fail("peak profile's UTC time %r is not within the run (%d..%d)"
+                 % (peak_when, started, time.time()))
         # min_age in other spellings, and the debug=1 text form.
         for q in ("min_age=1", "min_age=1000ms", "min_age=0.5m&gc=1"):
             want = 200 if q != "min_age=0.5m&gc=1" else 200
