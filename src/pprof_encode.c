@@ -490,7 +490,8 @@ pack_samples(struct enc *e, const struct hp_profile_data *d,
                 goto oom;
             ids[n++] = (uint64_t)e->overflow_loc + 1;
         }
-        for (uint32_t f = 0; f < en->nframes; f++) {
+        for (uint32_t f = hp_symbolize_entry_frames(en->pcs, en->nframes);
+             f < en->nframes; f++) {
             /* 0 is not a return address (and is the table's empty key):
              * such frames are dropped. */
             if (en->pcs[f] == 0)
@@ -746,7 +747,10 @@ hp_pprof_encode(const struct hp_profile_data *d,
     if (rc != 0)
         goto out;
     gz_open = true;
+    /* The samples' leaf frames are looked up to skip operator new. */
+    hp_symbolize_begin();
     rc = pack_samples(&e, d, pk);
+    hp_symbolize_end();
     if (rc != 0 || pk->gz.err != 0)
         goto out;
     rc = hp_maps_read(&e.maps, opts->maps_path);

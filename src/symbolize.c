@@ -731,6 +731,32 @@ hp_symbolize_end(void)
     pthread_mutex_unlock(&hp_symbolize_lock);
 }
 
+/* Itanium C++ ABI: a global operator new is mangled "_Znw<params>", new[]
+ * "_Zna<params>" (a class's own operator new is nested, "_ZN...nwE..."),
+ * so the prefix names exactly the global ones; the demangled spelling in
+ * case a symbol table carries it. */
+static bool
+is_entry_point(const char *name)
+{
+    return strncmp(name, "_Znw", 4) == 0 || strncmp(name, "_Zna", 4) == 0 ||
+           strncmp(name, "operator new(", 13) == 0 ||
+           strncmp(name, "operator new[](", 15) == 0;
+}
+
+uint32_t
+hp_symbolize_entry_frames(const uintptr_t *pcs, uint32_t n)
+{
+    uint32_t skip = 0;
+    while (skip + 1 < n && pcs[skip] != 0) {
+        struct hp_symres r;
+        lookup_locked(pcs[skip] - 1, &r);
+        if (r.nframes == 0 || !is_entry_point(r.frames[r.nframes - 1].func))
+            break;
+        skip++;
+    }
+    return skip;
+}
+
 int
 hp_symbolize_name(uintptr_t addr, char *buf, size_t cap)
 {

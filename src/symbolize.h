@@ -35,6 +35,18 @@ HP_HIDDEN void hp_symbolize_lookup(uint64_t addr, struct hp_symres *out);
 HP_HIDDEN void hp_symbolize_end(void);
 
 /*
+ * How many of a stack's leaf-most frames (return addresses, leaf first)
+ * are language-runtime allocator entry points: C++'s global operator new
+ * and new[], every variant, which call malloc for the code that asked for
+ * the memory. Encoders skip them so that a sample's leaf is that code, as
+ * it is for C callers of malloc. A frame counts only when the function
+ * containing it (not an inlined one) is an entry point; at least one frame
+ * is always kept. Within a session.
+ */
+HP_HIDDEN uint32_t hp_symbolize_entry_frames(const uintptr_t *pcs,
+                                             uint32_t n);
+
+/*
  * Name of the (innermost) function at addr, NUL-terminated and truncated to
  * cap, for /debug/pprof/symbol. 0 if found, -1 otherwise. Takes the lock.
  */

@@ -192,7 +192,8 @@ write_symbols(struct tw *w, const struct hp_profile_entry *e)
         tw_printf(w, "#\t[heapprof: table full]\n");
         return;
     }
-    for (uint32_t i = 0; i < e->nframes; i++) {
+    for (uint32_t i = hp_symbolize_entry_frames(e->pcs, e->nframes);
+         i < e->nframes; i++) {
         struct hp_symres r;
         uintptr_t pc = e->pcs[i];
         /* Return addresses: the call instruction is at pc - 1. */
@@ -279,7 +280,8 @@ hp_text_encode(const struct hp_profile_data *d,
         tw_printf(w,
                   "%" PRId64 ": %" PRId64 " [%" PRId64 ": %" PRId64 "] @",
                   r->in_c, r->in_s, r->al_c, r->al_s);
-        for (uint32_t k = 0; k < r->e->nframes; k++)
+        for (uint32_t k = hp_symbolize_entry_frames(r->e->pcs, r->e->nframes);
+             k < r->e->nframes; k++)
             tw_printf(w, " %#" PRIxPTR, r->e->pcs[k]);
         tw_put(w, "\n", 1);
         write_symbols(w, r->e);

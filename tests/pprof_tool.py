@@ -18,6 +18,7 @@ LABEL_RE = re.compile(r"(\S+?):\[([^\]]*)\]")
 LOC_RE = re.compile(r"^\s*(\d+): (0x[0-9a-f]+) (?:M=(\d+) )?(?:\[F\] )?(.*)$")
 MAP_RE = re.compile(r"^\s*(\d+): 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ (\S*)"
                     r"(?: ([0-9a-f]{16,}))?")
+LINE_RE = re.compile(r"^(.+?) (\S*:\d+) s=\d+(?:\(.*\))?$")
 # An inlined caller's line is indented past the location id column.
 INLINE_INDENT = " " * 13
 
@@ -128,8 +129,10 @@ def parse_raw(text):
             else:
                 rest = line.strip()
             if rest and cur is not None:
-                # "name file:line s=N" or "??"; C names have no spaces.
-                prof.locs[cur].append(rest.split()[0])
+                # "name file:line s=N[(system name)]" or "??"; C++ names
+                # may hold spaces ("(anonymous namespace)::f").
+                m = LINE_RE.match(rest)
+                prof.locs[cur].append(m.group(1) if m else rest.split()[0])
         elif section == "maps":
             m = MAP_RE.match(line)
             if m:

@@ -1,0 +1,117 @@
+/*
+ * C++ allocations through every kind of global operator new (see
+ * check_cxx_new.py): plain, array, nothrow and over-aligned new each call
+ * malloc (or aligned_alloc) from inside libstdc++, and the sample's leaf
+ * must still be the function that said `new`, as it is for a C caller of
+ * malloc. One site's objects are deleted again: operator delete's frees
+ * must find the sampled blocks. Writes heap.pb.gz and, through the
+ * handler API, the debug=1 text form heap.txt into the directory given;
+ * prints "truth SITE COUNT BYTES" per site.
+ */
+#include <heapprof.h>
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <string>
+
+namespace {
+
+constexpr int kCount = 3000;
+
+struct Order {
+    char data[200];
+};
+
+struct alignas(64) Line {
+    char data[256];
+};
+
+void *volatile keep[5][kCount];
+
+__attribute__((noinline)) void
+new_site(int i)
+{
+    keep[0][i] = new Order();
+}
+
+__attribute__((noinline)) void
+new_array_site(int i)
+{
+    keep[1][i] = new char[300];
+}
+
+__attribute__((noinline)) void
+nothrow_site(int i)
+{
+    keep[2][i] = new (std::nothrow) Order();
+}
+
+__attribute__((noinline)) void
+aligned_site(int i)
+{
+    keep[3][i] = new Line();
+}
+
+__attribute__((noinline)) void
+deleted_site(int i)
+{
+    keep[4][i] = new Order();
+}
+
+bool
+write_text(const std::string &path)
+{
+    heapprof_http_request req;
+    std::memset(&req, 0, sizeof req);
+    req.method = "GET";
+    req.method_len = 3;
+    req.path = "/debug/pprof/heap";
+    req.path_len = std::strlen(req.path);
+    req.query = "debug=1";
+    req.query_len = 7;
+    heapprof_http_response resp;
+    std::memset(&resp, 0, sizeof resp);
+    if (heapprof_http_handle(&req, &resp) != 0 || resp.status != 200)
+        return false;
+    FILE *f = std::fopen(path.c_str(), "w");
+    bool ok = f != nullptr &&
+              std::fwrite(resp.body, 1, resp.body_len, f) == resp.body_len;
+    if (f != nullptr && std::fclose(f) != 0)
+        ok = false;
+    heapprof_http_response_free(&resp);
+    return ok;
+}
+
+} // namespace
+
+int
+main(int argc, char **argv)
+{
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
+        return 2;
+    }
+    for (int i = 0; i < kCount; i++) {
+        new_site(i);
+        new_array_site(i);
+        nothrow_site(i);
+        aligned_site(i);
+        deleted_site(i);
+    }
+    for (int i = 0; i < kCount; i++)
+        delete static_cast<Order *>(keep[4][i]);
+    std::string dir = argv[1];
+    int rc = heapprof_write_path((dir + "/heap.pb.gz").c_str(),
+                                 HEAPPROF_PROFILE_HEAP);
+    if (rc != 0 || !write_text(dir + "/heap.txt")) {
+        std::fprintf(stderr, "writing the profiles failed (%d)\n", rc);
+        return 1;
+    }
+    std::printf("truth new_site %d %zu\n", kCount, kCount * sizeof(Order));
+    std::printf("truth new_array_site %d %d\n", kCount, kCount * 300);
+    std::printf("truth nothrow_site %d %zu\n", kCount, kCount * sizeof(Order));
+    std::printf("truth aligned_site %d %zu\n", kCount, kCount * sizeof(Line));
+    std::printf("truth deleted_site %d %zu\n", kCount, kCount * sizeof(Order));
+    return 0;
+}
