@@ -4,12 +4,14 @@
  * malloc (or aligned_alloc) from inside libstdc++, and the sample's leaf
  * must still be the function that said `new`, as it is for a C caller of
  * malloc. One site's objects are deleted again: operator delete's frees
- * must find the sampled blocks. Writes heap.pb.gz and, through the
+ * must find the sampled blocks. Requests too large for any allocator
+ * must still throw std::bad_alloc (or give NULL for the nothrow forms). Writes heap.pb.gz and, through the
  * handler API, the debug=1 text form heap.txt into the directory given;
  * prints "truth SITE COUNT BYTES" per site.
  */
 #include <heapprof.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -27,7 +29,7 @@ struct alignas(64) Line {
     char data[256];
 };
 
-void *volatile keep[5][kCount];
+void *volatile keep[6][kCount];
 
 __attribute__((noinline)) void
 new_site(int i)
@@ -57,6 +59,35 @@ __attribute__((noinline)) void
 deleted_site(int i)
 {
     keep[4][i] = new Order();
+}
+
+__attribute__((noinline)) void
+deleted_aligned_site(int i)
+{
+    keep[5][i] = new Line();
+}
+
+/* Requests no allocator can meet: the throwing forms must throw
+ * std::bad_alloc and the nothrow ones return NULL, as without heapprof. */
+bool
+failures_keep_their_semantics()
+{
+    const size_t huge = SIZE_MAX / 4;
+    bool ok = true;
+    try {
+        keep[0][0] = new char[huge];
+        ok = false;
+    } catch (const std::bad_alloc &) {
+    }
+    try {
+        keep[0][0] = ::operator new(huge, std::align_val_t(64));
+        ok = false;
+    } catch (const std::bad_alloc &) {
+    }
+    if (::operator new(huge, std::nothrow) != nullptr ||
+        ::operator new[](huge, std::align_val_t(128), std::nothrow) != nullptr)
+        ok = false;
+    return ok;
 }
 
 bool
@@ -98,9 +129,16 @@ main(int argc, char **argv)
         nothrow_site(i);
         aligned_site(i);
         deleted_site(i);
+        deleted_aligned_site(i);
     }
-    for (int i = 0; i < kCount; i++)
+    for (int i = 0; i < kCount; i++) {
         delete static_cast<Order *>(keep[4][i]);
+        delete static_cast<Line *>(keep[5][i]);
+    }
+    if (!failures_keep_their_semantics()) {
+        std::fprintf(stderr, "operator new failed to fail as C++ says\n");
+        return 1;
+    }
     std::string dir = argv[1];
     int rc = heapprof_write_path((dir + "/heap.pb.gz").c_str(),
                                  HEAPPROF_PROFILE_HEAP);
@@ -113,5 +151,7 @@ main(int argc, char **argv)
     std::printf("truth nothrow_site %d %zu\n", kCount, kCount * sizeof(Order));
     std::printf("truth aligned_site %d %zu\n", kCount, kCount * sizeof(Line));
     std::printf("truth deleted_site %d %zu\n", kCount, kCount * sizeof(Order));
+    std::printf("truth deleted_aligned_site %d %zu\n", kCount,
+                kCount * sizeof(Line));
     return 0;
 }
