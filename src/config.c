@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 
 #include "log.h"
 
@@ -347,11 +348,34 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
     return -1;
 }
 
+/*
+ * A set-user-ID, set-group-ID or file-capability program (the kernel's
+ * AT_SECURE, what secure_getenv checks) runs with an environment its
+ * less privileged caller chose: HEAPPROF_HTTP or HEAPPROF_SNAPSHOT_DIR
+ * there would open a listener or write files with the program's
+ * privileges. All of HEAPPROF_* is ignored then, with one line if any is
+ * set; such a program configures heapprof through heapprof_start().
+ */
+static bool
+environment_untrusted(char *const *envp)
+{
+    if (getauxval(AT_SECURE) == 0)
+        return false;
+    for (char *const *e = envp; *e != NULL; e++)
+        if (strncmp(*e, "HEAPPROF_", 9) == 0) {
+            hp_log_once(secure_env,
+                        "set-user-ID or privileged program: HEAPPROF_* "
+                        "environment ignored (use heapprof_start)");
+            break;
+        }
+    return true;
+}
+
 int
 hp_settings_apply_env(struct hp_settings *s, char *const *envp)
 {
     int bad = 0;
-    if (envp == NULL)
+    if (envp == NULL || environment_untrusted(envp))
         return 0;
     for (char *const *e = envp; *e != NULL; e++) {
         const char *kv = *e;

@@ -35,7 +35,8 @@ HP_HIDDEN int hp_settings_from_config(struct hp_settings *s,
                                       const struct heapprof_config *cfg);
 /*
  * Apply HEAPPROF_* from envp (NULL-terminated, e.g. environ) over *s,
- * warning once per bad value via hp_log and keeping the previous value.
+ * warning once per bad value via hp_log and keeping the previous value;
+ * nothing in a set-user-ID or otherwise privileged program (AT_SECURE).
  * Never allocates. Returns the number of bad values found.
  */
 HP_HIDDEN int hp_settings_apply_env(struct hp_settings *s, char *const *envp);
