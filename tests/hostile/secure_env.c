@@ -1,8 +1,9 @@
 /*
- * Linked against libheapprof.so (LD_PRELOAD does not reach set-user-ID
- * programs) for secure_env.sh: allocates a little, prints whether the
- * kernel marked this execution secure (AT_SECURE), and exits, which
- * writes a snapshot when HEAPPROF_SNAPSHOT_AT_EXIT is honoured.
+ * For secure_env.sh: allocates a little, prints whether the kernel marked
+ * this execution secure (AT_SECURE), and exits, which writes a snapshot
+ * when HEAPPROF_SNAPSHOT_AT_EXIT is honoured. Linked with libheapprof.a:
+ * LD_PRELOAD does not reach set-user-ID programs, and the script's copy
+ * must load even where "nobody" cannot read the build tree.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
 # A set-user-ID program linked with heapprof ignores HEAPPROF_*: the
 # environment is its less privileged caller's, and HEAPPROF_SNAPSHOT_DIR
 # would otherwise make it write files with the owner's privileges. Runs
-# secure_env (linked) first as root (the variables work: a snapshot is
+# secure_env (linked with libheapprof.a) first as root (the variables work: a snapshot is
 # written), then set-user-ID root as nobody (no snapshot, one line on
 # stderr, exit 0). Needs root and a kernel that honours set-user-ID here;
 # otherwise skipped (77).
