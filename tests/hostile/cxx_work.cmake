@@ -1,0 +1,17 @@
+# C++ allocation work for hostile.cxx_cmake: cmake's strings, lists and
+# regular expressions, with deterministic output.
+cmake_policy(SET CMP0007 NEW)
+set(acc "")
+set(items "")
+foreach(i RANGE 1 8000)
+  math(EXPR x "(${i} * 7919) % 10007")
+  string(APPEND acc "item${x};")
+  list(APPEND items "k${x}=v${i}")
+endforeach()
+list(SORT items)
+list(REMOVE_DUPLICATES items)
+list(LENGTH items n)
+string(REGEX MATCHALL "item[0-9]*7;" sevens "${acc}")
+list(LENGTH sevens n7)
+string(MD5 digest "${acc}${items}")
+message(STATUS "items ${n} sevens ${n7} md5 ${digest}")
