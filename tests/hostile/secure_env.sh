@@ -2,10 +2,10 @@
 # A set-user-ID program linked with heapprof ignores HEAPPROF_*: the
 # environment is its less privileged caller's, and HEAPPROF_SNAPSHOT_DIR
 # would otherwise make it write files with the owner's privileges. Runs
-# secure_env (linked with libheapprof.a) first as root (the variables work: a snapshot is
-# written), then set-user-ID root as nobody (no snapshot, one line on
-# stderr, exit 0). Needs root and a kernel that honours set-user-ID here;
-# otherwise skipped (77).
+# secure_env (linked with libheapprof.a) first as root, where the
+# variables work (a snapshot is written), then set-user-ID root as nobody
+# (no snapshot, one line on stderr, exit 0). Needs root and a kernel that
+# honours set-user-ID here; otherwise skipped (77).
 #   secure_env.sh PATH/TO/hostile_secure_env
 set -euo pipefail
 prog=$1
