@@ -849,6 +849,21 @@ def mode_launcher(a):
         else:
             note("ok   launcher %s -> %d: %s" %
                  (bad, p.returncode, p.stderr.strip().splitlines()[0]))
+    # A program LD_PRELOAD cannot reach runs anyway, with one warning; a
+    # dynamically linked one gets none.
+    for cmd, want in ((a.static_cmd, "statically linked"), ("/bin/true", None)):
+        p = subprocess.run([a.launcher, "run", "--", cmd], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True,
+                           env=clean_env({"HEAPPROF_LIB": a.preload}))
+        lines = p.stderr.strip().splitlines()
+        ok = p.returncode == 0 and (
+            len(lines) == 1 and want in lines[0] if want else not lines)
+        if not ok:
+            fail("launcher run -- %s: rc %d stderr %r" % (cmd, p.returncode,
+                                                           p.stderr))
+        else:
+            note("ok   launcher run -- %s: %s" % (cmd, lines[0] if lines else
+                                                 "no warning"))
     # The real thing: the workload preloaded, served, within the truth.
     truth_path = os.path.join(work, "truth.json")
     port = free_port()
@@ -887,6 +902,7 @@ def main():
     ap.add_argument("--example")
     ap.add_argument("--expect-function")
     ap.add_argument("--launcher")
+    ap.add_argument("--static-cmd", help="a statically linked program")
     ap.add_argument("--redis-server", default="/usr/bin/redis-server")
     ap.add_argument("--redis-benchmark", default="/usr/bin/redis-benchmark")
     ap.add_argument("--redis-cli", default="/usr/bin/redis-cli")

@@ -286,6 +286,7 @@ test_config_unknown_and_ignored_names(void **state)
     expect_bad("HEAPPROF_CONFIG_NO_EN=1");
     /* Read elsewhere: no warning. */
     expect_ok("HEAPPROF_CONFIG_NO_ENV=1");
+    expect_ok("HEAPPROF_LIB=/opt/heapprof/lib/libheapprof.so"); /* launcher */
     /* Not ours at all: silently ignored. */
     expect_ok("HEAPPROFRATE=1");
     expect_ok("MY_HEAPPROF_RATE=banana");
