@@ -347,8 +347,12 @@ heapprof_reset(void)
 {
     hp_ensure_configured();
 #ifdef HP_HAVE_SNAPSHOT
-    /* A public call is also a fork child's chance to restart its writer. */
+    /* A public call is also a fork child's chance to restart its writer
+     * and its listener. */
     hp_snapshot_poll();
+#endif
+#ifdef HP_HAVE_LISTENER
+    hp_listener_poll();
 #endif
     hp_buckets_reset_allocs();
     hp_peak_reset();

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -79,6 +80,15 @@ static struct {
 static int listen_fd = -1;
 static bool running;
 static char where[HP_ADDR_MAX];
+/* The configured address, kept for a thread that waits for it to be
+ * freed and for a fork child's restart. */
+static char wanted[HP_ADDR_MAX];
+/* Serialises hp_listener_start and the fork child's restart. */
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+int hp_listener_restart_pending; /* atomic: fork child wants a listener */
+
+/* How often a listener whose address is taken tries it again. */
+#define RETRY_NS 1000000000L
 
 /* Per-request state, owned by the listener thread. */
 struct conn {
@@ -315,6 +325,9 @@ missing:
     return -1;
 }
 
+static int open_listener(const char *addr, bool *loopback, const char **why,
+                         int *err);
+
 static void *
 listener_main(void *arg)
 {
@@ -323,6 +336,30 @@ listener_main(void *arg)
     hp_fence_enter();
     if (load_mhd() != 0)
         goto fail;
+    /* Started while another process held the address (the parent of a
+     * fork child, or of an exec'd one that inherited HEAPPROF_HTTP): take
+     * it when that process lets it go, as a daemon's parent does when it
+     * exits. Never alongside it: the bind fails while the address is
+     * taken (SO_REUSEADDR does not share a listening port). */
+    while (__atomic_load_n(&listen_fd, __ATOMIC_ACQUIRE) < 0) {
+        struct timespec ts = { 0, RETRY_NS };
+        nanosleep(&ts, NULL);
+        bool loopback;
+        const char *why = NULL;
+        int err = 0;
+        int fd = open_listener(wanted, &loopback, &why, &err);
+        if (fd >= 0) {
+            __atomic_store_n(&listen_fd, fd, __ATOMIC_RELEASE);
+            hp_log("http: listening on %s (the process that held it let it "
+                   "go)%s", where, loopback ? "" : "; not a loopback address: "
+                   "anyone who can reach it can read this process's heap "
+                   "profiles");
+        } else if (why != NULL || err != EADDRINUSE) {
+            hp_log("http: cannot listen on %s: %s. No listener; profiling "
+                   "continues", wanted, why != NULL ? why : strerror(err));
+            goto fail;
+        }
+    }
     struct MHD_Daemon *d = mhd.start(
         HP_MHD_USE_EPOLL | HP_MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
         on_access, NULL,
@@ -544,29 +581,62 @@ open_listener(const char *addr, bool *loopback, const char **why, int *err)
     return fd;
 }
 
+static int start_locked(const char *addr, bool quiet);
+
 int
 hp_listener_start(const char *addr)
 {
     if (addr == NULL || addr[0] == '\0')
         return HEAPPROF_EINVAL;
+    hp_fence_enter();
+    pthread_mutex_lock(&start_lock);
+    int rc = start_locked(addr, false);
+    pthread_mutex_unlock(&start_lock);
+    hp_fence_exit();
+    return rc;
+}
+
+void
+hp_listener_restart(void)
+{
+    if (!__atomic_exchange_n(&hp_listener_restart_pending, 0,
+                             __ATOMIC_ACQ_REL))
+        return;
+    hp_fence_enter();
+    pthread_mutex_lock(&start_lock);
+    /* The parent normally still holds the address: wait for it quietly. */
+    start_locked(wanted, true);
+    pthread_mutex_unlock(&start_lock);
+    hp_fence_exit();
+}
+
+static int
+start_locked(const char *addr, bool quiet)
+{
     if (running)
         return HEAPPROF_OK;
-    hp_fence_enter();
-    bool loopback;
+    bool loopback = true;
     const char *why = NULL;
     int err = 0;
+    if (addr != wanted)
+        snprintf(wanted, sizeof(wanted), "%s", addr);
     int fd = open_listener(addr, &loopback, &why, &err);
-    if (fd < 0) {
+    if (fd < 0 && why == NULL && err == EADDRINUSE) {
+        /* Taken, most likely by the process this one was forked or
+         * exec'd from: the thread takes it over once it is free. */
+        if (!quiet)
+            hp_log("http: %s is in use (by a parent process?); listening "
+                   "there once it is free, profiling continues", addr);
+    } else if (fd < 0) {
         if (why != NULL)
             hp_log("http: HEAPPROF_HTTP='%s' not usable: %s. No listener; "
                    "profiling continues", addr, why);
         else
             hp_log("http: cannot listen on %s: %s. No listener; profiling "
                    "continues", addr, strerror(err));
-        hp_fence_exit();
         return why != NULL ? HEAPPROF_EINVAL : HEAPPROF_EIO;
     }
-    if (!loopback)
+    if (fd >= 0 && !loopback)
         hp_log("http: listening on %s, which is not a loopback address: "
                "anyone who can reach it can read this process's heap "
                "profiles", where);
@@ -586,14 +656,13 @@ hp_listener_start(const char *addr)
     if (rc != 0) {
         hp_log("http: cannot start the listener thread: %s. No listener; "
                "profiling continues", strerror(rc));
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         listen_fd = -1;
-        hp_fence_exit();
         return HEAPPROF_EIO;
     }
     pthread_setname_np(t, "heapprof-http");
     running = true;
-    hp_fence_exit();
     return HEAPPROF_OK;
 }
 
@@ -606,7 +675,13 @@ hp_listener_postfork_child(void)
     int fd = __atomic_exchange_n(&listen_fd, -1, __ATOMIC_RELAXED);
     if (fd >= 0)
         close(fd);
+    /* A child that outlives its parent (a daemon) should serve in its
+     * place: its next sampled allocation starts a thread that waits for
+     * the address (hp_listener_poll). */
+    __atomic_store_n(&hp_listener_restart_pending, running ? 1 : 0,
+                     __ATOMIC_RELEASE);
     running = false;
     waiting = NULL;
+    pthread_mutex_init(&start_lock, NULL);
     hp_http_postfork_child();
 }

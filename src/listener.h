@@ -47,9 +47,32 @@ struct MHD_Response;
 HP_HIDDEN int hp_listener_start(const char *addr);
 
 /*
+ * When the address is in use (typically by the process this one was
+ * forked or exec'd from), the thread starts anyway and tries the address
+ * once a second, serving as soon as it is free: a daemon's child takes
+ * over when its parent exits. One line says so, then one when it listens.
+ */
+
+/*
  * Fork child: the listener thread did not survive the fork; forget it and
- * close the inherited listening socket. Logs nothing, never blocks.
+ * close the inherited listening socket. Logs nothing, never blocks. If
+ * the parent had a listener, the child's next sampled allocation (or
+ * public call) starts one that waits for the parent's address, quietly:
+ * see hp_listener_poll.
  */
 HP_HIDDEN void hp_listener_postfork_child(void);
+
+/* The lazy restart, as snapshot.h's: one relaxed load when nothing is
+ * pending; safe inside the fence with no heapprof lock held. */
+HP_HIDDEN extern int hp_listener_restart_pending;
+HP_HIDDEN void hp_listener_restart(void);
+
+static inline void
+hp_listener_poll(void)
+{
+    if (HP_UNLIKELY(__atomic_load_n(&hp_listener_restart_pending,
+                                    __ATOMIC_RELAXED)))
+        hp_listener_restart();
+}
 
 #endif

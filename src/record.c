@@ -12,6 +12,7 @@
 #include "labels.h"
 #include "live.h"
 #include "peak.h"
+#include "listener.h"
 #include "snapshot.h"
 #include "stack.h"
 #include "stats.h"
@@ -31,6 +32,7 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
     /* A fork child whose writer thread is gone restarts it here, on a
      * sampled allocation (never in the atfork handler). */
     hp_snapshot_poll();
+    hp_listener_poll();
     int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
     if (depth < 1 || depth > HEAPPROF_MAX_STACK_DEPTH)
         depth = HEAPPROF_DEFAULT_STACK_DEPTH;

@@ -513,10 +513,25 @@ def mode_inuse(a):
         if not srv.alive():
             fail("workload died with the port taken")
         lines = [l for l in srv.output().splitlines() if "heapprof" in l]
-        if len(lines) != 1 or "Address already in use" not in lines[0]:
+        if len(lines) != 1 or "is in use" not in lines[0]:
             fail("port taken: want one log line, got %r" % lines)
         else:
             note("ok   port taken: %s" % lines[0])
+        # Once the address is free the workload listens there (a daemon's
+        # parent exiting frees it the same way).
+        blocker.close()
+        base = "http://127.0.0.1:%d" % port
+        wait_http(base + "/debug/pprof/", srv, "listener after the port was freed")
+        lines = [l for l in srv.output().splitlines() if "heapprof" in l]
+        if len(lines) != 2 or "let it go" not in lines[1]:
+            fail("after the port was freed: want a second line, got %r" % lines)
+        else:
+            note("ok   port freed: %s" % lines[1])
+        prof = fetch(base + "/debug/pprof/heap", label="heap after takeover")
+        if prof:
+            truth = json.load(open(truth_path))
+            check_truth(prof, truth["sites"], "heap after takeover",
+                        types=["inuse_space"])
     finally:
         srv.stop()
         blocker.close()
@@ -571,6 +586,29 @@ def mode_fork(a):
         lines = [l for l in srv.output().splitlines() if "heapprof" in l]
         if lines:
             fail("fork logged: %r" % lines)
+        # The parent exits, as a daemon's does: the child takes the address
+        # over within a few seconds and serves its own profile.
+        srv.stop()
+        deadline = time.time() + 15
+        st = None
+        while time.time() < deadline:
+            try:
+                st, _, body = http(base + "/debug/pprof/heap")
+                if st == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        if st != 200:
+            fail("the child did not take the listener over after its parent "
+                 "exited (last status %r)" % st)
+        else:
+            os.kill(child, 0)
+            prof = fetch(base + "/debug/pprof/heap", label="child heap")
+            if prof:
+                check_truth(prof, info["sites"], "child heap after takeover",
+                            types=["inuse_space"])
+                note("ok   the child serves after its parent exited")
     finally:
         if child:
             try:
