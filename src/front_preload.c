@@ -7,12 +7,17 @@
  * known (dlsym itself may allocate), requests are served from a small
  * static bootstrap pool whose blocks are recognised by address.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* dladdr, dl_iterate_phdr */
+#endif
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "heapprof.h"
@@ -462,3 +467,99 @@ HP_ATTACH_ALIAS(memalign);
 HP_ATTACH_ALIAS(valloc);
 HP_ATTACH_ALIAS(pvalloc);
 HP_ATTACH_ALIAS(malloc_usable_size);
+
+/* ------------------------------------------- who answers malloc here */
+
+/* Where the main program (listed first) starts in memory, as dladdr's
+ * dli_fbase gives it: its lowest segment, with the load bias (0 for a
+ * non-PIE program). */
+static int
+first_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    uintptr_t low = UINTPTR_MAX;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_LOAD &&
+            info->dlpi_phdr[i].p_vaddr < low)
+            low = info->dlpi_phdr[i].p_vaddr;
+    if (low != UINTPTR_MAX)
+        *(uintptr_t *)data = (uintptr_t)info->dlpi_addr + (low & ~(uintptr_t)4095);
+    return 1;
+}
+
+/* Whether path names the same file as st (LD_PRELOAD entries may be
+ * symlinks or relative). */
+static bool
+same_file(const char *path, size_t len, const struct stat *st)
+{
+    char buf[4096];
+    struct stat other;
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, path, len);
+    buf[len] = '\0';
+    return stat(buf, &other) == 0 && other.st_dev == st->st_dev &&
+           other.st_ino == st->st_ino;
+}
+
+extern char **environ;
+
+static bool
+listed_in_preload(const char *self)
+{
+    struct stat st;
+    const char *list = NULL;
+    for (char **e = environ; e != NULL && *e != NULL; e++)
+        if (strncmp(*e, "LD_PRELOAD=", 11) == 0)
+            list = *e + 11;
+    if (list == NULL || stat(self, &st) != 0)
+        return false;
+    while (*list != '\0') {
+        size_t n = strcspn(list, ": ");
+        if (same_file(list, n, &st))
+            return true;
+        list += n;
+        list += strspn(list, ": ");
+    }
+    return false;
+}
+
+/*
+ * Once the objects of a preloaded (or -lheapprof) process are in place:
+ * if the process's malloc is not heapprof's, something ahead of it in the
+ * lookup order defines malloc (the program itself, or a library preloaded
+ * before heapprof), and its allocations never pass here. Say so, once,
+ * instead of serving empty profiles. A library loaded later with dlopen
+ * (heapprof_attach's case) is expected to find another malloc first.
+ */
+__attribute__((constructor(102))) static void
+check_interposition(void)
+{
+    void *global = dlsym(RTLD_DEFAULT, "malloc");
+    if (global == NULL || global == (void *)hp_front_malloc)
+        return;
+    Dl_info def, self;
+    const ElfW(Sym) *sym = NULL;
+    if (dladdr1(global, &def, (void **)&sym, RTLD_DL_SYMENT) == 0 ||
+        dladdr((void *)hp_front_malloc, &self) == 0)
+        return;
+    /* A program that takes malloc's address without being PIE gets a
+     * "canonical PLT" entry, an undefined symbol whose address dlsym
+     * returns: it jumps to the real definition, not a definition. */
+    if (sym != NULL && sym->st_shndx == SHN_UNDEF)
+        return;
+    uintptr_t main_base = 0;
+    dl_iterate_phdr(first_object, &main_base);
+    bool by_program = (uintptr_t)def.dli_fbase == main_base;
+    if (!by_program && !listed_in_preload(self.dli_fname))
+        return;
+    if (by_program)
+        hp_log("malloc here is the program's own, not heapprof's: its "
+               "allocations are not profiled (report them with "
+               "heapprof_on_alloc/heapprof_on_free)");
+    else
+        hp_log("malloc here is %s's, which comes before heapprof in "
+               "LD_PRELOAD: unless it passes allocations on, they are not "
+               "profiled (put libheapprof.so first)", def.dli_fname);
+}
+
