@@ -14,6 +14,8 @@ PACKAGES=(
     # integrations, examples and their end-to-end tests
     libmicrohttpd-dev libevent-dev libgc-dev nginx nginx-dev
     redis-server redis-tools clang curl wrk
+    # C++ over tcmalloc (e2e.cxx_new.over_tcmalloc); jemalloc comes with redis
+    libgoogle-perftools4
 )
 
 installed() {
