@@ -514,9 +514,14 @@ listed_in_preload(const char *self)
             list = *e + 11;
     if (list == NULL || stat(self, &st) != 0)
         return false;
+    const char *base = strrchr(self, '/');
+    base = base != NULL ? base + 1 : self;
     while (*list != '\0') {
         size_t n = strcspn(list, ": ");
-        if (same_file(list, n, &st))
+        /* A bare name is looked up in the library path: match the name. */
+        bool bare = memchr(list, '/', n) == NULL;
+        if (bare ? strlen(base) == n && memcmp(list, base, n) == 0
+                 : same_file(list, n, &st))
             return true;
         list += n;
         list += strspn(list, ": ");

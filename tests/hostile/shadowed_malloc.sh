@@ -39,5 +39,9 @@ if [[ -e $jemalloc ]]; then
     expect "jemalloc first" "^heapprof\[[0-9]+\]: malloc here is .*libjemalloc.*comes before heapprof in LD_PRELOAD" \
         env LD_PRELOAD="$jemalloc:$lib" /bin/true
     expect "heapprof first" "" env LD_PRELOAD="$lib:$jemalloc" /bin/true
+    # LD_PRELOAD by bare name, found through the library path.
+    expect "jemalloc first, by name" "comes before heapprof in LD_PRELOAD" \
+        env LD_LIBRARY_PATH="$(dirname "$lib")" \
+        LD_PRELOAD="$jemalloc:$(basename "$lib")" /bin/true
 fi
 [[ $fails -eq 0 ]] || exit 1
