@@ -378,7 +378,8 @@ if [ "${NO_SERVERS:-0}" != 1 ] && command -v redis-server >/dev/null &&
         done
     done
 else
-    log "redis: skipped (redis-server / redis-benchmark not installed)"
+    if [ "${NO_SERVERS:-0}" = 1 ]; then log "redis: skipped (NO_SERVERS=1)"
+    else log "redis: skipped (redis-server / redis-benchmark not installed)"; fi
 fi
 
 # nginx: the configuration of tests/nginx/run_nginx.py, `return 200`.
@@ -461,7 +462,8 @@ if [ "${NO_SERVERS:-0}" != 1 ] && [ -n "$NGX_MODULE" ]; then
     done
     rm -rf "$NGX_WORK"
 else
-    log "nginx: skipped (nginx, wrk or the module (nginx-dev) missing)"
+    if [ "${NO_SERVERS:-0}" = 1 ]; then log "nginx: skipped (NO_SERVERS=1)"
+    else log "nginx: skipped (nginx, wrk or the module (nginx-dev) missing)"; fi
 fi
 
 echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/facts.tsv"
