@@ -16,6 +16,8 @@ PACKAGES=(
     redis-server redis-tools clang curl wrk
     # C++ over tcmalloc (e2e.cxx_new.over_tcmalloc); jemalloc comes with redis
     libgoogle-perftools4
+    # hostile.valgrind_symbols
+    valgrind
 )
 
 installed() {

@@ -486,7 +486,7 @@ exclude_own_data(void)
     if (__atomic_load_n(&filter_on, __ATOMIC_ACQUIRE) ||
         ops.exclude_static_roots == NULL)
         return;
-    ops.exclude_static_roots(&hp_tables, (char *)&hp_tables + sizeof hp_tables);
+    ops.exclude_static_roots(hp_tables_area, hp_tables_area + sizeof hp_tables_area);
     ops.exclude_static_roots(chunks, chunks + HP_GC_MAX_CHUNKS);
 }
 

@@ -30,23 +30,44 @@
  * it is emptied, and the bulk free stops rather than spin. */
 #define HP_OWNER_MAX_RETRIES 1024
 
-alignas(HP_TABLES_ALIGN) struct hp_tables hp_tables;
+/* Twice the tables' size: a 2 MiB boundary falls in its first half. */
+alignas(64) char hp_tables_area[2 * HP_TABLES_ALIGN];
+uint64_t *hp_live_coarse = (uint64_t *)(void *)hp_tables_area;
+struct hp_fixed_tables *hp_tables_at;
 
 /*
- * Ask for the tables' huge page (live.h says why). Best effort, and
- * early: frees and the bootstrap pool may already have touched a few of
- * its pages, which MADV_COLLAPSE (Linux 6.1; independent of the system's
- * THP setting) folds in. Before 6.1 the advice leaves it to khugepaged;
- * without a huge page the tables only cost more TLB misses.
+ * Place the tables (live.h) and ask for their huge page (why: above
+ * struct hp_fixed_tables). Every caller computes the same address, so racing
+ * callers agree; the coarse pointer is published before the tables' own,
+ * and both before anything is recorded in them. The huge page is
+ * best effort: MADV_COLLAPSE (Linux 6.1; independent of the system's THP
+ * setting) folds in the pages already touched; before 6.1 the advice
+ * leaves it to khugepaged; without a huge page the tables only cost more
+ * TLB misses.
  */
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
-static void __attribute__((constructor))
-tables_on_huge_page(void)
+struct hp_fixed_tables *
+hp_tables_place(void)
 {
-    if (madvise(&hp_tables, sizeof hp_tables, MADV_HUGEPAGE) == 0)
-        (void)madvise(&hp_tables, sizeof hp_tables, MADV_COLLAPSE);
+    uintptr_t a = ((uintptr_t)hp_tables_area + HP_TABLES_ALIGN - 1) &
+                  ~(uintptr_t)(HP_TABLES_ALIGN - 1);
+    struct hp_fixed_tables *t = (struct hp_fixed_tables *)a;
+    /* The coarse pointer first: whoever finds hp_tables_at set may record
+     * at once, and free must then already look at the real bits. */
+    __atomic_store_n(&hp_live_coarse, t->coarse_bits, __ATOMIC_RELEASE);
+    if (__atomic_exchange_n(&hp_tables_at, t, __ATOMIC_ACQ_REL) == NULL) {
+        if (madvise(t, sizeof *t, MADV_HUGEPAGE) == 0)
+            (void)madvise(t, sizeof *t, MADV_COLLAPSE);
+    }
+    return t;
+}
+
+static void __attribute__((constructor))
+tables_early(void)
+{
+    (void)hp_tables_get();
 }
 
 /*

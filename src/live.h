@@ -59,12 +59,12 @@ struct hp_live_rec {
 
 /*
  * heapprof's fixed tables (this table's and the bucket table's), together
- * in one 2 MiB-aligned object that live.c asks the kernel to back with
- * one huge page: a sample reaches into five of them (and every free into
+ * in one 2 MiB object on a 2 MiB boundary (hp_tables_place) that live.c
+ * asks the kernel to back with one huge page: a sample reaches into five of them (and every free into
  * the coarse bits) at addresses spread over 1.8 MiB, which on 4 KiB pages
  * is a TLB miss each, with a page walk that is itself cold.
  */
-struct hp_tables {
+struct hp_fixed_tables {
     /* The coarse filter's fast-path bits, read by every free. */
     uint64_t coarse_bits[1u << (HP_LIVE_COARSE_LG - 6)];
     /* The fine filter's bits, and per slot the number of recorded blocks
@@ -88,9 +88,34 @@ struct hp_tables {
              (8u << HP_LIVE_HEADS_LG) - 8u * HP_BUCKET_HEADS];
 };
 #define HP_TABLES_ALIGN ((size_t)2 << 20)
-_Static_assert(sizeof(struct hp_tables) == HP_TABLES_ALIGN,
+_Static_assert(sizeof(struct hp_fixed_tables) == HP_TABLES_ALIGN,
                "the fixed tables fill one huge page");
-HP_HIDDEN extern struct hp_tables hp_tables;
+
+/*
+ * Where the tables are. They live in a static area twice their size, at
+ * its first 2 MiB boundary, found at run time: a 2 MiB-aligned static
+ * object would make the linker give it a program header of its own with
+ * no file behind it, and valgrind then reads no symbols at all from the
+ * object holding it (the whole program, when linked with libheapprof.a).
+ *
+ * hp_live_coarse is what free's fast path reads: until the tables are
+ * placed it points at zeros (nothing is recorded before then), afterwards
+ * at their coarse bits. Every other access goes through hp_tables, which
+ * places them on first use (from the bootstrap pool's first block, the
+ * first sample, or live.c's constructor, whichever comes first).
+ */
+HP_HIDDEN extern char hp_tables_area[2 * HP_TABLES_ALIGN];
+HP_HIDDEN extern uint64_t *hp_live_coarse;
+HP_HIDDEN extern struct hp_fixed_tables *hp_tables_at;
+HP_HIDDEN struct hp_fixed_tables *hp_tables_place(void);
+
+static inline struct hp_fixed_tables *
+hp_tables_get(void)
+{
+    struct hp_fixed_tables *t = __atomic_load_n(&hp_tables_at, __ATOMIC_ACQUIRE);
+    return HP_LIKELY(t != NULL) ? t : hp_tables_place();
+}
+#define hp_tables (*hp_tables_get())
 
 /*
  * Slot of an address: its granule within a 128 MiB window. Neighbouring
@@ -126,7 +151,7 @@ hp_live_bit(const uint64_t *bits, uint32_t slot)
 static inline bool
 hp_live_maybe(const void *ptr)
 {
-    if (HP_LIKELY(!hp_live_bit(hp_tables.coarse_bits,
+    if (HP_LIKELY(!hp_live_bit(__atomic_load_n(&hp_live_coarse, __ATOMIC_RELAXED),
                                hp_live_coarse_slot((uintptr_t)ptr))))
         return false;
     return hp_live_bit(hp_tables.bits, hp_live_filter_slot((uintptr_t)ptr));
