@@ -529,6 +529,41 @@ listed_in_preload(const char *self)
     return false;
 }
 
+/* Whether the main program names the library at self among its own
+ * DT_NEEDED entries (heapprof linked in with -lheapprof). */
+struct needed_query {
+    const char *name; /* basename of heapprof's file, e.g. libheapprof.so.0 */
+    bool found;
+};
+
+static int
+main_needs(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct needed_query *q = data;
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    if (dyn == NULL)
+        return 1;
+    uintptr_t strtab = 0;
+    for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
+        if (d->d_tag == DT_STRTAB)
+            strtab = d->d_un.d_ptr;
+    if (strtab == 0)
+        return 1;
+    /* The dynamic loader rewrites DT_STRTAB to an address where the
+     * section is writable; where it is not, it is still relative. */
+    if (strtab < (uintptr_t)info->dlpi_addr)
+        strtab += (uintptr_t)info->dlpi_addr;
+    for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
+        if (d->d_tag == DT_NEEDED &&
+            strcmp((const char *)strtab + d->d_un.d_val, q->name) == 0)
+            q->found = true;
+    return 1; /* the main program only */
+}
+
 /*
  * Once the objects of a preloaded (or -lheapprof) process are in place:
  * if the process's malloc is not heapprof's, something ahead of it in the
@@ -556,15 +591,24 @@ check_interposition(void)
     uintptr_t main_base = 0;
     dl_iterate_phdr(first_object, &main_base);
     bool by_program = (uintptr_t)def.dli_fbase == main_base;
-    if (!by_program && !listed_in_preload(self.dli_fname))
-        return;
-    if (by_program)
+    if (by_program) {
         hp_log("malloc here is the program's own, not heapprof's: its "
                "allocations are not profiled (report them with "
                "heapprof_on_alloc/heapprof_on_free)");
-    else
+        return;
+    }
+    if (listed_in_preload(self.dli_fname)) {
         hp_log("malloc here is %s's, which comes before heapprof in "
                "LD_PRELOAD: unless it passes allocations on, they are not "
                "profiled (put libheapprof.so first)", def.dli_fname);
+        return;
+    }
+    const char *base = strrchr(self.dli_fname, '/');
+    struct needed_query q = { base != NULL ? base + 1 : self.dli_fname, false };
+    dl_iterate_phdr(main_needs, &q);
+    if (q.found)
+        hp_log("malloc here is %s's, which the program is linked with "
+               "before heapprof: unless it passes allocations on, they are "
+               "not profiled (link -lheapprof before it)", def.dli_fname);
 }
 

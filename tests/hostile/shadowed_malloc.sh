@@ -2,9 +2,10 @@
 # When something ahead of heapprof in the lookup order defines malloc (the
 # program itself, or a library preloaded before it), heapprof says so in
 # one line and the program runs as it would; in the right order, nothing.
-#   shadowed_malloc.sh LIBHEAPPROF OWN_MALLOC_PROGRAM
+#   shadowed_malloc.sh LIBHEAPPROF OWN_MALLOC_PROGRAM [JEMALLOC_FIRST HEAPPROF_FIRST]
+# (the last two linked with -ljemalloc and -lheapprof in those orders)
 set -euo pipefail
-lib=$1 own=$2
+lib=$1 own=$2 link_bad=${3:-} link_good=${4:-}
 jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 fails=0
 
@@ -43,5 +44,10 @@ if [[ -e $jemalloc ]]; then
     expect "jemalloc first, by name" "comes before heapprof in LD_PRELOAD" \
         env LD_LIBRARY_PATH="$(dirname "$lib")" \
         LD_PRELOAD="$jemalloc:$(basename "$lib")" /bin/true
+fi
+if [[ -n $link_bad ]]; then
+    expect "linked after jemalloc" "^heapprof\[[0-9]+\]: malloc here is .*libjemalloc.*linked with before heapprof" \
+        "$link_bad"
+    expect "linked before jemalloc" "" "$link_good"
 fi
 [[ $fails -eq 0 ]] || exit 1
