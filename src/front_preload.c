@@ -470,23 +470,6 @@ HP_ATTACH_ALIAS(malloc_usable_size);
 
 /* ------------------------------------------- who answers malloc here */
 
-/* Where the main program (listed first) starts in memory, as dladdr's
- * dli_fbase gives it: its lowest segment, with the load bias (0 for a
- * non-PIE program). */
-static int
-first_object(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    uintptr_t low = UINTPTR_MAX;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_LOAD &&
-            info->dlpi_phdr[i].p_vaddr < low)
-            low = info->dlpi_phdr[i].p_vaddr;
-    if (low != UINTPTR_MAX)
-        *(uintptr_t *)data = (uintptr_t)info->dlpi_addr + (low & ~(uintptr_t)4095);
-    return 1;
-}
-
 /* Whether path names the same file as st (LD_PRELOAD entries may be
  * symlinks or relative). */
 static bool
@@ -504,8 +487,9 @@ same_file(const char *path, size_t len, const struct stat *st)
 
 extern char **environ;
 
+/* Whether LD_PRELOAD lists heapprof's file (path self, basename base). */
 static bool
-listed_in_preload(const char *self)
+listed_in_preload(const char *self, const char *base)
 {
     struct stat st;
     const char *list = NULL;
@@ -514,8 +498,6 @@ listed_in_preload(const char *self)
             list = *e + 11;
     if (list == NULL || stat(self, &st) != 0)
         return false;
-    const char *base = strrchr(self, '/');
-    base = base != NULL ? base + 1 : self;
     while (*list != '\0') {
         size_t n = strcspn(list, ": ");
         /* A bare name is looked up in the library path: match the name. */
@@ -529,26 +511,36 @@ listed_in_preload(const char *self)
     return false;
 }
 
-/* Whether the main program names the library at self among its own
- * DT_NEEDED entries (heapprof linked in with -lheapprof). */
-struct needed_query {
-    const char *name; /* basename of heapprof's file, e.g. libheapprof.so.0 */
-    bool found;
+/* What check_interposition needs of the main program (listed first by
+ * dl_iterate_phdr): where it starts in memory, as dladdr's dli_fbase
+ * gives it (its lowest segment, page-aligned, with the load bias: 0 for
+ * a non-PIE program), and whether its DT_NEEDED entries name heapprof's
+ * file (linked in with -lheapprof). */
+struct main_program {
+    const char *self_name; /* basename of heapprof's file, libheapprof.so.0 */
+    uintptr_t base;
+    bool needs_self;
 };
 
 static int
-main_needs(struct dl_phdr_info *info, size_t size, void *data)
+read_main_program(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
-    struct needed_query *q = data;
+    struct main_program *m = data;
+    uintptr_t low = UINTPTR_MAX;
     const ElfW(Dyn) *dyn = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-    if (dyn == NULL)
-        return 1;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && ph->p_vaddr < low)
+            low = ph->p_vaddr;
+        else if (ph->p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
+    }
+    if (low != UINTPTR_MAX)
+        m->base = (uintptr_t)info->dlpi_addr +
+                  (low & ~((uintptr_t)getpagesize() - 1));
     uintptr_t strtab = 0;
-    for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
+    for (const ElfW(Dyn) *d = dyn; d != NULL && d->d_tag != DT_NULL; d++)
         if (d->d_tag == DT_STRTAB)
             strtab = d->d_un.d_ptr;
     if (strtab == 0)
@@ -559,17 +551,18 @@ main_needs(struct dl_phdr_info *info, size_t size, void *data)
         strtab += (uintptr_t)info->dlpi_addr;
     for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
         if (d->d_tag == DT_NEEDED &&
-            strcmp((const char *)strtab + d->d_un.d_val, q->name) == 0)
-            q->found = true;
+            strcmp((const char *)strtab + d->d_un.d_val, m->self_name) == 0)
+            m->needs_self = true;
     return 1; /* the main program only */
 }
 
 /*
  * Once the objects of a preloaded (or -lheapprof) process are in place:
  * if the process's malloc is not heapprof's, something ahead of it in the
- * lookup order defines malloc (the program itself, or a library preloaded
- * before heapprof), and its allocations never pass here. Say so, once,
- * instead of serving empty profiles. A library loaded later with dlopen
+ * lookup order defines malloc (the program itself, a library preloaded
+ * before heapprof, or one the program links before it), and its
+ * allocations never pass here. Say so, once, instead of serving empty
+ * profiles. A library loaded later with dlopen
  * (heapprof_attach's case) is expected to find another malloc first.
  */
 __attribute__((constructor(102))) static void
@@ -588,27 +581,23 @@ check_interposition(void)
      * returns: it jumps to the real definition, not a definition. */
     if (sym != NULL && sym->st_shndx == SHN_UNDEF)
         return;
-    uintptr_t main_base = 0;
-    dl_iterate_phdr(first_object, &main_base);
-    bool by_program = (uintptr_t)def.dli_fbase == main_base;
-    if (by_program) {
+    const char *base = strrchr(self.dli_fname, '/');
+    struct main_program m = { base != NULL ? base + 1 : self.dli_fname, 0, false };
+    dl_iterate_phdr(read_main_program, &m);
+    if ((uintptr_t)def.dli_fbase == m.base) {
         hp_log("malloc here is the program's own, not heapprof's: its "
                "allocations are not profiled (report them with "
                "heapprof_on_alloc/heapprof_on_free)");
         return;
     }
-    if (listed_in_preload(self.dli_fname)) {
+    if (listed_in_preload(self.dli_fname, m.self_name)) {
         hp_log("malloc here is %s's, which comes before heapprof in "
                "LD_PRELOAD: unless it passes allocations on, they are not "
                "profiled (put libheapprof.so first)", def.dli_fname);
         return;
     }
-    const char *base = strrchr(self.dli_fname, '/');
-    struct needed_query q = { base != NULL ? base + 1 : self.dli_fname, false };
-    dl_iterate_phdr(main_needs, &q);
-    if (q.found)
+    if (m.needs_self)
         hp_log("malloc here is %s's, which the program is linked with "
                "before heapprof: unless it passes allocations on, they are "
                "not profiled (link -lheapprof before it)", def.dli_fname);
 }
-
