@@ -328,6 +328,19 @@ missing:
 static int open_listener(const char *addr, bool *loopback, const char **why,
                          int *err);
 
+/* The one line for an address that cannot be listened on: a bad value
+ * (why, static) or a system error (err). */
+static void
+log_no_listener(const char *addr, const char *why, int err)
+{
+    if (why != NULL)
+        hp_log("http: HEAPPROF_HTTP='%s' not usable: %s. No listener; "
+               "profiling continues", addr, why);
+    else
+        hp_log("http: cannot listen on %s: %s. No listener; profiling "
+               "continues", addr, strerror(err));
+}
+
 static void *
 listener_main(void *arg)
 {
@@ -355,8 +368,7 @@ listener_main(void *arg)
                    "anyone who can reach it can read this process's heap "
                    "profiles");
         } else if (why != NULL || err != EADDRINUSE) {
-            hp_log("http: cannot listen on %s: %s. No listener; profiling "
-                   "continues", wanted, why != NULL ? why : strerror(err));
+            log_no_listener(wanted, why, err);
             goto fail;
         }
     }
@@ -628,12 +640,7 @@ start_locked(const char *addr, bool quiet)
             hp_log("http: %s is in use (by a parent process?); listening "
                    "there once it is free, profiling continues", addr);
     } else if (fd < 0) {
-        if (why != NULL)
-            hp_log("http: HEAPPROF_HTTP='%s' not usable: %s. No listener; "
-                   "profiling continues", addr, why);
-        else
-            hp_log("http: cannot listen on %s: %s. No listener; profiling "
-                   "continues", addr, strerror(err));
+        log_no_listener(addr, why, err);
         return why != NULL ? HEAPPROF_EINVAL : HEAPPROF_EIO;
     }
     if (fd >= 0 && !loopback)

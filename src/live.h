@@ -60,9 +60,10 @@ struct hp_live_rec {
 /*
  * heapprof's fixed tables (this table's and the bucket table's), together
  * in one 2 MiB object on a 2 MiB boundary (hp_tables_place) that live.c
- * asks the kernel to back with one huge page: a sample reaches into five of them (and every free into
- * the coarse bits) at addresses spread over 1.8 MiB, which on 4 KiB pages
- * is a TLB miss each, with a page walk that is itself cold.
+ * asks the kernel to back with one huge page: a sample reaches into five
+ * of them (and every free into the coarse bits) at addresses spread over
+ * 1.8 MiB, which on 4 KiB pages is a TLB miss each, with a page walk that
+ * is itself cold.
  */
 struct hp_fixed_tables {
     /* The coarse filter's fast-path bits, read by every free. */

@@ -186,14 +186,13 @@ row_cmp(const void *a, const void *b)
 }
 
 static void
-write_symbols(struct tw *w, const struct hp_profile_entry *e)
+write_symbols(struct tw *w, const struct hp_profile_entry *e, uint32_t first)
 {
     if (e->nframes == 0) {
         tw_printf(w, "#\t[heapprof: table full]\n");
         return;
     }
-    for (uint32_t i = hp_symbolize_entry_frames(e->pcs, e->nframes);
-         i < e->nframes; i++) {
+    for (uint32_t i = first; i < e->nframes; i++) {
         struct hp_symres r;
         uintptr_t pc = e->pcs[i];
         /* Return addresses: the call instruction is at pc - 1. */
@@ -280,11 +279,12 @@ hp_text_encode(const struct hp_profile_data *d,
         tw_printf(w,
                   "%" PRId64 ": %" PRId64 " [%" PRId64 ": %" PRId64 "] @",
                   r->in_c, r->in_s, r->al_c, r->al_s);
-        for (uint32_t k = hp_symbolize_entry_frames(r->e->pcs, r->e->nframes);
-             k < r->e->nframes; k++)
+        /* operator new's frames are left out of both lists. */
+        uint32_t first = hp_symbolize_entry_frames(r->e->pcs, r->e->nframes);
+        for (uint32_t k = first; k < r->e->nframes; k++)
             tw_printf(w, " %#" PRIxPTR, r->e->pcs[k]);
         tw_put(w, "\n", 1);
-        write_symbols(w, r->e);
+        write_symbols(w, r->e, first);
         tw_put(w, "\n", 1);
     }
     hp_symbolize_end();
