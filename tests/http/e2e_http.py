@@ -589,26 +589,14 @@ def mode_fork(a):
         # The parent exits, as a daemon's does: the child takes the address
         # over within a few seconds and serves its own profile.
         srv.stop()
-        deadline = time.time() + 15
-        st = None
-        while time.time() < deadline:
-            try:
-                st, _, body = http(base + "/debug/pprof/heap")
-                if st == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        if st != 200:
-            fail("the child did not take the listener over after its parent "
-                 "exited (last status %r)" % st)
-        else:
-            os.kill(child, 0)
-            prof = fetch(base + "/debug/pprof/heap", label="child heap")
-            if prof:
-                check_truth(prof, info["sites"], "child heap after takeover",
-                            types=["inuse_space"])
-                note("ok   the child serves after its parent exited")
+        wait_http(base + "/debug/pprof/heap", None,
+                  "the child's listener after its parent exited", timeout=15)
+        os.kill(child, 0)
+        prof = fetch(base + "/debug/pprof/heap", label="child heap")
+        if prof:
+            check_truth(prof, info["sites"], "child heap after takeover",
+                        types=["inuse_space"])
+            note("ok   the child serves after its parent exited")
     finally:
         if child:
             try:
