@@ -18,6 +18,8 @@ PACKAGES=(
     libgoogle-perftools4
     # hostile.valgrind_symbols
     valgrind
+    # servers that drop privileges and fork per connection (e2e.tree.*)
+    memcached postgresql
 )
 
 installed() {
