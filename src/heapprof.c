@@ -23,6 +23,7 @@
 #include "stack.h"
 
 #if __has_include("listener.h")
+#include "agent.h"
 #include "listener.h"
 #define HP_HAVE_LISTENER 1
 #endif
@@ -124,6 +125,7 @@ postfork_child(void)
 #endif
 #ifdef HP_HAVE_LISTENER
     hp_listener_postfork_child();
+    hp_agent_postfork_child();
 #endif
 #ifdef HP_HAVE_SNAPSHOT
     hp_snapshot_postfork_child();
@@ -141,8 +143,11 @@ start_services(void)
     services_started = true;
     hp_fence_enter();
 #ifdef HP_HAVE_LISTENER
-    if (hp_settings.http[0] != '\0')
-        hp_listener_start(hp_settings.http);
+    if (hp_settings.http[0] != '\0') {
+        int rc = hp_listener_start(hp_settings.http);
+        if (rc == HEAPPROF_OK || rc == HEAPPROF_EBUSY)
+            hp_agent_start(hp_settings.http, rc == HEAPPROF_EBUSY);
+    }
 #endif
 #ifdef HP_HAVE_SNAPSHOT
     if (hp_settings.snapshot_dir[0] != '\0')
@@ -347,12 +352,8 @@ heapprof_reset(void)
 {
     hp_ensure_configured();
 #ifdef HP_HAVE_SNAPSHOT
-    /* A public call is also a fork child's chance to restart its writer
-     * and its listener. */
+    /* A public call is also a fork child's chance to restart its writer. */
     hp_snapshot_poll();
-#endif
-#ifdef HP_HAVE_LISTENER
-    hp_listener_poll();
 #endif
     hp_buckets_reset_allocs();
     hp_peak_reset();

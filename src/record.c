@@ -10,7 +10,6 @@
 #include "buckets.h"
 #include "config.h"
 #include "labels.h"
-#include "listener.h"
 #include "live.h"
 #include "peak.h"
 #include "snapshot.h"
@@ -32,7 +31,6 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
     /* A fork child whose writer thread is gone restarts it here, on a
      * sampled allocation (never in the atfork handler). */
     hp_snapshot_poll();
-    hp_listener_poll();
     int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
     if (depth < 1 || depth > HEAPPROF_MAX_STACK_DEPTH)
         depth = HEAPPROF_DEFAULT_STACK_DEPTH;
