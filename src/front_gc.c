@@ -1007,21 +1007,21 @@ heapprof_gc_on_realloc(void *old_obj, void *new_obj, size_t size)
 /* ------------------------------------------------------------ set-up */
 
 void
-hp_gc_prefork(void)
+hp_gc_front_prefork(void)
 {
     pthread_mutex_lock(&chunk_lock);
     pthread_mutex_lock(&slot_lock);
 }
 
 void
-hp_gc_postfork_parent(void)
+hp_gc_front_postfork_parent(void)
 {
     pthread_mutex_unlock(&slot_lock);
     pthread_mutex_unlock(&chunk_lock);
 }
 
 void
-hp_gc_postfork_child(void)
+hp_gc_front_postfork_child(void)
 {
     pthread_mutex_init(&slot_lock, NULL);
     pthread_mutex_init(&chunk_lock, NULL);

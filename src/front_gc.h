@@ -9,8 +9,8 @@
 
 #include "internal.h"
 
-HP_HIDDEN void hp_gc_prefork(void);
-HP_HIDDEN void hp_gc_postfork_parent(void);
-HP_HIDDEN void hp_gc_postfork_child(void);
+HP_HIDDEN void hp_gc_front_prefork(void);
+HP_HIDDEN void hp_gc_front_postfork_parent(void);
+HP_HIDDEN void hp_gc_front_postfork_child(void);
 
 #endif

@@ -36,9 +36,9 @@ extern char **environ;
  * when the program uses them: their fork functions are weak references,
  * NULL when the object is absent (then it has no state to protect).
  */
-#pragma weak hp_gc_prefork
-#pragma weak hp_gc_postfork_parent
-#pragma weak hp_gc_postfork_child
+#pragma weak hp_gc_front_prefork
+#pragma weak hp_gc_front_postfork_parent
+#pragma weak hp_gc_front_postfork_child
 #pragma weak hp_attach_postfork_child
 
 /* Referenced by the malloc front so that a static link keeps this file. */
@@ -62,8 +62,8 @@ static struct hp_settings started_with;
 static void
 prefork(void)
 {
-    if (hp_gc_prefork != NULL)
-        hp_gc_prefork();
+    if (hp_gc_front_prefork != NULL)
+        hp_gc_front_prefork();
     hp_fence_enter();
     hp_stack_prefork();
     hp_buckets_prefork();
@@ -79,8 +79,8 @@ postfork_parent(void)
     hp_buckets_postfork_parent();
     hp_stack_postfork();
     hp_fence_exit();
-    if (hp_gc_postfork_parent != NULL)
-        hp_gc_postfork_parent();
+    if (hp_gc_front_postfork_parent != NULL)
+        hp_gc_front_postfork_parent();
 }
 
 static void
@@ -100,8 +100,8 @@ postfork_child(void)
     hp_snapshot_postfork_child();
     __atomic_store_n(&hp_restart_pending, 1, __ATOMIC_RELEASE);
     hp_fence_exit();
-    if (hp_gc_postfork_child != NULL)
-        hp_gc_postfork_child();
+    if (hp_gc_front_postfork_child != NULL)
+        hp_gc_front_postfork_child();
     if (hp_attach_postfork_child != NULL)
         hp_attach_postfork_child();
 }
