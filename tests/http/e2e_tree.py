@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -105,6 +106,23 @@ def mode_privdrop(a):
         srv.stop()
 
 
+def wait_memcached(port, srv, timeout=20):
+    """Until memcached answers "version" (its event loop runs)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if not srv.alive():
+            raise SystemExit("FAIL: memcached exited:\n" + srv.output())
+        try:
+            with socket.create_connection(("127.0.0.1", port), 2) as c:
+                c.sendall(b"version\r\n")
+                if c.recv(100).startswith(b"VERSION"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("FAIL: memcached not answering on %d" % port)
+
+
 def mode_memcached(a):
     need_root()
     mc = shutil.which("memcached") or "/usr/bin/memcached"
@@ -118,6 +136,7 @@ def mode_memcached(a):
     try:
         base = "http://127.0.0.1:%d" % port
         h.wait_http(base + "/debug/pprof/", srv, "memcached")
+        wait_memcached(mport, srv)
         names = text_frames(base)
         expect_named(names, ["event_base_new_with_config", "event_add",
                              "getpwnam", "__libc_start_main"],
