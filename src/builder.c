@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "gzip_sink.h"
-#include "symbolize.h"
+#include "utf8.h"
 
 #define PACK_BUF 65536
 

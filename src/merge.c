@@ -11,6 +11,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "buf.h"
 #include "builder.h"
 #include "heapprof.h"
 #include "internal.h"

@@ -1,6 +1,5 @@
 /*
- * The out-of-line parts of table.h: growing a table, the arena's chunks,
- * growing an array.
+ * The out-of-line parts of table.h: growing a table, the arena's chunks.
  */
 #include "table.h"
 
@@ -87,20 +86,4 @@ hp_arena_free(struct hp_arena *a)
         free(a->head);
         a->head = next;
     }
-}
-
-bool
-hp_grow(void **arr, size_t *cap, size_t need, size_t sz)
-{
-    if (need <= *cap)
-        return true;
-    size_t ncap = *cap ? *cap : 64;
-    while (ncap < need)
-        ncap *= 2;
-    void *p = realloc(*arr, ncap * sz);
-    if (p == NULL)
-        return false;
-    *arr = p;
-    *cap = ncap;
-    return true;
 }

@@ -139,10 +139,4 @@ HP_HIDDEN void *hp_arena_alloc(struct hp_arena *a, size_t n);
 HP_HIDDEN char *hp_arena_strdup(struct hp_arena *a, const char *s);
 HP_HIDDEN void hp_arena_free(struct hp_arena *a);
 
-/* ------------------------------------------------------------- arrays */
-
-/* Make room for need elements of size sz in *arr (capacity *cap, doubled
- * from 64). False when out of memory (the array is unchanged). */
-HP_HIDDEN bool hp_grow(void **arr, size_t *cap, size_t need, size_t sz);
-
 #endif
