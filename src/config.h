@@ -55,4 +55,14 @@ HP_HIDDEN int hp_parse_signal(const char *s, int *out, const char **why);
  * an allocation made before heapprof's constructor ran. */
 HP_HIDDEN void hp_ensure_configured(void);
 
+/*
+ * heapprof.c's lifecycle, for heapprof attach (attach_remote.c):
+ * hp_lifecycle_apply makes s the process's settings and (re)starts the
+ * listener and snapshot writer it names, sampling on; hp_lifecycle_stop
+ * pauses sampling and asks both to stop (they exit within a second).
+ * Neither waits for another thread.
+ */
+HP_HIDDEN void hp_lifecycle_apply(const struct hp_settings *s);
+HP_HIDDEN void hp_lifecycle_stop(void);
+
 #endif

@@ -569,6 +569,13 @@ writer_main(void *arg)
         if (__atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
             break;
         pthread_mutex_lock(&state_lock);
+        if (!configured) {
+            /* hp_snapshot_stop: gone in the same step, so a start that
+             * sees thread_alive false creates the next writer. */
+            thread_alive = false;
+            pthread_mutex_unlock(&state_lock);
+            return NULL;
+        }
         uint64_t gen = generation;
         uint64_t interval_ns = (uint64_t)conf.interval * NS_PER_S;
         pthread_mutex_unlock(&state_lock);
@@ -743,6 +750,18 @@ hp_snapshot_start(void)
     wake_writer();
     if (c.dir[0] != '\0')
         probe_dir(&c);
+    hp_fence_exit();
+}
+
+void
+hp_snapshot_stop(void)
+{
+    hp_fence_enter();
+    pthread_mutex_lock(&state_lock);
+    configured = false;
+    generation++;
+    pthread_mutex_unlock(&state_lock);
+    wake_writer();
     hp_fence_exit();
 }
 

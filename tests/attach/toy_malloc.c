@@ -1,8 +1,9 @@
 /*
  * A minimal allocator that replaces malloc for the whole process (linked
  * ahead of libc): a bump pointer over a static arena, never reusing
- * memory. With it, the process's malloc is not the allocator below
- * libheapprof (libc's), so heapprof_attach() must refuse.
+ * memory. It leaves out valloc and pvalloc, which libc then answers:
+ * blocks from libc's valloc would reach the toy's free, so heapprof_attach()
+ * (which forwards to the process's own allocator) must refuse.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -21,8 +22,6 @@ void *realloc(void *p, size_t n);
 int posix_memalign(void **out, size_t align, size_t n);
 void *aligned_alloc(size_t align, size_t n);
 void *memalign(size_t align, size_t n);
-void *valloc(size_t n);
-void *pvalloc(size_t n);
 size_t malloc_usable_size(void *p);
 
 static void *
@@ -109,16 +108,4 @@ void *
 memalign(size_t align, size_t n)
 {
     return bump(n, align);
-}
-
-void *
-valloc(size_t n)
-{
-    return bump(n, 4096);
-}
-
-void *
-pvalloc(size_t n)
-{
-    return bump((n + 4095) & ~(size_t)4095, 4096);
 }
