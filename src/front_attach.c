@@ -439,10 +439,11 @@ object_base(uintptr_t addr)
  * it: glibc's, or jemalloc's in a program linked against it (Debian's
  * redis-server). A non-PIE program's canonical PLT entry jumps through
  * its own GOT slot, which attach patches: the definition behind it is
- * the next one (dlsym RTLD_NEXT). Every forwarded function must come from
- * malloc's object: a program whose malloc is in one object and its
- * valloc in another would send blocks to the wrong free. 0, or
- * HEAPPROF_EUNSUPPORTED (logged).
+ * the next one (dlsym RTLD_NEXT). Each wrapper forwards where its slots
+ * pointed, so a form the allocator lacks (jemalloc has no pvalloc) keeps
+ * going to whoever answered it; but malloc, free, calloc, realloc and
+ * posix_memalign, which heapprof itself mixes, must share one object.
+ * 0, or HEAPPROF_EUNSUPPORTED (logged).
  */
 static int
 choose_orig(const uintptr_t defaults[H_COUNT])
@@ -453,18 +454,18 @@ choose_orig(const uintptr_t defaults[H_COUNT])
                             ? next
                             : defaults[i];
     }
-    if (hooks[H_MALLOC].orig == 0 || hooks[H_FREE].orig == 0 ||
-        hooks[H_CALLOC].orig == 0 || hooks[H_REALLOC].orig == 0 ||
-        hooks[H_POSIX_MEMALIGN].orig == 0) {
-        hp_log("attach: refused: the process's allocator was not found "
-               "(dlsym)");
-        return HEAPPROF_EUNSUPPORTED;
-    }
+    static const int core[] = {H_MALLOC, H_FREE, H_CALLOC, H_REALLOC,
+                               H_POSIX_MEMALIGN};
     uintptr_t home = object_base(hooks[H_MALLOC].orig);
-    for (int i = 0; i < H_MALLOC_USABLE_SIZE + 1; i++) {
-        if (i == H_REALLOCARRAY || hooks[i].orig == 0 ||
-            object_base(hooks[i].orig) == home)
-            continue; /* reallocarray is heapprof's realloc, not forwarded */
+    for (size_t k = 0; k < sizeof core / sizeof core[0]; k++) {
+        int i = core[k];
+        if (hooks[i].orig == 0) {
+            hp_log("attach: refused: the process's %s was not found (dlsym)",
+                   hooks[i].name);
+            return HEAPPROF_EUNSUPPORTED;
+        }
+        if (object_base(hooks[i].orig) == home)
+            continue;
         hp_log("attach: refused: the process's malloc is in %s but its %s "
                "in %s: blocks would reach the wrong free",
                object_of(hooks[H_MALLOC].orig), hooks[i].name,

@@ -1,6 +1,6 @@
 /*
  * The process's malloc is a toy allocator linked ahead of libc that lacks
- * valloc (libc answers it): attaching would mix the two, so
+ * posix_memalign (libc answers it): attaching would mix the two, so
  * heapprof_attach() must refuse with HEAPPROF_EUNSUPPORTED, log one line
  * and patch nothing.
  *

@@ -1,9 +1,9 @@
 /*
  * A minimal allocator that replaces malloc for the whole process (linked
  * ahead of libc): a bump pointer over a static arena, never reusing
- * memory. It leaves out valloc and pvalloc, which libc then answers:
- * blocks from libc's valloc would reach the toy's free, so heapprof_attach()
- * (which forwards to the process's own allocator) must refuse.
+ * memory. It leaves out posix_memalign, which libc then answers:
+ * heapprof mixes posix_memalign with free, so heapprof_attach() (which
+ * forwards to the process's own allocator) must refuse.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -19,7 +19,6 @@ void *malloc(size_t n);
 void free(void *p);
 void *calloc(size_t a, size_t b);
 void *realloc(void *p, size_t n);
-int posix_memalign(void **out, size_t align, size_t n);
 void *aligned_alloc(size_t align, size_t n);
 void *memalign(size_t align, size_t n);
 size_t malloc_usable_size(void *p);
@@ -84,18 +83,6 @@ realloc(void *p, size_t n)
         memcpy(q, p, old < n ? old : n);
     }
     return q;
-}
-
-int
-posix_memalign(void **out, size_t align, size_t n)
-{
-    if (align < sizeof(void *) || (align & (align - 1)) != 0)
-        return EINVAL;
-    void *p = bump(n, align);
-    if (p == NULL)
-        return ENOMEM;
-    *out = p;
-    return 0;
 }
 
 void *
