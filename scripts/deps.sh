@@ -18,6 +18,8 @@ PACKAGES=(
     libgoogle-perftools4
     # hostile.valgrind_symbols
     valgrind
+    # heapprof attach (and its tests, which also attach to redis-server)
+    gdb
 )
 
 installed() {

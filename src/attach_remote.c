@@ -8,6 +8,7 @@
  * command prints in its own terminal: the target's stderr stays clean.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -20,6 +21,29 @@
 /* Serialises the entry points; message is what the last one said. */
 static pthread_mutex_t remote_lock = PTHREAD_MUTEX_INITIALIZER;
 static char message[1024];
+
+/*
+ * The parser said "NAME='v' ignored: why; keeping N", which is the
+ * environment's story; for attach the whole request is refused: turn the
+ * first such line into the one refusal line.
+ */
+static void
+refuse_bad_setting(void)
+{
+    char first[sizeof message];
+    snprintf(first, sizeof first, "%s", message);
+    first[strcspn(first, "\n")] = '\0';
+    char *cut = strstr(first, "; keeping");
+    if (cut == NULL)
+        cut = strstr(first, "; no ");
+    if (cut != NULL)
+        *cut = '\0';
+    char *ignored = strstr(first, " ignored:");
+    if (ignored != NULL)
+        memmove(ignored, ignored + 8, strlen(ignored + 8) + 1);
+    message[0] = '\0';
+    hp_log("attach: refused: %s (nothing changed)", first);
+}
 
 /*
  * Parse "HEAPPROF_X=v\nHEAPPROF_Y=w" over the defaults into *s, with the
@@ -47,7 +71,7 @@ parse_settings(const char *text, struct hp_settings *s)
     lines[n] = NULL;
     hp_settings_defaults(s);
     if (hp_settings_apply_env(s, lines) != 0) {
-        hp_log("attach: refused: bad settings (nothing changed)");
+        refuse_bad_setting();
         return -1;
     }
     return 0;
