@@ -11,9 +11,12 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <gelf.h>
 #include <link.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -250,10 +253,53 @@ phdr_counts(struct dl_phdr_info *info, size_t size, void *data)
  * process (seen with elfutils 0.188) and may download over the network in
  * the middle of a profile request.
  */
+/*
+ * A module's file by its path; when the process may no longer open that
+ * path (it dropped privileges and the file, or a directory on the way, is
+ * not readable to its new user), the main program is still reachable
+ * through /proc/self/exe, which the kernel lets a process open on itself.
+ */
+static int
+find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr base,
+         char **file_name, Elf **elfp)
+{
+    int fd = dwfl_linux_proc_find_elf(mod, userdata, name, base, file_name,
+                                      elfp);
+    if (fd >= 0 || *elfp != NULL || name[0] != '/')
+        return fd;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return fd;
+    exe[n] = '\0';
+    if (strcmp(exe, name) != 0)
+        return fd;
+    return open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+}
+
 static const Dwfl_Callbacks proc_callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
+    .find_elf = find_elf,
     .find_debuginfo = dwfl_build_id_find_debuginfo,
 };
+
+/*
+ * Report the modules from /proc/self/maps. Not dwfl_linux_proc_report():
+ * it first reads /proc/PID/auxv, which becomes root's (mode 0400) once
+ * the process changes user (memcached -u, postgres, lighttpd), while
+ * /proc/self/maps stays readable to the process itself. Only the vDSO is
+ * lost (auxv is how libdwfl finds it); nothing allocates from there.
+ * Returns 0 or an errno value, as dwfl_linux_proc_report does.
+ */
+static int
+report_modules(Dwfl *dwfl)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (f == NULL)
+        return errno;
+    int rc = dwfl_linux_proc_maps_report(dwfl, f);
+    fclose(f);
+    return rc;
+}
 
 static int
 free_symidx(Dwfl_Module *mod, void **ud, const char *name, Dwarf_Addr start,
@@ -341,7 +387,7 @@ ensure_dwfl(void)
         return false;
     }
     dwfl_report_begin(st->dwfl);
-    int rc = dwfl_linux_proc_report(st->dwfl, getpid());
+    int rc = report_modules(st->dwfl);
     if (rc == 0)
         report_retired(st->dwfl);
     if (dwfl_report_end(st->dwfl, NULL, NULL) != 0 || rc != 0) {
