@@ -715,5 +715,4 @@ hp_listener_postfork_child(void)
     running = false;
     waiting = NULL;
     pthread_mutex_init(&start_lock, NULL);
-    hp_http_postfork_child();
 }
