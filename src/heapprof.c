@@ -139,12 +139,8 @@ stop_services(void)
         return;
     services_started = false;
     hp_fence_enter();
-#ifdef HP_HAVE_LISTENER
     hp_listener_stop();
-#endif
-#ifdef HP_HAVE_SNAPSHOT
     hp_snapshot_stop();
-#endif
     hp_fence_exit();
 }
 
@@ -158,7 +154,7 @@ hp_lifecycle_apply(const struct hp_settings *s)
     if (strcmp(s->http, hp_settings.http) != 0 ||
         strcmp(s->snapshot_dir, hp_settings.snapshot_dir) != 0)
         stop_services();
-    apply_settings(s);
+    hp_settings_apply(s);
     started_with = *s;
     explicit_start = true;
     hp_sampling_pause(false);
