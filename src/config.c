@@ -58,6 +58,16 @@ static const struct opt options[] = {
      "also write a snapshot when the process exits (exit(), not _exit())"},
     {"HEAPPROF_SNAPSHOT_SIGNAL", OPT_SIGNAL, OFF(snapshot_signal), 0, 0,
      "signal that triggers a snapshot (USR2, SIGRTMIN+3, 12); none by default"},
+    {"HEAPPROF_SNAPSHOT_PEAK", OPT_BOOL, OFF(snapshot_peak), 0, 1,
+     "also write heap-<pid>-<time>-peak.pb.gz at new highs of in-use memory, "
+     "keeping the newest (needs HEAPPROF_SNAPSHOT_DIR)"},
+    {"HEAPPROF_SNAPSHOT_PEAK_STEP", OPT_SIZE, OFF(snapshot_peak_step), 0,
+     (uint64_t)1 << 40,
+     "growth over the last written peak that writes the next; 0 (default) = "
+     "an eighth of it, at least 4 MiB"},
+    {"HEAPPROF_LEAK_REPORT", OPT_BOOL, OFF(leak_report), 0, 1,
+     "at exit, print what is still in use (bytes, objects, top sites) on "
+     "stderr, and write the exit snapshot if HEAPPROF_SNAPSHOT_DIR is set"},
 };
 
 void

@@ -24,6 +24,9 @@ struct hp_settings {
     unsigned snapshot_keep;
     bool snapshot_at_exit;           /* one more snapshot at exit() */
     int snapshot_signal;             /* 0 = none; else snapshot on it */
+    bool snapshot_peak;              /* -peak.pb.gz at new highs */
+    uint64_t snapshot_peak_step;     /* growth between them; 0 = auto */
+    bool leak_report;                /* leak summary on stderr at exit */
 };
 
 HP_HIDDEN extern struct hp_settings hp_settings;

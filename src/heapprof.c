@@ -18,6 +18,7 @@
 #include "ialloc.h"
 #include "live.h"
 #include "labels.h"
+#include "leak_report.h"
 #include "listener.h"
 #include "log.h"
 #include "peak.h"
@@ -177,6 +178,8 @@ __attribute__((constructor(101))) static void
 heapprof_process_init(void)
 {
     hp_ensure_configured();
+    if (hp_settings.leak_report)
+        hp_leak_report_prepare();
     hp_restart_hook_set(restart_services);
     pthread_atfork(prefork, postfork_parent, postfork_child);
     pthread_mutex_lock(&lifecycle_lock);
