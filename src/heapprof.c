@@ -149,6 +149,7 @@ stop_services(void)
     services_started = false;
     hp_fence_enter();
     hp_listener_stop();
+    hp_agent_stop();
     hp_snapshot_stop();
     hp_fence_exit();
 }
