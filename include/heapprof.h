@@ -447,6 +447,26 @@ HEAPPROF_API int heapprof_attach_stats(struct heapprof_attach_stats *st);
 /* ------------------------------------------------------------------ merge */
 
 /*
+ * What `heapprof attach PID` and `heapprof detach PID` call inside the
+ * target through gdb, after loading libheapprof there with dlopen (any
+ * program may call them too). heapprof_remote_attach takes the settings
+ * as "HEAPPROF_RATE=1\nHEAPPROF_HTTP=127.0.0.1:6060" lines, parsed as the
+ * environment variables are, over the defaults and never from the
+ * process's own environment; it refuses (nothing changed) when already
+ * attached (HEAPPROF_EBUSY), when heapprof is the process's malloc by
+ * preload (HEAPPROF_EBUSY), on a bad value (HEAPPROF_EINVAL) or as
+ * heapprof_attach() does; otherwise it attaches, applies the settings and
+ * starts the listener and snapshot writer they name. heapprof_remote_detach
+ * undoes it: heapprof_detach(), sampling paused, listener and writer asked
+ * to stop (gone within a second); HEAPPROF_ESTATE when not attached.
+ * Neither writes to stderr: heapprof_remote_message() returns what the
+ * last call had to say (one line per message; never NULL).
+ */
+HEAPPROF_API int heapprof_remote_attach(const char *settings);
+HEAPPROF_API int heapprof_remote_detach(void);
+HEAPPROF_API const char *heapprof_remote_message(void);
+
+/*
  * Merge profiles into one, as `go tool pprof` merges several files:
  * samples with the same stack (by mapping, address and symbolized lines)
  * and the same labels are summed, functions, locations, mappings and
