@@ -17,11 +17,12 @@ die() {
     exit 1
 }
 
+mkdir -p "$build_dir"
 HEAPPROF_JOBS=${HEAPPROF_JOBS:-2} scripts/build.sh "$build_dir" \
     -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DHEAPPROF_BUILD_TESTS=OFF -DHEAPPROF_WERROR=ON \
-    -DHEAPPROF_NGINX_MODULES_DIR=lib/nginx/modules >"$build_dir.log" 2>&1 ||
-    { tail -30 "$build_dir.log"; die "build failed (log: $build_dir.log)"; }
+    -DHEAPPROF_NGINX_MODULES_DIR=lib/nginx/modules >"$build_dir/build.log" 2>&1 ||
+    { tail -30 "$build_dir/build.log"; die "build failed (log: $build_dir/build.log)"; }
 
 version=$(sed -n 's/^CMAKE_PROJECT_VERSION:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
 arch=$(dpkg --print-architecture)
@@ -41,8 +42,7 @@ for so in $(grep -o '"lib[^"]*\.so\.[0-9]*"' src/lazy_deps.c | tr -d '"'); do
 done
 
 # lintian: errors fail the build; warnings are shown.
-lintian --fail-on error --suppress-tags-from-file packaging/lintian-overrides \
-    "$deb" || die "lintian reports errors in $deb"
+lintian --fail-on error "$deb" || die "lintian reports errors in $deb"
 
 echo "package.sh: $deb"
 dpkg-deb -f "$deb" Package Version Architecture Depends
