@@ -613,7 +613,9 @@ def mode_nomhd(a):
     skipped where unshare is not allowed."""
     work = a.workdir
     lib = None
-    for d in ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu",
+    multiarch = subprocess.run(["gcc", "-print-multiarch"],
+                               stdout=subprocess.PIPE, text=True).stdout.strip()
+    for d in ["/usr/lib/" + multiarch, "/lib/" + multiarch,
               "/usr/lib64", "/usr/lib"]:
         if os.path.exists(os.path.join(d, "libmicrohttpd.so.12")):
             lib = os.path.realpath(os.path.join(d, "libmicrohttpd.so.12"))
