@@ -14,7 +14,10 @@
 #include <strings.h>
 #include <sys/auxv.h>
 
+#include "ialloc.h"
 #include "log.h"
+
+extern char **environ;
 
 struct hp_settings hp_settings = {
     .rate = HEAPPROF_DEFAULT_RATE,
@@ -433,4 +436,31 @@ hp_settings_from_config(struct hp_settings *s, const struct heapprof_config *cfg
     s->snapshot_interval = cfg->snapshot_interval ? cfg->snapshot_interval : 60;
     s->snapshot_keep = cfg->snapshot_keep ? cfg->snapshot_keep : 10;
     return HEAPPROF_OK;
+}
+
+void
+hp_settings_apply(const struct hp_settings *s)
+{
+    hp_settings = *s;
+    hp_ialloc_set_budget(s->max_memory);
+}
+
+static int config_state; /* 0 none, 1 in progress, 2 done (atomic) */
+
+void
+hp_ensure_configured(void)
+{
+    if (__atomic_load_n(&config_state, __ATOMIC_ACQUIRE) == 2)
+        return;
+    /* Read HEAPPROF_* once. Safe from any context (no allocation),
+     * including the first sampled malloc before constructors ran. */
+    int expected = 0;
+    if (!__atomic_compare_exchange_n(&config_state, &expected, 1, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    struct hp_settings s;
+    hp_settings_defaults(&s);
+    hp_settings_apply_env(&s, environ);
+    hp_settings_apply(&s);
+    __atomic_store_n(&config_state, 2, __ATOMIC_RELEASE);
 }

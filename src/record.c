@@ -10,14 +10,10 @@
 #include "buckets.h"
 #include "config.h"
 #include "labels.h"
-#include "listener.h"
 #include "live.h"
 #include "peak.h"
-#include "snapshot.h"
 #include "stack.h"
 #include "stats.h"
-
-struct hp_stats hp_stats;
 
 /* Shared by both entry points and inlined into each, so a sample's stack
  * holds one heapprof frame less. */
@@ -29,10 +25,9 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
     hp_fence_enter();
     hp_live_prefetch((uintptr_t)ptr); /* lands during the stack capture */
     hp_stats_prefetch();
-    /* A fork child whose writer thread is gone restarts it here, on a
-     * sampled allocation (never in the atfork handler). */
-    hp_snapshot_poll();
-    hp_listener_poll();
+    /* A fork child whose background threads are gone restarts them here,
+     * on a sampled allocation (never in the atfork handler). */
+    hp_restart_poll();
     int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
     if (depth < 1 || depth > HEAPPROF_MAX_STACK_DEPTH)
         depth = HEAPPROF_DEFAULT_STACK_DEPTH;
