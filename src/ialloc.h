@@ -18,6 +18,8 @@ HP_HIDDEN uint64_t hp_ialloc_mapped(void);
 /* Resident bytes of the pages under [start, start + len) (mincore), for
  * heapprof's static tables, whose pages exist only once touched. */
 HP_HIDDEN uint64_t hp_resident_bytes(const void *start, size_t len);
+/* The budget until configuration sets one (HEAPPROF_MAX_MEMORY's default). */
+#define HP_DEFAULT_MAX_MEMORY ((uint64_t)64 << 20)
 HP_HIDDEN void hp_ialloc_set_budget(uint64_t bytes);
 HP_HIDDEN uint64_t hp_ialloc_budget(void);
 HP_HIDDEN void hp_ialloc_prefork(void);
