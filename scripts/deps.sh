@@ -2,6 +2,9 @@
 # Installs the Debian 12 packages heapprof needs to build, test and demo.
 # Idempotent: checks each package with dpkg and runs apt-get (update, then
 # install) only for what is missing. Root, or sudo when available.
+#   scripts/deps.sh              the packages below
+#   scripts/deps.sh PKG...       those packages instead (PKG or PKG:ARCH;
+#                                scripts/cross.sh passes the arm64 ones)
 set -euo pipefail
 
 PACKAGES=(
@@ -18,11 +21,28 @@ PACKAGES=(
     libgoogle-perftools4
     # hostile.valgrind_symbols
     valgrind
+    # go tool pprof -http's default /ui/ page runs dot (501 without it)
+    graphviz
+    # scripts/package.sh checks the .deb
+    lintian
 )
+(($# > 0)) && PACKAGES=("$@")
+
+# On a multiarch machine (dpkg --add-architecture arm64) a name alone
+# matches every architecture's package and dpkg-query prints all their
+# statuses on one line: ask for the host's (or an Architecture: all)
+# package by name, PKG:ARCH, unless the caller named the architecture.
+host_arch=$(dpkg --print-architecture)
 
 installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null |
-        grep -q '^install ok installed$'
+    local names=("$1:$host_arch" "$1:all")
+    [[ $1 == *:* ]] && names=("$1")
+    local n
+    for n in "${names[@]}"; do
+        dpkg-query -W -f='${Status}' "$n" 2>/dev/null |
+            grep -q '^install ok installed$' && return 0
+    done
+    return 1
 }
 
 missing=()
