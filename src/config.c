@@ -20,11 +20,14 @@ struct hp_settings hp_settings = {
     .rate = HEAPPROF_DEFAULT_RATE,
     .stack_depth = HEAPPROF_DEFAULT_STACK_DEPTH,
     .max_memory = 64u << 20,
+    .http_socket_mode = 0600,
     .snapshot_interval = 60,
     .snapshot_keep = 10,
 };
 
-enum opt_kind { OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL };
+enum opt_kind {
+    OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL, OPT_MODE
+};
 
 struct opt {
     const char *name;
@@ -45,6 +48,13 @@ static const struct opt options[] = {
      (uint64_t)1 << 40, "budget for heapprof's own metadata"},
     {"HEAPPROF_HTTP", OPT_ADDR, OFF(http), 0, 0,
      "listener address: 127.0.0.1:6060, [::1]:6060 or unix:/path"},
+    {"HEAPPROF_HTTP_SOCKET_MODE", OPT_MODE, OFF(http_socket_mode), 0, 0777,
+     "permissions of a unix: listener's socket (octal)"},
+    {"HEAPPROF_HTTP_SOCKET_GROUP", OPT_PATH, OFF(http_socket_group), 0,
+     sizeof(((struct hp_settings *)0)->http_socket_group),
+     "group of a unix: listener's socket (name or number)"},
+    {"HEAPPROF_HTTP_TOKEN_FILE", OPT_PATH, OFF(http_token_file), 0, 0,
+     "file holding a bearer token every request must present"},
     {"HEAPPROF_SNAPSHOT_DIR", OPT_PATH, OFF(snapshot_dir), 0, 0,
      "directory for periodic heap snapshots"},
     {"HEAPPROF_SNAPSHOT_INTERVAL", OPT_UINT, OFF(snapshot_interval), 1,
@@ -64,6 +74,7 @@ hp_settings_defaults(struct hp_settings *s)
     s->rate = HEAPPROF_DEFAULT_RATE;
     s->stack_depth = HEAPPROF_DEFAULT_STACK_DEPTH;
     s->max_memory = 64u << 20;
+    s->http_socket_mode = 0600;
     s->snapshot_interval = 60;
     s->snapshot_keep = 10;
 }
@@ -301,6 +312,14 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
             *(uint64_t *)(void *)field = v;
             return 0;
         }
+        /* Below the minimum: an operator who asks for little gets the
+         * least there is, not the default. */
+        if (hp_parse_u64(value, 0, o->min, true, &v, &why) == 0) {
+            *(uint64_t *)(void *)field = o->min;
+            hp_log("%s='%s' is below the minimum; using %llu", o->name,
+                   value, (unsigned long long)o->min);
+            return -1;
+        }
         hp_log("%s='%s' ignored: %s; keeping %llu", o->name, value, why,
                (unsigned long long)*(uint64_t *)(void *)field);
         return -1;
@@ -324,14 +343,29 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
         hp_log("%s='%s' ignored: %s; no listener started", o->name, value,
                why);
         return -1;
-    case OPT_PATH:
-        if (value[0] != '\0' && strlen(value) < HP_PATH_MAX) {
-            snprintf(field, HP_PATH_MAX, "%s", value);
+    case OPT_PATH: {
+        size_t cap = o->max != 0 ? (size_t)o->max : HP_PATH_MAX;
+        if (value[0] != '\0' && strlen(value) < cap) {
+            snprintf(field, cap, "%s", value);
             return 0;
         }
         hp_log("%s='%s' ignored: %s", o->name, value,
-               value[0] ? "path too long" : "empty path");
+               value[0] ? "too long" : "empty value");
         return -1;
+    }
+    case OPT_MODE: {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(value, &end, 8);
+        if (value[0] >= '0' && value[0] <= '7' && *end == '\0' &&
+            errno == 0 && v <= o->max) {
+            *(unsigned *)(void *)field = (unsigned)v;
+            return 0;
+        }
+        hp_log("%s='%s' ignored: not an octal mode (0000..0777); keeping "
+               "%04o", o->name, value, *(unsigned *)(void *)field);
+        return -1;
+    }
     case OPT_BOOL:
         if (hp_parse_bool(value, (bool *)(void *)field, &why) == 0)
             return 0;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "ialloc.h"
 #include "symbolize.h"
 #include "text_encode.h"
 
@@ -807,7 +808,7 @@ serve_encoded(const struct hp_profile_data *d, enum heapprof_profile which,
                    : hp_profile_encode(d, which, &sink);
     if (err != 0) {
         free(b.p);
-        serve_error(resp, 500, "failed to write profile");
+        serve_error(resp, 503, "failed to write profile (out of memory)");
         return;
     }
     resp->status = 200;
@@ -826,7 +827,19 @@ struct heapprof_http_pending {
     struct hp_profile_data p0;
     enum heapprof_profile which;
     const char *disposition;
+    uint64_t charged;   /* bytes counted against HEAPPROF_MAX_MEMORY */
 };
+
+/* Free a pending request and give back what it counted in the budget. */
+static void
+pending_free(struct heapprof_http_pending *p)
+{
+    if (p == NULL)
+        return;
+    hp_ialloc_uncharge(p->charged);
+    hp_profile_data_free(&p->p0);
+    free(p);
+}
 
 static int
 serve_profile(enum ep ep, const char *query, size_t qn,
@@ -910,10 +923,21 @@ serve_profile(enum ep ep, const char *query, size_t qn,
         }
         struct heapprof_http_pending *p = calloc(1, sizeof(*p));
         if (p == NULL || hp_profile_collect(&p->p0) != 0) {
-            free(p);
-            serve_error(resp, 500, "failed to collect profile");
+            pending_free(p);
+            serve_error(resp, 503, "failed to collect profile (out of memory)");
             return 0;
         }
+        /* The first profile waits N seconds: it counts in the budget, so
+         * waiting requests cannot pin memory beyond it. */
+        uint64_t size = sizeof(*p) + p->p0.n * sizeof(p->p0.e[0]);
+        if (!hp_ialloc_charge(size)) {
+            pending_free(p);
+            serve_error(resp, 503, "seconds=N: no room for its first "
+                                   "profile in HEAPPROF_MAX_MEMORY; try "
+                                   "again later");
+            return 0;
+        }
+        p->charged = size;
         p->which = which;
         p->disposition = ep == EP_HEAP ? "attachment; filename=\"heap-delta\""
                                        : "attachment; filename=\"allocs-delta\"";
@@ -946,7 +970,7 @@ serve_profile(enum ep ep, const char *query, size_t qn,
     }
     if (err != 0) {
         hp_profile_data_free(&d);
-        serve_error(resp, 500, "failed to collect profile");
+        serve_error(resp, 503, "failed to collect profile (out of memory)");
         return 0;
     }
     const char *disp = ep == EP_HEAP     ? "attachment; filename=\"heap\""
@@ -1071,9 +1095,9 @@ heapprof_http_resume(struct heapprof_http_pending *p,
     memset(&p1, 0, sizeof(p1));
     if (hp_profile_collect(&p1) != 0) {
         hp_profile_data_free(&p1);
-        serve_error(resp, 500, "failed to collect profile");
+        serve_error(resp, 503, "failed to collect profile (out of memory)");
     } else if (hp_http_delta(&p1, &p->p0, HP_DELTA_ALL) != 0) {
-        serve_error(resp, 500, "failed to compute delta");
+        serve_error(resp, 503, "failed to compute delta (out of memory)");
     } else {
         p1.duration_ns = p1.time_ns > p->p0.time_ns
                              ? p1.time_ns - p->p0.time_ns
@@ -1081,8 +1105,7 @@ heapprof_http_resume(struct heapprof_http_pending *p,
         serve_encoded(&p1, p->which, false, p->disposition, resp);
     }
     hp_profile_data_free(&p1);
-    hp_profile_data_free(&p->p0);
-    free(p);
+    pending_free(p);
     hp_fence_exit();
     return 0;
 }
@@ -1093,8 +1116,7 @@ heapprof_http_cancel(struct heapprof_http_pending *p)
     if (p == NULL)
         return;
     hp_fence_enter();
-    hp_profile_data_free(&p->p0);
-    free(p);
+    pending_free(p);
     hp_fence_exit();
 }
 
@@ -1105,10 +1127,7 @@ heapprof_http_response_free(struct heapprof_http_response *resp)
         return;
     hp_fence_enter();
     free(resp->body);
-    if (resp->pending != NULL) {
-        hp_profile_data_free(&resp->pending->p0);
-        free(resp->pending);
-    }
+    pending_free(resp->pending);
     hp_fence_exit();
     memset(resp, 0, sizeof(*resp));
 }
