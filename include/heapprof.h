@@ -230,6 +230,22 @@ struct heapprof_http_request {
 
 struct heapprof_http_pending; /* opaque: a delta profile waiting to finish */
 
+/*
+ * Which profile a response carries (heapprof_http_response.served), so a
+ * server that treats profiles specially (the nginx module merges its
+ * workers' heap and allocs profiles) need not look at the path or the
+ * body. Added in 0.1.0.
+ */
+enum heapprof_http_served {
+    HEAPPROF_HTTP_SERVED_OTHER = 0,     /* index, symbol, cmdline, debug=1
+                                           text, errors */
+    HEAPPROF_HTTP_SERVED_HEAP = 1,      /* /heap as pprof (with min_age= or
+                                           peak= too), or its seconds=N
+                                           delta pending */
+    HEAPPROF_HTTP_SERVED_ALLOCS = 2,    /* /allocs likewise */
+    HEAPPROF_HTTP_SERVED_DELTA_HEAP = 3 /* /delta_heap as pprof */
+};
+
 struct heapprof_http_response {
     int status;                      /* HTTP status code */
     const char *content_type;        /* static string, never NULL */
@@ -241,6 +257,7 @@ struct heapprof_http_response {
     /* Set when heapprof_http_handle() returns HEAPPROF_HTTP_PENDING. */
     struct heapprof_http_pending *pending;
     unsigned delay_ms;               /* call heapprof_http_resume() after */
+    enum heapprof_http_served served; /* what the body is (or will be) */
 };
 
 /*

@@ -1,10 +1,9 @@
 /*
  * The /debug/pprof request handler (heapprof_http_* in heapprof.h): routes
- * a borrowed request to an endpoint, parses the query as Go's
- * net/http/pprof does, and builds an owned response body. Delta profiles:
- * seconds=N keeps the first collection in a pending object until the
- * server resumes it; delta_heap keeps the previous scrape's alloc columns
- * in a process-wide table keyed by bucket (buckets are never freed).
+ * a borrowed request to an endpoint and builds an owned response body,
+ * saying in resp->served which profile it is. seconds=N keeps the first
+ * collection in a pending object until the server resumes it. The query
+ * is read by query.c, deltas computed by delta.c.
  */
 #include "http.h"
 
@@ -19,8 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "delta.h"
 #include "fileio.h"
+#include "gc_registry.h"
 #include "ialloc.h"
+#include "query.h"
 #include "symbolize.h"
 #include "text_encode.h"
 
@@ -114,13 +116,13 @@ resp_reset(struct heapprof_http_response *resp)
 }
 
 /* Hand the buffer to the response; a buffer that ran out of memory
- * becomes a 500 with no body (there is nothing left to format it in). */
+ * becomes a 503 with no body (there is nothing left to format it in). */
 static void
 resp_take(struct heapprof_http_response *resp, struct hbuf *b)
 {
     if (b->oom) {
         free(b->p);
-        resp->status = 500;
+        resp->status = 503;
         resp->content_type = CT_TEXT;
         resp->content_disposition = NULL;
         resp->headers = HEAPPROF_HTTP_HDR_NOSNIFF | HEAPPROF_HTTP_HDR_GO_PPROF;
@@ -146,414 +148,19 @@ serve_error(struct heapprof_http_response *resp, int status, const char *msg)
     resp->content_type = CT_TEXT;
     resp->content_disposition = NULL;
     resp->headers = HEAPPROF_HTTP_HDR_NOSNIFF | HEAPPROF_HTTP_HDR_GO_PPROF;
+    resp->served = HEAPPROF_HTTP_SERVED_OTHER;
     hb_puts(&b, msg);
     hb_put(&b, "\n", 1);
     resp_take(resp, &b);
     resp->status = status;
 }
 
-/* ------------------------------------------------------------ queries */
-
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * application/x-www-form-urlencoded decoding of s[0..n) into out (cap
- * bytes, NUL-terminated). Returns the decoded length, -1 for a malformed
- * escape, -2 when it does not fit (longer than anything we look for).
- */
-static long
-form_decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            if (n - i < 3)
-                return -1;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
-            if (h < 0 || l < 0)
-                return -1;
-            c = (char)(h * 16 + l);
-            i += 2;
-        }
-        if (o + 1 >= cap)
-            return -2;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return (long)o;
-}
-
-struct query {
-    bool has_debug, has_gc, has_seconds, has_min_age, has_peak;
-    char debug[32], gc[32], seconds[32], min_age[32], peak[32];
-};
-
-/*
- * Split on '&' and keep the first value of debug, gc and seconds, as
- * r.FormValue does. Unknown keys are ignored (Go ignores them too).
- * Returns NULL, or the one-line reason for a 400.
- */
-static const char *
-parse_query(const char *q, size_t n, struct query *out)
-{
-    memset(out, 0, sizeof(*out));
-    size_t i = 0;
-    while (i < n) {
-        size_t j = i;
-        while (j < n && q[j] != '&')
-            j++;
-        const char *kv = q + i;
-        size_t kvn = j - i;
-        i = j + 1;
-        if (kvn == 0)
-            continue;
-        if (memchr(kv, ';', kvn) != NULL)
-            return "malformed query: ';' is not a separator";
-        const char *eq = memchr(kv, '=', kvn);
-        size_t kn = eq ? (size_t)(eq - kv) : kvn;
-        char key[32];
-        long kl = form_decode(kv, kn, key, sizeof(key));
-        if (kl == -1)
-            return "malformed query: bad %-escape";
-        if (kl < 0)
-            continue; /* a key longer than ours: not one of ours */
-        bool *has;
-        char *val;
-        if (strcmp(key, "debug") == 0) {
-            has = &out->has_debug;
-            val = out->debug;
-        } else if (strcmp(key, "gc") == 0) {
-            has = &out->has_gc;
-            val = out->gc;
-        } else if (strcmp(key, "seconds") == 0) {
-            has = &out->has_seconds;
-            val = out->seconds;
-        } else if (strcmp(key, "min_age") == 0) {
-            has = &out->has_min_age;
-            val = out->min_age;
-        } else if (strcmp(key, "peak") == 0) {
-            has = &out->has_peak;
-            val = out->peak;
-        } else {
-            continue;
-        }
-        if (*has)
-            continue; /* first value wins */
-        *has = true;
-        if (eq == NULL)
-            continue;
-        long vl = form_decode(eq + 1, kvn - kn - 1, val, 32);
-        if (vl == -1)
-            return "malformed query: bad %-escape";
-        if (vl == -2) {
-            /* Too long to be a number we accept: fail its own check. */
-            snprintf(val, 32, "x");
-        }
-    }
-    return NULL;
-}
-
-/* strconv.ParseInt(s, 10, 64): optional sign, decimal digits, no spaces. */
-static bool
-parse_int(const char *s, long long *out)
-{
-    if (*s == '\0')
-        return false;
-    errno = 0;
-    char *end;
-    if (s[0] != '+' && s[0] != '-' && (s[0] < '0' || s[0] > '9'))
-        return false;
-    if ((s[0] == '+' || s[0] == '-') && (s[1] < '0' || s[1] > '9'))
-        return false;
-    long long v = strtoll(s, &end, 10);
-    if (*end != '\0' || errno == ERANGE)
-        return false;
-    *out = v;
-    return true;
-}
-
-/*
- * A duration as Go's time.ParseDuration reads it ("90s", "1h30m", "1.5h",
- * "250ms"; units ns us µs ms s m h), or a bare integer of seconds as in
- * "seconds=". Negative and overflowing values are refused.
- */
-bool
-hp_http_parse_duration(const char *s, uint64_t *ns)
-{
-    static const struct {
-        const char *name;
-        uint64_t ns;
-    } units[] = {{"ns", 1},          {"us", 1000},       {"\xc2\xb5s", 1000},
-                 {"\xce\xbcs", 1000}, {"ms", 1000000},   {"s", 1000000000},
-                 {"m", 60000000000}, {"h", 3600000000000}};
-    long long whole;
-    if (parse_int(s, &whole)) {
-        if (whole < 0 || (unsigned long long)whole > UINT64_MAX / 1000000000u)
-            return false;
-        *ns = (uint64_t)whole * 1000000000u;
-        return true;
-    }
-    if (*s == '+')
-        s++;
-    if (*s == '\0')
-        return false;
-    double total = 0;
-    while (*s != '\0') {
-        const char *num = s;
-        double v = 0, scale = 1;
-        bool digits = false;
-        while (*s >= '0' && *s <= '9') {
-            v = v * 10 + (*s++ - '0');
-            digits = true;
-        }
-        if (*s == '.') {
-            s++;
-            while (*s >= '0' && *s <= '9') {
-                scale /= 10;
-                v += (*s++ - '0') * scale;
-                digits = true;
-            }
-        }
-        if (!digits || s == num)
-            return false;
-        size_t u = 0, nu = sizeof(units) / sizeof(units[0]), best = 0;
-        for (size_t i = 0; i < nu; i++) {
-            size_t len = strlen(units[i].name);
-            if (strncmp(s, units[i].name, len) == 0 && len > best) {
-                best = len;
-                u = i;
-            }
-        }
-        if (best == 0)
-            return false;
-        s += best;
-        total += v * (double)units[u].ns;
-    }
-    if (!(total < 18e18))
-        return false;
-    *ns = (uint64_t)total;
-    return true;
-}
-
-/* ------------------------------------------------------------ gc hook */
-
-/* Protects gc_fn and gc_arg; leaf lock, never held while calling out. */
-static pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
-static void (*gc_fn)(void *);
-static void *gc_arg;
-
-int
-heapprof_gc_register(void (*collect)(void *arg), void *arg)
-{
-    pthread_mutex_lock(&gc_lock);
-    gc_fn = collect;
-    gc_arg = collect != NULL ? arg : NULL;
-    pthread_mutex_unlock(&gc_lock);
-    return HEAPPROF_OK;
-}
-
-static void
-run_gc(void)
-{
-    pthread_mutex_lock(&gc_lock);
-    void (*fn)(void *) = gc_fn;
-    void *arg = gc_arg;
-    pthread_mutex_unlock(&gc_lock);
-    if (fn == NULL)
-        return;
-    /*
-     * The collector is the host's code: its allocations are the host's and
-     * the frees it triggers must reach the live table, so it runs with the
-     * fence fully lowered even on the listener thread (fenced for life).
-     */
-    int depth = hp_tls.depth;
-    hp_tls.depth = 0;
-    fn(arg);
-    hp_tls.depth = depth;
-}
-
-/* ------------------------------------------------------------ deltas */
-
-static int
-entry_key_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)((const struct hp_profile_entry *)a)->key;
-    uintptr_t y = (uintptr_t)((const struct hp_profile_entry *)b)->key;
-    return x < y ? -1 : x > y;
-}
-
-static bool
-entry_zero(const struct hp_profile_entry *e)
-{
-    for (int k = 0; k < HP_NVALUES; k++)
-        if (e->v[k] != 0)
-            return false;
-    return true;
-}
-
-static void
-drop_zero(struct hp_profile_data *d)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < d->n; i++)
-        if (!entry_zero(&d->e[i]))
-            d->e[o++] = d->e[i];
-    d->n = o;
-}
-
-int
-hp_http_delta(struct hp_profile_data *p1, struct hp_profile_data *p0,
-              unsigned mask)
-{
-    if (p0->n > 1)
-        qsort(p0->e, p0->n, sizeof(*p0->e), entry_key_cmp);
-    bool *seen = calloc(p0->n ? p0->n : 1, sizeof(*seen));
-    if (seen == NULL)
-        return HEAPPROF_ENOMEM;
-    size_t extra = 0;
-    for (size_t i = 0; i < p1->n; i++) {
-        struct hp_profile_entry *e = &p1->e[i];
-        struct hp_profile_entry *o =
-            p0->n ? bsearch(e, p0->e, p0->n, sizeof(*p0->e), entry_key_cmp)
-                  : NULL;
-        if (o == NULL)
-            continue;
-        seen[o - p0->e] = true;
-        for (int k = 0; k < HP_NVALUES; k++) {
-            if (mask & (1u << k)) {
-                e->v[k] -= o->v[k];
-                e->raw[k] -= o->raw[k];
-            }
-        }
-    }
-    if (mask == HP_DELTA_ALL) {
-        /* Stacks that vanished since p0: Merge(p0 scaled by -1, p1) keeps
-         * them as negative samples. */
-        for (size_t i = 0; i < p0->n; i++)
-            extra += !seen[i];
-        if (extra > 0) {
-            struct hp_profile_entry *ne =
-                realloc(p1->e, (p1->n + extra) * sizeof(*ne));
-            if (ne == NULL) {
-                free(seen);
-                return HEAPPROF_ENOMEM;
-            }
-            p1->e = ne;
-            for (size_t i = 0; i < p0->n; i++) {
-                if (seen[i])
-                    continue;
-                struct hp_profile_entry *e = &p1->e[p1->n++];
-                *e = p0->e[i];
-                for (int k = 0; k < HP_NVALUES; k++) {
-                    e->v[k] = -e->v[k];
-                    e->raw[k] = -e->raw[k];
-                }
-            }
-        }
-    }
-    free(seen);
-    drop_zero(p1);
-    return HEAPPROF_OK;
-}
-
-/* delta_heap state: alloc columns of the previous scrape, sorted by key. */
-struct prev_entry {
-    const void *key;
-    int64_t v[2];
-    int64_t raw[2];
-};
-
-/* Protects prev and prev_n. Lock order: delta_lock, then the profile
- * module's locks (hp_profile_collect runs under it). */
-static pthread_mutex_t delta_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct prev_entry *prev;
-static size_t prev_n;
-
-static int
-prev_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)((const struct prev_entry *)a)->key;
-    uintptr_t y = (uintptr_t)((const struct prev_entry *)b)->key;
-    return x < y ? -1 : x > y;
-}
-
-static int
-delta_heap_locked(struct hp_profile_data *d)
-{
-    struct prev_entry *next = malloc((d->n ? d->n : 1) * sizeof(*next));
-    if (next == NULL)
-        return HEAPPROF_ENOMEM;
-    for (size_t i = 0; i < d->n; i++) {
-        next[i].key = d->e[i].key;
-        for (int k = 0; k < 2; k++) {
-            next[i].v[k] = d->e[i].v[k];
-            next[i].raw[k] = d->e[i].raw[k];
-        }
-    }
-    if (d->n > 1)
-        qsort(next, d->n, sizeof(*next), prev_cmp);
-
-    for (size_t i = 0; i < d->n; i++) {
-        struct hp_profile_entry *e = &d->e[i];
-        struct prev_entry key = {.key = e->key};
-        struct prev_entry *o =
-            prev_n ? bsearch(&key, prev, prev_n, sizeof(*prev), prev_cmp)
-                   : NULL;
-        /* Alloc columns only grow; if one went down the key must name a
-         * different bucket than before, so report it whole. */
-        if (o == NULL || e->v[0] < o->v[0] || e->v[1] < o->v[1])
-            continue;
-        for (int k = 0; k < 2; k++) {
-            e->v[k] -= o->v[k];
-            e->raw[k] = e->raw[k] >= o->raw[k] ? e->raw[k] - o->raw[k] : 0;
-        }
-    }
-    free(prev);
-    prev = next;
-    prev_n = d->n;
-    drop_zero(d);
-    return HEAPPROF_OK;
-}
-
-int
-hp_http_delta_heap(struct hp_profile_data *d)
-{
-    pthread_mutex_lock(&delta_lock);
-    int err = delta_heap_locked(d);
-    pthread_mutex_unlock(&delta_lock);
-    return err;
-}
-
 void
-hp_http_reset(void)
+hp_http_error(struct heapprof_http_response *resp, int status,
+              const char *msg)
 {
-    pthread_mutex_lock(&delta_lock);
-    free(prev);
-    prev = NULL;
-    prev_n = 0;
-    pthread_mutex_unlock(&delta_lock);
-}
-
-void
-hp_http_postfork_child(void)
-{
-    /* The parent's state stays valid (same buckets); only the locks may
-     * have been held by a thread that does not exist here. */
-    pthread_mutex_init(&delta_lock, NULL);
-    pthread_mutex_init(&gc_lock, NULL);
+    resp_reset(resp);
+    serve_error(resp, status, msg);
 }
 
 /* ------------------------------------------------------------ endpoints */
@@ -826,6 +433,7 @@ serve_encoded(const struct hp_profile_data *d, enum heapprof_profile which,
 struct heapprof_http_pending {
     struct hp_profile_data p0;
     enum heapprof_profile which;
+    enum heapprof_http_served served;
     const char *disposition;
     uint64_t charged;   /* bytes counted against HEAPPROF_MAX_MEMORY */
 };
@@ -841,142 +449,87 @@ pending_free(struct heapprof_http_pending *p)
     free(p);
 }
 
+/* seconds=N: the first collection, kept until the server resumes. */
+static int
+start_delta(enum ep ep, long long sec, struct heapprof_http_response *resp)
+{
+    struct heapprof_http_pending *p = calloc(1, sizeof(*p));
+    if (p == NULL || hp_profile_collect(&p->p0) != 0) {
+        pending_free(p);
+        serve_error(resp, 503, "failed to collect profile (out of memory)");
+        return 0;
+    }
+    /* The first profile waits N seconds: it counts in the budget, so
+     * waiting requests cannot pin memory beyond it. */
+    uint64_t size = sizeof(*p) + p->p0.n * sizeof(p->p0.e[0]);
+    if (!hp_ialloc_charge(size)) {
+        pending_free(p);
+        serve_error(resp, 503, "seconds=N: no room for its first profile "
+                               "in HEAPPROF_MAX_MEMORY; try again later");
+        return 0;
+    }
+    p->charged = size;
+    bool heap = ep == EP_HEAP;
+    p->which = heap ? HEAPPROF_PROFILE_HEAP : HEAPPROF_PROFILE_ALLOCS;
+    p->served = heap ? HEAPPROF_HTTP_SERVED_HEAP : HEAPPROF_HTTP_SERVED_ALLOCS;
+    p->disposition = heap ? "attachment; filename=\"heap-delta\""
+                          : "attachment; filename=\"allocs-delta\"";
+    resp->pending = p;
+    resp->delay_ms = (unsigned)sec * 1000u;
+    resp->status = 200;
+    resp->served = p->served;
+    return HEAPPROF_HTTP_PENDING;
+}
+
+/* The collection the endpoint and its query ask for. */
+static int
+collect(enum ep ep, const struct hp_profile_query *q,
+        struct hp_profile_data *d)
+{
+    memset(d, 0, sizeof(*d));
+    if (ep == EP_DELTA_HEAP)
+        return hp_delta_heap_collect(d);
+    if (q->aged)
+        return hp_profile_collect_aged(d, q->min_age_ns);
+    if (q->peak != 0)
+        return hp_profile_collect_peak(d);
+    return hp_profile_collect(d);
+}
+
 static int
 serve_profile(enum ep ep, const char *query, size_t qn,
               unsigned write_timeout_s, struct heapprof_http_response *resp)
 {
-    struct query q;
-    const char *why = parse_query(query, qn, &q);
+    enum hp_query_target target = ep == EP_HEAP     ? HP_QUERY_HEAP
+                                  : ep == EP_ALLOCS ? HP_QUERY_ALLOCS
+                                                    : HP_QUERY_DELTA_HEAP;
+    struct hp_profile_query q;
+    const char *why = hp_query_profile(query, qn, target, write_timeout_s, &q);
     if (why != NULL) {
         serve_error(resp, 400, why);
         return 0;
     }
-    long long debug = 0, gc = 0;
-    if (q.has_debug && q.debug[0] != '\0' && !parse_int(q.debug, &debug)) {
-        serve_error(resp, 400,
-                    "invalid value for \"debug\" - must be an integer");
-        return 0;
-    }
-    if (q.has_gc && q.gc[0] != '\0' && !parse_int(q.gc, &gc)) {
-        serve_error(resp, 400, "invalid value for \"gc\" - must be an integer");
-        return 0;
-    }
-    enum heapprof_profile which =
-        ep == EP_ALLOCS ? HEAPPROF_PROFILE_ALLOCS : HEAPPROF_PROFILE_HEAP;
-
-    /* heapprof's own views of the heap profile: leak suspects and the
-     * peak. */
-    bool aged = q.has_min_age && q.min_age[0] != '\0';
-    uint64_t min_age_ns = 0;
-    long long peak = 0;
-    if (aged && !hp_http_parse_duration(q.min_age, &min_age_ns)) {
-        serve_error(resp, 400, "invalid value for \"min_age\" - must be a "
-                               "duration such as 90s, 10m or 2h, or seconds");
-        return 0;
-    }
-    if (q.has_peak && q.peak[0] != '\0' && !parse_int(q.peak, &peak)) {
-        serve_error(resp, 400, "invalid value for \"peak\" - must be an integer");
-        return 0;
-    }
-    if ((aged || peak != 0) && ep != EP_HEAP) {
-        serve_error(resp, 400, aged ? "\"min_age\" parameter is only supported "
-                                      "for the heap profile"
-                                    : "\"peak\" parameter is only supported "
-                                      "for the heap profile");
-        return 0;
-    }
-    if (aged && peak != 0) {
-        serve_error(resp, 400, "min_age and peak params are incompatible");
-        return 0;
-    }
-    if ((aged || peak != 0) && q.has_seconds && q.seconds[0] != '\0') {
-        serve_error(resp, 400, aged ? "seconds and min_age params are incompatible"
-                                    : "seconds and peak params are incompatible");
-        return 0;
-    }
-
-    if (q.has_seconds && q.seconds[0] != '\0') {
-        /* net/http/pprof serveDeltaProfile, check for check. */
-        long long sec;
-        if (!parse_int(q.seconds, &sec) || sec <= 0) {
-            serve_error(resp, 400, "invalid value for \"seconds\" - must be "
-                                   "a positive integer");
-            return 0;
-        }
-        if (ep != EP_HEAP && ep != EP_ALLOCS) {
-            serve_error(resp, 400, "\"seconds\" parameter is not supported "
-                                   "for this profile type");
-            return 0;
-        }
-        if (write_timeout_s != 0 && sec >= (long long)write_timeout_s) {
-            serve_error(resp, 400,
-                        "profile duration exceeds server's WriteTimeout");
-            return 0;
-        }
-        if (sec > (long long)(UINT_MAX / 1000)) {
-            serve_error(resp, 400, "invalid value for \"seconds\" - too large");
-            return 0;
-        }
-        if (debug != 0) {
-            serve_error(resp, 400, "seconds and debug params are incompatible");
-            return 0;
-        }
-        struct heapprof_http_pending *p = calloc(1, sizeof(*p));
-        if (p == NULL || hp_profile_collect(&p->p0) != 0) {
-            pending_free(p);
-            serve_error(resp, 503, "failed to collect profile (out of memory)");
-            return 0;
-        }
-        /* The first profile waits N seconds: it counts in the budget, so
-         * waiting requests cannot pin memory beyond it. */
-        uint64_t size = sizeof(*p) + p->p0.n * sizeof(p->p0.e[0]);
-        if (!hp_ialloc_charge(size)) {
-            pending_free(p);
-            serve_error(resp, 503, "seconds=N: no room for its first "
-                                   "profile in HEAPPROF_MAX_MEMORY; try "
-                                   "again later");
-            return 0;
-        }
-        p->charged = size;
-        p->which = which;
-        p->disposition = ep == EP_HEAP ? "attachment; filename=\"heap-delta\""
-                                       : "attachment; filename=\"allocs-delta\"";
-        resp->pending = p;
-        resp->delay_ms = (unsigned)sec * 1000u;
-        resp->status = 200;
-        return HEAPPROF_HTTP_PENDING;
-    }
-
-    if (gc > 0 && (ep == EP_HEAP || ep == EP_DELTA_HEAP))
-        run_gc();
+    if (q.seconds > 0)
+        return start_delta(ep, q.seconds, resp);
+    if (q.gc > 0 && (ep == EP_HEAP || ep == EP_DELTA_HEAP))
+        hp_gc_run();
 
     struct hp_profile_data d;
-    memset(&d, 0, sizeof(d));
-    int err;
-    if (ep == EP_DELTA_HEAP) {
-        /* Collect and diff under one lock so two scrapers racing each
-         * other still see every allocation exactly once. */
-        pthread_mutex_lock(&delta_lock);
-        err = hp_profile_collect(&d);
-        if (err == 0)
-            err = delta_heap_locked(&d);
-        pthread_mutex_unlock(&delta_lock);
-    } else if (aged) {
-        err = hp_profile_collect_aged(&d, min_age_ns);
-    } else if (peak != 0) {
-        err = hp_profile_collect_peak(&d);
-    } else {
-        err = hp_profile_collect(&d);
-    }
-    if (err != 0) {
+    if (collect(ep, &q, &d) != 0) {
         hp_profile_data_free(&d);
         serve_error(resp, 503, "failed to collect profile (out of memory)");
         return 0;
     }
+    enum heapprof_profile which =
+        ep == EP_ALLOCS ? HEAPPROF_PROFILE_ALLOCS : HEAPPROF_PROFILE_HEAP;
     const char *disp = ep == EP_HEAP     ? "attachment; filename=\"heap\""
                        : ep == EP_ALLOCS ? "attachment; filename=\"allocs\""
                                          : "attachment; filename=\"delta_heap\"";
-    serve_encoded(&d, which, debug != 0, disp, resp);
+    serve_encoded(&d, which, q.debug != 0, disp, resp);
+    if (q.debug == 0 && resp->status == 200)
+        resp->served = ep == EP_HEAP     ? HEAPPROF_HTTP_SERVED_HEAP
+                       : ep == EP_ALLOCS ? HEAPPROF_HTTP_SERVED_ALLOCS
+                                         : HEAPPROF_HTTP_SERVED_DELTA_HEAP;
     hp_profile_data_free(&d);
     return 0;
 }
@@ -1103,6 +656,8 @@ heapprof_http_resume(struct heapprof_http_pending *p,
                              ? p1.time_ns - p->p0.time_ns
                              : 1;
         serve_encoded(&p1, p->which, false, p->disposition, resp);
+        if (resp->status == 200)
+            resp->served = p->served;
     }
     hp_profile_data_free(&p1);
     pending_free(p);
@@ -1163,4 +718,13 @@ heapprof_http_response_header(const struct heapprof_http_response *resp,
     if (value != NULL)
         *value = values[i];
     return names[i];
+}
+
+void
+hp_http_postfork_child(void)
+{
+    /* Only the locks may have been held by a thread that does not exist
+     * here; the state stays valid. */
+    hp_delta_postfork_child();
+    hp_gc_postfork_child();
 }

@@ -287,17 +287,7 @@ static int
 send_error(struct MHD_Connection *mc, unsigned status, const char *msg)
 {
     struct heapprof_http_response resp;
-    memset(&resp, 0, sizeof(resp));
-    resp.status = (int)status;
-    resp.content_type = "text/plain; charset=utf-8";
-    resp.headers = HEAPPROF_HTTP_HDR_NOSNIFF | HEAPPROF_HTTP_HDR_GO_PPROF;
-    size_t n = strlen(msg);
-    resp.body = malloc(n + 1);
-    if (resp.body != NULL) {
-        memcpy(resp.body, msg, n);
-        resp.body[n] = '\n';
-        resp.body_len = n + 1;
-    }
+    hp_http_error(&resp, (int)status, msg);
     return send_response(mc, &resp);
 }
 

@@ -87,6 +87,8 @@ static ngx_int_t ngx_http_heapprof_handler(ngx_http_request_t *r);
 static void ngx_http_heapprof_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_heapprof_serve(ngx_http_request_t *r,
     u_char *body, size_t body_len);
+static void ngx_http_heapprof_request(ngx_http_request_t *r, u_char *body,
+    size_t body_len, struct heapprof_http_request *req);
 static ngx_int_t ngx_http_heapprof_send_api(ngx_http_request_t *r,
     struct heapprof_http_response *resp);
 static ngx_int_t ngx_http_heapprof_send(ngx_http_request_t *r,
@@ -329,16 +331,58 @@ ngx_http_heapprof_body_handler(ngx_http_request_t *r)
 }
 
 
+static void
+ngx_http_heapprof_request(ngx_http_request_t *r, u_char *body,
+    size_t body_len, struct heapprof_http_request *req)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_memzero(req, sizeof(*req));
+
+    req->method = (const char *) r->method_name.data;
+    req->method_len = r->method_name.len;
+    req->path = (const char *) r->uri.data;
+    req->path_len = r->uri.len;
+
+    /* Never NULL: the handler would look for a '?' in the decoded path. */
+    req->query = r->args.len ? (const char *) r->args.data : "";
+    req->query_len = r->args.len;
+
+    req->body = (const char *) body;
+    req->body_len = body_len;
+
+    /*
+     * The location's prefix is the mount, with its slash even when the
+     * location was written without one ("location /debug/pprof").
+     */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (!clcf->exact_match && clcf->name.len > 0
+        && r->uri.len >= clcf->name.len
+        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        req->mount = (const char *) r->uri.data;
+        req->mount_len = clcf->name.len;
+
+        if (clcf->name.data[clcf->name.len - 1] != '/'
+            && r->uri.len > clcf->name.len
+            && r->uri.data[clcf->name.len] == '/')
+        {
+            req->mount_len++;
+        }
+    }
+}
+
+
 static ngx_int_t
 ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
 {
     int                              hrc;
-    u_char                          *seg, *own;
+    u_char                          *own;
     size_t                           own_len;
     ngx_int_t                        rc, pid, multi;
     ngx_str_t                        value;
     ngx_pool_cleanup_t              *cln;
-    ngx_http_core_loc_conf_t        *clcf;
     ngx_http_heapprof_ctx_t         *ctx;
     struct heapprof_http_request     req;
     struct heapprof_http_response    resp;
@@ -370,41 +414,8 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
         }
     }
 
-    ngx_memzero(&req, sizeof(req));
+    ngx_http_heapprof_request(r, body, body_len, &req);
     ngx_memzero(&resp, sizeof(resp));
-
-    req.method = (const char *) r->method_name.data;
-    req.method_len = r->method_name.len;
-    req.path = (const char *) r->uri.data;
-    req.path_len = r->uri.len;
-
-    /* Never NULL: the handler would look for a '?' in the decoded path. */
-    req.query = r->args.len ? (const char *) r->args.data : "";
-    req.query_len = r->args.len;
-
-    req.body = (const char *) body;
-    req.body_len = body_len;
-
-    /*
-     * The location's prefix is the mount, with its slash even when the
-     * location was written without one ("location /debug/pprof").
-     */
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (!clcf->exact_match && clcf->name.len > 0
-        && r->uri.len >= clcf->name.len
-        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        req.mount = (const char *) r->uri.data;
-        req.mount_len = clcf->name.len;
-
-        if (clcf->name.data[clcf->name.len - 1] != '/'
-            && r->uri.len > clcf->name.len
-            && r->uri.data[clcf->name.len] == '/')
-        {
-            req.mount_len++;
-        }
-    }
 
     hrc = heapprof_http_handle(&req, &resp);
 
@@ -413,27 +424,9 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* The endpoint: the path's last segment ("/debug/heap" is heap too). */
-    for (seg = r->uri.data + r->uri.len; seg > r->uri.data; seg--) {
-        if (seg[-1] == '/') {
-            break;
-        }
-    }
-
-    value.data = seg;
-    value.len = r->uri.data + r->uri.len - seg;
-
-    multi = 0;
-
-    if ((hrc == HEAPPROF_HTTP_PENDING
-         || (resp.status == NGX_HTTP_OK && resp.content_type != NULL
-             && ngx_strncmp(resp.content_type, "application/octet-stream",
-                            24) == 0))
-        && ((value.len == 4 && ngx_strncmp(value.data, "heap", 4) == 0)
-            || (value.len == 6 && ngx_strncmp(value.data, "allocs", 6) == 0)))
-    {
-        multi = 1;
-    }
+    /* The pprof profiles of heap and allocs cover every worker. */
+    multi = resp.served == HEAPPROF_HTTP_SERVED_HEAP
+            || resp.served == HEAPPROF_HTTP_SERVED_ALLOCS;
 
     if (pid != 0 && pid != ngx_pid && !multi) {
         heapprof_http_response_free(&resp);
@@ -479,7 +472,7 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
         return NGX_DONE;
     }
 
-    if (value.len == 6) {
+    if (resp.served == HEAPPROF_HTTP_SERVED_ALLOCS) {
         ctx->which = HEAPPROF_PROFILE_ALLOCS;
         ctx->name = "allocs";
 

@@ -11,6 +11,8 @@ its own ctest; http_workload runs under LD_PRELOAD.
   seconds    seconds=N requests: at most 8 wait at once (503 beyond);
              clients that leave are noticed (their slots come back, no
              CLOSE-WAIT sockets pile up)
+  token      HEAPPROF_HTTP_TOKEN_FILE: 401 without the bearer token, 200
+             with it; a bad token file: no listener, one line
   unix       unix: listener: HEAPPROF_HTTP_SOCKET_MODE sets the socket's
              mode, the socket is removed at exit; a regular file at the
              path is "not a socket" (one line, no retries)
@@ -253,10 +255,70 @@ def case_unix(a):
         srv.stop()
 
 
+def get_with(url, headers):
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as ex:
+        return ex.code, ex.read()
+    except OSError:
+        return None, b""
+
+
+def case_token(a):
+    tok = os.path.join(a.workdir, "token")
+    with open(tok, "w") as f:
+        f.write("s3cret-token-0123456789\n")
+    os.chmod(tok, 0o600)
+    port = e.free_port()
+    srv, _, base = start(a, {"HEAPPROF_HTTP_TOKEN_FILE": tok},
+                         addr="127.0.0.1:%d" % port)
+    base = "http://127.0.0.1:%d" % port
+    url = base + "/debug/pprof/heap"
+    try:
+        end = time.time() + 20
+        while time.time() < end and get_with(url, {})[0] is None:
+            time.sleep(0.1)
+        for hdrs, want in [({}, 401),
+                           ({"Authorization": "Bearer wrong"}, 401),
+                           ({"Authorization": "Bearer s3cret-token-012345678"},
+                            401),
+                           ({"Authorization": "Basic s3cret-token-0123456789"},
+                            401),
+                           ({"Authorization": "Bearer s3cret-token-0123456789"},
+                            200)]:
+            st, body = get_with(url, hdrs)
+            if st != want:
+                fail("token: %s -> %s, want %d (%r)" % (hdrs, st, want,
+                                                        body[:100]))
+            else:
+                note("ok   token: %s -> %d" % (hdrs, st))
+    finally:
+        srv.stop()
+    # An unreadable or too short token: no listener, one line.
+    with open(tok, "w") as f:
+        f.write("short\n")
+    srv, _, _ = start(a, {"HEAPPROF_HTTP_TOKEN_FILE": tok},
+                      addr="127.0.0.1:%d" % e.free_port())
+    try:
+        end = time.time() + 10
+        while time.time() < end and "TOKEN_FILE" not in srv.output():
+            time.sleep(0.1)
+        if "No listener" not in srv.output():
+            fail("short token: %r" % srv.output())
+        else:
+            note("ok   short token: no listener")
+    finally:
+        srv.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=["params", "dup_cl", "slowloris",
-                                     "seconds", "unix"])
+                                     "seconds", "unix", "token"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload", required=True)
     ap.add_argument("--workload", required=True)

@@ -24,6 +24,7 @@
 
 #include "heapprof.h"
 #include "http.h"
+#include "ialloc.h"
 #include "internal.h"
 #include "listener.h"
 #include "text_encode.h"
@@ -400,6 +401,33 @@ test_http_seconds_pending(void **state)
     heapprof_http_response_free(&res.r);
     res = get("/debug/pprof/heap?seconds=1");
     heapprof_http_response_free(&res.r);
+}
+
+/* A waiting seconds=N request's first profile counts in
+ * HEAPPROF_MAX_MEMORY while it waits; with no room, 503 at once. */
+static void
+test_http_seconds_charged_to_budget(void **state)
+{
+    (void)state;
+    unit_alloc_site(8);
+    uint64_t budget = hp_ialloc_budget(), before = hp_ialloc_mapped();
+    struct result res = get("/debug/pprof/heap?seconds=2");
+    assert_int_equal(res.rc, HEAPPROF_HTTP_PENDING);
+    assert_true(hp_ialloc_mapped() > before);
+    heapprof_http_response_free(&res.r); /* cancels it */
+    assert_int_equal(hp_ialloc_mapped(), before);
+
+    hp_ialloc_set_budget(before);
+    res = get("/debug/pprof/heap?seconds=2");
+    hp_ialloc_set_budget(budget);
+    assert_int_equal(res.rc, 0);
+    assert_int_equal(res.r.status, 503);
+    char *b = body_str(&res.r);
+    assert_non_null(strstr(b, "HEAPPROF_MAX_MEMORY"));
+    free(b);
+    heapprof_http_response_free(&res.r);
+    assert_int_equal(hp_ialloc_mapped(), before);
+    unit_free_site(8);
 }
 
 /* ------------------------------------------------------------- deltas */
@@ -901,6 +929,70 @@ test_listener_mhd_abi(void **state)
 #endif
 
 /* min_age=: Go durations and whole seconds; nothing else. */
+/* resp.served names the profile in the body, whatever the path looked
+ * like, so servers (the nginx module) need not sniff it. */
+static void
+test_http_served(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path;
+        enum heapprof_http_served want;
+    } cases[] = {
+        {"/debug/pprof/heap", HEAPPROF_HTTP_SERVED_HEAP},
+        {"/debug/heap", HEAPPROF_HTTP_SERVED_HEAP},
+        {"heap?min_age=1s", HEAPPROF_HTTP_SERVED_HEAP},
+        {"/debug/pprof/heap?peak=1", HEAPPROF_HTTP_SERVED_HEAP},
+        {"/debug/pprof/allocs", HEAPPROF_HTTP_SERVED_ALLOCS},
+        {"/debug/pprof/delta_heap", HEAPPROF_HTTP_SERVED_DELTA_HEAP},
+        {"/debug/pprof/heap?debug=1", HEAPPROF_HTTP_SERVED_OTHER},
+        {"/debug/pprof/allocs?debug=2", HEAPPROF_HTTP_SERVED_OTHER},
+        {"/debug/pprof/", HEAPPROF_HTTP_SERVED_OTHER},
+        {"/debug/pprof/cmdline", HEAPPROF_HTTP_SERVED_OTHER},
+        {"/debug/pprof/heap?debug=x", HEAPPROF_HTTP_SERVED_OTHER},
+        {"/debug/pprof/heap/x", HEAPPROF_HTTP_SERVED_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct result res = get(cases[i].path);
+        assert_int_equal(res.rc, 0);
+        if (res.r.served != cases[i].want)
+            fail_msg("%s: served %d, want %d", cases[i].path,
+                     (int)res.r.served, (int)cases[i].want);
+        heapprof_http_response_free(&res.r);
+    }
+
+    struct result res = get("/debug/pprof/allocs?seconds=5");
+    assert_int_equal(res.rc, HEAPPROF_HTTP_PENDING);
+    assert_int_equal(res.r.served, HEAPPROF_HTTP_SERVED_ALLOCS);
+    struct heapprof_http_response done;
+    assert_int_equal(heapprof_http_resume(res.r.pending, &done), 0);
+    assert_int_equal(done.status, 200);
+    assert_int_equal(done.served, HEAPPROF_HTTP_SERVED_ALLOCS);
+    heapprof_http_response_free(&done);
+}
+
+/* The error answer the listener shares with the handler. */
+static void
+test_http_error_shared(void **state)
+{
+    (void)state;
+    struct heapprof_http_response r;
+    memset(&r, 0xa5, sizeof(r)); /* garbage in: nothing of it is used */
+    hp_http_error(&r, 503, "busy");
+    assert_int_equal(r.status, 503);
+    assert_int_equal(r.served, HEAPPROF_HTTP_SERVED_OTHER);
+    assert_null(r.pending);
+    assert_null(r.allow);
+    assert_string_equal(header(&r, "Content-Type"),
+                        "text/plain; charset=utf-8");
+    assert_string_equal(header(&r, "X-Go-Pprof"), "1");
+    assert_null(header(&r, "Content-Disposition"));
+    char *b = body_str(&r);
+    assert_string_equal(b, "busy\n");
+    free(b);
+    heapprof_http_response_free(&r);
+}
+
 static void
 test_http_parse_duration(void **state)
 {
@@ -944,6 +1036,7 @@ main(void)
         cmocka_unit_test(test_http_query_validation),
         cmocka_unit_test(test_http_null_args),
         cmocka_unit_test(test_http_seconds_pending),
+        cmocka_unit_test(test_http_seconds_charged_to_budget),
         cmocka_unit_test(test_http_delta_all_columns),
         cmocka_unit_test(test_http_delta_heap_state),
         cmocka_unit_test(test_http_delta_heap_endpoint),
@@ -952,6 +1045,8 @@ main(void)
         cmocka_unit_test(test_http_symbol),
         cmocka_unit_test(test_http_cmdline),
         cmocka_unit_test(test_http_parse_duration),
+        cmocka_unit_test(test_http_served),
+        cmocka_unit_test(test_http_error_shared),
         cmocka_unit_test(test_http_gc_hook),
         cmocka_unit_test(test_http_debug1_real),
 #ifdef HAVE_MHD_HEADER
