@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ialloc.h"
 #include "live.h"
@@ -31,6 +32,14 @@ void
 hp_ialloc_uncharge(uint64_t size)
 {
     (void)size;
+}
+
+uint64_t
+hp_now_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t

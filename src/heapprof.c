@@ -62,11 +62,21 @@ hp_now_wall_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* At a rate this low nearly every block has a live record (about 100
+ * bytes each): the 64 MiB default holds some 700 000, a fraction of a real
+ * server's heap. The default alone (not a budget the operator chose) is
+ * raised there; it is a ceiling, mapped only as records need it. */
+#define HP_EXHAUSTIVE_RATE 4096u
+#define HP_EXHAUSTIVE_MAX_MEMORY (1ull << 30)
+
 static void
 apply_settings(const struct hp_settings *s)
 {
     hp_settings = *s;
-    hp_ialloc_set_budget(s->max_memory);
+    uint64_t budget = s->max_memory;
+    if (budget == (64u << 20) && s->rate > 0 && s->rate <= HP_EXHAUSTIVE_RATE)
+        budget = HP_EXHAUSTIVE_MAX_MEMORY;
+    hp_ialloc_set_budget(budget);
     hp_rate_set(s->rate);
 }
 

@@ -362,15 +362,26 @@ is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* Bounds on one /debug/pprof/symbol request, which runs on the only
+ * listener thread: addresses looked up, and time spent. What is past
+ * them is left out of the answer (pprof shows those addresses bare). */
+#define SYMBOL_MAX_ADDRS 16384u
+#define SYMBOL_MAX_NS (5 * 1000000000ull)
+
 /* pprof's symbolz protocol: "num_symbols: 1" (we can symbolize), then
- * "0x<addr> <name>" for each '+'-separated address we know. */
+ * "0x<addr> <name>" for each '+'-separated address we know. One
+ * symbolizer session for the whole list. */
 static void
 serve_symbol(const char *list, size_t n, struct heapprof_http_response *resp)
 {
     struct hbuf b = {0};
     hb_puts(&b, "num_symbols: 1\n");
     size_t i = 0;
-    while (i < n && !b.oom) {
+    unsigned looked_up = 0;
+    uint64_t deadline = hp_now_mono_ns() + SYMBOL_MAX_NS;
+    hp_symbolize_begin();
+    while (i < n && !b.oom && looked_up < SYMBOL_MAX_ADDRS &&
+           (looked_up % 64 != 0 || hp_now_mono_ns() < deadline)) {
         size_t j = i;
         while (j < n && list[j] != '+')
             j++;
@@ -394,10 +405,12 @@ serve_symbol(const char *list, size_t n, struct heapprof_http_response *resp)
             pc > UINTPTR_MAX)
             continue;
         char name[512];
+        looked_up++;
         if (hp_symbolize_name((uintptr_t)pc, name, sizeof(name)) != 0)
             continue;
         hb_printf(&b, "%#llx %s\n", pc, name);
     }
+    hp_symbolize_end();
     resp->status = 200;
     resp->content_type = CT_TEXT;
     resp->headers = HEAPPROF_HTTP_HDR_NOSNIFF;

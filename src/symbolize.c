@@ -761,19 +761,15 @@ int
 hp_symbolize_name(uintptr_t addr, char *buf, size_t cap)
 {
     struct hp_symres r;
-    int rc = -1;
-    hp_symbolize_begin();
     lookup_locked(addr, &r);
-    if (r.nframes > 0 && cap > 0) {
-        size_t len = strlen(r.frames[0].func);
-        if (len >= cap)
-            len = cap - 1;
-        memcpy(buf, r.frames[0].func, len);
-        buf[len] = '\0';
-        rc = 0;
-    }
-    hp_symbolize_end();
-    return rc;
+    if (r.nframes == 0 || cap == 0)
+        return -1;
+    size_t len = strlen(r.frames[0].func);
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(buf, r.frames[0].func, len);
+    buf[len] = '\0';
+    return 0;
 }
 
 void

@@ -48,7 +48,8 @@ HP_HIDDEN uint32_t hp_symbolize_entry_frames(const uintptr_t *pcs,
 
 /*
  * Name of the (innermost) function at addr, NUL-terminated and truncated to
- * cap, for /debug/pprof/symbol. 0 if found, -1 otherwise. Takes the lock.
+ * cap, for /debug/pprof/symbol. 0 if found, -1 otherwise. Within a session
+ * (one per request: the modules are opened once, not per address).
  */
 HP_HIDDEN int hp_symbolize_name(uintptr_t addr, char *buf, size_t cap);
 

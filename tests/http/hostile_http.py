@@ -13,6 +13,10 @@ its own ctest; http_workload runs under LD_PRELOAD.
              CLOSE-WAIT sockets pile up)
   token      HEAPPROF_HTTP_TOKEN_FILE: 401 without the bearer token, 200
              with it; a bad token file: no listener, one line
+  budget     HEAPPROF_RATE=1: 1 GiB default budget; a full budget is said
+             once on stderr, naming HEAPPROF_MAX_MEMORY
+  symbol     a 1 MiB POST /debug/pprof/symbol (65 000 addresses) is answered
+             within seconds (modules opened once, bounded work)
   unix       unix: listener: HEAPPROF_HTTP_SOCKET_MODE sets the socket's
              mode, the socket is removed at exit; a regular file at the
              path is "not a socket" (one line, no retries)
@@ -315,10 +319,75 @@ def case_token(a):
         srv.stop()
 
 
+def text_range(pid, name):
+    """(start, end) of the first executable mapping of a file named name."""
+    for line in open("/proc/%d/maps" % pid):
+        f = line.split()
+        if len(f) >= 6 and "x" in f[1] and f[5].endswith(name):
+            a, b = f[0].split("-")
+            return int(a, 16), int(b, 16)
+    raise SystemExit("FAIL: no %s mapping" % name)
+
+
+def case_symbol(a):
+    srv, port, base = start(a)
+    try:
+        lo, hi = text_range(srv.proc.pid, "libc.so.6")
+        step = max(16, (hi - lo) // 65000)
+        addrs = ["%#x" % x for x in range(lo, hi, step)][:65000]
+        body = "+".join(addrs).encode()
+        note("POST /debug/pprof/symbol: %d addresses, %d bytes" %
+             (len(addrs), len(body)))
+        t0 = time.time()
+        st, _, out = e.http(base + "/debug/pprof/symbol", method="POST",
+                            data=body[:1 << 20], timeout=120)
+        dt = time.time() - t0
+        lines = out.count(b"\n")
+        if st != 200 or dt > 15 or lines < 100 or lines > 16385:
+            fail("symbol POST: %s, %.1f s, %d lines" % (st, dt, lines))
+        else:
+            note("ok   symbol POST: %d lines in %.2f s" % (lines, dt))
+        timed_heap(base, 10, "after a big symbol POST")
+    finally:
+        srv.stop()
+
+
+def comments(url):
+    p = e.go_pprof(["-comments"], url)
+    return p.stdout if p.returncode == 0 else ""
+
+
+def case_budget(a):
+    """Rate 1: the default budget is 1 GiB, and a budget that fills up says
+    so once on stderr, naming HEAPPROF_MAX_MEMORY."""
+    srv, port, base = start(a, {"HEAPPROF_RATE": "1"})
+    try:
+        c = comments(base + "/debug/pprof/heap")
+        if "(budget 1073741824" not in c:
+            fail("rate 1, default budget: %r" % c)
+        else:
+            note("ok   rate 1: default budget 1 GiB")
+    finally:
+        srv.stop()
+    srv, port, base = start(a, {"HEAPPROF_RATE": "1",
+                                "HEAPPROF_MAX_MEMORY": "1m"})
+    try:
+        c = comments(base + "/debug/pprof/heap")
+        m = [ln for ln in c.splitlines() if "dropped=" in ln]
+        log = [ln for ln in srv.output().splitlines() if "heapprof" in ln]
+        full = [ln for ln in log if "HEAPPROF_MAX_MEMORY" in ln]
+        if not m or "dropped=0 " in m[0] or len(full) != 1:
+            fail("full budget: comments %r, stderr %r" % (m, log))
+        else:
+            note("ok   full budget: %s / %s" % (m[0].strip(), full[0]))
+    finally:
+        srv.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=["params", "dup_cl", "slowloris",
-                                     "seconds", "unix", "token"])
+                                     "seconds", "unix", "token", "symbol", "budget"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload", required=True)
     ap.add_argument("--workload", required=True)
