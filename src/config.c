@@ -14,7 +14,10 @@
 #include <strings.h>
 #include <sys/auxv.h>
 
+#include "ialloc.h"
 #include "log.h"
+
+extern char **environ;
 
 struct hp_settings hp_settings = {
     .rate = HEAPPROF_DEFAULT_RATE,
@@ -467,4 +470,41 @@ hp_settings_from_config(struct hp_settings *s, const struct heapprof_config *cfg
     s->snapshot_interval = cfg->snapshot_interval ? cfg->snapshot_interval : 60;
     s->snapshot_keep = cfg->snapshot_keep ? cfg->snapshot_keep : 10;
     return HEAPPROF_OK;
+}
+
+/* At a rate this low nearly every block has a live record (about 100
+ * bytes each): the 64 MiB default holds some 700 000, a fraction of a real
+ * server's heap. The default alone (not a budget the operator chose) is
+ * raised there; it is a ceiling, mapped only as records need it. */
+#define EXHAUSTIVE_RATE 4096u
+#define EXHAUSTIVE_MAX_MEMORY (1ull << 30)
+
+void
+hp_settings_apply(const struct hp_settings *s)
+{
+    hp_settings = *s;
+    uint64_t budget = s->max_memory;
+    if (budget == (64u << 20) && s->rate > 0 && s->rate <= EXHAUSTIVE_RATE)
+        budget = EXHAUSTIVE_MAX_MEMORY;
+    hp_ialloc_set_budget(budget);
+}
+
+static int config_state; /* 0 none, 1 in progress, 2 done (atomic) */
+
+void
+hp_ensure_configured(void)
+{
+    if (__atomic_load_n(&config_state, __ATOMIC_ACQUIRE) == 2)
+        return;
+    /* Read HEAPPROF_* once. Safe from any context (no allocation),
+     * including the first sampled malloc before constructors ran. */
+    int expected = 0;
+    if (!__atomic_compare_exchange_n(&config_state, &expected, 1, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    struct hp_settings s;
+    hp_settings_defaults(&s);
+    hp_settings_apply_env(&s, environ);
+    hp_settings_apply(&s);
+    __atomic_store_n(&config_state, 2, __ATOMIC_RELEASE);
 }

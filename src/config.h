@@ -31,6 +31,10 @@ struct hp_settings {
 
 HP_HIDDEN extern struct hp_settings hp_settings;
 
+/* Make *s the effective settings (the metadata budget included). The
+ * rate is held here only: the sampler reads hp_settings.rate. */
+HP_HIDDEN void hp_settings_apply(const struct hp_settings *s);
+
 /* Defaults into *s. */
 HP_HIDDEN void hp_settings_defaults(struct hp_settings *s);
 /* Copy a public config into *s (strings truncated are an error). */

@@ -397,8 +397,8 @@ scan_all(struct scan *s, enum scan_mode mode, bool only_if_changed)
 
 /* ----------------------------------------------------------- resolving */
 
-static void
-child_after_fork(void)
+void
+hp_attach_postfork_child(void)
 {
     pthread_mutex_init(&attach_lock, NULL);
 }
@@ -474,7 +474,6 @@ resolve(void)
     hp_fence_enter();
     hp_front_free(hp_front_malloc(16));
     hp_fence_exit();
-    pthread_atfork(NULL, NULL, child_after_fork);
     return HEAPPROF_OK;
 }
 

@@ -12,6 +12,9 @@
 
 #include "internal.h"
 
+/* Fork child: re-initialise the attach lock (called by heapprof.c). */
+HP_HIDDEN void hp_attach_postfork_child(void);
+
 HP_HIDDEN void *hp_front_malloc(size_t size);
 HP_HIDDEN void hp_front_free(void *ptr);
 HP_HIDDEN void *hp_front_calloc(size_t nmemb, size_t size);

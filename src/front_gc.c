@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "front_gc.h"
 #include "heapprof.h"
 #include "heapprof_gc.h"
 #include "ialloc.h"
@@ -1005,22 +1006,22 @@ heapprof_gc_on_realloc(void *old_obj, void *new_obj, size_t size)
 
 /* ------------------------------------------------------------ set-up */
 
-static void
-slots_prefork(void)
+void
+hp_gc_front_prefork(void)
 {
     pthread_mutex_lock(&chunk_lock);
     pthread_mutex_lock(&slot_lock);
 }
 
-static void
-slots_postfork_parent(void)
+void
+hp_gc_front_postfork_parent(void)
 {
     pthread_mutex_unlock(&slot_lock);
     pthread_mutex_unlock(&chunk_lock);
 }
 
-static void
-slots_postfork_child(void)
+void
+hp_gc_front_postfork_child(void)
 {
     pthread_mutex_init(&slot_lock, NULL);
     pthread_mutex_init(&chunk_lock, NULL);
@@ -1033,16 +1034,9 @@ slots_postfork_child(void)
  * it works even before the program's first GC allocation. (libgc loaded
  * later with dlopen is found on the first GC_* call instead.)
  */
-/*
- * The default constructor priority runs after heapprof.c's (101), so these
- * fork handlers are registered later and their prepare step runs first:
- * chunk_lock is held while ialloc's lock is taken, and heapprof's prepare
- * takes ialloc's lock.
- */
 __attribute__((constructor)) static void
 gc_front_init(void)
 {
-    pthread_atfork(slots_prefork, slots_postfork_parent, slots_postfork_child);
     if (sym_any("GC_register_long_link") != NULL && resolved())
         filter_own_data();
 }

@@ -32,6 +32,15 @@
  * for identical instruction counts. */
 #define HP_HOT_ENTRY __attribute__((aligned(64)))
 
+/*
+ * A static link takes an archive member only for a symbol it needs; this
+ * reference brings in the lifecycle (heapprof.c), whose constructor
+ * configures heapprof and starts its services, with the malloc front.
+ */
+HP_HIDDEN extern const char hp_lifecycle_anchor;
+__attribute__((used)) static const char *const lifecycle_anchor =
+    &hp_lifecycle_anchor;
+
 /* ------------------------------------------------------- bootstrap pool */
 
 #define HP_POOL_SIZE (256u * 1024)

@@ -12,95 +12,58 @@
 
 #include "buckets.h"
 #include "config.h"
+#include "front_attach.h"
+#include "front_gc.h"
+#include "http.h"
 #include "ialloc.h"
 #include "live.h"
 #include "labels.h"
+#include "listener.h"
 #include "log.h"
 #include "peak.h"
 #include "retired.h"
 #include "record.h"
 #include "sampler.h"
-#include "stack.h"
-
-#if __has_include("listener.h")
-#include "listener.h"
-#define HP_HAVE_LISTENER 1
-#endif
-#if __has_include("symbolize.h")
-#include "symbolize.h"
-#define HP_HAVE_SYMBOLIZE 1
-#endif
-#if __has_include("snapshot.h")
 #include "snapshot.h"
-#define HP_HAVE_SNAPSHOT 1
-#endif
+#include "stack.h"
+#include "symbolize.h"
 
 extern char **environ;
 
-__thread struct hp_thread hp_tls __attribute__((tls_model("initial-exec")));
+/*
+ * The fronts are not part of heapprof_core (the unit tests link the core
+ * alone), and the static library links front_gc.o or front_attach.o only
+ * when the program uses them: their fork functions are weak references,
+ * NULL when the object is absent (then it has no state to protect).
+ */
+#pragma weak hp_gc_front_prefork
+#pragma weak hp_gc_front_postfork_parent
+#pragma weak hp_gc_front_postfork_child
+#pragma weak hp_attach_postfork_child
+
+/* Referenced by the malloc front so that a static link keeps this file. */
+HP_HIDDEN extern const char hp_lifecycle_anchor;
+const char hp_lifecycle_anchor = 1;
 
 /* Serialises start/stop/configuration (never taken on allocation paths). */
 static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
-static int config_state; /* 0 none, 1 in progress, 2 done (atomic) */
 static bool explicit_start;
 static bool services_started;
 static struct hp_settings started_with;
 
-uint64_t
-hp_now_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t
-hp_now_wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* At a rate this low nearly every block has a live record (about 100
- * bytes each): the 64 MiB default holds some 700 000, a fraction of a real
- * server's heap. The default alone (not a budget the operator chose) is
- * raised there; it is a ceiling, mapped only as records need it. */
-#define HP_EXHAUSTIVE_RATE 4096u
-#define HP_EXHAUSTIVE_MAX_MEMORY (1ull << 30)
-
-static void
-apply_settings(const struct hp_settings *s)
-{
-    hp_settings = *s;
-    uint64_t budget = s->max_memory;
-    if (budget == (64u << 20) && s->rate > 0 && s->rate <= HP_EXHAUSTIVE_RATE)
-        budget = HP_EXHAUSTIVE_MAX_MEMORY;
-    hp_ialloc_set_budget(budget);
-    hp_rate_set(s->rate);
-}
-
 /*
- * Read HEAPPROF_* once. Safe from any context (no allocation), including
- * the first sampled malloc before constructors ran.
+ * Fork handling, the one place it is registered (pthread_atfork in the
+ * constructor). Before fork every lock a sample or an export can hold is
+ * taken in lock order (front_gc's first: it holds chunk_lock while taking
+ * ialloc's, the innermost lock); the parent releases them in reverse; the
+ * child re-initialises them and marks its background threads gone, to be
+ * restarted lazily (hp_restart_poll), never from the handler.
  */
-static void
-configure_from_env(void)
-{
-    int expected = 0;
-    if (!__atomic_compare_exchange_n(&config_state, &expected, 1, false,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-        return;
-    struct hp_settings s;
-    hp_settings_defaults(&s);
-    hp_settings_apply_env(&s, environ);
-    apply_settings(&s);
-    __atomic_store_n(&config_state, 2, __ATOMIC_RELEASE);
-}
-
 static void
 prefork(void)
 {
+    if (hp_gc_front_prefork != NULL)
+        hp_gc_front_prefork();
     hp_fence_enter();
     hp_stack_prefork();
     hp_buckets_prefork();
@@ -116,6 +79,8 @@ postfork_parent(void)
     hp_buckets_postfork_parent();
     hp_stack_postfork();
     hp_fence_exit();
+    if (hp_gc_front_postfork_parent != NULL)
+        hp_gc_front_postfork_parent();
 }
 
 static void
@@ -129,16 +94,25 @@ postfork_child(void)
     hp_buckets_postfork_child();
     hp_stack_postfork();
     pthread_mutex_init(&lifecycle_lock, NULL);
-#ifdef HP_HAVE_SYMBOLIZE
     hp_symbolize_postfork_child();
-#endif
-#ifdef HP_HAVE_LISTENER
     hp_listener_postfork_child();
-#endif
-#ifdef HP_HAVE_SNAPSHOT
+    hp_http_postfork_child();
     hp_snapshot_postfork_child();
-#endif
+    __atomic_store_n(&hp_restart_pending, 1, __ATOMIC_RELEASE);
     hp_fence_exit();
+    if (hp_gc_front_postfork_child != NULL)
+        hp_gc_front_postfork_child();
+    if (hp_attach_postfork_child != NULL)
+        hp_attach_postfork_child();
+}
+
+/* The restart a fork child's first sampled allocation (or public call)
+ * asks for: each service restarts if it was running in the parent. */
+static void
+restart_services(void)
+{
+    hp_snapshot_poll();
+    hp_listener_poll();
 }
 
 /* Background services (listener, snapshots): started from the constructor
@@ -150,77 +124,25 @@ start_services(void)
         return;
     services_started = true;
     hp_fence_enter();
-#ifdef HP_HAVE_LISTENER
     if (hp_settings.http[0] != '\0')
         hp_listener_start(hp_settings.http);
-#endif
-#ifdef HP_HAVE_SNAPSHOT
     if (hp_settings.snapshot_dir[0] != '\0')
         hp_snapshot_start();
-#endif
     hp_fence_exit();
 }
 
 __attribute__((constructor(101))) static void
 heapprof_process_init(void)
 {
-    configure_from_env();
+    hp_ensure_configured();
+    hp_restart_hook_set(restart_services);
     pthread_atfork(prefork, postfork_parent, postfork_child);
     pthread_mutex_lock(&lifecycle_lock);
     start_services();
     pthread_mutex_unlock(&lifecycle_lock);
 }
 
-/* Called by the sampler's first slow path if it ran before the
- * constructor (allocations in other libraries' constructors). */
-void
-hp_ensure_configured(void)
-{
-    if (__atomic_load_n(&config_state, __ATOMIC_ACQUIRE) != 2)
-        configure_from_env();
-}
-
 /* ------------------------------------------------------------- public API */
-
-int
-heapprof_version(void)
-{
-    return HEAPPROF_VERSION_NUMBER;
-}
-
-const char *
-heapprof_version_string(void)
-{
-    return "0.1.0";
-}
-
-const char *
-heapprof_strerror(int err)
-{
-    switch (err) {
-#define HP_STRERROR_(name, value, text)                                       \
-    case value:                                                               \
-        return text;
-        HEAPPROF_ERR_MAP(HP_STRERROR_)
-#undef HP_STRERROR_
-    default:
-        return "unknown heapprof error";
-    }
-}
-
-const char *
-heapprof_err_name(int err)
-{
-    switch (err) {
-#define HP_ERRNAME_(name, value, text)                                        \
-    case value:                                                               \
-        return "HEAPPROF_" #name;
-        HEAPPROF_ERR_MAP(HP_ERRNAME_)
-#undef HP_ERRNAME_
-    default:
-        return "HEAPPROF_UNKNOWN";
-    }
-}
 
 void
 heapprof_config_init(struct heapprof_config *cfg)
@@ -270,7 +192,7 @@ heapprof_start(const struct heapprof_config *cfg)
      * change anything, except that a listener already running stays. */
     bool http_changed = strcmp(s.http, hp_settings.http) != 0 ||
                         strcmp(s.snapshot_dir, hp_settings.snapshot_dir) != 0;
-    apply_settings(&s);
+    hp_settings_apply(&s);
     started_with = s;
     explicit_start = true;
     hp_sampling_pause(false);
@@ -305,7 +227,6 @@ heapprof_set_rate(uint64_t rate)
         return HEAPPROF_EINVAL;
     hp_ensure_configured();
     hp_rate_set(rate);
-    __atomic_store_n(&hp_settings.rate, rate, __ATOMIC_RELAXED);
     /* Other threads pick the new rate up at their next mark (or within
      * 4 MiB when sampling was off); the caller applies it at once. */
     hp_tls.bytes_until_sample = 0;
@@ -345,25 +266,16 @@ int
 heapprof_snapshot_now(void)
 {
     hp_ensure_configured();
-#ifdef HP_HAVE_SNAPSHOT
     return hp_snapshot_write_now();
-#else
-    return HEAPPROF_EUNSUPPORTED;
-#endif
 }
 
 int
 heapprof_reset(void)
 {
     hp_ensure_configured();
-#ifdef HP_HAVE_SNAPSHOT
     /* A public call is also a fork child's chance to restart its writer
      * and its listener. */
-    hp_snapshot_poll();
-#endif
-#ifdef HP_HAVE_LISTENER
-    hp_listener_poll();
-#endif
+    restart_services();
     hp_buckets_reset_allocs();
     hp_peak_reset();
     return HEAPPROF_OK;

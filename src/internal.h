@@ -1,6 +1,7 @@
 /*
- * Shared internal definitions: visibility, branch hints, the reentrancy
- * fence and per-thread state. Every src/ module includes this first.
+ * Shared internal definitions of the bottom layer (base.c): visibility,
+ * branch hints, the reentrancy fence, per-thread state, the clocks and the
+ * restart-after-fork hook. Every src/ module includes this first.
  */
 #ifndef HP_INTERNAL_H
 #define HP_INTERNAL_H
@@ -67,5 +68,24 @@ hp_fenced(void)
 /* Monotonic and wall clocks in ns. */
 HP_HIDDEN uint64_t hp_now_mono_ns(void);
 HP_HIDDEN uint64_t hp_now_wall_ns(void);
+
+/*
+ * Restart after fork. A fork child's background threads (listener,
+ * snapshot writer) are gone, and an atfork handler must not start them.
+ * The lifecycle sets hp_restart_pending in the child and registers the
+ * hook that restarts them; the record path, which must not call the serve
+ * layer itself, polls here on a sampled allocation: one relaxed load when
+ * nothing is pending. The hook runs once per fork, in the fence.
+ */
+HP_HIDDEN extern int hp_restart_pending;
+HP_HIDDEN void hp_restart_hook_set(void (*fn)(void));
+HP_HIDDEN void hp_restart_run(void);
+
+static inline void
+hp_restart_poll(void)
+{
+    if (HP_UNLIKELY(__atomic_load_n(&hp_restart_pending, __ATOMIC_RELAXED)))
+        hp_restart_run();
+}
 
 #endif

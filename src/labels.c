@@ -6,7 +6,7 @@
 
 #include "heapprof.h"
 #include "ialloc.h"
-#include "symbolize.h"
+#include "utf8.h"
 
 #define HEADS_LG 10
 

@@ -156,8 +156,8 @@ HP_LAZY(LIB_DW, int, dwfl_linux_proc_find_elf, -1,
         (Dwfl_Module *m, void **ud, const char *name, Dwarf_Addr base,
          char **file, Elf **elf),
         (m, ud, name, base, file, elf))
-HP_LAZY(LIB_DW, int, dwfl_linux_proc_report, -1, (Dwfl *dwfl, pid_t pid),
-        (dwfl, pid))
+HP_LAZY(LIB_DW, int, dwfl_linux_proc_maps_report, -1, (Dwfl *dwfl, FILE *f),
+        (dwfl, f))
 HP_LAZY(LIB_DW, Dwfl_Module *, dwfl_report_elf, NULL,
         (Dwfl *dwfl, const char *name, const char *file, int fd,
          GElf_Addr base, bool add_p_vaddr),

@@ -987,5 +987,4 @@ hp_listener_postfork_child(void)
     socks = NULL;
     n_socks = 0;
     pthread_mutex_init(&start_lock, NULL);
-    hp_http_postfork_child();
 }

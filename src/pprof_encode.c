@@ -17,6 +17,7 @@
 #include "maps.h"
 #include "profile.pb-c.h"
 #include "symbolize.h"
+#include "utf8.h"
 
 #define ARENA_CHUNK 65536
 #define PACK_BUF 65536

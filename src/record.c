@@ -13,15 +13,11 @@
 #include "config.h"
 #include "ialloc.h"
 #include "labels.h"
-#include "listener.h"
 #include "live.h"
 #include "log.h"
 #include "peak.h"
-#include "snapshot.h"
 #include "stack.h"
 #include "stats.h"
-
-struct hp_stats hp_stats;
 
 /* Stack a sample may need below record_alloc's caller: about 8.6 KiB
  * measured (libunwind's cursor and context, the stack array), more the
@@ -60,10 +56,9 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
     hp_fence_enter();
     hp_live_prefetch((uintptr_t)ptr); /* lands during the stack capture */
     hp_stats_prefetch();
-    /* A fork child whose writer thread is gone restarts it here, on a
-     * sampled allocation (never in the atfork handler). */
-    hp_snapshot_poll();
-    hp_listener_poll();
+    /* A fork child whose background threads are gone restarts them here,
+     * on a sampled allocation (never in the atfork handler). */
+    hp_restart_poll();
     int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
     if (depth < 1 || depth > HEAPPROF_MAX_STACK_DEPTH)
         depth = HEAPPROF_DEFAULT_STACK_DEPTH;

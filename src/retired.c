@@ -66,10 +66,10 @@ snap_object(struct dl_phdr_info *info, size_t size, void *data)
     strcpy(r->path, name);
     r->name_ptr = info->dlpi_name;
     r->bias = info->dlpi_addr;
-    hp_maps_phdr_exec_segs(info, &r->seg);
+    hp_elf_phdr_exec_segs(info, &r->seg);
     if (r->seg.n == 0)
         return 0;
-    hp_maps_phdr_build_id(info, r->build_id, sizeof(r->build_id));
+    hp_elf_phdr_build_id(info, r->build_id, sizeof(r->build_id));
     s->n++;
     return 0;
 }

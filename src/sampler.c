@@ -19,19 +19,19 @@
  * notice a rate change; the cost is one slow-path call per 4 MiB. */
 #define HP_REVISIT_BYTES ((int64_t)4 << 20)
 
-static uint64_t global_rate = HEAPPROF_DEFAULT_RATE;
 static bool paused;
 
+/* The rate is stored once, in the effective settings (config.c). */
 uint64_t
 hp_rate_get(void)
 {
-    return __atomic_load_n(&global_rate, __ATOMIC_RELAXED);
+    return __atomic_load_n(&hp_settings.rate, __ATOMIC_RELAXED);
 }
 
 void
 hp_rate_set(uint64_t rate)
 {
-    __atomic_store_n(&global_rate, rate, __ATOMIC_RELAXED);
+    __atomic_store_n(&hp_settings.rate, rate, __ATOMIC_RELAXED);
 }
 
 bool

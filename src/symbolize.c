@@ -11,9 +11,12 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <gelf.h>
 #include <link.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,6 +24,7 @@
 #include "log.h"
 #include "maps.h"
 #include "retired.h"
+#include "utf8.h"
 
 #define MAX_INLINE 16           /* frames kept per address */
 #define CACHE_MAX (1u << 19)    /* entries before the cache is rebuilt */
@@ -65,63 +69,6 @@ static struct symstate *st;
 /* States a fork child abandoned, kept reachable so leak checkers stay
  * quiet about a deliberate leak. */
 static struct symstate *orphans;
-
-/* ------------------------------------------------------------- UTF-8 */
-
-/* Count (and with fix, replace by '?') bytes that are not valid UTF-8. */
-static size_t
-utf8_scan(char *s, bool fix)
-{
-    unsigned char *p = (unsigned char *)s;
-    size_t bad = 0;
-    while (*p != 0) {
-        unsigned c = p[0];
-        size_t n;
-        unsigned min;
-        if (c < 0x80) {
-            p++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 2, min = 0x80, c &= 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 3, min = 0x800, c &= 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 4, min = 0x10000, c &= 0x07;
-        } else {
-            n = 0, min = 0;
-        }
-        size_t i = 1;
-        for (; i < n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                break;
-            c = (c << 6) | (p[i] & 0x3f);
-        }
-        /* Stray continuation, truncated, overlong, surrogate or beyond
-         * U+10FFFF: replace the lead byte and resynchronise on the next. */
-        if (n == 0 || i < n || c < min || (c >= 0xd800 && c <= 0xdfff) ||
-            c > 0x10ffff) {
-            if (fix)
-                *p = '?';
-            bad++;
-            p++;
-            continue;
-        }
-        p += n;
-    }
-    return bad;
-}
-
-void
-hp_utf8_sanitize(char *s)
-{
-    utf8_scan(s, true);
-}
-
-bool
-hp_utf8_valid(const char *s)
-{
-    return utf8_scan((char *)s, false) == 0;
-}
 
 /* ------------------------------------------------------------- arena */
 
@@ -250,10 +197,53 @@ phdr_counts(struct dl_phdr_info *info, size_t size, void *data)
  * process (seen with elfutils 0.188) and may download over the network in
  * the middle of a profile request.
  */
+/*
+ * A module's file by its path; when the process may no longer open that
+ * path (it dropped privileges and the file, or a directory on the way, is
+ * not readable to its new user), the main program is still reachable
+ * through /proc/self/exe, which the kernel lets a process open on itself.
+ */
+static int
+find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr base,
+         char **file_name, Elf **elfp)
+{
+    int fd = dwfl_linux_proc_find_elf(mod, userdata, name, base, file_name,
+                                      elfp);
+    if (fd >= 0 || *elfp != NULL || name[0] != '/')
+        return fd;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return fd;
+    exe[n] = '\0';
+    if (strcmp(exe, name) != 0)
+        return fd;
+    return open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+}
+
 static const Dwfl_Callbacks proc_callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
+    .find_elf = find_elf,
     .find_debuginfo = dwfl_build_id_find_debuginfo,
 };
+
+/*
+ * Report the modules from /proc/self/maps. Not dwfl_linux_proc_report():
+ * it first reads /proc/PID/auxv, which becomes root's (mode 0400) once
+ * the process changes user (memcached -u, postgres, lighttpd), while
+ * /proc/self/maps stays readable to the process itself. Only the vDSO is
+ * lost (auxv is how libdwfl finds it); nothing allocates from there.
+ * Returns 0 or an errno value, as dwfl_linux_proc_report does.
+ */
+static int
+report_modules(Dwfl *dwfl)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (f == NULL)
+        return errno;
+    int rc = dwfl_linux_proc_maps_report(dwfl, f);
+    fclose(f);
+    return rc;
+}
 
 static int
 free_symidx(Dwfl_Module *mod, void **ud, const char *name, Dwarf_Addr start,
@@ -315,7 +305,7 @@ report_retired(Dwfl *dwfl)
     for (size_t i = 0; i < n; i++) {
         char disk[2 * HP_BUILD_ID_MAX + 1];
         if (r[i].build_id[0] != '\0' &&
-            (hp_maps_file_build_id(r[i].path, disk, sizeof(disk)) != 0 ||
+            (hp_elf_file_build_id(r[i].path, disk, sizeof(disk)) != 0 ||
              strcmp(disk, r[i].build_id) != 0))
             continue;
         /* Fails harmlessly (NULL) if it overlaps a module reported above. */
@@ -341,7 +331,7 @@ ensure_dwfl(void)
         return false;
     }
     dwfl_report_begin(st->dwfl);
-    int rc = dwfl_linux_proc_report(st->dwfl, getpid());
+    int rc = report_modules(st->dwfl);
     if (rc == 0)
         report_retired(st->dwfl);
     if (dwfl_report_end(st->dwfl, NULL, NULL) != 0 || rc != 0) {

@@ -60,8 +60,4 @@ HP_HIDDEN int hp_symbolize_name(uintptr_t addr, char *buf, size_t cap);
  */
 HP_HIDDEN void hp_symbolize_postfork_child(void);
 
-/* Replace every byte that is not part of valid UTF-8 with '?', in place. */
-HP_HIDDEN void hp_utf8_sanitize(char *s);
-HP_HIDDEN bool hp_utf8_valid(const char *s);
-
 #endif

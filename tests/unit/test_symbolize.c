@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "symbolize.h"
+#include "utf8.h"
 
 /* Keeps the compiler from turning calls into tail jumps or folding them. */
 static volatile int opaque = 1;

@@ -1,0 +1,49 @@
+/*
+ * The bottom layer's state: per-thread state, the clocks, the process-wide
+ * counters and the restart-after-fork hook. Everything in src/ may use it;
+ * it calls nothing above it (the serve layer registers its restart here).
+ */
+#include "internal.h"
+
+#include <time.h>
+
+#include "stats.h"
+
+__thread struct hp_thread hp_tls __attribute__((tls_model("initial-exec")));
+
+struct hp_stats hp_stats;
+
+int hp_restart_pending;
+static void (*restart_hook)(void);
+
+uint64_t
+hp_now_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+hp_now_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void
+hp_restart_hook_set(void (*fn)(void))
+{
+    __atomic_store_n(&restart_hook, fn, __ATOMIC_RELEASE);
+}
+
+void
+hp_restart_run(void)
+{
+    if (!__atomic_exchange_n(&hp_restart_pending, 0, __ATOMIC_ACQ_REL))
+        return;
+    void (*fn)(void) = __atomic_load_n(&restart_hook, __ATOMIC_ACQUIRE);
+    if (fn != NULL)
+        fn();
+}

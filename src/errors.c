@@ -1,0 +1,45 @@
+/*
+ * Bottom layer: the version and the error texts of the public API
+ * (HEAPPROF_ERR_MAP in heapprof.h), for every layer's messages.
+ */
+#include "heapprof.h"
+
+int
+heapprof_version(void)
+{
+    return HEAPPROF_VERSION_NUMBER;
+}
+
+const char *
+heapprof_version_string(void)
+{
+    return "0.1.0";
+}
+
+const char *
+heapprof_strerror(int err)
+{
+    switch (err) {
+#define HP_STRERROR_(name, value, text)                                       \
+    case value:                                                               \
+        return text;
+        HEAPPROF_ERR_MAP(HP_STRERROR_)
+#undef HP_STRERROR_
+    default:
+        return "unknown heapprof error";
+    }
+}
+
+const char *
+heapprof_err_name(int err)
+{
+    switch (err) {
+#define HP_ERRNAME_(name, value, text)                                        \
+    case value:                                                               \
+        return "HEAPPROF_" #name;
+        HEAPPROF_ERR_MAP(HP_ERRNAME_)
+#undef HP_ERRNAME_
+    default:
+        return "HEAPPROF_UNKNOWN";
+    }
+}
