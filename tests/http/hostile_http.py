@@ -353,8 +353,12 @@ def case_symbol(a):
 
 
 def comments(url):
-    p = e.go_pprof(["-comments"], url)
-    return p.stdout if p.returncode == 0 else ""
+    end = time.time() + 60
+    while True:
+        p = e.go_pprof(["-comments"], url)
+        if p.returncode == 0 or time.time() > end:
+            return p.stdout if p.returncode == 0 else p.stderr
+        time.sleep(0.5)
 
 
 def case_budget(a):

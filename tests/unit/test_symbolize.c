@@ -181,7 +181,10 @@ test_symbolize_unmapped_not_found(void **state)
     lookup_copy(0, &c);
     assert_int_equal(c.n, 0);
     char buf[64];
-    assert_int_equal(hp_symbolize_name(addr, buf, sizeof(buf)), -1);
+    hp_symbolize_begin();
+    int rc = hp_symbolize_name(addr, buf, sizeof(buf));
+    hp_symbolize_end();
+    assert_int_equal(rc, -1);
 }
 
 /* st_value and st_size of a symbol of this executable's .symtab. */
@@ -249,15 +252,17 @@ test_symbolize_name(void **state)
 {
     (void)state;
     char buf[128];
-    assert_int_equal(hp_symbolize_name((uintptr_t)&hp_test_named_function + 2,
-                                       buf, sizeof(buf)),
-                     0);
-    assert_string_equal(buf, "hp_test_named_function");
     /* Truncated to the buffer, still terminated. */
     char small[8];
-    assert_int_equal(hp_symbolize_name((uintptr_t)&hp_test_named_function + 2,
-                                       small, sizeof(small)),
-                     0);
+    hp_symbolize_begin();
+    int rc = hp_symbolize_name((uintptr_t)&hp_test_named_function + 2, buf,
+                               sizeof(buf));
+    int rc_small = hp_symbolize_name((uintptr_t)&hp_test_named_function + 2,
+                                     small, sizeof(small));
+    hp_symbolize_end();
+    assert_int_equal(rc, 0);
+    assert_string_equal(buf, "hp_test_named_function");
+    assert_int_equal(rc_small, 0);
     assert_string_equal(small, "hp_test");
 }
 
@@ -310,9 +315,11 @@ test_symbolize_postfork_child_rebuilds(void **state)
     (void)state;
     hp_symbolize_postfork_child();
     char buf[128];
-    assert_int_equal(hp_symbolize_name((uintptr_t)&hp_test_named_function + 1,
-                                       buf, sizeof(buf)),
-                     0);
+    hp_symbolize_begin();
+    int rc = hp_symbolize_name((uintptr_t)&hp_test_named_function + 1, buf,
+                               sizeof(buf));
+    hp_symbolize_end();
+    assert_int_equal(rc, 0);
     assert_string_equal(buf, "hp_test_named_function");
 }
 
