@@ -15,6 +15,9 @@ its own ctest; http_workload runs under LD_PRELOAD.
              with it; a bad token file: no listener, one line
   budget     HEAPPROF_RATE=1: 1 GiB default budget; a full budget is said
              once on stderr, naming HEAPPROF_MAX_MEMORY
+  oom        an address-space limit (prlimit) just above the process's
+             size, snapshots every second and profile requests: the host
+             keeps running, requests get 200 or 503
   symbol     a 1 MiB POST /debug/pprof/symbol (65 000 addresses) is answered
              within seconds (modules opened once, bounded work)
   unix       unix: listener: HEAPPROF_HTTP_SOCKET_MODE sets the socket's
@@ -376,8 +379,14 @@ def case_budget(a):
     srv, port, base = start(a, {"HEAPPROF_RATE": "1",
                                 "HEAPPROF_MAX_MEMORY": "1m"})
     try:
-        c = comments(base + "/debug/pprof/heap")
-        m = [ln for ln in c.splitlines() if "dropped=" in ln]
+        # The workload keeps allocating: wait for the table to fill.
+        end = time.time() + 60
+        while True:
+            c = comments(base + "/debug/pprof/heap")
+            m = [ln for ln in c.splitlines() if "dropped=" in ln]
+            if (m and "dropped=0 " not in m[0]) or time.time() > end:
+                break
+            time.sleep(0.2)
         log = [ln for ln in srv.output().splitlines() if "heapprof" in ln]
         full = [ln for ln in log if "HEAPPROF_MAX_MEMORY" in ln]
         if not m or "dropped=0 " in m[0] or len(full) != 1:
@@ -388,10 +397,58 @@ def case_budget(a):
         srv.stop()
 
 
+def vm_size(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def case_oom(a):
+    """An address-space limit just above what the process maps, set once
+    it runs, with snapshots every second and profile requests: the host
+    is never killed by heapprof (abort, fault); requests get 200 or 503."""
+    snaps = os.path.join(a.workdir, "snaps")
+    os.makedirs(snaps)
+    for extra_mib in (1, 4, 16):
+        srv, port, base = start(a, {"HEAPPROF_SNAPSHOT_DIR": snaps,
+                                    "HEAPPROF_SNAPSHOT_INTERVAL": "1"})
+        try:
+            pid = srv.proc.pid
+            limit = vm_size(pid) + extra_mib * (1 << 20)
+            subprocess.run(["prlimit", "--pid", str(pid),
+                            "--as=%d:" % limit], check=True)
+            statuses = {}
+            end = time.time() + 4
+            while time.time() < end and srv.alive():
+                for path in ("/debug/pprof/heap", "/debug/pprof/allocs",
+                             "/debug/pprof/heap?debug=1"):
+                    try:
+                        st, _, _ = e.http(base + path, timeout=10)
+                    except OSError as ex:
+                        st = type(ex).__name__
+                    statuses[st] = statuses.get(st, 0) + 1
+            rc = srv.proc.poll()
+            out = srv.output()
+            if rc is not None and (rc < 0 or rc == 127 or "ABORT" in out):
+                fail("limit +%d MiB: the host died (rc %s): %s" % (
+                    extra_mib, rc, out[-2000:]))
+            elif rc is not None:
+                # The workload's own malloc failed and it chose to exit.
+                note("ok   limit +%d MiB: the workload exited on its own "
+                     "ENOMEM (rc %d), not killed" % (extra_mib, rc))
+            elif set(statuses) - {200, 503}:
+                fail("limit +%d MiB: statuses %s" % (extra_mib, statuses))
+            else:
+                note("ok   limit +%d MiB: alive, %s" % (extra_mib, statuses))
+        finally:
+            srv.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=["params", "dup_cl", "slowloris",
-                                     "seconds", "unix", "token", "symbol", "budget"])
+                                     "seconds", "unix", "token", "symbol", "budget", "oom"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload", required=True)
     ap.add_argument("--workload", required=True)
