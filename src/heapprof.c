@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "buckets.h"
 #include "config.h"
 #include "front_attach.h"
@@ -104,6 +105,11 @@ postfork_child(void)
         hp_gc_front_postfork_child();
     if (hp_attach_postfork_child != NULL)
         hp_attach_postfork_child();
+    /* Last: the agent's thread may answer at once, so everything it
+     * reads must be this process's already. */
+    hp_fence_enter();
+    hp_agent_postfork_child();
+    hp_fence_exit();
 }
 
 /* The restart a fork child's first sampled allocation (or public call)
@@ -112,7 +118,6 @@ static void
 restart_services(void)
 {
     hp_snapshot_poll();
-    hp_listener_poll();
 }
 
 /* Background services (listener, snapshots): started from the constructor
@@ -124,8 +129,11 @@ start_services(void)
         return;
     services_started = true;
     hp_fence_enter();
-    if (hp_settings.http[0] != '\0')
-        hp_listener_start(hp_settings.http);
+    if (hp_settings.http[0] != '\0') {
+        int rc = hp_listener_start(hp_settings.http);
+        if (rc == HEAPPROF_OK || rc == HEAPPROF_EBUSY)
+            hp_agent_start(hp_settings.http, rc == HEAPPROF_EBUSY);
+    }
     if (hp_settings.snapshot_dir[0] != '\0')
         hp_snapshot_start();
     hp_fence_exit();
@@ -273,8 +281,7 @@ int
 heapprof_reset(void)
 {
     hp_ensure_configured();
-    /* A public call is also a fork child's chance to restart its writer
-     * and its listener. */
+    /* A public call is also a fork child's chance to restart its writer. */
     restart_services();
     hp_buckets_reset_allocs();
     hp_peak_reset();

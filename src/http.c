@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "delta.h"
 #include "fileio.h"
 #include "gc_registry.h"
@@ -29,80 +30,6 @@
 #define CT_TEXT "text/plain; charset=utf-8"
 #define CT_HTML "text/html; charset=utf-8"
 #define CT_PROTO "application/octet-stream"
-
-/* ------------------------------------------------------------ buffers */
-
-struct hbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void
-hb_reserve(struct hbuf *b, size_t more)
-{
-    if (b->oom || b->cap - b->len >= more)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < more) {
-        if (cap > SIZE_MAX / 2) {
-            b->oom = true;
-            return;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->oom = true;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void
-hb_put(struct hbuf *b, const void *s, size_t n)
-{
-    hb_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void
-hb_puts(struct hbuf *b, const char *s)
-{
-    hb_put(b, s, strlen(s));
-}
-
-static void __attribute__((format(printf, 2, 3)))
-hb_printf(struct hbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = true;
-        return;
-    }
-    hb_reserve(b, (size_t)n + 1);
-    if (b->oom)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static int
-hb_sink_write(void *ctx, const void *data, size_t len)
-{
-    struct hbuf *b = ctx;
-    hb_put(b, data, len);
-    return b->oom ? -1 : 0;
-}
 
 /* ------------------------------------------------------------ responses */
 
@@ -118,7 +45,7 @@ resp_reset(struct heapprof_http_response *resp)
 /* Hand the buffer to the response; a buffer that ran out of memory
  * becomes a 503 with no body (there is nothing left to format it in). */
 static void
-resp_take(struct heapprof_http_response *resp, struct hbuf *b)
+resp_take(struct heapprof_http_response *resp, struct hp_buf *b)
 {
     if (b->oom) {
         free(b->p);
@@ -140,7 +67,7 @@ resp_take(struct heapprof_http_response *resp, struct hbuf *b)
 static void
 serve_error(struct heapprof_http_response *resp, int status, const char *msg)
 {
-    struct hbuf b = {0};
+    struct hp_buf b = {0};
     free(resp->body);
     resp->body = NULL;
     resp->body_len = 0;
@@ -149,8 +76,8 @@ serve_error(struct heapprof_http_response *resp, int status, const char *msg)
     resp->content_disposition = NULL;
     resp->headers = HEAPPROF_HTTP_HDR_NOSNIFF | HEAPPROF_HTTP_HDR_GO_PPROF;
     resp->served = HEAPPROF_HTTP_SERVED_OTHER;
-    hb_puts(&b, msg);
-    hb_put(&b, "\n", 1);
+    hp_buf_puts(&b, msg);
+    hp_buf_put(&b, "\n", 1);
     resp_take(resp, &b);
     resp->status = status;
 }
@@ -267,16 +194,16 @@ route_of(const struct heapprof_http_request *req, const char *path, size_t n)
 }
 
 static void
-html_escape(struct hbuf *b, const char *s, size_t n)
+html_escape(struct hp_buf *b, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         switch (s[i]) {
-        case '&': hb_puts(b, "&amp;"); break;
-        case '<': hb_puts(b, "&lt;"); break;
-        case '>': hb_puts(b, "&gt;"); break;
-        case '"': hb_puts(b, "&quot;"); break;
-        case '\'': hb_puts(b, "&#39;"); break;
-        default: hb_put(b, &s[i], 1); break;
+        case '&': hp_buf_puts(b, "&amp;"); break;
+        case '<': hp_buf_puts(b, "&lt;"); break;
+        case '>': hp_buf_puts(b, "&gt;"); break;
+        case '"': hp_buf_puts(b, "&quot;"); break;
+        case '\'': hp_buf_puts(b, "&#39;"); break;
+        default: hp_buf_put(b, &s[i], 1); break;
         }
     }
 }
@@ -304,29 +231,29 @@ serve_index(const struct route *r, struct heapprof_http_response *resp)
         {"symbol", "", "Address to function name lookups (pprof's remote "
                        "symbolization)."},
     };
-    struct hbuf b = {0};
-    hb_puts(&b, "<html>\n<head>\n<title>/debug/pprof/</title>\n"
+    struct hp_buf b = {0};
+    hp_buf_puts(&b, "<html>\n<head>\n<title>/debug/pprof/</title>\n"
                 "<style>\n.profile-name{\n\tdisplay:inline-block;\n"
                 "\twidth:6rem;\n}\n</style>\n</head>\n<body>\n"
                 "/debug/pprof/<br>\n<br>\n"
                 "Heap profiles served by heapprof ");
-    hb_puts(&b, heapprof_version_string());
-    hb_puts(&b, ".<br>\n<br>\nTypes of profiles available:\n"
+    hp_buf_puts(&b, heapprof_version_string());
+    hp_buf_puts(&b, ".<br>\n<br>\nTypes of profiles available:\n"
                 "<table>\n<thead><td>Profile</td></thead>\n");
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        hb_puts(&b, "<tr><td><a href=\"");
+        hp_buf_puts(&b, "<tr><td><a href=\"");
         html_escape(&b, r->link_prefix, r->link_prefix_len);
         if (r->link_slash)
-            hb_put(&b, "/", 1);
-        hb_printf(&b, "%s%s\">%s</a></td></tr>\n", rows[i].name,
+            hp_buf_put(&b, "/", 1);
+        hp_buf_printf(&b, "%s%s\">%s</a></td></tr>\n", rows[i].name,
                   rows[i].query, rows[i].name);
     }
-    hb_puts(&b, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n");
+    hp_buf_puts(&b, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n");
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-        hb_printf(&b,
+        hp_buf_printf(&b,
                   "<li><div class=profile-name>%s: </div> %s</li>\n",
                   rows[i].name, rows[i].desc);
-    hb_puts(&b, "</ul>\n</p>\n<p>Set debug=1 as a query parameter to export "
+    hp_buf_puts(&b, "</ul>\n</p>\n<p>Set debug=1 as a query parameter to export "
                 "in legacy text format. Fetch a profile with\n"
                 "<code>go tool pprof http://HOST:PORT/debug/pprof/heap"
                 "</code>.</p>\n</body>\n</html>\n");
@@ -337,16 +264,16 @@ serve_index(const struct route *r, struct heapprof_http_response *resp)
 }
 
 static void
-hb_put_cb(void *b, const char *p, size_t n)
+hp_buf_put_cb(void *b, const char *p, size_t n)
 {
-    hb_put(b, p, n);
+    hp_buf_put(b, p, n);
 }
 
 static void
 serve_cmdline(struct heapprof_http_response *resp)
 {
-    struct hbuf b = {0};
-    hp_file_copy("/proc/self/cmdline", hb_put_cb, &b);
+    struct hp_buf b = {0};
+    hp_file_copy("/proc/self/cmdline", hp_buf_put_cb, &b);
     /* The kernel ends every argument with NUL; Go joins with NUL. */
     if (!b.oom && b.len > 0 && b.p[b.len - 1] == '\0')
         b.len--;
@@ -374,8 +301,8 @@ is_space(char c)
 static void
 serve_symbol(const char *list, size_t n, struct heapprof_http_response *resp)
 {
-    struct hbuf b = {0};
-    hb_puts(&b, "num_symbols: 1\n");
+    struct hp_buf b = {0};
+    hp_buf_puts(&b, "num_symbols: 1\n");
     size_t i = 0;
     unsigned looked_up = 0;
     uint64_t deadline = hp_now_mono_ns() + SYMBOL_MAX_NS;
@@ -408,7 +335,7 @@ serve_symbol(const char *list, size_t n, struct heapprof_http_response *resp)
         looked_up++;
         if (hp_symbolize_name((uintptr_t)pc, name, sizeof(name)) != 0)
             continue;
-        hb_printf(&b, "%#llx %s\n", pc, name);
+        hp_buf_printf(&b, "%#llx %s\n", pc, name);
     }
     hp_symbolize_end();
     resp->status = 200;
@@ -422,8 +349,8 @@ serve_encoded(const struct hp_profile_data *d, enum heapprof_profile which,
               bool text, const char *disposition,
               struct heapprof_http_response *resp)
 {
-    struct hbuf b = {0};
-    struct heapprof_sink sink = {hb_sink_write, &b};
+    struct hp_buf b = {0};
+    struct heapprof_sink sink = {hp_buf_sink_write, &b};
     int err = text ? hp_text_encode(d, &sink, NULL)
                    : hp_profile_encode(d, which, &sink);
     if (err != 0) {

@@ -32,6 +32,7 @@
 #include "heapprof.h"
 #include "http.h"
 #include "log.h"
+#include "tree.h"
 
 typedef int (*hp_mhd_access_fn)(void *cls, struct MHD_Connection *c,
                                 const char *url, const char *method,
@@ -107,15 +108,9 @@ static struct {
 static int listen_fd = -1;
 static bool running;
 static char where[HP_ADDR_MAX];
-/* The configured address, kept for a thread that waits for it to be
- * freed and for a fork child's restart. */
-static char wanted[HP_ADDR_MAX];
-/* Serialises hp_listener_start and the fork child's restart. */
+/* Serialises hp_listener_start (start-up, and the tree agent taking
+ * over an address its holder let go). */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
-int hp_listener_restart_pending; /* atomic: fork child wants a listener */
-
-/* How often a listener whose address is taken tries it again. */
-#define RETRY_NS 1000000000L
 
 /* Per-socket state (MHD's socket context), owned by the listener thread:
  * how long the request now arriving on it has taken. */
@@ -135,7 +130,7 @@ struct conn {
     bool ready;                 /* pending delta due, resume it */
     bool gone;                  /* its client left while it waited */
     bool too_many_params;
-    struct heapprof_http_pending *pending;
+    struct hp_tree_pending *pending;
     uint64_t due_ns;            /* monotonic */
     struct MHD_Connection *mc;
     struct sock *sock;
@@ -249,7 +244,7 @@ on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, int toe)
         c->sock->since_ns = hp_now_mono_ns();
     }
     unlink_waiting(c);
-    heapprof_http_cancel(c->pending);
+    hp_tree_cancel(c->pending);
     free(c->uri);
     free(c->body);
     free(c);
@@ -309,14 +304,14 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
         /* A resumed seconds=N request: its delay is over, or its client
          * left (then no delta is computed, and the socket is closed). */
         struct heapprof_http_response resp;
-        struct heapprof_http_pending *p = c->pending;
+        struct hp_tree_pending *p = c->pending;
         c->pending = NULL;
         c->ready = false;
         if (c->gone) {
-            heapprof_http_cancel(p);
+            hp_tree_cancel(p);
             return HP_MHD_NO;
         }
-        heapprof_http_resume(p, &resp);
+        hp_tree_resume(p, &resp);
         return send_response(mc, &resp);
     }
     if (!c->started) {
@@ -349,15 +344,16 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
     struct heapprof_http_response resp;
     if (c->sock != NULL)
         c->sock->busy = true;
-    int rc = heapprof_http_handle(&req, &resp);
+    /* This process's profile merged with its descendants' (tree.h). */
+    int rc = hp_tree_handle(&req, &resp, &c->pending);
     if (rc == HEAPPROF_HTTP_PENDING && n_waiting >= MAX_PENDING) {
-        heapprof_http_response_free(&resp); /* drops its first profile */
+        hp_tree_cancel(c->pending); /* drops its first profiles */
+        c->pending = NULL;
+        heapprof_http_response_free(&resp);
         return send_error(mc, 503, "too many seconds=N requests waiting "
                                    "(at most 8); try again later");
     }
     if (rc == HEAPPROF_HTTP_PENDING) {
-        c->pending = resp.pending;
-        resp.pending = NULL;
         c->due_ns = hp_now_mono_ns() + (uint64_t)resp.delay_ms * 1000000u;
         heapprof_http_response_free(&resp);
         c->next = waiting;
@@ -573,29 +569,6 @@ listener_main(void *arg)
     hp_fence_enter();
     if (load_mhd() != 0)
         goto fail;
-    /* Started while another process held the address (the parent of a
-     * fork child, or of an exec'd one that inherited HEAPPROF_HTTP): take
-     * it when that process lets it go, as a daemon's parent does when it
-     * exits. Never alongside it: the bind fails while the address is
-     * taken (SO_REUSEADDR does not share a listening port). */
-    while (__atomic_load_n(&listen_fd, __ATOMIC_ACQUIRE) < 0) {
-        struct timespec ts = { 0, RETRY_NS };
-        nanosleep(&ts, NULL);
-        bool loopback;
-        const char *why = NULL;
-        int err = 0;
-        int fd = open_listener(wanted, &loopback, &why, &err);
-        if (fd >= 0) {
-            __atomic_store_n(&listen_fd, fd, __ATOMIC_RELEASE);
-            hp_log("http: listening on %s (the process that held it let it "
-                   "go)%s", where, loopback ? "" : "; not a loopback address: "
-                   "anyone who can reach it can read this process's heap "
-                   "profiles");
-        } else if (why != NULL || err != EADDRINUSE) {
-            log_no_listener(wanted, why, err);
-            goto fail;
-        }
-    }
     struct MHD_Daemon *d = mhd.start(
         HP_MHD_USE_EPOLL | HP_MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
         on_access, NULL,
@@ -883,7 +856,7 @@ open_listener(const char *addr, bool *loopback, const char **why, int *err)
     return fd;
 }
 
-static int start_locked(const char *addr, bool quiet);
+static int start_locked(const char *addr);
 
 int
 hp_listener_start(const char *addr)
@@ -892,48 +865,28 @@ hp_listener_start(const char *addr)
         return HEAPPROF_EINVAL;
     hp_fence_enter();
     pthread_mutex_lock(&start_lock);
-    int rc = start_locked(addr, false);
+    int rc = start_locked(addr);
     pthread_mutex_unlock(&start_lock);
     hp_fence_exit();
     return rc;
 }
 
-void
-hp_listener_restart(void)
-{
-    if (!__atomic_exchange_n(&hp_listener_restart_pending, 0,
-                             __ATOMIC_ACQ_REL))
-        return;
-    hp_fence_enter();
-    pthread_mutex_lock(&start_lock);
-    /* The parent normally still holds the address: wait for it quietly. */
-    start_locked(wanted, true);
-    pthread_mutex_unlock(&start_lock);
-    hp_fence_exit();
-}
-
 static int
-start_locked(const char *addr, bool quiet)
+start_locked(const char *addr)
 {
     if (running)
         return HEAPPROF_OK;
     bool loopback = true;
     const char *why = NULL;
     int err = 0;
-    if (addr != wanted)
-        snprintf(wanted, sizeof(wanted), "%s", addr);
     if (load_token(hp_settings.http_token_file, &why) != 0) {
         log_no_listener(addr, why, 0);
         return HEAPPROF_EINVAL;
     }
     int fd = open_listener(addr, &loopback, &why, &err);
-    if (fd < 0 && why == NULL && err == EADDRINUSE) {
-        /* Taken, most likely by the process this one was forked or
-         * exec'd from: the thread takes it over once it is free. */
-        if (!quiet)
-            hp_log("http: %s is in use (by a parent process?); listening "
-                   "there once it is free, profiling continues", addr);
-    } else if (fd < 0) {
+    if (fd < 0 && why == NULL && err == EADDRINUSE)
+        return HEAPPROF_EBUSY; /* the caller (agent.c) says so, or not */
+    if (fd < 0) {
         log_no_listener(addr, why, err);
         return why != NULL ? HEAPPROF_EINVAL : HEAPPROF_EIO;
     }
@@ -976,11 +929,8 @@ hp_listener_postfork_child(void)
     int fd = __atomic_exchange_n(&listen_fd, -1, __ATOMIC_RELAXED);
     if (fd >= 0)
         close(fd);
-    /* A child that outlives its parent (a daemon) should serve in its
-     * place: its next sampled allocation starts a thread that waits for
-     * the address (hp_listener_poll). */
-    __atomic_store_n(&hp_listener_restart_pending, running ? 1 : 0,
-                     __ATOMIC_RELEASE);
+    /* A child that outlives its parent (a daemon) serves in its place:
+     * its tree agent takes the address over (agent.h). */
     running = false;
     waiting = NULL;
     n_waiting = 0;

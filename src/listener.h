@@ -43,40 +43,21 @@ struct MHD_Response;
 /*
  * Bind addr ("127.0.0.1:6060", "[::1]:6060", "localhost:6060",
  * "unix:/path"; port 0 picks a free port and logs it) and start the
- * listener thread. Failures (address in use, no libmicrohttpd) are logged
- * in one line and profiling carries on. A second call while a listener
- * runs does nothing. 0 or a negative HEAPPROF_E* code. Call it with the
- * fence raised, outside any allocator hook.
+ * listener thread. HEAPPROF_EBUSY when the address is in use (nothing
+ * started, nothing logged: the tree agent decides, see agent.h); other
+ * failures (bad address, no libmicrohttpd) are logged in one line and
+ * profiling carries on. A second call while a listener runs does nothing.
+ * 0 or a negative HEAPPROF_E* code. Call it with the fence raised, outside
+ * any allocator hook.
  */
 HP_HIDDEN int hp_listener_start(const char *addr);
 
 /*
- * When the address is in use (typically by the process this one was
- * forked or exec'd from), the thread starts anyway and tries the address
- * once a second, serving as soon as it is free: a daemon's child takes
- * over when its parent exits. One line says so, then one when it listens.
- */
-
-/*
  * Fork child: the listener thread did not survive the fork; forget it and
- * close the inherited listening socket. Logs nothing, never blocks. If
- * the parent had a listener, the child's next sampled allocation (or
- * public call) starts one that waits for the parent's address, quietly:
- * see hp_listener_poll.
+ * close the inherited listening socket, so the parent alone serves. Logs
+ * nothing, never blocks; the child's tree agent (agent.h) answers the
+ * parent and takes the address over if the parent goes.
  */
 HP_HIDDEN void hp_listener_postfork_child(void);
-
-/* The lazy restart, as snapshot.h's: one relaxed load when nothing is
- * pending; safe inside the fence with no heapprof lock held. */
-HP_HIDDEN extern int hp_listener_restart_pending;
-HP_HIDDEN void hp_listener_restart(void);
-
-static inline void
-hp_listener_poll(void)
-{
-    if (HP_UNLIKELY(__atomic_load_n(&hp_listener_restart_pending,
-                                    __ATOMIC_RELAXED)))
-        hp_listener_restart();
-}
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "heapprof.h"
 #include "retired.h"
 
@@ -36,15 +37,9 @@ collect_object(struct dl_phdr_info *info, size_t size, void *data)
 {
     struct objects *objs = data;
     (void)size;
-    if (objs->n == objs->cap) {
-        size_t cap = objs->cap ? objs->cap * 2 : 32;
-        struct object *o = realloc(objs->o, cap * sizeof(*o));
-        if (o == NULL) {
-            objs->oom = true;
-            return 1;
-        }
-        objs->o = o;
-        objs->cap = cap;
+    if (!hp_grow((void **)&objs->o, &objs->cap, objs->n + 1, sizeof(*objs->o))) {
+        objs->oom = true;
+        return 1;
     }
     struct object *ob = &objs->o[objs->n];
     memset(ob, 0, sizeof(*ob));
@@ -179,15 +174,9 @@ add_retired(struct hp_maps *out, size_t *cap)
                            r[i].seg.start[k] < out->m[j].limit;
             if (overlaps)
                 continue;
-            if (out->n == *cap) {
-                size_t ncap = *cap ? *cap * 2 : 64;
-                struct hp_mapping *m = realloc(out->m, ncap * sizeof(*m));
-                if (m == NULL) {
-                    rc = HEAPPROF_ENOMEM;
-                    break;
-                }
-                out->m = m;
-                *cap = ncap;
+            if (!hp_grow((void **)&out->m, cap, out->n + 1, sizeof(*out->m))) {
+                rc = HEAPPROF_ENOMEM;
+                break;
             }
             struct hp_mapping *m = &out->m[out->n];
             memset(m, 0, sizeof(*m));
@@ -224,15 +213,9 @@ hp_maps_read(struct hp_maps *out, const char *path)
     if (f == NULL)
         goto fallback;
     while (getline(&line, &linecap, f) > 0) {
-        if (out->n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            struct hp_mapping *m = realloc(out->m, ncap * sizeof(*m));
-            if (m == NULL) {
-                rc = HEAPPROF_ENOMEM;
-                goto out;
-            }
-            out->m = m;
-            cap = ncap;
+        if (!hp_grow((void **)&out->m, &cap, out->n + 1, sizeof(*out->m))) {
+            rc = HEAPPROF_ENOMEM;
+            goto out;
         }
         int r = parse_line(line, &out->m[out->n]);
         if (r < 0) {

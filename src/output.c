@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "heapprof.h"
 #include "internal.h"
 #include "log.h"
@@ -128,30 +129,6 @@ heapprof_write_path(const char *path, enum heapprof_profile which)
     return rc;
 }
 
-struct mem_sink {
-    char *data;
-    size_t len, cap;
-};
-
-static int
-mem_sink_write(void *ctx, const void *data, size_t len)
-{
-    struct mem_sink *m = ctx;
-    if (m->len + len > m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 65536;
-        while (cap < m->len + len)
-            cap *= 2;
-        char *p = realloc(m->data, cap);
-        if (p == NULL)
-            return -1;
-        m->data = p;
-        m->cap = cap;
-    }
-    memcpy(m->data + m->len, data, len);
-    m->len += len;
-    return 0;
-}
-
 int
 heapprof_write_buffer(void *buf, size_t cap, size_t *needed,
                       enum heapprof_profile which)
@@ -160,18 +137,18 @@ heapprof_write_buffer(void *buf, size_t cap, size_t *needed,
         return HEAPPROF_EINVAL;
     int saved = errno;
     hp_fence_enter();
-    struct mem_sink m = {0};
-    struct heapprof_sink sink = {mem_sink_write, &m};
+    struct hp_buf m = {0};
+    struct heapprof_sink sink = hp_buf_sink(&m);
     int rc = hp_profile_write(which, &sink);
     if (rc == HEAPPROF_OK) {
         if (needed != NULL)
             *needed = m.len;
         if (m.len > cap)
             rc = HEAPPROF_ERANGE;
-        else
-            memcpy(buf, m.data, m.len);
+        else if (m.len > 0)
+            memcpy(buf, m.p, m.len);
     }
-    free(m.data);
+    hp_buf_free(&m);
     hp_fence_exit();
     errno = saved;
     return rc;

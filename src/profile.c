@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "buckets.h"
+#include "buf.h"
 #include "ialloc.h"
 #include "labels.h"
 #include "live.h"
@@ -122,14 +123,8 @@ static int
 collect_with(struct collector *c, const struct hp_bucket *b,
              void (*fill)(struct hp_profile_entry *, const struct hp_bucket *))
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap * 2;
-        struct hp_profile_entry *ne = realloc(c->e, cap * sizeof(*ne));
-        if (ne == NULL)
-            return HEAPPROF_ENOMEM;
-        c->e = ne;
-        c->cap = cap;
-    }
+    if (!hp_grow((void **)&c->e, &c->cap, c->n + 1, sizeof(*c->e)))
+        return HEAPPROF_ENOMEM;
     fill(&c->e[c->n], b);
     if (!entry_empty(&c->e[c->n]))
         c->n++;

@@ -11,7 +11,8 @@ Modes (one ctest each):
   unix      the listener on unix:/path (curl --unix-socket).
   inuse     port already taken: one log line, the workload keeps running.
   fork      a forked child has no listener and no copy of the socket; the
-            parent keeps serving.
+            parent keeps serving its own (?pid=) and the tree's profile; the
+            child takes the address over when the parent exits.
   nomhd     libmicrohttpd hidden: one log line, no listener, host fine.
   addresses [::1]:port, 0.0.0.0:port (served, one warning line) and a host
             name (one line, no listener, the workload keeps running).
@@ -579,9 +580,18 @@ def mode_fork(a):
         else:
             note("ok   only the parent holds the listening socket")
         os.kill(child, 0)
-        prof = fetch(base + "/debug/pprof/heap", label="parent heap")
+        # The parent's own part (?pid=), then the tree: the child's copy of
+        # the parent's blocks is really in the child's memory too.
+        prof = fetch(base + "/debug/pprof/heap?pid=%d" % info["pid"],
+                     label="parent heap")
         if prof:
             check_truth(prof, info["sites"], "parent heap after fork",
+                        types=["inuse_space"])
+        prof = fetch(base + "/debug/pprof/heap", label="tree heap")
+        if prof:
+            doubled = {site: {t: 2 * v for t, v in row.items()}
+                       for site, row in info["sites"].items()}
+            check_truth(prof, doubled, "parent and child heap after fork",
                         types=["inuse_space"])
         lines = [l for l in srv.output().splitlines() if "heapprof" in l]
         if lines:

@@ -7,15 +7,27 @@ Modes (one ctest each):
              symbolize error (/proc/self/auxv is root's after the change).
   memcached  Debian's memcached -u nobody: its libc and libevent frames are
              named (memcached itself is stripped).
+  prefork    a parent with 8 idle forked workers (tests/http/prefork.c): the
+             parent's endpoint serves all nine processes' heap, allocs and
+             delta_heap, samples labelled pid; ?pid=N one of them (also
+             debug=1 text); a seconds=N delta over the tree; bad pids.
+  kill9      the same tree with one worker stopped (SIGSTOP, so it cannot
+             answer) and then killed with -9 mid-request: the request ends
+             at once with the others, a stuck worker costs at most the
+             collection timeout, and the parent keeps serving.
 
-Each skips (77) when not root or the program is absent.
+privdrop and memcached skip (77) when not root or the program is absent.
 """
 
 import argparse
+import json
 import os
 import shutil
 import signal
+import socket
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e_http as h  # noqa: E402
@@ -94,6 +106,23 @@ def mode_privdrop(a):
         srv.stop()
 
 
+def wait_memcached(port, srv, timeout=20):
+    """Until memcached answers "version" (its event loop runs)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if not srv.alive():
+            raise SystemExit("FAIL: memcached exited:\n" + srv.output())
+        try:
+            with socket.create_connection(("127.0.0.1", port), 2) as c:
+                c.sendall(b"version\r\n")
+                if c.recv(100).startswith(b"VERSION"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("FAIL: memcached not answering on %d" % port)
+
+
 def mode_memcached(a):
     need_root()
     mc = shutil.which("memcached") or "/usr/bin/memcached"
@@ -107,6 +136,7 @@ def mode_memcached(a):
     try:
         base = "http://127.0.0.1:%d" % port
         h.wait_http(base + "/debug/pprof/", srv, "memcached")
+        wait_memcached(mport, srv)
         names = text_frames(base)
         expect_named(names, ["event_base_new_with_config", "event_add",
                              "getpwnam", "__libc_start_main"],
@@ -116,14 +146,163 @@ def mode_memcached(a):
         srv.stop()
 
 
+TOL = 0.15
+MIB = 1 << 20
+
+
+def pid_of(labels):
+    v = labels.get("pid")
+    return int(v[0].strip("[]")) if v else None
+
+
+def check_site(prof, pid, site, want, label, t="inuse_space"):
+    sums = prof.by_leaf(lambda l: pid_of(l) == pid)
+    got = sums.get(site, [0, 0, 0, 0])[h.TYPES.index(t)]
+    msg = "%s: pid %d %s %s = %d, want %d" % (label, pid, site, t, got, want)
+    if abs(got - want) <= TOL * want:
+        note("ok   " + msg)
+    else:
+        fail(msg)
+
+
+def start_prefork(a, workers=8):
+    info_path = os.path.join(a.workdir, "tree.json")
+    port = h.free_port()
+    env = h.clean_env({"LD_PRELOAD": a.preload, "HEAPPROF_RATE": "4096",
+                       "HEAPPROF_HTTP": "127.0.0.1:%d" % port})
+    srv = h.Server([a.workload, info_path, str(workers)], env,
+                   os.path.join(a.workdir, "log"))
+    h.wait_file(info_path, srv)
+    info = json.load(open(info_path))
+    base = "http://127.0.0.1:%d" % port
+    h.wait_http(base + "/debug/pprof/", srv, "prefork parent")
+    return srv, info, base
+
+
+def stop_tree(srv, info):
+    for w in info["workers"] if info else []:
+        try:
+            os.kill(w, signal.SIGKILL)
+        except OSError:
+            pass
+    srv.stop()
+
+
+def mode_prefork(a):
+    srv, info = None, None
+    try:
+        srv, info, base = start_prefork(a)
+        parent, workers = info["pid"], info["workers"]
+        prof = h.fetch(base + "/debug/pprof/heap", label="tree heap")
+        if prof:
+            pids = {pid_of(l) for l in prof.labels}
+            if pids != set([parent] + workers):
+                fail("tree heap: pids %s, want %s" %
+                     (sorted(p or 0 for p in pids), sorted([parent] + workers)))
+            else:
+                note("ok   tree heap: every sample labelled, all 9 pids")
+            check_site(prof, parent, "parent_site", 4 * MIB, "tree heap")
+            for w in workers:
+                check_site(prof, w, "worker_site", 2 * MIB, "tree heap")
+                # The parent's blocks are in each worker's memory too.
+                check_site(prof, w, "parent_site", 4 * MIB, "tree heap")
+        w = workers[3]
+        prof = h.fetch(base + "/debug/pprof/allocs?pid=%d" % w,
+                       label="one worker's allocs")
+        if prof:
+            pids = {pid_of(l) for l in prof.labels}
+            if pids != {w}:
+                fail("?pid=%d: pids %s" % (w, pids))
+            check_site(prof, w, "worker_site", 2 * MIB, "?pid=N allocs",
+                       t="alloc_space")
+        prof = h.fetch(base + "/debug/pprof/delta_heap", label="tree delta")
+        if prof:
+            check_site(prof, workers[0], "worker_site", 2 * MIB,
+                       "tree delta_heap (first)", t="alloc_space")
+        prof = h.fetch(base + "/debug/pprof/allocs", ["-seconds", "2"],
+                       label="tree allocs -seconds 2")
+        if prof:
+            note("ok   a seconds=2 delta over the tree (%d samples)" %
+                 len(prof.samples))
+        st, _, body = h.http(base + "/debug/pprof/heap?debug=1&pid=%d" % w)
+        if st != 200 or b"worker_site" not in body:
+            fail("debug=1&pid=%d: %d %r" % (w, st, body[:200]))
+        else:
+            note("ok   debug=1 text of one worker")
+        for q, want in (("pid=1", 404), ("pid=x", 400), ("pid=0", 400)):
+            st, _, body = h.http(base + "/debug/pprof/heap?" + q)
+            if st != want:
+                fail("?%s: %d, want %d (%r)" % (q, st, want, body[:100]))
+            else:
+                note("ok   ?%s: %d %s" % (q, st, body.decode().strip()))
+        lines = [l for l in srv.output().splitlines() if "heapprof" in l]
+        if lines:
+            fail("the tree logged: %r" % lines)
+    finally:
+        stop_tree(srv, info)
+
+
+def timed_heap(base, out):
+    t0 = time.time()
+    out["prof"] = h.fetch(base + "/debug/pprof/heap", label="tree heap")
+    out["secs"] = time.time() - t0
+
+
+def mode_kill9(a):
+    srv, info = None, None
+    try:
+        srv, info, base = start_prefork(a)
+        parent, workers = info["pid"], info["workers"]
+        stuck, gone = workers[0], workers[1]
+        os.kill(stuck, signal.SIGSTOP)
+        os.kill(gone, signal.SIGSTOP)
+        out = {}
+        t = threading.Thread(target=timed_heap, args=(base, out))
+        t.start()
+        time.sleep(1)
+        os.kill(gone, signal.SIGKILL)   # mid-request, while it is asked
+        t.join(60)
+        prof = out.get("prof")
+        if prof:
+            pids = {pid_of(l) for l in prof.labels}
+            want = set([parent] + workers[2:])
+            if pids != want:
+                fail("with a stuck and a killed worker: pids %s, want %s" %
+                     (sorted(p or 0 for p in pids), sorted(want)))
+            else:
+                note("ok   the stuck and the killed worker are left out, "
+                     "the 7 others merged")
+        # The collection's deadline is 5 s; go tool pprof adds its own.
+        if out.get("secs", 99) > 12:
+            fail("a stuck worker cost the request %.1f s" % out["secs"])
+        else:
+            note("ok   a stuck worker cost the request %.1f s" % out["secs"])
+        os.kill(stuck, signal.SIGCONT)
+        timed_heap(base, out)
+        prof = out.get("prof")
+        if prof and {pid_of(l) for l in prof.labels} != \
+                set([parent, stuck] + workers[2:]):
+            fail("after SIGCONT: pids %s" % {pid_of(l) for l in prof.labels})
+        elif prof:
+            note("ok   the resumed worker answers again (%.1f s)" %
+                 out["secs"])
+        if not srv.alive():
+            fail("the parent died")
+    finally:
+        stop_tree(srv, info)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["privdrop", "memcached"])
+    ap.add_argument("mode", choices=["privdrop", "memcached", "prefork",
+                                     "kill9"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload", required=True)
+    ap.add_argument("--workload")
     a = ap.parse_args()
     shutil.rmtree(a.workdir, ignore_errors=True)
     os.makedirs(a.workdir)
+    os.environ.setdefault("PPROF_TMPDIR", os.path.join(a.workdir, "pprof"))
     globals()["mode_" + a.mode](a)
     if h.failures:
         print("%d failure(s)" % len(h.failures))
