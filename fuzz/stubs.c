@@ -7,16 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ialloc.h"
 #include "live.h"
 #include "profile.h"
 #include "stats.h"
 #include "symbolize.h"
-
-__thread struct hp_thread hp_tls __attribute__((tls_model("initial-exec")));
-struct hp_stats hp_stats;
 
 /* seconds=N copies are charged to the budget: every other one is refused,
  * so the fuzzer reaches both answers. */
@@ -32,14 +28,6 @@ void
 hp_ialloc_uncharge(uint64_t size)
 {
     (void)size;
-}
-
-uint64_t
-hp_now_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t

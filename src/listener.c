@@ -32,6 +32,7 @@
 #include "heapprof.h"
 #include "http.h"
 #include "log.h"
+#include "symbolize.h"
 #include "tree.h"
 
 typedef int (*hp_mhd_access_fn)(void *cls, struct MHD_Connection *c,
@@ -567,6 +568,7 @@ listener_main(void *arg)
     (void)arg;
     /* Fenced for life: nothing this thread allocates is the host's. */
     hp_fence_enter();
+    hp_symbolize_thread_init();
     if (load_mhd() != 0)
         goto fail;
     struct MHD_Daemon *d = mhd.start(

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "profile.h"
 #include "publish.h"
+#include "symbolize.h"
 
 #define NS_PER_S 1000000000ull
 /* How long exit waits for a write in progress before giving up on it. */
@@ -490,6 +491,7 @@ writer_main(void *arg)
      * own work: never sampled. The fence is never lowered. */
     hp_fence_enter();
     pthread_setname_np(pthread_self(), "heapprof-snap");
+    hp_symbolize_thread_init();
     uint64_t seen = 0, due = 0;
     for (;;) {
         if (__atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
