@@ -76,6 +76,8 @@ HEAPPROF_API const char *heapprof_err_name(int err);
 #define HEAPPROF_DEFAULT_RATE 524288u       /* mean bytes between samples */
 #define HEAPPROF_DEFAULT_STACK_DEPTH 64
 #define HEAPPROF_MAX_STACK_DEPTH 256
+/* The highest rate accepted (1 TiB between samples). Added in 0.1.0. */
+#define HEAPPROF_MAX_RATE ((uint64_t)1 << 40)
 
 /* Do not let HEAPPROF_* env vars override the struct (for embedders, tests). */
 #define HEAPPROF_CONFIG_NO_ENV 0x1u

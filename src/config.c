@@ -19,18 +19,51 @@
 
 extern char **environ;
 
-struct hp_settings hp_settings = {
-    .rate = HEAPPROF_DEFAULT_RATE,
-    .stack_depth = HEAPPROF_DEFAULT_STACK_DEPTH,
-    .max_memory = 64u << 20,
-    .http_socket_mode = 0600,
-    .snapshot_interval = 60,
-    .snapshot_keep = 10,
-};
-
 enum opt_kind {
     OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL, OPT_MODE
 };
+
+/*
+ * The options, one row each: variable, kind, field of struct hp_settings,
+ * default, min, max (numbers), doc. The only home of the defaults: the
+ * rows make the settings in force until HEAPPROF_* is read, the defaults
+ * every configuration starts from, and the parsing table.
+ */
+#define HP_OPTIONS(X)                                                         \
+    X("HEAPPROF_RATE", OPT_SIZE, rate, HEAPPROF_DEFAULT_RATE, 0,              \
+      HEAPPROF_MAX_RATE,                                                      \
+      "mean bytes between samples; 0 = off, 1 = every allocation")           \
+    X("HEAPPROF_STACK_DEPTH", OPT_UINT, stack_depth,                          \
+      HEAPPROF_DEFAULT_STACK_DEPTH, 1, HEAPPROF_MAX_STACK_DEPTH,              \
+      "frames kept per sample")                                               \
+    X("HEAPPROF_MAX_MEMORY", OPT_SIZE, max_memory, HP_DEFAULT_MAX_MEMORY,     \
+      1u << 20, (uint64_t)1 << 40, "budget for heapprof's own metadata")      \
+    X("HEAPPROF_HTTP", OPT_ADDR, http, "", 0, 0,                              \
+      "listener address: 127.0.0.1:6060, [::1]:6060 or unix:/path")          \
+    X("HEAPPROF_HTTP_SOCKET_MODE", OPT_MODE, http_socket_mode, 0600, 0,       \
+      0777, "permissions of a unix: listener's socket (octal)")              \
+    X("HEAPPROF_HTTP_SOCKET_GROUP", OPT_PATH, http_socket_group, "", 0,       \
+      sizeof(((struct hp_settings *)0)->http_socket_group),                   \
+      "group of a unix: listener's socket (name or number)")                 \
+    X("HEAPPROF_HTTP_TOKEN_FILE", OPT_PATH, http_token_file, "", 0, 0,        \
+      "file holding a bearer token every request must present")              \
+    X("HEAPPROF_SNAPSHOT_DIR", OPT_PATH, snapshot_dir, "", 0, 0,              \
+      "directory for periodic heap snapshots")                                \
+    X("HEAPPROF_SNAPSHOT_INTERVAL", OPT_UINT, snapshot_interval, 60, 1,       \
+      86400 * 365, "seconds between snapshots")                               \
+    X("HEAPPROF_SNAPSHOT_KEEP", OPT_UINT, snapshot_keep, 10, 1, 1000000,      \
+      "snapshot files kept (newest)")                                         \
+    X("HEAPPROF_SNAPSHOT_AT_EXIT", OPT_BOOL, snapshot_at_exit, false, 0, 1,   \
+      "also write a snapshot when the process exits (exit(), not _exit())")  \
+    X("HEAPPROF_SNAPSHOT_SIGNAL", OPT_SIGNAL, snapshot_signal, 0, 0, 0,       \
+      "signal that triggers a snapshot (USR2, SIGRTMIN+3, 12); none by "     \
+      "default")
+
+#define HP_OPT_DEFAULT(name, kind, field, def, min, max, doc) .field = def,
+#define HP_OPT_ROW(name, kind, field, def, min, max, doc)                     \
+    {name, kind, offsetof(struct hp_settings, field), min, max, doc},
+
+struct hp_settings hp_settings = {HP_OPTIONS(HP_OPT_DEFAULT)};
 
 struct opt {
     const char *name;
@@ -40,46 +73,12 @@ struct opt {
     const char *doc;
 };
 
-#define OFF(f) offsetof(struct hp_settings, f)
-
-static const struct opt options[] = {
-    {"HEAPPROF_RATE", OPT_SIZE, OFF(rate), 0, (uint64_t)1 << 40,
-     "mean bytes between samples; 0 = off, 1 = every allocation"},
-    {"HEAPPROF_STACK_DEPTH", OPT_UINT, OFF(stack_depth), 1,
-     HEAPPROF_MAX_STACK_DEPTH, "frames kept per sample"},
-    {"HEAPPROF_MAX_MEMORY", OPT_SIZE, OFF(max_memory), 1u << 20,
-     (uint64_t)1 << 40, "budget for heapprof's own metadata"},
-    {"HEAPPROF_HTTP", OPT_ADDR, OFF(http), 0, 0,
-     "listener address: 127.0.0.1:6060, [::1]:6060 or unix:/path"},
-    {"HEAPPROF_HTTP_SOCKET_MODE", OPT_MODE, OFF(http_socket_mode), 0, 0777,
-     "permissions of a unix: listener's socket (octal)"},
-    {"HEAPPROF_HTTP_SOCKET_GROUP", OPT_PATH, OFF(http_socket_group), 0,
-     sizeof(((struct hp_settings *)0)->http_socket_group),
-     "group of a unix: listener's socket (name or number)"},
-    {"HEAPPROF_HTTP_TOKEN_FILE", OPT_PATH, OFF(http_token_file), 0, 0,
-     "file holding a bearer token every request must present"},
-    {"HEAPPROF_SNAPSHOT_DIR", OPT_PATH, OFF(snapshot_dir), 0, 0,
-     "directory for periodic heap snapshots"},
-    {"HEAPPROF_SNAPSHOT_INTERVAL", OPT_UINT, OFF(snapshot_interval), 1,
-     86400 * 365, "seconds between snapshots"},
-    {"HEAPPROF_SNAPSHOT_KEEP", OPT_UINT, OFF(snapshot_keep), 1, 1000000,
-     "snapshot files kept (newest)"},
-    {"HEAPPROF_SNAPSHOT_AT_EXIT", OPT_BOOL, OFF(snapshot_at_exit), 0, 1,
-     "also write a snapshot when the process exits (exit(), not _exit())"},
-    {"HEAPPROF_SNAPSHOT_SIGNAL", OPT_SIGNAL, OFF(snapshot_signal), 0, 0,
-     "signal that triggers a snapshot (USR2, SIGRTMIN+3, 12); none by default"},
-};
+static const struct opt options[] = {HP_OPTIONS(HP_OPT_ROW)};
 
 void
 hp_settings_defaults(struct hp_settings *s)
 {
-    memset(s, 0, sizeof *s);
-    s->rate = HEAPPROF_DEFAULT_RATE;
-    s->stack_depth = HEAPPROF_DEFAULT_STACK_DEPTH;
-    s->max_memory = 64u << 20;
-    s->http_socket_mode = 0600;
-    s->snapshot_interval = 60;
-    s->snapshot_keep = 10;
+    *s = (struct hp_settings){HP_OPTIONS(HP_OPT_DEFAULT)};
 }
 
 int
@@ -237,20 +236,18 @@ hp_parse_signal(const char *s, int *out, const char **why)
     return 0;
 }
 
-static int
-parse_port(const char *p, const char **why)
-{
-    uint64_t port;
-    if (hp_parse_u64(p, 1, 65535, false, &port, why) != 0) {
-        *why = "port must be 1..65535";
-        return -1;
-    }
-    return 0;
-}
-
+/*
+ * The one address parser (the option, heapprof_start and the listener):
+ * "unix:/abs/path", "[v6]:port" or "host:port" with a non-empty host and a
+ * port 1..65535. Port 0 (a port the kernel picks) is refused: a profiled
+ * server must be reachable where its configuration says, and a fork child
+ * that takes the listener over needs the same address as its parent.
+ */
 int
-hp_parse_http_addr(const char *s, const char **why)
+hp_parse_http_addr(const char *s, struct hp_addr *out, const char **why)
 {
+    struct hp_addr a;
+    memset(&a, 0, sizeof a);
     if (s == NULL || *s == '\0') {
         *why = "empty address";
         return -1;
@@ -268,16 +265,21 @@ hp_parse_http_addr(const char *s, const char **why)
             *why = "unix socket path too long (max 107)";
             return -1;
         }
-        return 0;
+        a.is_unix = true;
+        snprintf(a.host, sizeof a.host, "%s", s + 5);
+        goto ok;
     }
-    const char *colon;
+    const char *host = s, *colon;
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
         if (close == NULL || close == s + 1 || close[1] != ':') {
             *why = "expected [v6-address]:port";
             return -1;
         }
+        a.is_v6 = true;
+        host = s + 1;
         colon = close + 1;
+        memcpy(a.host, host, (size_t)(close - host));
     } else {
         colon = strrchr(s, ':');
         if (colon == NULL) {
@@ -288,8 +290,22 @@ hp_parse_http_addr(const char *s, const char **why)
             *why = "IPv6 addresses must be in brackets: [::1]:port";
             return -1;
         }
+        if (colon == s) {
+            *why = "no host: give one explicitly, e.g. 127.0.0.1:6060";
+            return -1;
+        }
+        memcpy(a.host, host, (size_t)(colon - host));
     }
-    return parse_port(colon + 1, why);
+    uint64_t port;
+    if (hp_parse_u64(colon + 1, 1, 65535, false, &port, why) != 0) {
+        *why = "port must be 1..65535";
+        return -1;
+    }
+    a.port = (uint16_t)port;
+ok:
+    if (out != NULL)
+        *out = a;
+    return 0;
 }
 
 static const struct opt *
@@ -339,7 +355,7 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
         return -1;
     }
     case OPT_ADDR:
-        if (hp_parse_http_addr(value, &why) == 0) {
+        if (hp_parse_http_addr(value, NULL, &why) == 0) {
             snprintf(field, HP_ADDR_MAX, "%s", value);
             return 0;
         }
@@ -451,12 +467,12 @@ hp_settings_from_config(struct hp_settings *s, const struct heapprof_config *cfg
     if (cfg->size < offsetof(struct heapprof_config, snapshot_keep) +
                         sizeof cfg->snapshot_keep)
         return HEAPPROF_EINVAL;
-    if (cfg->rate > ((uint64_t)1 << 40) || cfg->stack_depth < 1 ||
+    if (cfg->rate > HEAPPROF_MAX_RATE || cfg->stack_depth < 1 ||
         cfg->stack_depth > HEAPPROF_MAX_STACK_DEPTH ||
         cfg->max_memory < (1u << 20))
         return HEAPPROF_EINVAL;
     const char *why;
-    if (cfg->http != NULL && hp_parse_http_addr(cfg->http, &why) != 0)
+    if (cfg->http != NULL && hp_parse_http_addr(cfg->http, NULL, &why) != 0)
         return HEAPPROF_EINVAL;
     if (cfg->snapshot_dir != NULL &&
         (cfg->snapshot_dir[0] == '\0' || strlen(cfg->snapshot_dir) >= HP_PATH_MAX))
@@ -467,8 +483,11 @@ hp_settings_from_config(struct hp_settings *s, const struct heapprof_config *cfg
     snprintf(s->http, sizeof s->http, "%s", cfg->http ? cfg->http : "");
     snprintf(s->snapshot_dir, sizeof s->snapshot_dir, "%s",
              cfg->snapshot_dir ? cfg->snapshot_dir : "");
-    s->snapshot_interval = cfg->snapshot_interval ? cfg->snapshot_interval : 60;
-    s->snapshot_keep = cfg->snapshot_keep ? cfg->snapshot_keep : 10;
+    /* 0 keeps what *s holds (the defaults, as heapprof_config_init). */
+    if (cfg->snapshot_interval != 0)
+        s->snapshot_interval = cfg->snapshot_interval;
+    if (cfg->snapshot_keep != 0)
+        s->snapshot_keep = cfg->snapshot_keep;
     return HEAPPROF_OK;
 }
 
@@ -484,7 +503,8 @@ hp_settings_apply(const struct hp_settings *s)
 {
     hp_settings = *s;
     uint64_t budget = s->max_memory;
-    if (budget == (64u << 20) && s->rate > 0 && s->rate <= EXHAUSTIVE_RATE)
+    if (budget == HP_DEFAULT_MAX_MEMORY && s->rate > 0 &&
+        s->rate <= EXHAUSTIVE_RATE)
         budget = EXHAUSTIVE_MAX_MEMORY;
     hp_ialloc_set_budget(budget);
 }

@@ -52,7 +52,16 @@ HP_HIDDEN int hp_settings_apply_env(struct hp_settings *s, char *const *envp);
  * a static reason in *why. */
 HP_HIDDEN int hp_parse_u64(const char *s, uint64_t min, uint64_t max,
                            bool size_suffix, uint64_t *out, const char **why);
-HP_HIDDEN int hp_parse_http_addr(const char *s, const char **why);
+/* A listener address, parsed (see hp_parse_http_addr). */
+struct hp_addr {
+    bool is_unix;               /* host is the socket's path */
+    bool is_v6;                 /* written [v6]:port */
+    char host[HP_ADDR_MAX];
+    uint16_t port;              /* 1..65535 (not for unix) */
+};
+/* Check s and, if out is not NULL, split it into *out. */
+HP_HIDDEN int hp_parse_http_addr(const char *s, struct hp_addr *out,
+                                 const char **why);
 HP_HIDDEN int hp_parse_bool(const char *s, bool *out, const char **why);
 /* "USR1", "SIGUSR1", "SIGRTMIN+3", "12": a signal heapprof may catch
  * (never one glibc or the kernel reserve, nor a fault signal). */

@@ -6,16 +6,21 @@
 #include "delta.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Both struct hp_profile_entry and struct prev_entry start with their
+ * bucket key: sort and search either by it. */
 static int
-entry_key_cmp(const void *a, const void *b)
+key_cmp(const void *a, const void *b)
 {
-    uintptr_t x = (uintptr_t)((const struct hp_profile_entry *)a)->key;
-    uintptr_t y = (uintptr_t)((const struct hp_profile_entry *)b)->key;
+    uintptr_t x = (uintptr_t)*(const void *const *)a;
+    uintptr_t y = (uintptr_t)*(const void *const *)b;
     return x < y ? -1 : x > y;
 }
+_Static_assert(offsetof(struct hp_profile_entry, key) == 0,
+               "key_cmp reads the key first");
 
 static bool
 entry_zero(const struct hp_profile_entry *e)
@@ -41,7 +46,7 @@ hp_http_delta(struct hp_profile_data *p1, struct hp_profile_data *p0,
               unsigned mask)
 {
     if (p0->n > 1)
-        qsort(p0->e, p0->n, sizeof(*p0->e), entry_key_cmp);
+        qsort(p0->e, p0->n, sizeof(*p0->e), key_cmp);
     bool *seen = calloc(p0->n ? p0->n : 1, sizeof(*seen));
     if (seen == NULL)
         return HEAPPROF_ENOMEM;
@@ -49,7 +54,7 @@ hp_http_delta(struct hp_profile_data *p1, struct hp_profile_data *p0,
     for (size_t i = 0; i < p1->n; i++) {
         struct hp_profile_entry *e = &p1->e[i];
         struct hp_profile_entry *o =
-            p0->n ? bsearch(e, p0->e, p0->n, sizeof(*p0->e), entry_key_cmp)
+            p0->n ? bsearch(e, p0->e, p0->n, sizeof(*p0->e), key_cmp)
                   : NULL;
         if (o == NULL)
             continue;
@@ -93,7 +98,7 @@ hp_http_delta(struct hp_profile_data *p1, struct hp_profile_data *p0,
 
 /* delta_heap state: alloc columns of the previous scrape, sorted by key. */
 struct prev_entry {
-    const void *key;
+    const void *key; /* first, as in struct hp_profile_entry (key_cmp) */
     int64_t v[2];
     int64_t raw[2];
 };
@@ -103,14 +108,6 @@ struct prev_entry {
 static pthread_mutex_t delta_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct prev_entry *prev;
 static size_t prev_n;
-
-static int
-prev_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)((const struct prev_entry *)a)->key;
-    uintptr_t y = (uintptr_t)((const struct prev_entry *)b)->key;
-    return x < y ? -1 : x > y;
-}
 
 static int
 delta_heap_locked(struct hp_profile_data *d)
@@ -126,13 +123,13 @@ delta_heap_locked(struct hp_profile_data *d)
         }
     }
     if (d->n > 1)
-        qsort(next, d->n, sizeof(*next), prev_cmp);
+        qsort(next, d->n, sizeof(*next), key_cmp);
 
     for (size_t i = 0; i < d->n; i++) {
         struct hp_profile_entry *e = &d->e[i];
         struct prev_entry key = {.key = e->key};
         struct prev_entry *o =
-            prev_n ? bsearch(&key, prev, prev_n, sizeof(*prev), prev_cmp)
+            prev_n ? bsearch(&key, prev, prev_n, sizeof(*prev), key_cmp)
                    : NULL;
         /* Alloc columns only grow; if one went down the key must name a
          * different bucket than before, so report it whole. */

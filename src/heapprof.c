@@ -157,13 +157,15 @@ heapprof_config_init(struct heapprof_config *cfg)
 {
     if (cfg == NULL)
         return;
+    struct hp_settings d;
+    hp_settings_defaults(&d);
     memset(cfg, 0, sizeof *cfg);
     cfg->size = sizeof *cfg;
-    cfg->rate = HEAPPROF_DEFAULT_RATE;
-    cfg->stack_depth = HEAPPROF_DEFAULT_STACK_DEPTH;
-    cfg->max_memory = 64u << 20;
-    cfg->snapshot_interval = 60;
-    cfg->snapshot_keep = 10;
+    cfg->rate = d.rate;
+    cfg->stack_depth = d.stack_depth;
+    cfg->max_memory = d.max_memory;
+    cfg->snapshot_interval = d.snapshot_interval;
+    cfg->snapshot_keep = d.snapshot_keep;
 }
 
 static bool
@@ -231,7 +233,7 @@ heapprof_is_running(void)
 int
 heapprof_set_rate(uint64_t rate)
 {
-    if (rate > ((uint64_t)1 << 40))
+    if (rate > HEAPPROF_MAX_RATE)
         return HEAPPROF_EINVAL;
     hp_ensure_configured();
     hp_rate_set(rate);

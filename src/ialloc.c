@@ -16,7 +16,7 @@ static pthread_mutex_t ialloc_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *cur;
 static size_t cur_left;
 static uint64_t mapped;
-static uint64_t budget = 64u << 20;
+static uint64_t budget = HP_DEFAULT_MAX_MEMORY; /* until configured */
 
 static void *
 map_zeroed(size_t size)

@@ -23,6 +23,8 @@ HP_HIDDEN uint64_t hp_resident_bytes(const void *start, size_t len);
  * counted, when they would pass it. Uncharge with the same size. */
 HP_HIDDEN bool hp_ialloc_charge(uint64_t size);
 HP_HIDDEN void hp_ialloc_uncharge(uint64_t size);
+/* The budget until configuration sets one (HEAPPROF_MAX_MEMORY's default). */
+#define HP_DEFAULT_MAX_MEMORY ((uint64_t)64 << 20)
 HP_HIDDEN void hp_ialloc_set_budget(uint64_t bytes);
 HP_HIDDEN uint64_t hp_ialloc_budget(void);
 HP_HIDDEN void hp_ialloc_prefork(void);

@@ -604,23 +604,6 @@ fail:
     return NULL;
 }
 
-static int
-parse_port(const char *s, uint16_t *port)
-{
-    if (*s == '\0')
-        return -1;
-    unsigned long v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        v = v * 10 + (unsigned long)(*s - '0');
-        if (v > 65535)
-            return -1;
-    }
-    *port = (uint16_t)v;
-    return 0;
-}
-
 /* The unix socket this process made, removed at its exit. */
 static char bound_path[108];
 static dev_t bound_dev;
@@ -761,53 +744,22 @@ static int
 open_listener(const char *addr, bool *loopback, const char **why, int *err)
 {
     *loopback = true;
-    if (strncmp(addr, "unix:", 5) == 0) {
-        if (addr[5] == '\0') {
-            *why = "empty unix socket path";
-            return -1;
-        }
+    struct hp_addr a;
+    if (hp_parse_http_addr(addr, &a, why) != 0)
+        return -1;
+    if (a.is_unix) {
         snprintf(where, sizeof(where), "%s", addr);
-        return bind_unix(addr + 5, why, err);
+        return bind_unix(a.host, why, err);
     }
-
-    char host[HP_ADDR_MAX];
-    const char *port_s;
-    if (addr[0] == '[') {
-        const char *close_br = strchr(addr, ']');
-        if (close_br == NULL || close_br[1] != ':' ||
-            (size_t)(close_br - addr - 1) >= sizeof(host)) {
-            *why = "expected [v6-address]:port";
-            return -1;
-        }
-        memcpy(host, addr + 1, (size_t)(close_br - addr - 1));
-        host[close_br - addr - 1] = '\0';
-        port_s = close_br + 2;
-    } else {
-        const char *colon = strrchr(addr, ':');
-        if (colon == NULL || (size_t)(colon - addr) >= sizeof(host)) {
-            *why = "expected host:port, [v6]:port or unix:/path";
-            return -1;
-        }
-        memcpy(host, addr, (size_t)(colon - addr));
-        host[colon - addr] = '\0';
-        port_s = colon + 1;
-    }
-    uint16_t port;
-    if (parse_port(port_s, &port) != 0) {
-        *why = "bad port (0-65535)";
-        return -1;
-    }
-    if (host[0] == '\0') {
-        *why = "no host: give one explicitly, e.g. 127.0.0.1:6060";
-        return -1;
-    }
+    const char *host = a.host;
+    uint16_t port = a.port;
 
     struct sockaddr_in6 s6;
     struct sockaddr_in s4;
     memset(&s6, 0, sizeof(s6));
     memset(&s4, 0, sizeof(s4));
     int fd;
-    if (addr[0] == '[') {
+    if (a.is_v6) {
         s6.sin6_family = AF_INET6;
         s6.sin6_port = htons(port);
         if (inet_pton(AF_INET6, host, &s6.sin6_addr) != 1) {
@@ -833,28 +785,22 @@ open_listener(const char *addr, bool *loopback, const char **why, int *err)
     if (fd < 0)
         return -1;
 
-    /* Record the real port (port 0 asks the kernel for a free one). */
+    /* The address as the kernel has it, for messages. */
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned real_port = port;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-            real_port = ntohs(a->sin6_port);
-        } else {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-            real_port = ntohs(a->sin_port);
-        }
+        if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip,
+                      sizeof(ip));
+        else
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip,
+                      sizeof(ip));
     }
-    if (addr[0] == '[')
-        snprintf(where, sizeof(where), "[%s]:%u", ip, real_port);
+    if (a.is_v6)
+        snprintf(where, sizeof(where), "[%s]:%u", ip, (unsigned)port);
     else
-        snprintf(where, sizeof(where), "%s:%u", ip, real_port);
-    if (port == 0)
-        hp_log("http: listening on %s", where);
+        snprintf(where, sizeof(where), "%s:%u", ip, (unsigned)port);
     return fd;
 }
 

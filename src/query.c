@@ -53,9 +53,14 @@ form_decode(const char *s, size_t n, char *out, size_t cap)
     return (long)o;
 }
 
+/* The keys we read, each with its first value (r.FormValue). */
+enum { Q_DEBUG, Q_GC, Q_SECONDS, Q_MIN_AGE, Q_PEAK, Q_NKEYS };
+static const char *const query_keys[Q_NKEYS] = {"debug", "gc", "seconds",
+                                                "min_age", "peak"};
+
 struct query {
-    bool has_debug, has_gc, has_seconds, has_min_age, has_peak;
-    char debug[32], gc[32], seconds[32], min_age[32], peak[32];
+    bool has[Q_NKEYS];
+    char val[Q_NKEYS][32];
 };
 
 /*
@@ -87,26 +92,13 @@ parse_query(const char *q, size_t n, struct query *out)
             return "malformed query: bad %-escape";
         if (kl < 0)
             continue; /* a key longer than ours: not one of ours */
-        bool *has;
-        char *val;
-        if (strcmp(key, "debug") == 0) {
-            has = &out->has_debug;
-            val = out->debug;
-        } else if (strcmp(key, "gc") == 0) {
-            has = &out->has_gc;
-            val = out->gc;
-        } else if (strcmp(key, "seconds") == 0) {
-            has = &out->has_seconds;
-            val = out->seconds;
-        } else if (strcmp(key, "min_age") == 0) {
-            has = &out->has_min_age;
-            val = out->min_age;
-        } else if (strcmp(key, "peak") == 0) {
-            has = &out->has_peak;
-            val = out->peak;
-        } else {
+        size_t k = 0;
+        while (k < Q_NKEYS && strcmp(key, query_keys[k]) != 0)
+            k++;
+        if (k == Q_NKEYS)
             continue;
-        }
+        bool *has = &out->has[k];
+        char *val = out->val[k];
         if (*has)
             continue; /* first value wins */
         *has = true;
@@ -209,12 +201,12 @@ static const char *
 check_views(const struct query *q, enum hp_query_target target,
             struct hp_profile_query *out)
 {
-    out->aged = q->has_min_age && q->min_age[0] != '\0';
-    if (out->aged && !hp_http_parse_duration(q->min_age, &out->min_age_ns))
+    out->aged = q->has[Q_MIN_AGE] && q->val[Q_MIN_AGE][0] != '\0';
+    if (out->aged && !hp_http_parse_duration(q->val[Q_MIN_AGE], &out->min_age_ns))
         return "invalid value for \"min_age\" - must be a "
                "duration such as 90s, 10m or 2h, or seconds";
-    if (q->has_peak && q->peak[0] != '\0' &&
-        !hp_query_parse_int(q->peak, &out->peak))
+    if (q->has[Q_PEAK] && q->val[Q_PEAK][0] != '\0' &&
+        !hp_query_parse_int(q->val[Q_PEAK], &out->peak))
         return "invalid value for \"peak\" - must be an integer";
     bool view = out->aged || out->peak != 0;
     if (view && target != HP_QUERY_HEAP)
@@ -224,7 +216,7 @@ check_views(const struct query *q, enum hp_query_target target,
                            "for the heap profile";
     if (out->aged && out->peak != 0)
         return "min_age and peak params are incompatible";
-    if (view && q->has_seconds && q->seconds[0] != '\0')
+    if (view && q->has[Q_SECONDS] && q->val[Q_SECONDS][0] != '\0')
         return out->aged ? "seconds and min_age params are incompatible"
                          : "seconds and peak params are incompatible";
     return NULL;
@@ -235,10 +227,10 @@ static const char *
 check_seconds(const struct query *q, enum hp_query_target target,
               unsigned write_timeout_s, struct hp_profile_query *out)
 {
-    if (!q->has_seconds || q->seconds[0] == '\0')
+    if (!q->has[Q_SECONDS] || q->val[Q_SECONDS][0] == '\0')
         return NULL;
     long long sec;
-    if (!hp_query_parse_int(q->seconds, &sec) || sec <= 0)
+    if (!hp_query_parse_int(q->val[Q_SECONDS], &sec) || sec <= 0)
         return "invalid value for \"seconds\" - must be a positive integer";
     if (target != HP_QUERY_HEAP && target != HP_QUERY_ALLOCS)
         return "\"seconds\" parameter is not supported for this profile type";
@@ -261,10 +253,10 @@ hp_query_profile(const char *qs, size_t n, enum hp_query_target target,
     const char *why = parse_query(qs, n, &q);
     if (why != NULL)
         return why;
-    if (q.has_debug && q.debug[0] != '\0' &&
-        !hp_query_parse_int(q.debug, &out->debug))
+    if (q.has[Q_DEBUG] && q.val[Q_DEBUG][0] != '\0' &&
+        !hp_query_parse_int(q.val[Q_DEBUG], &out->debug))
         return "invalid value for \"debug\" - must be an integer";
-    if (q.has_gc && q.gc[0] != '\0' && !hp_query_parse_int(q.gc, &out->gc))
+    if (q.has[Q_GC] && q.val[Q_GC][0] != '\0' && !hp_query_parse_int(q.val[Q_GC], &out->gc))
         return "invalid value for \"gc\" - must be an integer";
     why = check_views(&q, target, out);
     if (why != NULL)

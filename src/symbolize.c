@@ -25,22 +25,16 @@
 #include "log.h"
 #include "maps.h"
 #include "retired.h"
+#include "table.h"
 #include "utf8.h"
 
 #define MAX_INLINE 16           /* frames kept per address */
 #define CACHE_MAX (1u << 19)    /* entries before the cache is rebuilt */
-#define ARENA_CHUNK 65536
 
+/* A cached answer, in the arena. */
 struct centry {
-    uint64_t addr;              /* 0 = empty slot */
     uint32_t nframes;
-    struct hp_symframe *frames;
-};
-
-struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    max_align_t data[];
+    struct hp_symframe frames[];
 };
 
 /* A module's function symbols sorted by address (see symidx_build). */
@@ -52,11 +46,9 @@ struct symidx {
 struct symstate {
     Dwfl *dwfl;
     unsigned long long adds, subs; /* dl_iterate_phdr's at the report */
-    struct centry *tab;         /* cache, power-of-two size */
-    size_t cap, used;
-    const char **strs;          /* interned strings, power-of-two size */
-    size_t scap, sused;
-    struct chunk *chunks;       /* arena for frames and strings */
+    struct hp_itab tab;         /* cache: address -> struct centry * */
+    struct hp_itab strs;        /* interned strings: hash -> const char * */
+    struct hp_arena arena;      /* cache entries and strings */
     struct symstate *orphan;    /* older abandoned state (see postfork) */
 };
 
@@ -71,65 +63,20 @@ static struct symstate *st;
  * quiet about a deliberate leak. */
 static struct symstate *orphans;
 
-/* ------------------------------------------------------------- arena */
+/* ------------------------------------------------------------- strings */
 
-static void *
-arena_alloc(struct symstate *s, size_t size)
+static bool
+str_eq(const void *ctx, uint64_t val)
 {
-    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    struct chunk *c = s->chunks;
-    if (c == NULL || c->cap - c->used < size) {
-        size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
-        c = malloc(sizeof(*c) + cap);
-        if (c == NULL)
-            return NULL;
-        c->cap = cap;
-        c->used = 0;
-        /* A dedicated big chunk goes behind the current one so the
-         * current one keeps filling. */
-        if (size > ARENA_CHUNK && s->chunks != NULL) {
-            c->next = s->chunks->next;
-            s->chunks->next = c;
-        } else {
-            c->next = s->chunks;
-            s->chunks = c;
-        }
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += size;
-    return p;
-}
-
-static uint64_t
-hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return strcmp((const char *)(uintptr_t)val, ctx) == 0;
 }
 
 /* Interned, sanitized copy of s, or NULL on allocation failure. */
 static const char *
 intern(struct symstate *s, const char *str)
 {
-    if (s->sused * 2 >= s->scap) {
-        size_t ncap = s->scap ? s->scap * 2 : 1024;
-        const char **n = calloc(ncap, sizeof(*n));
-        if (n == NULL)
-            return NULL;
-        for (size_t i = 0; i < s->scap; i++) {
-            if (s->strs[i] == NULL)
-                continue;
-            size_t j = hash_str(s->strs[i]) & (ncap - 1);
-            while (n[j] != NULL)
-                j = (j + 1) & (ncap - 1);
-            n[j] = s->strs[i];
-        }
-        free(s->strs);
-        s->strs = n;
-        s->scap = ncap;
-    }
+    if (!hp_itab_reserve(&s->strs))
+        return NULL;
     /* Sanitize first so that the key is what will be stored. */
     size_t len = strlen(str);
     char small[512];
@@ -138,22 +85,13 @@ intern(struct symstate *s, const char *str)
         return NULL;
     memcpy(tmp, str, len + 1);
     hp_utf8_sanitize(tmp);
-    const char *found = NULL;
-    size_t j = hash_str(tmp) & (s->scap - 1);
-    while (s->strs[j] != NULL) {
-        if (strcmp(s->strs[j], tmp) == 0) {
-            found = s->strs[j];
-            break;
-        }
-        j = (j + 1) & (s->scap - 1);
-    }
+    uint64_t h = hp_hash_str(tmp);
+    struct hp_islot *slot = hp_itab_find(&s->strs, h, str_eq, tmp);
+    const char *found = (const char *)(uintptr_t)slot->val;
     if (found == NULL) {
-        char *copy = arena_alloc(s, len + 1);
-        if (copy != NULL) {
-            memcpy(copy, tmp, len + 1);
-            s->strs[j] = copy;
-            s->sused++;
-        }
+        char *copy = hp_arena_strdup(&s->arena, tmp);
+        if (copy != NULL)
+            hp_itab_set(&s->strs, slot, h, (uintptr_t)copy);
         found = copy;
     }
     if (tmp != small)
@@ -166,16 +104,9 @@ intern(struct symstate *s, const char *str)
 static void
 cache_clear(struct symstate *s)
 {
-    while (s->chunks != NULL) {
-        struct chunk *next = s->chunks->next;
-        free(s->chunks);
-        s->chunks = next;
-    }
-    free(s->tab);
-    free(s->strs);
-    s->tab = NULL;
-    s->strs = NULL;
-    s->cap = s->used = s->scap = s->sused = 0;
+    hp_arena_free(&s->arena);
+    hp_itab_free(&s->tab);
+    hp_itab_free(&s->strs);
 }
 
 static int
@@ -284,7 +215,7 @@ refresh(void)
     }
     unsigned long long c[2] = { 0, 0 };
     dl_iterate_phdr(phdr_counts, c);
-    if (c[0] == st->adds && c[1] == st->subs && st->used < CACHE_MAX)
+    if (c[0] == st->adds && c[1] == st->subs && st->tab.n < CACHE_MAX)
         return;
     drop_dwfl();
     st->adds = c[0];
@@ -617,51 +548,23 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
     return n;
 }
 
+/* A cache entry holding fresh frames, their strings interned. */
 static struct centry *
-cache_slot(struct symstate *s, uint64_t addr)
-{
-    size_t j = (size_t)((addr * 0x9e3779b97f4a7c15ull) >> 20) & (s->cap - 1);
-    while (s->tab[j].addr != 0 && s->tab[j].addr != addr)
-        j = (j + 1) & (s->cap - 1);
-    return &s->tab[j];
-}
-
-static bool
-cache_grow(struct symstate *s)
-{
-    size_t ncap = s->cap ? s->cap * 2 : 4096;
-    struct centry *old = s->tab;
-    size_t ocap = s->cap;
-    s->tab = calloc(ncap, sizeof(*s->tab));
-    if (s->tab == NULL) {
-        s->tab = old;
-        return false;
-    }
-    s->cap = ncap;
-    for (size_t i = 0; i < ocap; i++)
-        if (old[i].addr != 0)
-            *cache_slot(s, old[i].addr) = old[i];
-    free(old);
-    return true;
-}
-
-/* Intern the strings of fresh frames into the arena. */
-static struct hp_symframe *
 store_frames(struct symstate *s, const struct hp_symframe *f, uint32_t n)
 {
-    if (n == 0)
+    struct centry *e =
+        hp_arena_alloc(&s->arena, sizeof(*e) + n * sizeof(e->frames[0]));
+    if (e == NULL)
         return NULL;
-    struct hp_symframe *out = arena_alloc(s, n * sizeof(*out));
-    if (out == NULL)
-        return NULL;
+    e->nframes = n;
     for (uint32_t i = 0; i < n; i++) {
-        out[i] = f[i];
-        out[i].func = intern(s, f[i].func);
-        out[i].file = f[i].file ? intern(s, f[i].file) : NULL;
-        if (out[i].func == NULL)
+        e->frames[i] = f[i];
+        e->frames[i].func = intern(s, f[i].func);
+        e->frames[i].file = f[i].file ? intern(s, f[i].file) : NULL;
+        if (e->frames[i].func == NULL)
             return NULL;
     }
-    return out;
+    return e;
 }
 
 /* This session answers from the cache only (out of memory). Lock held. */
@@ -672,26 +575,22 @@ lookup_locked(uint64_t addr, struct hp_symres *out)
 {
     out->frames = NULL;
     out->nframes = 0;
-    if (st == NULL || addr == 0)
+    if (st == NULL || addr == 0 || !hp_itab_reserve(&st->tab))
         return;
-    if ((st->used + 1) * 2 > st->cap && !cache_grow(st))
-        return;
-    struct centry *e = cache_slot(st, addr);
-    if (e->addr == 0) {
+    struct hp_islot *slot = hp_itab_find(&st->tab, addr, NULL, NULL);
+    struct centry *e = (struct centry *)(uintptr_t)slot->val;
+    if (e == NULL) {
         if (cache_only || !ensure_dwfl())
             return; /* a miss, not cached: named once memory is back */
         struct hp_symframe f[MAX_INLINE];
         char namebuf[1024];
         uint32_t n = resolve(addr, f, namebuf, sizeof(namebuf));
-        struct hp_symframe *stored = store_frames(st, f, n);
-        if (n > 0 && stored == NULL)
+        e = store_frames(st, f, n);
+        if (e == NULL)
             return; /* out of memory: answer "unknown", cache nothing */
-        e->addr = addr;
-        e->nframes = n;
-        e->frames = stored;
-        st->used++;
+        hp_itab_set(&st->tab, slot, addr, (uintptr_t)e);
     }
-    out->frames = e->frames;
+    out->frames = e->nframes > 0 ? e->frames : NULL;
     out->nframes = e->nframes;
 }
 

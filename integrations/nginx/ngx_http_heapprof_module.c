@@ -25,7 +25,6 @@
 #define NGX_HTTP_HEAPPROF_POLL        10
 
 /* heapprof_set_rate() accepts at most 2^40. */
-#define NGX_HTTP_HEAPPROF_MAX_RATE    ((size_t) 1 << 40)
 
 /* Largest POST body (/symbol) read from a temporary file. */
 #define NGX_HTTP_HEAPPROF_MAX_BODY    (1024 * 1024)
@@ -1480,7 +1479,7 @@ ngx_http_heapprof_set_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     n = ngx_parse_size(&value[1]);
 
-    if (n == NGX_ERROR || (size_t) n > NGX_HTTP_HEAPPROF_MAX_RATE) {
+    if (n == NGX_ERROR || (uint64_t) n > HEAPPROF_MAX_RATE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\" directive, it "
                            "must be the mean bytes between samples, at most "

@@ -3,7 +3,8 @@
  * blocks kept from long ago (old_site), blocks kept from just now
  * (young_site), and a burst that peaks and is freed (peak_site). Writes
  * the age-filtered, peak and plain heap profiles through the API, prints
- * the truth, then waits (HTTP fetches) until stdin closes.
+ * the truth and when the two kept sites were allocated, then waits (HTTP
+ * fetches) until stdin closes.
  *
  * usage: heap_views OUTDIR
  */
@@ -77,6 +78,25 @@ write_aged(const char *path, uint64_t min_age_ms)
     return rc;
 }
 
+static uint64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A min_age that keeps old_site and leaves young_site out however slow
+ * the machine is: old_site's age now less 100 ms (young_site came 1.5 s
+ * after it).
+ */
+static uint64_t
+min_age_ms(uint64_t old_end_ns)
+{
+    return (mono_ns() - old_end_ns) / 1000000u - 100;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -87,9 +107,11 @@ main(int argc, char **argv)
     char path[4096];
     for (int i = 0; i < OLD_N; i++)
         old_blocks[i] = old_site(BLOCK);
-    /* Old enough for min_age=1s. */
+    uint64_t old_end_ns = mono_ns();
+    /* The age gap between the two sites (min_age_ms). */
     struct timespec ts = {1, 500000000};
     nanosleep(&ts, NULL);
+    uint64_t young_start_ns = mono_ns();
     for (int i = 0; i < YOUNG_N; i++)
         young_blocks[i] = young_site(BLOCK);
     for (int i = 0; i < PEAK_N; i++)
@@ -99,7 +121,7 @@ main(int argc, char **argv)
 
     int rc = 0;
     snprintf(path, sizeof(path), "%s/aged.pb.gz", argv[1]);
-    rc |= write_aged(path, 1000);
+    rc |= write_aged(path, min_age_ms(old_end_ns));
     snprintf(path, sizeof(path), "%s/peak.pb.gz", argv[1]);
     rc |= heapprof_write_path(path, HEAPPROF_PROFILE_PEAK);
     snprintf(path, sizeof(path), "%s/heap.pb.gz", argv[1]);
@@ -113,6 +135,10 @@ main(int argc, char **argv)
     printf("truth old_site %d %d\n", OLD_N, OLD_N * BLOCK);
     printf("truth young_site %d %d\n", YOUNG_N, YOUNG_N * BLOCK);
     printf("truth peak_site %d %d\n", PEAK_N, PEAK_N * BLOCK);
+    /* CLOCK_MONOTONIC, the age filter's clock, for the checker's own
+     * min_age (Python's time.monotonic_ns reads the same clock). */
+    printf("times %llu %llu\n", (unsigned long long)old_end_ns,
+           (unsigned long long)young_start_ns);
     printf("ready %d\n", rc);
     fflush(stdout);
     /* Serve HTTP (HEAPPROF_HTTP) until the checker closes stdin. */

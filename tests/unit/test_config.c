@@ -208,7 +208,7 @@ expect_http_ok(const char *addr)
     struct hp_settings s = expect_ok(kv);
     assert_string_equal(s.http, addr);
     const char *why = NULL;
-    assert_int_equal(hp_parse_http_addr(addr, &why), 0);
+    assert_int_equal(hp_parse_http_addr(addr, NULL, &why), 0);
 }
 
 static void
@@ -218,9 +218,32 @@ expect_http_bad(const char *addr)
     snprintf(kv, sizeof kv, "HEAPPROF_HTTP=%s", addr);
     expect_bad(kv);
     const char *why = NULL;
-    assert_int_equal(hp_parse_http_addr(addr, &why), -1);
+    assert_int_equal(hp_parse_http_addr(addr, NULL, &why), -1);
     assert_non_null(why);
     assert_true(why[0] != '\0');
+}
+
+static void
+test_config_http_addr_parts(void **state)
+{
+    (void)state;
+    struct hp_addr a;
+    const char *why = NULL;
+    assert_int_equal(hp_parse_http_addr("127.0.0.1:6060", &a, &why), 0);
+    assert_false(a.is_unix);
+    assert_false(a.is_v6);
+    assert_string_equal(a.host, "127.0.0.1");
+    assert_int_equal(a.port, 6060);
+    assert_int_equal(hp_parse_http_addr("[::1]:65535", &a, &why), 0);
+    assert_true(a.is_v6);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(a.port, 65535);
+    assert_int_equal(hp_parse_http_addr("unix:/tmp/hp.sock", &a, &why), 0);
+    assert_true(a.is_unix);
+    assert_string_equal(a.host, "/tmp/hp.sock");
+    assert_int_equal(hp_parse_http_addr("localhost:1", &a, &why), 0);
+    assert_string_equal(a.host, "localhost");
+    assert_int_equal(a.port, 1);
 }
 
 static void
@@ -237,7 +260,11 @@ test_config_http(void **state)
 
     expect_http_bad("::1:6060");
     expect_http_bad("host");
+    /* Port 0 (a port the kernel picks) is refused by the one parser the
+     * option, heapprof_start and the listener share. */
     expect_http_bad("127.0.0.1:0");
+    expect_http_bad("[::1]:0");
+    expect_http_bad(":6060");
     expect_http_bad("127.0.0.1:70000");
     expect_http_bad("127.0.0.1:65536");
     expect_http_bad("127.0.0.1:");
@@ -464,6 +491,7 @@ main(void)
         cmocka_unit_test(test_config_stack_depth),
         cmocka_unit_test(test_config_max_memory),
         cmocka_unit_test(test_config_http),
+        cmocka_unit_test(test_config_http_addr_parts),
         cmocka_unit_test(test_config_snapshots),
         cmocka_unit_test(test_config_unknown_and_ignored_names),
         cmocka_unit_test(test_config_many_values_one_line_each),
