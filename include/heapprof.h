@@ -32,10 +32,8 @@
 
 #if defined(__GNUC__)
 #define HEAPPROF_API __attribute__((visibility("default")))
-#define HEAPPROF_NODISCARD __attribute__((warn_unused_result))
 #else
 #define HEAPPROF_API
-#define HEAPPROF_NODISCARD
 #endif
 
 #ifdef __cplusplus

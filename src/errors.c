@@ -10,10 +10,16 @@ heapprof_version(void)
     return HEAPPROF_VERSION_NUMBER;
 }
 
+/* The build passes the project version (CMakeLists.txt); the header's
+ * number must agree with it. */
+_Static_assert(HP_PROJECT_VERSION_NUMBER == HEAPPROF_VERSION_NUMBER,
+               "include/heapprof.h's HEAPPROF_VERSION_* differ from the "
+               "project version in CMakeLists.txt");
+
 const char *
 heapprof_version_string(void)
 {
-    return "0.1.0";
+    return HP_PROJECT_VERSION;
 }
 
 const char *

@@ -595,24 +595,41 @@ after_alloc(void *p, size_t size, uint64_t rate, bool collectable)
 /* ------------------------------------------------------- entry points */
 
 /*
- * The plain allocation entry points share one shape. They do not raise
- * gc_nest: libgc 8.2 reaches no other wrapped function from them, and a
+ * The body every allocating entry point shares: libgc's function `field`
+ * (absent: one line, fail), straight through when `skip` holds or this
+ * thread is not sampling, else the countdown for `size` bytes, the call
+ * and the record of the block `ptr` (an expression of the call's result,
+ * named r_). With `nest`, gc_nest is raised around the call: libgc's
+ * strdup, memalign and typed allocators call GC_malloc, which must not
+ * sample the same block again. The plain GC_malloc family does not raise
+ * it: libgc 8.2 reaches no other wrapped function from them, and a
  * finalizer that libgc runs inside the call and that allocates must be
  * sampled like any other code of the program.
  */
+#define HP_GC_WRAP(field, fail, skip, size, call, ptr, nest, collectable)     \
+    do {                                                                      \
+        if (HP_UNLIKELY(!resolved()) || next.field == NULL) {                 \
+            absent();                                                         \
+            return fail;                                                      \
+        }                                                                     \
+        if ((skip) || !sampling_here())                                       \
+            return call;                                                      \
+        size_t size_ = (size);                                                \
+        uint64_t rate_ = hp_sample_check(size_);                              \
+        if (nest)                                                             \
+            gc_nest++;                                                        \
+        __typeof__(call) r_ = call;                                           \
+        if (nest)                                                             \
+            gc_nest--;                                                        \
+        after_alloc((ptr), size_, rate_, collectable);                        \
+        return r_;                                                            \
+    } while (0)
+
 #define HP_GC_ALLOC_FN(name, field, collectable)                              \
     HP_GC_EXPORT HP_FRONT void *name(size_t size)                            \
     {                                                                         \
-        if (HP_UNLIKELY(!resolved()) || next.field == NULL) {                 \
-            absent();                                                         \
-            return NULL;                                                      \
-        }                                                                     \
-        if (!sampling_here())                                                 \
-            return next.field(size);                                          \
-        uint64_t rate = hp_sample_check(size);                                \
-        void *p = next.field(size);                                           \
-        after_alloc(p, size, rate, collectable);                              \
-        return p;                                                             \
+        HP_GC_WRAP(field, NULL, false, size, next.field(size), r_, false,     \
+                   collectable);                                              \
     }
 
 void *GC_malloc(size_t size) HP_GC_EXPORT;
@@ -677,20 +694,15 @@ realloc_tracked(void *ptr, size_t size, void *(*fn)(void *, size_t),
 HP_GC_EXPORT HP_FRONT void *
 GC_realloc(void *ptr, size_t size)
 {
+    if (ptr == NULL)
+        HP_GC_WRAP(realloc, NULL, false, size, next.realloc(NULL, size), r_,
+                   true, true);
     if (HP_UNLIKELY(!resolved()) || next.realloc == NULL) {
         absent();
         return NULL;
     }
     if (!sampling_here())
         return next.realloc(ptr, size);
-    if (ptr == NULL) {
-        uint64_t rate = hp_sample_check(size);
-        gc_nest++;
-        void *p = next.realloc(NULL, size);
-        gc_nest--;
-        after_alloc(p, size, rate, true);
-        return p;
-    }
     return realloc_tracked(ptr, size, next.realloc, NULL);
 }
 
@@ -709,106 +721,46 @@ GC_free(void *ptr)
 HP_GC_EXPORT HP_FRONT char *
 GC_strdup(const char *s)
 {
-    if (HP_UNLIKELY(!resolved()) || next.strdup == NULL) {
-        absent();
-        return NULL;
-    }
-    if (s == NULL || !sampling_here())
-        return next.strdup(s);
-    size_t size = strlen(s) + 1;
-    uint64_t rate = hp_sample_check(size);
-    gc_nest++;
-    char *p = next.strdup(s);
-    gc_nest--;
-    after_alloc(p, size, rate, true);
-    return p;
+    HP_GC_WRAP(strdup, NULL, s == NULL, strlen(s) + 1, next.strdup(s), r_,
+               true, true);
 }
 
 HP_GC_EXPORT HP_FRONT char *
 GC_strndup(const char *s, size_t n)
 {
-    if (HP_UNLIKELY(!resolved()) || next.strndup == NULL) {
-        absent();
-        return NULL;
-    }
-    if (s == NULL || !sampling_here())
-        return next.strndup(s, n);
-    size_t size = strnlen(s, n) + 1;
-    uint64_t rate = hp_sample_check(size);
-    gc_nest++;
-    char *p = next.strndup(s, n);
-    gc_nest--;
-    after_alloc(p, size, rate, true);
-    return p;
+    HP_GC_WRAP(strndup, NULL, s == NULL, strnlen(s, n) + 1,
+               next.strndup(s, n), r_, true, true);
 }
 
 HP_GC_EXPORT HP_FRONT void *
 GC_memalign(size_t align, size_t size)
 {
-    if (HP_UNLIKELY(!resolved()) || next.memalign == NULL) {
-        absent();
-        return NULL;
-    }
-    if (!sampling_here())
-        return next.memalign(align, size);
-    uint64_t rate = hp_sample_check(size);
-    gc_nest++;
-    void *p = next.memalign(align, size);
-    gc_nest--;
-    after_alloc(p, size, rate, true);
-    return p;
+    HP_GC_WRAP(memalign, NULL, false, size, next.memalign(align, size), r_,
+               true, true);
 }
 
 HP_GC_EXPORT HP_FRONT int
 GC_posix_memalign(void **out, size_t align, size_t size)
 {
-    if (HP_UNLIKELY(!resolved()) || next.posix_memalign == NULL) {
-        absent();
-        return ENOMEM;
-    }
-    if (!sampling_here())
-        return next.posix_memalign(out, align, size);
-    uint64_t rate = hp_sample_check(size);
-    gc_nest++;
-    int rc = next.posix_memalign(out, align, size);
-    gc_nest--;
-    after_alloc(rc == 0 ? *out : NULL, size, rate, true);
-    return rc;
+    HP_GC_WRAP(posix_memalign, ENOMEM, false, size,
+               next.posix_memalign(out, align, size), r_ == 0 ? *out : NULL,
+               true, true);
 }
 
 HP_GC_EXPORT HP_FRONT void *
 GC_malloc_explicitly_typed(size_t size, unsigned long d)
 {
-    if (HP_UNLIKELY(!resolved()) || next.malloc_explicitly_typed == NULL) {
-        absent();
-        return NULL;
-    }
-    if (!sampling_here())
-        return next.malloc_explicitly_typed(size, d);
-    uint64_t rate = hp_sample_check(size);
-    gc_nest++;
-    void *p = next.malloc_explicitly_typed(size, d);
-    gc_nest--;
-    after_alloc(p, size, rate, true);
-    return p;
+    HP_GC_WRAP(malloc_explicitly_typed, NULL, false, size,
+               next.malloc_explicitly_typed(size, d), r_, true, true);
 }
 
 HP_GC_EXPORT HP_FRONT void *
 GC_calloc_explicitly_typed(size_t n, size_t size, unsigned long d)
 {
     size_t total;
-    if (HP_UNLIKELY(!resolved()) || next.calloc_explicitly_typed == NULL) {
-        absent();
-        return NULL;
-    }
-    if (!sampling_here() || __builtin_mul_overflow(n, size, &total))
-        return next.calloc_explicitly_typed(n, size, d);
-    uint64_t rate = hp_sample_check(total);
-    gc_nest++;
-    void *p = next.calloc_explicitly_typed(n, size, d);
-    gc_nest--;
-    after_alloc(p, total, rate, true);
-    return p;
+    HP_GC_WRAP(calloc_explicitly_typed, NULL,
+               __builtin_mul_overflow(n, size, &total), total,
+               next.calloc_explicitly_typed(n, size, d), r_, true, true);
 }
 
 /* Explicit collections: the sweep runs right after, so a profile taken

@@ -26,10 +26,9 @@
 #include "record.h"
 
 #define HP_EXPORT __attribute__((visibility("default")))
-/* The hot entry points start on a cache line: malloc's five instructions
- * straddling two lines cost the small-allocation loop 3 % (1.13x glibc
- * against 1.10x aligned, the forwarding shim 1.085x; 21 paired rounds),
- * for identical instruction counts. */
+/* The hot entry points start on a cache line: malloc's few instructions
+ * straddling two lines made the small-allocation loop measurably slower
+ * for the same instruction count (bench/, docs/PERFORMANCE.md). */
 #define HP_HOT_ENTRY __attribute__((aligned(64)))
 
 /*

@@ -1,5 +1,7 @@
-"""Reading profiles through the real `go tool pprof`, for the end-to-end
-tests: one parser of its `-raw` text and one of its `-top` rows.
+"""The Python tests' harness: checks that fail and go on (fail, note,
+FAILURES), a free port, waiting for a condition instead of sleeping
+(wait_for), and reading profiles through the real `go tool pprof`: one
+parser of its `-raw` text and one of its `-top` rows.
 
 `go tool pprof -raw` prints the decoded profile: a header (PeriodType,
 Period, Duration, Comment lines), then "Samples:" with the sample types on
@@ -10,8 +12,11 @@ callers on the following indented lines) and "Mappings".
 """
 
 import os
+import random
 import re
+import socket
 import subprocess
+import time
 
 SAMPLE_RE = re.compile(r"^((?:\s+-?\d+)+):((?:\s*\d+)*)\s*$")
 LABEL_RE = re.compile(r"(\S+?):\[([^\]]*)\]")
@@ -24,6 +29,59 @@ INLINE_INDENT = " " * 13
 
 TOP_ROW_RE = re.compile(r"^\s*(-?[\d.]+)B?\s+[\d.]+%\s+[\d.]+%\s+"
                         r"(-?[\d.]+)B?\s+[\d.]+%\s+(\S+)")
+
+
+# ------------------------------------------------------------ the harness
+
+# Every failed check of this run; a checker exits 1 when it is not empty.
+FAILURES = []
+
+
+def fail(msg):
+    """A failed check: said at once, counted, and the run goes on."""
+    FAILURES.append(msg)
+    print("FAIL: " + msg, flush=True)
+
+
+def fatal(msg):
+    """A failed check the run cannot go on from."""
+    fail(msg)
+    raise SystemExit(1)
+
+
+def note(msg):
+    print(msg, flush=True)
+
+
+def free_port():
+    """A TCP port free now on 127.0.0.1, below the kernel's ephemeral range
+    (32768+ here): a port from bind(0) can be taken as the source port of
+    any client connection before the server binds it."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise SystemExit("FAIL: no free port")
+
+
+def wait_for(cond, timeout, interval=0.02):
+    """Poll cond() until it returns something true, and return that; None
+    once timeout seconds have passed. The tests synchronise on what they
+    can observe (a file, a line, /proc), never on a fixed sleep."""
+    end = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() >= end:
+            return None
+        time.sleep(interval)
 
 
 def base_name(name):

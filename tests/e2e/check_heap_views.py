@@ -21,7 +21,6 @@ import argparse
 import calendar
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -30,22 +29,10 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
+from pprof_tool import fail, free_port  # noqa: E402
+FAILS = pprof_tool.FAILURES
 
-FAILS = []
 INUSE_OBJECTS, INUSE_SPACE = 2, 3
-
-
-def fail(msg):
-    FAILS.append(msg)
-    print("FAIL: " + msg, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def read(src, label):

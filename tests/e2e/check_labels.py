@@ -14,13 +14,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
-
-FAILS = []
-
-
-def fail(msg):
-    FAILS.append(msg)
-    print("FAIL: " + msg, flush=True)
+from pprof_tool import fail  # noqa: E402
+FAILS = pprof_tool.FAILURES
 
 
 def close(label, got, want, tol):

@@ -44,6 +44,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pprof_tool import parse_raw  # noqa: E402
 import pprof_tool  # noqa: E402
+from pprof_tool import fail, note  # noqa: E402
+failures = pprof_tool.FAILURES
 
 TYPES = ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]
 UNITS = ["count", "bytes", "count", "bytes"]
@@ -58,17 +60,6 @@ SITE_TOL = 0.10
 TOTAL_TOL = 0.03
 MIN_SIGMAS = 5.0
 MAX_WEIGHT = 0.01
-
-failures = []
-
-
-def fail(msg):
-    failures.append(msg)
-    print("FAIL: " + msg)
-
-
-def note(msg):
-    print(msg, flush=True)
 
 
 def run(cmd, env=None, check_rc=True):

@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -44,23 +43,15 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
+from pprof_tool import fail, note, free_port  # noqa: E402
+failures = pprof_tool.FAILURES
 
 TYPES = ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]
 TOL = 0.10
 MIN_SIGMAS = 4.5
 GARBAGE_MAX = 0.10
 
-failures = []
 min_sigma = [float("inf")]
-
-
-def fail(msg):
-    failures.append(msg)
-    print("FAIL: " + msg, flush=True)
-
-
-def note(msg):
-    print(msg, flush=True)
 
 
 def top_flat(path, index, hide=None):
@@ -247,14 +238,6 @@ def mode_boehm_file(args):
         raise SystemExit("FAIL: no profile written:\n" + p.stdout[-3000:])
     values, _ = read_top(heap)
     check_boehm(args.mode, values, truth, args.exact)
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def fetch(url, path):

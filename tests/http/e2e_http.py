@@ -44,39 +44,12 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
+from pprof_tool import fail, note, free_port  # noqa: E402
+failures = pprof_tool.FAILURES
 
 SITES = ["site_hold_small", "site_hold_large", "site_churn", "site_mixed"]
 TYPES = ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]
 TOL = 0.10
-
-failures = []
-
-
-def fail(msg):
-    failures.append(msg)
-    print("FAIL: " + msg, flush=True)
-
-
-def note(msg):
-    print(msg, flush=True)
-
-
-def free_port():
-    """A port that is free now, below the kernel's ephemeral range (32768+
-    here): a port from bind(0) can be taken as the source port of any
-    client connection before the server binds it."""
-    import random
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise SystemExit("FAIL: no free port")
 
 
 def clean_env(extra):

@@ -23,23 +23,15 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pprof_tool import fatal, free_port  # noqa: E402
+
 NGINX = "/usr/sbin/nginx"
 SKIP = 77
 
 
 def log(msg):
     print("run_nginx: " + msg, flush=True)
-
-
-def fail(msg):
-    print("run_nginx: FAIL: " + msg, file=sys.stderr, flush=True)
-    raise SystemExit(1)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env():
@@ -116,7 +108,7 @@ class Nginx:
         r = subprocess.run(self.cmd(), env=clean_env(), capture_output=True,
                            text=True)
         if r.returncode != 0:
-            fail("nginx did not start: " + r.stderr)
+            fatal("nginx did not start: " + r.stderr)
         for _ in range(100):
             try:
                 with open(os.path.join(self.work, "nginx.pid")) as f:
@@ -125,7 +117,7 @@ class Nginx:
                 return
             except (OSError, ValueError):
                 time.sleep(0.1)
-        fail("nginx did not answer on port %d" % self.port)
+        fatal("nginx did not answer on port %d" % self.port)
 
     def workers(self):
         out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid",
@@ -156,7 +148,7 @@ class Nginx:
             time.sleep(0.1)
         os.kill(self.master, signal.SIGKILL)
         self.master = None
-        fail("nginx master did not exit on SIGQUIT")
+        fatal("nginx master did not exit on SIGQUIT")
 
 
 def load(port, seconds):
@@ -169,7 +161,7 @@ def load(port, seconds):
                             "http://127.0.0.1:%d/page" % port],
                            capture_output=True, text=True)
         if r.returncode != 0 or "Requests/sec" not in r.stdout:
-            fail("wrk: " + r.stdout + r.stderr)
+            fatal("wrk: " + r.stdout + r.stderr)
         return
     stop = time.time() + seconds
     errors = []
@@ -194,14 +186,14 @@ def load(port, seconds):
     for t in ts:
         t.join()
     if errors:
-        fail("load: " + errors[0])
+        fatal("load: " + errors[0])
 
 
 def pprof(args, path, env):
     r = subprocess.run(["go", "tool", "pprof", *args, path], env=env,
                        capture_output=True, text=True)
     if r.returncode != 0:
-        fail("go tool pprof %s %s: %s" % (" ".join(args), path, r.stderr))
+        fatal("go tool pprof %s %s: %s" % (" ".join(args), path, r.stderr))
     return r.stdout
 
 
@@ -243,7 +235,7 @@ def main():
         log("SKIP: the module was not built (apt-get install nginx-dev)")
         return SKIP
     if shutil.which("go") is None:
-        fail("go not found (apt-get install golang-go)")
+        fatal("go not found (apt-get install golang-go)")
 
     work = os.path.abspath(a.work_dir)
     shutil.rmtree(work, ignore_errors=True)
@@ -257,14 +249,14 @@ def main():
     r = subprocess.run(["cmake", "--install", a.build_dir, "--prefix", prefix],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        fail("cmake --install: " + r.stdout + r.stderr)
+        fatal("cmake --install: " + r.stdout + r.stderr)
     module = None
     for root, _, files in os.walk(prefix):
         if "ngx_http_heapprof_module.so" in files and root.endswith(
                 os.path.join("nginx", "modules")):
             module = os.path.join(root, "ngx_http_heapprof_module.so")
     if module is None:
-        fail("ngx_http_heapprof_module.so not installed under "
+        fatal("ngx_http_heapprof_module.so not installed under "
              "lib/nginx/modules")
     log("module " + module)
 
@@ -274,19 +266,19 @@ def main():
     ngx.write_conf("heapprof_rate lots;")
     t = ngx.test()
     if t.returncode == 0:
-        fail("nginx -t accepted heapprof_rate lots")
+        fatal("nginx -t accepted heapprof_rate lots")
     if 'invalid value "lots" in "heapprof_rate" directive' not in t.stderr:
-        fail("unclear nginx -t message: " + t.stderr)
+        fatal("unclear nginx -t message: " + t.stderr)
     log("bad value refused: " + t.stderr.splitlines()[0])
     ngx.write_conf("heapprof_snapshot_interval 0;")
     t = ngx.test()
     if t.returncode == 0 or "heapprof_snapshot_interval" not in t.stderr:
-        fail("nginx -t accepted heapprof_snapshot_interval 0: " + t.stderr)
+        fatal("nginx -t accepted heapprof_snapshot_interval 0: " + t.stderr)
 
     ngx.write_conf()
     t = ngx.test()
     if t.returncode != 0 or "test is successful" not in t.stderr:
-        fail("nginx -t: " + t.stderr)
+        fatal("nginx -t: " + t.stderr)
     log("nginx -t ok")
 
     try:
@@ -300,14 +292,14 @@ def main():
             time.sleep(0.1)
         log("master %d, workers %s" % (ngx.master, workers))
         if len(workers) != 2:
-            fail("expected 2 workers, got %s" % workers)
+            fatal("expected 2 workers, got %s" % workers)
         for w in workers:
             with open("/proc/%d/environ" % w, "rb") as f:
                 if b"LD_PRELOAD=" in f.read():
-                    fail("worker %d has LD_PRELOAD" % w)
+                    fatal("worker %d has LD_PRELOAD" % w)
             with open("/proc/%d/maps" % w) as f:
                 if "libheapprof" not in f.read():
-                    fail("worker %d has not loaded libheapprof" % w)
+                    fatal("worker %d has not loaded libheapprof" % w)
 
         load(ngx.port, 3)
 
@@ -323,9 +315,9 @@ def main():
         for name in ("heap", "allocs"):
             st, hdr, body = get(ngx.port, "/debug/pprof/" + name)
             if st != 200:
-                fail("/debug/pprof/%s: %d %s" % (name, st, body[:200]))
+                fatal("/debug/pprof/%s: %d %s" % (name, st, body[:200]))
             if hdr.get("x-heapprof-workers") != "2/2":
-                fail("/debug/pprof/%s covers %s workers" %
+                fatal("/debug/pprof/%s covers %s workers" %
                      (name, hdr.get("x-heapprof-workers")))
             path = os.path.join(work, name + ".pb.gz")
             with open(path, "wb") as f:
@@ -347,13 +339,13 @@ def main():
                     missing.add("|".join(sorted(pool_fns)))
                 if missing:
                     print(out)
-                    fail("%s %s: missing %s" % (name, index, sorted(missing)))
+                    fatal("%s %s: missing %s" % (name, index, sorted(missing)))
             if not any(f.startswith("ngx_http_") for f in funcs):
                 print(out)
-                fail("%s %s: no ngx_http_* frame" % (name, index))
+                fatal("%s %s: no ngx_http_* frame" % (name, index))
             bad = [f for f in funcs if f.startswith(("hp_", "heapprof_"))]
             if bad:
-                fail("heapprof's own frames in the profile: %s" % bad)
+                fatal("heapprof's own frames in the profile: %s" % bad)
             log("%s %s: %d functions, e.g. %s" % (
                 name, index, len(funcs),
                 ", ".join(sorted(f for f in funcs if f.startswith("ngx_"))[:6])))
@@ -368,7 +360,7 @@ def main():
                           if f.startswith("heap-%d-" % w) and
                           f.endswith(".pb.gz"))
             if not mine:
-                fail("no snapshot of worker %d in %s" % (w, snaps))
+                fatal("no snapshot of worker %d in %s" % (w, snaps))
             pprof(["-top"], os.path.join(work, "snapshots", mine[-1]), env)
         log("snapshots: %d files" % len(snaps))
 
@@ -377,20 +369,20 @@ def main():
         pids = tag_values(tags, "pid")
         if pids != {str(w) for w in workers}:
             print(tags)
-            fail("pid labels %s, workers %s" % (pids, workers))
+            fatal("pid labels %s, workers %s" % (pids, workers))
         log("samples from both workers: pid %s" % sorted(pids))
 
         # ?pid=N: one worker, whichever worker answers.
         for w in workers:
             st, hdr, body = get(ngx.port, "/debug/pprof/allocs?pid=%d" % w)
             if st != 200:
-                fail("?pid=%d: %d %s" % (w, st, body[:200]))
+                fatal("?pid=%d: %d %s" % (w, st, body[:200]))
             path = os.path.join(work, "allocs-%d.pb.gz" % w)
             with open(path, "wb") as f:
                 f.write(body)
             got = tag_values(pprof(["-tags"], path, env), "pid")
             if got != {str(w)}:
-                fail("?pid=%d gave pids %s" % (w, got))
+                fatal("?pid=%d gave pids %s" % (w, got))
         log("?pid=N selects one worker")
 
         # seconds=N: a delta over both workers, without blocking a worker.
@@ -400,9 +392,9 @@ def main():
         st, hdr, body = get(ngx.port, "/debug/pprof/allocs?seconds=2")
         th.join()
         if st != 200 or time.time() - t0 < 1.9:
-            fail("seconds=2: %d after %.1fs" % (st, time.time() - t0))
+            fatal("seconds=2: %d after %.1fs" % (st, time.time() - t0))
         if "allocs-delta" not in hdr.get("content-disposition", ""):
-            fail("seconds=2: disposition %s" % hdr.get("content-disposition"))
+            fatal("seconds=2: disposition %s" % hdr.get("content-disposition"))
         path = os.path.join(work, "delta.pb.gz")
         with open(path, "wb") as f:
             f.write(body)
@@ -416,19 +408,19 @@ def main():
                            ("cmdline?pid=1", 400)):
             st, hdr, body = get(ngx.port, "/debug/pprof/" + q)
             if st != want_st:
-                fail("/debug/pprof/%s: %d (want %d) %s" % (q, st, want_st,
+                fatal("/debug/pprof/%s: %d (want %d) %s" % (q, st, want_st,
                                                           body[:200]))
             if not body.strip() or body.count(b"\n") > 1:
-                fail("/debug/pprof/%s: body %r" % (q, body[:200]))
+                fatal("/debug/pprof/%s: body %r" % (q, body[:200]))
         st, hdr, body = get(ngx.port, "/debug/pprof/heap", method="PUT")
         if st != 405:
-            fail("PUT: %d" % st)
+            fatal("PUT: %d" % st)
         st, hdr, body = get(ngx.port, "/debug/pprof/")
         if st != 200 or b"heap" not in body:
-            fail("index: %d" % st)
+            fatal("index: %d" % st)
         st, hdr, body = get(ngx.port, "/debug/pprof/heap?debug=1")
         if st != 200 or not body.startswith(b"heap profile:"):
-            fail("debug=1: %d %r" % (st, body[:100]))
+            fatal("debug=1: %d %r" % (st, body[:100]))
         log("bad queries answered 4xx")
 
         # HUP: new workers, profiling goes on in them.
@@ -440,23 +432,23 @@ def main():
                 break
             time.sleep(0.2)
         else:
-            fail("after HUP: workers %s (old %s)" % (ngx.all_children(),
+            fatal("after HUP: workers %s (old %s)" % (ngx.all_children(),
                                                      workers))
         new = sorted(now)  # titles may still be unset: use the pids
         load(ngx.port, 2)
         st, hdr, body = get(ngx.port, "/debug/pprof/allocs")
         if st != 200 or hdr.get("x-heapprof-workers") != "2/2":
-            fail("after HUP: %d %s" % (st, hdr.get("x-heapprof-workers")))
+            fatal("after HUP: %d %s" % (st, hdr.get("x-heapprof-workers")))
         path = os.path.join(work, "allocs-hup.pb.gz")
         with open(path, "wb") as f:
             f.write(body)
         out = pprof(["-top", "-nodefraction=0", "-nodecount=100000"], path,
                     env)
         if "ngx_create_pool" not in top_functions(out):
-            fail("after HUP: ngx_create_pool missing")
+            fatal("after HUP: ngx_create_pool missing")
         pids = tag_values(pprof(["-tags"], path, env), "pid")
         if pids != {str(w) for w in new}:
-            fail("after HUP: pids %s, workers %s" % (pids, new))
+            fatal("after HUP: pids %s, workers %s" % (pids, new))
         log("HUP reload: workers %s profiled" % new)
 
         # heapprof_enabled off, by reload: the endpoint says so.
@@ -469,7 +461,7 @@ def main():
                 break
             time.sleep(0.2)
         else:
-            fail("heapprof_enabled off: still %d" % st)
+            fatal("heapprof_enabled off: still %d" % st)
         log("heapprof_enabled off: 503")
     finally:
         master = ngx.master
@@ -481,7 +473,7 @@ def main():
                or "signal 11" in l or "heapprof:" in l and "[error]" in l]
         if bad:
             print(errlog[-4000:], file=sys.stderr)
-            fail("error log: " + bad[0])
+            fatal("error log: " + bad[0])
         log("stopped master %s with SIGQUIT" % master)
     log("ok")
     return 0

@@ -41,17 +41,8 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
-
-failures = []
-
-
-def fail(msg):
-    failures.append(msg)
-    print("FAIL: " + msg, flush=True)
-
-
-def note(msg):
-    print(msg, flush=True)
+from pprof_tool import fail, note  # noqa: E402
+failures = pprof_tool.FAILURES
 
 
 def name_re(pid, suffix=False):
