@@ -25,8 +25,10 @@
 #include "config.h"
 #include "heapprof.h"
 #include "log.h"
+#include "peak.h"
 #include "profile.h"
 #include "publish.h"
+#include "stats.h"
 #include "symbolize.h"
 
 #define NS_PER_S 1000000000ull
@@ -41,6 +43,8 @@ struct snap_conf {
     unsigned keep;
     bool at_exit;
     int signal;
+    bool peak;            /* HEAPPROF_SNAPSHOT_PEAK */
+    uint64_t peak_step;   /* 0 = automatic (peak_step_for) */
 };
 
 /*
@@ -66,6 +70,10 @@ static int last_pid;
 static int64_t last_sec = -1;
 static unsigned last_seq;
 static unsigned failing_kinds;   /* bit per failure kind logged this streak */
+/* Peak snapshots (also under write_lock): the in-use bytes of the peak
+ * last written and its file, replaced by the next one. */
+static uint64_t peak_written;
+static char peak_file[128];
 
 /*
  * The writer sleeps on a semaphore rather than a condition variable
@@ -76,6 +84,7 @@ static unsigned failing_kinds;   /* bit per failure kind logged this streak */
 static sem_t wake;
 static int wake_ready;           /* atomic: sem_init done */
 static int signal_pending;       /* atomic: set by the signal handler */
+static int peak_pending;         /* atomic: set by the peak trigger */
 static int exiting;              /* atomic: exit began, writer stops */
 int hp_snapshot_restart_pending; /* atomic: fork child wants a writer */
 
@@ -145,6 +154,20 @@ hp_snapshot_parse_name(const char *name, int pid, char ts[17], unsigned *seq)
         *seq = (unsigned)v;
     }
     return strcmp(p, ".pb.gz") == 0 ? 0 : -1;
+}
+
+/* A snapshot's name, "-peak" before ".pb.gz" for a peak snapshot. */
+static int
+kind_name(char *buf, size_t cap, int pid, int64_t t, unsigned seq, bool peak)
+{
+    int n = hp_snapshot_name(buf, cap, pid, t, seq);
+    if (n < 0 || !peak)
+        return n;
+    if ((size_t)n + 5 >= cap)
+        return -1;
+    memmove(buf + n - 6 + 5, buf + n - 6, 7); /* ".pb.gz" and its NUL */
+    memcpy(buf + n - 6, "-peak", 5);
+    return n + 5;
 }
 
 /* --------------------------------------------------------------- rotation */
@@ -312,12 +335,12 @@ report_success(const struct snap_conf *c)
 /* The first free name of this second from *seq on (a same-pid file from
  * before, or the clock went back, can hold one). 0, or -1. */
 static int
-free_name(int dfd, char name[128], int pid, int64_t sec, unsigned *seq)
+free_name(int dfd, char name[128], int pid, int64_t sec, unsigned *seq,
+          bool peak)
 {
     for (;; (*seq)++) {
         struct stat st;
-        if (*seq > MAX_SEQ ||
-            hp_snapshot_name(name, 128, pid, sec, *seq) < 0)
+        if (*seq > MAX_SEQ || kind_name(name, 128, pid, sec, *seq, peak) < 0)
             return -1;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
             return 0;
@@ -328,10 +351,11 @@ free_name(int dfd, char name[128], int pid, int64_t sec, unsigned *seq)
  * second, never replacing one. 0, or an errno value with *what. */
 static int
 write_publish(struct hp_publish *p, char name[128], int pid, int64_t sec,
-              unsigned *seq, int *rc, const char **what)
+              unsigned *seq, bool peak, int *rc, const char **what)
 {
     struct heapprof_sink sink = {hp_publish_sink_write, p};
-    *rc = hp_profile_write(HEAPPROF_PROFILE_HEAP, &sink);
+    *rc = hp_profile_write(peak ? HEAPPROF_PROFILE_PEAK : HEAPPROF_PROFILE_HEAP,
+                           &sink);
     *what = "write";
     if (*rc != HEAPPROF_OK)
         return p->err;
@@ -340,20 +364,46 @@ write_publish(struct hp_publish *p, char name[128], int pid, int64_t sec,
      * sequence. */
     while ((err = hp_publish_commit(p, name, false, what)) == EEXIST) {
         (*seq)++;
-        if (free_name(p->dfd, name, pid, sec, seq) != 0)
+        if (free_name(p->dfd, name, pid, sec, seq, peak) != 0)
             break;
     }
     return err;
 }
 
+/* The newest peak snapshot only: the previous one of this pid goes. */
+static void
+replace_peak_file(int dfd, int pid, const char *name)
+{
+    (void)pid;
+    if (peak_file[0] != '\0' && strcmp(peak_file, name) != 0 &&
+        unlinkat(dfd, peak_file, 0) == 0)
+        __atomic_fetch_add(&n_removed, 1, __ATOMIC_RELAXED);
+    snprintf(peak_file, sizeof peak_file, "%s", name);
+}
+
+/* Report a failed write (p open unless the failure was its creation). */
+static int
+write_failed(const struct snap_conf *c, struct hp_publish *p, bool opened,
+             int err, const char *what, int rc)
+{
+    if (opened)
+        hp_publish_abort(p);
+    if (err != 0)
+        report_failure(c, classify(err), what, strerror(err));
+    else
+        report_failure(c, FK_PROFILE, "profile", heapprof_strerror(rc));
+    return rc == HEAPPROF_OK ? HEAPPROF_EIO : rc;
+}
+
 /*
- * Write and publish one snapshot with the settings in *c. write_lock held,
- * fence raised. HEAPPROF_OK or an error code; failures are reported, and
- * old snapshots are rotated after a failure too (on a full disk, one more,
- * to make room for the next).
+ * Write and publish one snapshot (peak: the peak profile, replacing the
+ * previous peak file) with the settings in *c. write_lock held, fence
+ * raised. HEAPPROF_OK or an error code; failures are reported, and old
+ * snapshots are rotated after a failure too (on a full disk, one more, to
+ * make room for the next).
  */
 static int
-write_locked(const struct snap_conf *c)
+write_locked(const struct snap_conf *c, bool peak)
 {
     int pid = (int)getpid();
     int64_t sec = (int64_t)(hp_now_wall_ns() / NS_PER_S);
@@ -371,36 +421,57 @@ write_locked(const struct snap_conf *c)
     struct hp_publish p;
     const char *what = "create";
     int err = 0;
-    if (free_name(dfd, name, pid, sec, &seq) != 0) {
+    if (free_name(dfd, name, pid, sec, &seq, peak) != 0) {
         report_failure(c, FK_NAME, "name", "too many snapshots per second");
     } else if ((err = hp_publish_open(&p, dfd)) == 0 &&
-               (err = write_publish(&p, name, pid, sec, &seq, &rc,
+               (err = write_publish(&p, name, pid, sec, &seq, peak, &rc,
                                     &what)) == 0 &&
                rc == HEAPPROF_OK) {
         last_pid = pid;
         last_sec = sec;
         last_seq = seq;
         report_success(c);
+        if (peak)
+            replace_peak_file(dfd, pid, name);
     } else {
-        if (strcmp(what, "create") != 0)
-            hp_publish_abort(&p);
-        if (err != 0)
-            report_failure(c, classify(err), what, strerror(err));
-        else
-            report_failure(c, FK_PROFILE, "profile", heapprof_strerror(rc));
-        if (rc == HEAPPROF_OK)
-            rc = HEAPPROF_EIO;
+        rc = write_failed(c, &p, strcmp(what, "create") != 0, err, what, rc);
         if (classify(err) == FK_FULL && keep > 1)
             keep--;
     }
-    int removed = rotate_fd(dfd, pid, keep);
+    int removed = peak ? 0 : rotate_fd(dfd, pid, keep);
     if (removed > 0)
         __atomic_fetch_add(&n_removed, (uint64_t)removed, __ATOMIC_RELAXED);
     close(dfd);
     return rc;
 }
 
-enum why { WHY_TIMER, WHY_SIGNAL, WHY_API, WHY_EXIT };
+enum why { WHY_TIMER, WHY_SIGNAL, WHY_API, WHY_EXIT, WHY_PEAK, WHY_EXIT_PEAK };
+
+/*
+ * How far in-use must rise over the last written peak for the next one:
+ * HEAPPROF_SNAPSHOT_PEAK_STEP, or by default an eighth of it and at least
+ * 4 MiB, so a heap growing from 4 MiB to 4 GiB writes about 60 files, not
+ * one per new high, and one that stays flat writes none.
+ */
+static uint64_t
+peak_step_for(const struct snap_conf *c, uint64_t written)
+{
+    if (c->peak_step != 0)
+        return c->peak_step;
+    uint64_t step = written / 8;
+    return step > ((uint64_t)4 << 20) ? step : (uint64_t)4 << 20;
+}
+
+/* Arm the peak trigger one step above the last written peak. write_lock
+ * held (peak_written). */
+static void
+arm_peak(const struct snap_conf *c)
+{
+    uint64_t step = peak_step_for(c, peak_written);
+    hp_peak_arm(c->peak && peak_written <= UINT64_MAX - step
+                    ? peak_written + step
+                    : UINT64_MAX);
+}
 
 /*
  * Lock m, giving up after max_ns. A try-and-sleep loop rather than
@@ -444,9 +515,20 @@ write_snapshot(enum why why)
     ok = ok && __atomic_load_n(&hp_settings.snapshot_dir[0],
                                __ATOMIC_RELAXED) != '\0';
     /* Once exit began only the exit snapshot itself is written. */
-    if (why != WHY_EXIT && __atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
+    if (why != WHY_EXIT && why != WHY_EXIT_PEAK &&
+        __atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
         ok = false;
-    rc = ok ? write_locked(&c) : HEAPPROF_ESTATE;
+    bool peak = why == WHY_PEAK || why == WHY_EXIT_PEAK;
+    /* The capture before the write: the file holds at least that (the
+     * profile refreshes it), so the exit check never skips a higher peak. */
+    uint64_t before = 0, wall;
+    if (peak)
+        hp_peak_captured(&before, &wall);
+    rc = ok ? write_locked(&c, peak) : HEAPPROF_ESTATE;
+    if (ok && peak && rc == HEAPPROF_OK)
+        __atomic_store_n(&peak_written, before, __ATOMIC_RELAXED);
+    if (ok && peak && why == WHY_PEAK)
+        arm_peak(&c);
     pthread_mutex_unlock(&write_lock);
     hp_fence_exit();
     errno = saved;
@@ -492,11 +574,18 @@ writer_main(void *arg)
     hp_fence_enter();
     pthread_setname_np(pthread_self(), "heapprof-snap");
     hp_symbolize_thread_init();
-    uint64_t seen = 0, due = 0;
+    uint64_t seen = 0, due = 0, peak_not_before = 0;
     for (;;) {
         if (__atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
             break;
         pthread_mutex_lock(&state_lock);
+        if (!configured) {
+            /* hp_snapshot_stop: gone in the same step, so a start that
+             * sees thread_alive false creates the next writer. */
+            thread_alive = false;
+            pthread_mutex_unlock(&state_lock);
+            return NULL;
+        }
         uint64_t gen = generation;
         uint64_t interval_ns = (uint64_t)conf.interval * NS_PER_S;
         pthread_mutex_unlock(&state_lock);
@@ -508,9 +597,22 @@ writer_main(void *arg)
             due = now + interval_ns;
         }
         bool by_signal = __atomic_load_n(&signal_pending, __ATOMIC_ACQUIRE);
+        uint64_t wake_at = due;
+        if (__atomic_load_n(&peak_pending, __ATOMIC_ACQUIRE)) {
+            /* A new high: at most one peak file a second however fast
+             * memory climbs (the trigger is re-armed after each). */
+            if (now >= peak_not_before) {
+                __atomic_store_n(&peak_pending, 0, __ATOMIC_RELEASE);
+                write_snapshot(WHY_PEAK);
+                peak_not_before = hp_now_mono_ns() + NS_PER_S;
+                continue;
+            }
+            if (peak_not_before < wake_at)
+                wake_at = peak_not_before;
+        }
         if (!by_signal && now < due) {
             struct timespec ts;
-            timespec_from_ns(&ts, due);
+            timespec_from_ns(&ts, wake_at);
             /* EINTR cannot happen (every signal is blocked here); a
              * timeout or a post both lead back to the checks above. */
             sem_clockwait(&wake, CLOCK_MONOTONIC, &ts);
@@ -619,6 +721,15 @@ install_signal_locked(int sig)
 
 /* ---------------------------------------------------------------- control */
 
+/* peak.c's trigger, on the sampled path: a flag and a post, nothing else. */
+static void
+on_peak(void)
+{
+    __atomic_store_n(&peak_pending, 1, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&wake_ready, __ATOMIC_ACQUIRE))
+        sem_post(&wake);
+}
+
 static void
 wake_writer(void)
 {
@@ -673,6 +784,8 @@ hp_snapshot_start(void)
     conf.keep = hp_settings.snapshot_keep ? hp_settings.snapshot_keep : 1;
     conf.at_exit = hp_settings.snapshot_at_exit;
     conf.signal = hp_settings.snapshot_signal;
+    conf.peak = hp_settings.snapshot_peak;
+    conf.peak_step = hp_settings.snapshot_peak_step;
     configured = conf.dir[0] != '\0';
     generation++;
     struct snap_conf c = conf;
@@ -681,9 +794,27 @@ hp_snapshot_start(void)
         start_thread_locked();
     }
     pthread_mutex_unlock(&state_lock);
+    hp_peak_set_hook(on_peak);
+    pthread_mutex_lock(&write_lock);
+    c.peak = c.peak && configured;
+    arm_peak(&c);
+    pthread_mutex_unlock(&write_lock);
     wake_writer();
     if (c.dir[0] != '\0')
         probe_dir(&c);
+    hp_fence_exit();
+}
+
+void
+hp_snapshot_stop(void)
+{
+    hp_fence_enter();
+    pthread_mutex_lock(&state_lock);
+    configured = false;
+    generation++;
+    pthread_mutex_unlock(&state_lock);
+    hp_peak_arm(UINT64_MAX);
+    wake_writer();
     hp_fence_exit();
 }
 
@@ -708,6 +839,10 @@ hp_snapshot_postfork_child(void)
     last_sec = -1;
     failing_kinds = 0;
     n_written = n_failed = n_removed = 0;
+    /* The parent's peak file stays the parent's; the child's own peak
+     * starts from what it inherited. */
+    peak_file[0] = '\0';
+    peak_written = 0;
     __atomic_store_n(&hp_snapshot_restart_pending,
                      configured && !__atomic_load_n(&exiting, __ATOMIC_RELAXED),
                      __ATOMIC_RELEASE);
@@ -743,9 +878,18 @@ snapshot_at_exit(void)
     __atomic_store_n(&hp_snapshot_restart_pending, 0, __ATOMIC_RELEASE);
     wake_writer();
     pthread_mutex_lock(&state_lock);
-    bool at_exit = configured && conf.at_exit;
+    bool at_exit = configured && (conf.at_exit || hp_settings.leak_report);
+    bool peak = configured && conf.peak;
     pthread_mutex_unlock(&state_lock);
-    if (at_exit) {
+    /* A process that sampled nothing (most short-lived children of a
+     * build: below one sampling period of allocation) has an empty
+     * profile: no exit file for it, and no exit cost. */
+    bool sampled = hp_stat_get(&hp_stats.samples) > 0;
+    if (peak && sampled &&
+        hp_peak_highest_bytes() > __atomic_load_n(&peak_written,
+                                                  __ATOMIC_RELAXED))
+        write_snapshot(WHY_EXIT_PEAK); /* the peak not written yet */
+    if (at_exit && sampled) {
         write_snapshot(WHY_EXIT);
     } else {
         /* Only wait for a write in progress to finish. */
