@@ -253,23 +253,11 @@ launch(void)
         sock = -1;
         return;
     }
-    /* The thread takes no signals meant for the host. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, agent_main, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
+    if (hp_thread_start(agent_main, NULL, "heapprof-tree") != 0) {
         close(sock);
         sock = -1;
         return;
     }
-    pthread_setname_np(t, "heapprof-tree");
     __atomic_store_n(&running, true, __ATOMIC_RELEASE);
 }
 
