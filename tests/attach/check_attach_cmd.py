@@ -147,7 +147,7 @@ def case_live(args):
     snaps = os.path.join(args.workdir, "snaps")
     shutil.rmtree(snaps, ignore_errors=True)
     r = launcher(args, ["attach", "--http", "127.0.0.1:%d" % port,
-                        "--rate", "64k", "--snapshot-dir", snaps,
+                        "--rate", "4k", "--snapshot-dir", snaps,
                         "--interval", "1", str(w.p.pid)])
     if r.returncode != 0 or "attached" not in r.stdout:
         fail("attach failed")
