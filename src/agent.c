@@ -159,6 +159,11 @@ serve(int fd)
     char line[HP_TREE_REQUEST_MAX];
     if (!peer_allowed(fd) || !read_line(fd, line, sizeof(line)))
         return;
+    /* A request its asker gave up on while this process could not answer
+     * (stopped, busy): no profile for nobody. */
+    struct pollfd hup = { fd, POLLRDHUP, 0 };
+    if (poll(&hup, 1, 0) == 1 && (hup.revents & (POLLRDHUP | POLLHUP)))
+        return;
     struct heapprof_http_response resp;
     memset(&resp, 0, sizeof(resp));
     if (strncmp(line, "GET ", 4) == 0) {

@@ -298,12 +298,17 @@ def mode_kill9(a):
         else:
             note("ok   a stuck worker cost the request %.1f s" % out["secs"])
         os.kill(stuck, signal.SIGCONT)
-        timed_heap(base, out)
-        prof = out.get("prof")
-        if prof and {pid_of(l) for l in prof.labels} != \
-                set([parent, stuck] + workers[2:]):
-            fail("after SIGCONT: pids %s" % {pid_of(l) for l in prof.labels})
-        elif prof:
+        # Until it answers within a request's deadline again (it first
+        # drops the request it was stopped with).
+        want = set([parent, stuck] + workers[2:])
+        end, pids = time.time() + 60, set()
+        while time.time() < end and pids != want:
+            timed_heap(base, out)
+            prof = out.get("prof")
+            pids = {pid_of(l) for l in prof.labels} if prof else set()
+        if pids != want:
+            fail("after SIGCONT: pids %s, want %s" % (pids, want))
+        else:
             note("ok   the resumed worker answers again (%.1f s)" %
                  out["secs"])
         if not srv.alive():
