@@ -20,34 +20,22 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pprof_tool  # noqa: E402
+from pprof_tool import fatal as fail, free_port, go_pprof, note  # noqa: E402
 
 SKIP = 77
 
 
-def fail(msg):
-    print("check_attach_cmd: FAIL: " + msg, flush=True)
-    sys.exit(1)
-
-
 def skip(msg):
-    print("check_attach_cmd: SKIP: " + msg, flush=True)
+    note("check_attach_cmd: SKIP: " + msg)
     sys.exit(SKIP)
 
 
 def wait_for(cond, what, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    fail("timed out waiting for " + what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    if not pprof_tool.wait_for(cond, timeout, 0.05):
+        fail("timed out waiting for " + what)
 
 
 def port_open(port):
@@ -96,9 +84,8 @@ def thread_names(pid):
 
 def pprof_top(args, source, index):
     env = dict(clean_env(), PPROF_TMPDIR=os.path.join(args.workdir, "pprof"))
-    r = subprocess.run(["go", "tool", "pprof", "-top", "-nodefraction=0",
-                        "-sample_index=" + index, source], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = go_pprof(["-top", "-nodefraction=0", "-sample_index=" + index],
+                 source, env)
     if r.returncode != 0:
         fail("go tool pprof %s: %s" % (source, r.stderr))
     return r.stdout
@@ -161,7 +148,7 @@ def case_live(args):
     shutil.rmtree(snaps, ignore_errors=True)
     os.makedirs(snaps)  # heapprof never creates the snapshot directory
     r = launcher(args, ["attach", "--http", "127.0.0.1:%d" % port,
-                        "--rate", "64k", "--snapshot-dir", snaps,
+                        "--rate", "4k", "--snapshot-dir", snaps,
                         "--interval", "1", str(w.p.pid)])
     if r.returncode != 0 or "attached" not in r.stdout:
         fail("attach failed")

@@ -18,10 +18,8 @@ import shutil
 import subprocess
 import sys
 
-
-def fail(msg):
-    print("check_peak_leak: FAIL: " + msg, flush=True)
-    sys.exit(1)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pprof_tool import fatal as fail, go_pprof, tool_env  # noqa: E402
 
 
 def run(args, mode, env_extra):
@@ -37,11 +35,9 @@ def run(args, mode, env_extra):
 
 
 def pprof_top(args, path, index):
-    env = dict(os.environ, PPROF_TMPDIR=os.path.join(args.workdir, "pprof"))
-    env.pop("LD_PRELOAD", None)
-    r = subprocess.run(["go", "tool", "pprof", "-top", "-nodefraction=0",
-                        "-unit=MB", "-sample_index=" + index, path], env=env,
-                       capture_output=True, text=True, timeout=120)
+    env = dict(tool_env(), PPROF_TMPDIR=os.path.join(args.workdir, "pprof"))
+    r = go_pprof(["-top", "-nodefraction=0", "-unit=MB",
+                  "-sample_index=" + index], path, env)
     if r.returncode != 0:
         fail("go tool pprof: " + r.stderr)
     print(r.stdout)
