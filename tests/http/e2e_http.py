@@ -44,7 +44,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
-from pprof_tool import fail, note, free_port  # noqa: E402
+from pprof_tool import fail, note, free_port, wait_for  # noqa: E402
 failures = pprof_tool.FAILURES
 
 SITES = ["site_hold_small", "site_hold_large", "site_churn", "site_mixed"]
@@ -96,6 +96,22 @@ def http(url, method="GET", data=None, timeout=30, unix=None):
                 r.read()
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def established(port):
+    """Connections to 127.0.0.1:port now established (/proc/net/tcp)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
 
 
 def wait_http(url, proc, what, timeout=20):
@@ -619,7 +635,7 @@ def mode_nomhd(a):
                   truth_path], clean_env({}), os.path.join(work, "log"))
     try:
         wait_file(truth_path, srv)
-        time.sleep(1.0)
+        wait_for(lambda: "libmicrohttpd" in srv.output(), 30)
         lines = [l for l in srv.output().splitlines() if "heapprof" in l]
         if len(lines) != 1 or "libmicrohttpd" not in lines[0]:
             fail("no libmicrohttpd: want one line, got %r" % lines)
@@ -745,7 +761,9 @@ def mode_example(a):
                                    label="example -seconds 2")
         t = threading.Thread(target=delta)
         t.start()
-        time.sleep(0.3)
+        # Measure once go tool pprof's request is held by the server.
+        if not wait_for(lambda: established(port) or not t.is_alive(), 60):
+            fail("go tool pprof never connected")
         worst = 0.0
         while t.is_alive():
             t0 = time.time()
