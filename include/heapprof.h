@@ -40,8 +40,10 @@
 extern "C" {
 #endif
 
-HEAPPROF_API int heapprof_version(void);                 /* HEAPPROF_VERSION_NUMBER of the library */
-HEAPPROF_API const char *heapprof_version_string(void);  /* "0.1.0" */
+/* HEAPPROF_VERSION_NUMBER of the library. Added in 0.1.0. */
+HEAPPROF_API int heapprof_version(void);
+/* The version as text, e.g. "0.1.0". Added in 0.1.0. */
+HEAPPROF_API const char *heapprof_version_string(void);
 
 /* ----------------------------------------------------------------- errors */
 
@@ -64,9 +66,10 @@ enum heapprof_err {
     HEAPPROF_ERR_LAST = -9 /* sentinel, never returned */
 };
 
-/* Static one-line text for a code; never NULL (unknown codes get a text). */
+/* Static one-line text for a code; never NULL (unknown codes get a text).
+ * Added in 0.1.0. */
 HEAPPROF_API const char *heapprof_strerror(int err);
-/* "HEAPPROF_EINVAL" etc.; never NULL. */
+/* "HEAPPROF_EINVAL" etc.; never NULL. Added in 0.1.0. */
 HEAPPROF_API const char *heapprof_err_name(int err);
 
 /* ----------------------------------------------------------------- config */
@@ -92,7 +95,7 @@ struct heapprof_config {
     unsigned snapshot_keep;        /* newest files kept; HEAPPROF_SNAPSHOT_KEEP, default 10 */
 };
 
-/* Fill *cfg with the compiled defaults (no env vars read). */
+/* Fill *cfg with the compiled defaults (no env vars read). Added in 0.1.0. */
 HEAPPROF_API void heapprof_config_init(struct heapprof_config *cfg);
 
 /* -------------------------------------------------------------- lifecycle */
@@ -101,20 +104,23 @@ HEAPPROF_API void heapprof_config_init(struct heapprof_config *cfg);
  * Start (or re-configure) profiling. cfg may be NULL for the defaults. Unless
  * cfg->flags has HEAPPROF_CONFIG_NO_ENV, HEAPPROF_* env vars override the
  * struct (the operator wins). Starting again with an equal config is OK;
- * with a different one while running is HEAPPROF_EBUSY.
+ * with a different one while running is HEAPPROF_EBUSY. Added in 0.1.0.
  */
 HEAPPROF_API int heapprof_start(const struct heapprof_config *cfg);
 /* Stop sampling new allocations; what was recorded stays and frees of
- * recorded blocks are still noticed. */
+ * recorded blocks are still noticed. Added in 0.1.0. */
 HEAPPROF_API int heapprof_stop(void);
+/* Non-zero while sampling (started and the rate is not 0). Added in 0.1.0. */
 HEAPPROF_API int heapprof_is_running(void);
 
 /* ------------------------------------------------------- run-time control */
 
 /* Mean bytes between samples; 0 turns sampling off, 1 samples everything.
  * Estimates stay unbiased across a change: each sample is weighted with the
- * rate its distance was drawn with. */
+ * rate its distance was drawn with. At most HEAPPROF_MAX_RATE. Added in
+ * 0.1.0. */
 HEAPPROF_API int heapprof_set_rate(uint64_t rate);
+/* The rate in force. Added in 0.1.0. */
 HEAPPROF_API uint64_t heapprof_get_rate(void);
 
 /* ----------------------------------------------------------------- output */
@@ -134,16 +140,18 @@ struct heapprof_sink {
     void *ctx;
 };
 
-/* Write a gzip-compressed profile.proto to the sink. */
+/* Write a gzip-compressed profile.proto to the sink. Added in 0.1.0. */
 HEAPPROF_API int heapprof_write(enum heapprof_profile which,
                                 const struct heapprof_sink *sink);
+/* The same to a file descriptor. Added in 0.1.0. */
 HEAPPROF_API int heapprof_write_fd(int fd, enum heapprof_profile which);
 /* Atomic: written to a hidden temporary file in the same directory, fsynced,
- * then renamed over path; no partial file is ever visible. */
+ * then renamed over path; no partial file is ever visible. Added in 0.1.0. */
 HEAPPROF_API int heapprof_write_path(const char *path,
                                      enum heapprof_profile which);
 /* Go's n/ok contract: if cap is too small nothing is written, *needed gets
- * the size and HEAPPROF_ERANGE is returned. needed may be NULL. */
+ * the size and HEAPPROF_ERANGE is returned. needed may be NULL. Added in
+ * 0.1.0. */
 HEAPPROF_API int heapprof_write_buffer(void *buf, size_t cap, size_t *needed,
                                        enum heapprof_profile which);
 
@@ -151,7 +159,7 @@ HEAPPROF_API int heapprof_write_buffer(void *buf, size_t cap, size_t *needed,
  * Leak suspects: the in-use profile of the sampled blocks allocated at
  * least min_age_ms milliseconds ago and still live, in the format of
  * HEAPPROF_PROFILE_HEAP; both pairs of columns hold those blocks. (HTTP:
- * /debug/pprof/heap?min_age=10m.)
+ * /debug/pprof/heap?min_age=10m.) Added in 0.1.0.
  */
 HEAPPROF_API int heapprof_write_aged(uint64_t min_age_ms,
                                      const struct heapprof_sink *sink);
@@ -171,24 +179,69 @@ HEAPPROF_API int heapprof_write_aged(uint64_t min_age_ms,
  * distinct set of labels is kept for the life of the process: label with
  * bounded values (routes, not request ids). Not async-signal-safe (a new
  * set takes a lock); the sampled allocations of a signal handler carry the
- * interrupted thread's labels.
+ * interrupted thread's labels. Added in 0.1.0 (as heapprof_label_set).
  */
-HEAPPROF_API int heapprof_label_set(const char *key, const char *value);
-/* Remove all of this thread's labels. */
+HEAPPROF_API int heapprof_labels_set(const char *key, const char *value);
+/* Remove all of this thread's labels. Added in 0.1.0. */
 HEAPPROF_API void heapprof_labels_clear(void);
+/* Deprecated: the name heapprof_labels_set had in 0.1.0, kept so that
+ * programs using it build and run unchanged. Added in 0.1.0. */
+HEAPPROF_API int heapprof_label_set(const char *key, const char *value);
 
 /* ------------------------------------------------------ custom allocators */
 
 /*
  * Report allocations of an allocator heapprof does not interpose (arenas,
- * pools, slabs). Callable from any thread, also while the caller holds its
- * own allocator lock: they never call malloc and never block on a lock that
- * heapprof holds while calling out. The sampling decision is the same
- * Poisson sampler that malloc uses. The stack's leaf is the caller of
- * heapprof_on_alloc.
+ * pools, slabs); the contracts are in docs/custom-allocators.md. Callable
+ * from any thread, also while the caller holds its own allocator lock:
+ * they never call malloc, never block on a lock that heapprof holds while
+ * calling out, and keep errno. The sampling decision is the same Poisson
+ * sampler that malloc uses, and the stack's leaf is their caller. With
+ * HEAPPROF_RATE=0 they cost a call and a thread-local subtraction; for
+ * libraries that want optional profiling without linking heapprof,
+ * <heapprof_weak.h> turns them into a null check when heapprof is absent.
+ * Boehm GC programs need no hooks (heapprof wraps libgc's GC_* entry
+ * points); <heapprof_gc.h> is the explicit form.
  */
+
+/* A block of size bytes at ptr was allocated. Added in 0.1.0. */
 HEAPPROF_API void heapprof_on_alloc(void *ptr, size_t size);
+/* The block at ptr is being freed. Added in 0.1.0. */
 HEAPPROF_API void heapprof_on_free(void *ptr);
+
+/*
+ * heapprof_on_alloc for a block that belongs to owner: any non-NULL address
+ * that names the arena or pool (usually the pool's own handle). owner NULL
+ * is heapprof_on_alloc. Added in 0.1.0.
+ */
+HEAPPROF_API void heapprof_on_alloc_owned(void *ptr, size_t size,
+                                          const void *owner);
+
+/*
+ * The caller's allocator resized old_ptr into size bytes at new_ptr (which
+ * may equal old_ptr): old_ptr's record, if it was sampled, is freed and the
+ * new block is sampled afresh. old_ptr NULL is heapprof_on_alloc(new_ptr,
+ * size); new_ptr NULL with size 0 is heapprof_on_free(old_ptr); new_ptr
+ * NULL with size != 0 (the resize failed, old_ptr is intact) does nothing.
+ * The new block has no owner. Call it after the resize succeeded and
+ * before another thread could be handed old_ptr. Added in 0.1.0.
+ */
+HEAPPROF_API void heapprof_on_realloc(void *old_ptr, void *new_ptr,
+                                      size_t size);
+
+/* heapprof_on_realloc whose new block belongs to owner. Added in 0.1.0. */
+HEAPPROF_API void heapprof_on_realloc_owned(void *old_ptr, void *new_ptr,
+                                            size_t size, const void *owner);
+
+/*
+ * Every sampled block of owner still live is freed, as if heapprof_on_free
+ * had been called on each: call it when a pool is destroyed or reset,
+ * before its memory can be handed out again. Costs O(sampled blocks of
+ * owner), not O(allocations): a pool with no sampled block costs one hash
+ * lookup. Blocks freed one by one earlier (heapprof_on_free) are simply no
+ * longer there. owner NULL does nothing. Added in 0.1.0.
+ */
+HEAPPROF_API void heapprof_on_free_bulk(const void *owner);
 
 /* ------------------------------------------------------------------- HTTP */
 
@@ -295,6 +348,8 @@ HEAPPROF_API const char *heapprof_http_response_header(
     const struct heapprof_http_response *resp, unsigned i,
     const char **value);
 
+/* ----------------------------------------------- garbage-collected programs */
+
 /*
  * Register the collection that gc=1 runs before /heap and /delta_heap are
  * taken (e.g. a Boehm GC_gcollect wrapper); NULL unregisters. The callback
@@ -336,7 +391,7 @@ HEAPPROF_API int heapprof_snapshot_now(void);
  */
 HEAPPROF_API int heapprof_reset(void);
 
-/* ----------------------------------------------------------------- Attach */
+/* ----------------------------------------------------------------- attach */
 
 /*
  * Attach without preload, for plugin hosts (the nginx module) that load
@@ -379,7 +434,7 @@ enum heapprof_attach_state {
 };
 
 struct heapprof_attach_stats {
-    int state;        /* enum heapprof_attach_state */
+    enum heapprof_attach_state state;
     unsigned objects; /* loaded objects with a slot pointing at heapprof */
     unsigned slots;   /* GOT slots pointing at heapprof */
     unsigned failed;  /* objects whose relocations were not understood */
@@ -388,6 +443,28 @@ struct heapprof_attach_stats {
 /* Fill *st (counted now, from the objects' GOTs). HEAPPROF_EINVAL for
  * NULL. Added in 0.1.0. */
 HEAPPROF_API int heapprof_attach_stats(struct heapprof_attach_stats *st);
+
+/* ------------------------------------------------------------------ merge */
+
+/*
+ * What `heapprof attach PID` and `heapprof detach PID` call inside the
+ * target through gdb, after loading libheapprof there with dlopen (any
+ * program may call them too). heapprof_remote_attach takes the settings
+ * as "HEAPPROF_RATE=1\nHEAPPROF_HTTP=127.0.0.1:6060" lines, parsed as the
+ * environment variables are, over the defaults and never from the
+ * process's own environment; it refuses (nothing changed) when already
+ * attached (HEAPPROF_EBUSY), when heapprof is the process's malloc by
+ * preload (HEAPPROF_EBUSY), on a bad value (HEAPPROF_EINVAL) or as
+ * heapprof_attach() does; otherwise it attaches, applies the settings and
+ * starts the listener and snapshot writer they name. heapprof_remote_detach
+ * undoes it: heapprof_detach(), sampling paused, listener and writer asked
+ * to stop (gone within a second); HEAPPROF_ESTATE when not attached.
+ * Neither writes to stderr: heapprof_remote_message() returns what the
+ * last call had to say (one line per message; never NULL).
+ */
+HEAPPROF_API int heapprof_remote_attach(const char *settings);
+HEAPPROF_API int heapprof_remote_detach(void);
+HEAPPROF_API const char *heapprof_remote_message(void);
 
 /*
  * Merge profiles into one, as `go tool pprof` merges several files:
@@ -421,58 +498,10 @@ struct heapprof_profile_part {
     int negate;              /* non-zero: subtract this part */
 };
 
+/* Merge nparts parts into sink (see above). Added in 0.1.0. */
 HEAPPROF_API int heapprof_profile_merge(
     const struct heapprof_profile_part *parts, size_t nparts,
     enum heapprof_profile which, const struct heapprof_sink *sink);
-
-/* ------------------------------------------ custom allocators (advanced) */
-
-/*
- * Realloc, owners and bulk free for arenas and pools; the contracts are in
- * docs/custom-allocators.md. The same rules as heapprof_on_alloc apply:
- * callable from any thread, also while the caller holds its own allocator
- * lock; they never call malloc, never block on a lock heapprof holds while
- * calling out, and keep errno. The stack's leaf is their caller. With
- * HEAPPROF_RATE=0 they cost a call and a thread-local subtraction; for
- * libraries that want optional profiling without linking heapprof,
- * <heapprof_weak.h> turns them into a null check when heapprof is absent.
- * Boehm GC programs need no hooks (heapprof wraps libgc's GC_* entry
- * points); <heapprof_gc.h> is the explicit form.
- */
-
-/*
- * heapprof_on_alloc for a block that belongs to owner: any non-NULL address
- * that names the arena or pool (usually the pool's own handle). owner NULL
- * is heapprof_on_alloc. Added in 0.1.0.
- */
-HEAPPROF_API void heapprof_on_alloc_owned(void *ptr, size_t size,
-                                          const void *owner);
-
-/*
- * The caller's allocator resized old_ptr into size bytes at new_ptr (which
- * may equal old_ptr): old_ptr's record, if it was sampled, is freed and the
- * new block is sampled afresh. old_ptr NULL is heapprof_on_alloc(new_ptr,
- * size); new_ptr NULL with size 0 is heapprof_on_free(old_ptr); new_ptr
- * NULL with size != 0 (the resize failed, old_ptr is intact) does nothing.
- * The new block has no owner. Call it after the resize succeeded and
- * before another thread could be handed old_ptr. Added in 0.1.0.
- */
-HEAPPROF_API void heapprof_on_realloc(void *old_ptr, void *new_ptr,
-                                      size_t size);
-
-/* heapprof_on_realloc whose new block belongs to owner. Added in 0.1.0. */
-HEAPPROF_API void heapprof_on_realloc_owned(void *old_ptr, void *new_ptr,
-                                            size_t size, const void *owner);
-
-/*
- * Every sampled block of owner still live is freed, as if heapprof_on_free
- * had been called on each: call it when a pool is destroyed or reset,
- * before its memory can be handed out again. Costs O(sampled blocks of
- * owner), not O(allocations): a pool with no sampled block costs one hash
- * lookup. Blocks freed one by one earlier (heapprof_on_free) are simply no
- * longer there. owner NULL does nothing. Added in 0.1.0.
- */
-HEAPPROF_API void heapprof_on_free_bulk(const void *owner);
 
 #ifdef __cplusplus
 }

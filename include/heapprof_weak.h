@@ -28,6 +28,7 @@
 #pragma weak heapprof_on_alloc_owned
 #pragma weak heapprof_on_realloc_owned
 #pragma weak heapprof_on_free_bulk
+#pragma weak heapprof_labels_set
 #pragma weak heapprof_label_set
 #pragma weak heapprof_labels_clear
 
@@ -72,13 +73,23 @@ heapprof_weak_on_alloc_owned(void *ptr, size_t size, const void *owner)
         heapprof_on_alloc_owned(ptr, size, owner);
 }
 
-/* Labels on heap samples (heapprof_label_set): HEAPPROF_OK, doing
- * nothing, when libheapprof is not in the process. */
+/* Labels on heap samples (heapprof_labels_set): HEAPPROF_OK, doing
+ * nothing, when libheapprof is not in the process (a 0.1.0 library has
+ * the function under its old name, heapprof_label_set). */
+HEAPPROF_WEAK_INLINE_ int
+heapprof_weak_labels_set(const char *key, const char *value)
+{
+    if (heapprof_labels_set != NULL)
+        return heapprof_labels_set(key, value);
+    return heapprof_label_set != NULL ? heapprof_label_set(key, value)
+                                      : HEAPPROF_OK;
+}
+
+/* Deprecated: heapprof_weak_labels_set's old name. */
 HEAPPROF_WEAK_INLINE_ int
 heapprof_weak_label_set(const char *key, const char *value)
 {
-    return heapprof_label_set != NULL ? heapprof_label_set(key, value)
-                                      : HEAPPROF_OK;
+    return heapprof_weak_labels_set(key, value);
 }
 
 HEAPPROF_WEAK_INLINE_ void

@@ -21,6 +21,8 @@ PACKAGES=(
     libgoogle-perftools4
     # hostile.valgrind_symbols
     valgrind
+    # heapprof attach (and its tests, which also attach to redis-server)
+    gdb
     # servers that drop privileges and fork per connection (e2e.tree.*)
     memcached postgresql
     # go tool pprof -http's default /ui/ page runs dot (501 without it)

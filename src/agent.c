@@ -45,7 +45,8 @@ struct delta {
 /* Written before the thread starts (start-up, or the fork child's single
  * thread); afterwards the agent thread's alone. */
 static char addr[HP_ADDR_MAX];
-static bool running;
+static bool running;             /* atomic once the thread runs */
+static int stop_requested;       /* atomic: hp_agent_stop was called */
 static int sock = -1;
 static enum watch watch;
 static pid_t watched;
@@ -204,7 +205,7 @@ agent_main(void *arg)
     (void)arg;
     /* Fenced for life: nothing this thread allocates is the host's. */
     hp_fence_enter();
-    for (;;) {
+    while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
         struct pollfd p = { sock, POLLIN, 0 };
         int rc = poll(&p, 1, watch != WATCH_NONE ? WATCH_MS : -1);
         if (rc == 0)
@@ -217,7 +218,22 @@ agent_main(void *arg)
             close(fd);
         }
     }
+    /* hp_agent_stop: gone, so a later hp_agent_start launches anew. */
+    close(sock);
+    sock = -1;
+    __atomic_store_n(&stop_requested, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&running, false, __ATOMIC_RELEASE);
     return NULL;
+}
+
+void
+hp_agent_stop(void)
+{
+    if (!__atomic_load_n(&running, __ATOMIC_ACQUIRE))
+        return;
+    __atomic_store_n(&stop_requested, 1, __ATOMIC_RELEASE);
+    /* Wakes the thread's poll (the socket reports a hang-up). */
+    shutdown(sock, SHUT_RDWR);
 }
 
 /* Bind this process's agent socket and start the thread; quiet on
@@ -252,13 +268,14 @@ launch(void)
         sock = -1;
         return;
     }
-    running = true;
+    pthread_setname_np(t, "heapprof-tree");
+    __atomic_store_n(&running, true, __ATOMIC_RELEASE);
 }
 
 void
 hp_agent_start(const char *a, bool in_use)
 {
-    if (running)
+    if (__atomic_load_n(&running, __ATOMIC_ACQUIRE))
         return;
     snprintf(addr, sizeof(addr), "%s", a);
     watch = WATCH_NONE;

@@ -25,6 +25,11 @@
  */
 HP_HIDDEN void hp_agent_start(const char *addr, bool in_use);
 
+/* Ask the agent's thread to stop (heapprof detach): it closes its socket
+ * and exits at once; a later hp_agent_start starts a new one. Returns
+ * without waiting. */
+HP_HIDDEN void hp_agent_stop(void);
+
 /* Fork child (atfork handler, after heapprof's own state is reset): if the
  * parent had an agent, start this process's own. Logs nothing. */
 HP_HIDDEN void hp_agent_postfork_child(void);

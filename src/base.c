@@ -11,7 +11,7 @@
 
 __thread struct hp_thread hp_tls __attribute__((tls_model("initial-exec")));
 
-struct hp_stats hp_stats;
+struct hp_stats hp_stats = {.peak_trigger = UINT64_MAX};
 
 int hp_restart_pending;
 static void (*restart_hook)(void);

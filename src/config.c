@@ -48,7 +48,17 @@ enum opt_kind { OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL };
       "also write a snapshot when the process exits (exit(), not _exit())")  \
     X("HEAPPROF_SNAPSHOT_SIGNAL", OPT_SIGNAL, snapshot_signal, 0, 0, 0,       \
       "signal that triggers a snapshot (USR2, SIGRTMIN+3, 12); none by "     \
-      "default")
+      "default")                                                              \
+    X("HEAPPROF_SNAPSHOT_PEAK", OPT_BOOL, snapshot_peak, false, 0, 1,         \
+      "also write heap-<pid>-<time>-peak.pb.gz at new highs of in-use "       \
+      "memory, keeping the newest (needs HEAPPROF_SNAPSHOT_DIR)")             \
+    X("HEAPPROF_SNAPSHOT_PEAK_STEP", OPT_SIZE, snapshot_peak_step, 0, 0,      \
+      (uint64_t)1 << 40,                                                      \
+      "growth over the last written peak that writes the next; 0 = an "       \
+      "eighth of it, at least 4 MiB")                                         \
+    X("HEAPPROF_LEAK_REPORT", OPT_BOOL, leak_report, false, 0, 1,             \
+      "at exit, print what is still in use (bytes, objects, top sites) on "   \
+      "stderr; with HEAPPROF_SNAPSHOT_DIR also the exit snapshot")
 
 #define HP_OPT_DEFAULT(name, kind, field, def, min, max, doc) .field = def,
 #define HP_OPT_ROW(name, kind, field, def, min, max, doc)                     \

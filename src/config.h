@@ -24,6 +24,9 @@ struct hp_settings {
     unsigned snapshot_keep;
     bool snapshot_at_exit;           /* one more snapshot at exit() */
     int snapshot_signal;             /* 0 = none; else snapshot on it */
+    bool snapshot_peak;              /* -peak.pb.gz at new highs */
+    uint64_t snapshot_peak_step;     /* growth between them; 0 = auto */
+    bool leak_report;                /* leak summary on stderr at exit */
 };
 
 HP_HIDDEN extern struct hp_settings hp_settings;
@@ -67,5 +70,15 @@ HP_HIDDEN int hp_parse_signal(const char *s, int *out, const char **why);
 /* Read HEAPPROF_* once if that has not happened yet; safe anywhere, also in
  * an allocation made before heapprof's constructor ran. */
 HP_HIDDEN void hp_ensure_configured(void);
+
+/*
+ * heapprof.c's lifecycle, for heapprof attach (attach_remote.c):
+ * hp_lifecycle_apply makes s the process's settings and (re)starts the
+ * listener and snapshot writer it names, sampling on; hp_lifecycle_stop
+ * pauses sampling and asks both to stop (they exit within a second).
+ * Neither waits for another thread.
+ */
+HP_HIDDEN void hp_lifecycle_apply(const struct hp_settings *s);
+HP_HIDDEN void hp_lifecycle_stop(void);
 
 #endif

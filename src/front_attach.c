@@ -423,6 +423,67 @@ in_main_program(uintptr_t addr)
            lm == _r_debug.r_map;
 }
 
+/* The object defining addr, by load address (0 when none). */
+static uintptr_t
+object_base(uintptr_t addr)
+{
+    Dl_info di;
+    return addr != 0 && dladdr((void *)addr, &di) ? (uintptr_t)di.dli_fbase
+                                                  : 0;
+}
+
+/*
+ * What the wrappers forward to: the process's own definition (dlsym
+ * RTLD_DEFAULT, what the GOT slots are bound to), so that a block
+ * allocated before attach and freed after reaches the allocator that made
+ * it: glibc's, or jemalloc's in a program linked against it (Debian's
+ * redis-server). A non-PIE program's canonical PLT entry jumps through
+ * its own GOT slot, which attach patches: the definition behind it is
+ * the next one (dlsym RTLD_NEXT). Each wrapper forwards where its slots
+ * pointed, so a form the allocator lacks (jemalloc has no pvalloc) keeps
+ * going to whoever answered it; but malloc, free, calloc, realloc and
+ * posix_memalign, which heapprof itself mixes, must share one object.
+ * 0, or HEAPPROF_EUNSUPPORTED (logged).
+ */
+static int
+choose_orig(const uintptr_t defaults[H_COUNT])
+{
+    for (int i = 0; i < H_COUNT; i++) {
+        uintptr_t next = (uintptr_t)dlsym(RTLD_NEXT, hooks[i].name);
+        hooks[i].orig = defaults[i] == 0 || in_main_program(defaults[i])
+                            ? next
+                            : defaults[i];
+    }
+    static const int core[] = {H_MALLOC, H_FREE, H_CALLOC, H_REALLOC,
+                               H_POSIX_MEMALIGN};
+    uintptr_t home = object_base(hooks[H_MALLOC].orig);
+    for (size_t k = 0; k < sizeof core / sizeof core[0]; k++) {
+        int i = core[k];
+        if (hooks[i].orig == 0) {
+            hp_log("attach: refused: the process's %s was not found (dlsym)",
+                   hooks[i].name);
+            return HEAPPROF_EUNSUPPORTED;
+        }
+        if (object_base(hooks[i].orig) == home)
+            continue;
+        hp_log("attach: refused: the process's malloc is in %s but its %s "
+               "in %s: blocks would reach the wrong free",
+               object_of(hooks[H_MALLOC].orig), hooks[i].name,
+               object_of(hooks[i].orig));
+        return HEAPPROF_EUNSUPPORTED;
+    }
+    const void *fns[HP_FRONT_NEXT_COUNT];
+    for (int i = 0; i < HP_FRONT_NEXT_COUNT; i++)
+        fns[i] = (const void *)hooks[i < H_REALLOCARRAY ? i : i + 1].orig;
+    if (!hp_front_use_next(fns)) {
+        hp_log("attach: refused: heapprof already forwards to another "
+               "allocator than the process's malloc in %s",
+               object_of(hooks[H_MALLOC].orig));
+        return HEAPPROF_EUNSUPPORTED;
+    }
+    return HEAPPROF_OK;
+}
+
 /*
  * Find what the wrappers forward to and check that it is the process's
  * allocator. Called once, attach_lock held. Returns HEAPPROF_OK,
@@ -447,25 +508,11 @@ resolve(void)
     for (int i = 0; i < H_COUNT; i++) {
         hooks[i].name = names[i];
         hooks[i].wrapper = wrappers[i];
-        /* The same lookup front_preload.c makes for its forwarding. */
-        hooks[i].orig = (uintptr_t)dlsym(RTLD_NEXT, names[i]);
         defaults[i] = (uintptr_t)dlsym(RTLD_DEFAULT, names[i]);
     }
     if (defaults[H_MALLOC] == hooks[H_MALLOC].wrapper)
         return 1;
-    if (hooks[H_MALLOC].orig == 0 || hooks[H_FREE].orig == 0 ||
-        hooks[H_CALLOC].orig == 0 || hooks[H_REALLOC].orig == 0) {
-        hp_log("attach: refused: no allocator below heapprof in the "
-               "lookup order (dlsym RTLD_NEXT)");
-        return HEAPPROF_EUNSUPPORTED;
-    }
-    for (int i = 0; i < H_COUNT; i++) {
-        if (defaults[i] == 0 || defaults[i] == hooks[i].orig ||
-            in_main_program(defaults[i]))
-            continue; /* a non-PIE program's canonical PLT entry is fine */
-        hp_log("attach: refused: the process's %s is in %s but heapprof "
-               "would forward to %s",
-               names[i], object_of(defaults[i]), object_of(hooks[i].orig));
+    if (choose_orig(defaults) != HEAPPROF_OK) {
         memset(hooks, 0, sizeof hooks);
         return HEAPPROF_EUNSUPPORTED;
     }

@@ -27,4 +27,14 @@ HP_HIDDEN void *hp_front_valloc(size_t size);
 HP_HIDDEN void *hp_front_pvalloc(size_t size);
 HP_HIDDEN size_t hp_front_malloc_usable_size(void *ptr);
 
+/*
+ * Have the wrappers forward to fns: malloc, free, calloc, realloc,
+ * posix_memalign, aligned_alloc, memalign, valloc, pvalloc,
+ * malloc_usable_size, in that order (NULL where the allocator lacks the
+ * form). True when they now do, or already did; false when they were
+ * resolved earlier to another malloc (then nothing changes).
+ */
+#define HP_FRONT_NEXT_COUNT 10
+HP_HIDDEN bool hp_front_use_next(const void *const fns[HP_FRONT_NEXT_COUNT]);
+
 #endif

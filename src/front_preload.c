@@ -23,6 +23,7 @@
 #include "heapprof.h"
 #include "internal.h"
 #include "log.h"
+#include "front_attach.h"
 #include "record.h"
 
 #define HP_EXPORT __attribute__((visibility("default")))
@@ -131,6 +132,25 @@ lookup(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
+/* Publish n as the next allocator. */
+static void
+publish_next(const struct next_fns *n)
+{
+    /* The rarely used forms first: readers of those test `resolved`. */
+    __atomic_store_n(&next.posix_memalign, n->posix_memalign, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.aligned_alloc, n->aligned_alloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.memalign, n->memalign, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.valloc, n->valloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.pvalloc, n->pvalloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.malloc_usable_size, n->malloc_usable_size,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&next.malloc, n->malloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.free, n->free, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.calloc, n->calloc, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.realloc, n->realloc, __ATOMIC_RELAXED);
+}
+
 static bool
 resolve(void)
 {
@@ -157,19 +177,28 @@ resolve(void)
                              "RTLD_NEXT failed); serving from the bootstrap pool");
         return false;
     }
-    /* The rarely used forms first: readers of those test `resolved`. */
-    __atomic_store_n(&next.posix_memalign, n.posix_memalign, __ATOMIC_RELAXED);
-    __atomic_store_n(&next.aligned_alloc, n.aligned_alloc, __ATOMIC_RELAXED);
-    __atomic_store_n(&next.memalign, n.memalign, __ATOMIC_RELAXED);
-    __atomic_store_n(&next.valloc, n.valloc, __ATOMIC_RELAXED);
-    __atomic_store_n(&next.pvalloc, n.pvalloc, __ATOMIC_RELAXED);
-    __atomic_store_n(&next.malloc_usable_size, n.malloc_usable_size,
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&next.malloc, n.malloc, __ATOMIC_RELAXED);
-    __atomic_store_n(&next.free, n.free, __ATOMIC_RELAXED);
-    __atomic_store_n(&next.calloc, n.calloc, __ATOMIC_RELAXED);
-    __atomic_store_n(&next.realloc, n.realloc, __ATOMIC_RELAXED);
+    publish_next(&n);
+    return true;
+}
+
+bool
+hp_front_use_next(const void *const fns[HP_FRONT_NEXT_COUNT])
+{
+    if (__atomic_load_n(&resolved, __ATOMIC_ACQUIRE))
+        return (const void *)NEXT(malloc) == fns[0] &&
+               (const void *)NEXT(free) == fns[1];
+    struct next_fns n;
+    *(const void **)&n.malloc = fns[0];
+    *(const void **)&n.free = fns[1];
+    *(const void **)&n.calloc = fns[2];
+    *(const void **)&n.realloc = fns[3];
+    *(const void **)&n.posix_memalign = fns[4];
+    *(const void **)&n.aligned_alloc = fns[5];
+    *(const void **)&n.memalign = fns[6];
+    *(const void **)&n.valloc = fns[7];
+    *(const void **)&n.pvalloc = fns[8];
+    *(const void **)&n.malloc_usable_size = fns[9];
+    publish_next(&n);
     return true;
 }
 

@@ -19,6 +19,7 @@
 #include "ialloc.h"
 #include "live.h"
 #include "labels.h"
+#include "leak_report.h"
 #include "listener.h"
 #include "log.h"
 #include "peak.h"
@@ -139,10 +140,55 @@ start_services(void)
     hp_fence_exit();
 }
 
+/* Ask the background services to stop; lifecycle lock held. */
+static void
+stop_services(void)
+{
+    if (!services_started)
+        return;
+    services_started = false;
+    hp_fence_enter();
+    hp_listener_stop();
+    hp_agent_stop();
+    hp_snapshot_stop();
+    hp_fence_exit();
+}
+
+void
+hp_lifecycle_apply(const struct hp_settings *s)
+{
+    hp_ensure_configured();
+    pthread_mutex_lock(&lifecycle_lock);
+    /* A listener or writer started from the environment at load (rare:
+     * HEAPPROF_* in the target's environment) gives way to s. */
+    if (strcmp(s->http, hp_settings.http) != 0 ||
+        strcmp(s->snapshot_dir, hp_settings.snapshot_dir) != 0)
+        stop_services();
+    hp_settings_apply(s);
+    started_with = *s;
+    explicit_start = true;
+    hp_sampling_pause(false);
+    services_started = false;
+    start_services();
+    pthread_mutex_unlock(&lifecycle_lock);
+}
+
+void
+hp_lifecycle_stop(void)
+{
+    hp_sampling_pause(true);
+    pthread_mutex_lock(&lifecycle_lock);
+    stop_services();
+    explicit_start = false;
+    pthread_mutex_unlock(&lifecycle_lock);
+}
+
 __attribute__((constructor(101))) static void
 heapprof_process_init(void)
 {
     hp_ensure_configured();
+    if (hp_settings.leak_report)
+        hp_leak_report_prepare();
     hp_restart_hook_set(restart_services);
     pthread_atfork(prefork, postfork_parent, postfork_child);
     pthread_mutex_lock(&lifecycle_lock);

@@ -114,7 +114,7 @@ intern(const struct hp_label *kv, uint32_t n)
 }
 
 int
-heapprof_label_set(const char *key, const char *value)
+heapprof_labels_set(const char *key, const char *value)
 {
     if (key == NULL || key[0] == '\0')
         return HEAPPROF_EINVAL;
@@ -172,6 +172,13 @@ void
 heapprof_labels_clear(void)
 {
     current = NULL;
+}
+
+/* 0.1.0's name, kept exported for the programs built against it. */
+int
+heapprof_label_set(const char *key, const char *value)
+{
+    return heapprof_labels_set(key, value);
 }
 
 void

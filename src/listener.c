@@ -51,6 +51,7 @@ typedef int (*hp_mhd_queue_fn)(struct MHD_Connection *c, unsigned status,
                                struct MHD_Response *r);
 typedef void (*hp_mhd_destroy_fn)(struct MHD_Response *r);
 typedef void (*hp_mhd_conn_fn)(struct MHD_Connection *c);
+typedef void (*hp_mhd_stop_fn)(struct MHD_Daemon *d);
 typedef const char *(*hp_mhd_lookup_fn)(struct MHD_Connection *c, int kind,
                                         const char *key);
 
@@ -64,6 +65,7 @@ static struct {
     hp_mhd_conn_fn suspend;
     hp_mhd_conn_fn resume;
     hp_mhd_lookup_fn lookup;
+    hp_mhd_stop_fn stop;
 } mhd;
 
 /* Limits against hostile clients: they bound what the listener can cost
@@ -84,6 +86,7 @@ static char where[HP_ADDR_MAX];
 /* Serialises hp_listener_start (start-up, and the tree agent taking
  * over an address its holder let go). */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static int stop_requested;       /* atomic: hp_listener_stop was called */
 
 /* Per-request state, owned by the listener thread. */
 struct conn {
@@ -299,6 +302,7 @@ load_mhd(void)
     LOAD(suspend, "MHD_suspend_connection");
     LOAD(resume, "MHD_resume_connection");
     LOAD(lookup, "MHD_lookup_connection_value");
+    LOAD(stop, "MHD_stop_daemon");
 #undef LOAD
     return 0;
 missing:
@@ -325,6 +329,23 @@ log_no_listener(const char *addr, const char *why, int err)
                "continues", addr, strerror(err));
 }
 
+/*
+ * hp_listener_stop's end of the thread: suspended seconds=N requests are
+ * answered now (libmicrohttpd refuses to stop with any suspended), then
+ * the daemon stops, closing the listening socket and every connection.
+ */
+static void
+stop_daemon(struct MHD_Daemon *d)
+{
+    for (struct conn *c = waiting; c != NULL; c = c->next)
+        c->due_ns = 0;
+    resume_due();
+    mhd.run_wait(d, 0);
+    mhd.stop(d);
+    __atomic_store_n(&listen_fd, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&running, false, __ATOMIC_RELEASE);
+}
+
 static void *
 listener_main(void *arg)
 {
@@ -348,13 +369,15 @@ listener_main(void *arg)
                "profiling continues", where);
         goto fail;
     }
-    for (;;) {
+    while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
         int32_t ms = resume_due();
         if (mhd.run_wait(d, ms) != HP_MHD_YES) {
             /* Only on a broken daemon; do not spin. */
             usleep(100000);
         }
     }
+    stop_daemon(d);
+    return NULL;
 fail:
     /* Refuse connections rather than let them hang in the backlog. */
     __atomic_store_n(&running, false, __ATOMIC_RELAXED);
@@ -515,11 +538,23 @@ hp_listener_start(const char *addr)
     return rc;
 }
 
+void
+hp_listener_stop(void)
+{
+    hp_fence_enter();
+    pthread_mutex_lock(&start_lock);
+    if (__atomic_load_n(&running, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&stop_requested, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&start_lock);
+    hp_fence_exit();
+}
+
 static int
 start_locked(const char *addr)
 {
-    if (running)
+    if (__atomic_load_n(&running, __ATOMIC_ACQUIRE))
         return HEAPPROF_OK;
+    __atomic_store_n(&stop_requested, 0, __ATOMIC_RELEASE);
     bool loopback = true;
     const char *why = NULL;
     int err = 0;

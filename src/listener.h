@@ -49,6 +49,14 @@ struct MHD_Response;
 HP_HIDDEN int hp_listener_start(const char *addr);
 
 /*
+ * Ask the listener thread to stop (heapprof detach): within a second it
+ * answers pending requests, stops the daemon (closing the socket) and
+ * exits; a later hp_listener_start starts a new one. Returns at once:
+ * it may run while every other thread is stopped by a debugger.
+ */
+HP_HIDDEN void hp_listener_stop(void);
+
+/*
  * Fork child: the listener thread did not survive the fork; forget it and
  * close the inherited listening socket, so the parent alone serves. Logs
  * nothing, never blocks; the child's tree agent (agent.h) answers the

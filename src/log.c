@@ -5,9 +5,45 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
+
+/* The capture (hp_log_capture): the thread whose lines go to buf. */
+static char *capture_buf;
+static size_t capture_cap;
+static pthread_t capture_owner;
+
+void
+hp_log_capture(char *buf, size_t cap)
+{
+    if (buf != NULL && cap > 0) {
+        buf[0] = '\0';
+        capture_owner = pthread_self();
+        capture_cap = cap;
+    }
+    __atomic_store_n(&capture_buf, cap > 0 ? buf : NULL, __ATOMIC_RELEASE);
+}
+
+/* Append line (no newline) to the capture if this thread owns it. */
+static bool
+captured(const char *line, size_t len)
+{
+    char *buf = __atomic_load_n(&capture_buf, __ATOMIC_ACQUIRE);
+    if (buf == NULL || !pthread_equal(capture_owner, pthread_self()))
+        return false;
+    size_t used = strlen(buf);
+    if (used > 0 && used + 2 < capture_cap)
+        buf[used++] = '\n';
+    size_t room = capture_cap - used - 1;
+    if (len > room)
+        len = room;
+    memcpy(buf + used, line, len);
+    buf[used + len] = '\0';
+    return true;
+}
 
 void
 hp_log(const char *fmt, ...)
@@ -22,6 +58,10 @@ hp_log(const char *fmt, ...)
     size_t len = (size_t)off + (n < 0 ? 0 : (size_t)n);
     if (len > sizeof line - 2)
         len = sizeof line - 2;
+    if (captured(line + off, len - (size_t)off)) {
+        errno = saved;
+        return;
+    }
     line[len++] = '\n';
     for (size_t done = 0; done < len;) {
         ssize_t w = write(2, line + done, len - done);

@@ -10,6 +10,15 @@
 HP_HIDDEN void hp_log(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
+/*
+ * Until hp_log_capture(NULL, 0), the calling thread's lines are appended
+ * to buf (without the "heapprof[pid]: " prefix, one per line, truncated
+ * to cap) instead of stderr: heapprof attach reports them in the
+ * attaching terminal, not on the target's stderr. Other threads still
+ * log to stderr. One capture at a time (the caller serialises).
+ */
+HP_HIDDEN void hp_log_capture(char *buf, size_t cap);
+
 /* Like hp_log but at most once per process for the given flag. */
 #define hp_log_once(flag, ...)                                                \
     do {                                                                      \

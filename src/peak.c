@@ -10,6 +10,7 @@
  * (stats.h). */
 static uint64_t captured_wall;  /* wall clock of the last capture */
 static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*peak_hook)(void); /* atomic; snapshot.c's */
 
 static uint64_t
 margin(uint64_t last)
@@ -65,9 +66,38 @@ capture_locked(uint64_t total)
 }
 
 void
+hp_peak_set_hook(void (*hook)(void))
+{
+    __atomic_store_n(&peak_hook, hook, __ATOMIC_RELEASE);
+}
+
+void
+hp_peak_arm(uint64_t bytes)
+{
+    store(&hp_stats.peak_trigger, bytes);
+}
+
+/* In-use reached the trigger: the first thread to see it disarms it and
+ * tells the snapshot writer (a flag and a wake-up, never a write here). */
+static void
+fire_trigger(uint64_t trigger)
+{
+    if (!__atomic_compare_exchange_n(&hp_stats.peak_trigger, &trigger,
+                                     UINT64_MAX, false, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return;
+    void (*hook)(void) = __atomic_load_n(&peak_hook, __ATOMIC_ACQUIRE);
+    if (hook != NULL)
+        hook();
+}
+
+void
 hp_peak_note_alloc(uint64_t bytes)
 {
     uint64_t now = __atomic_add_fetch(&hp_stats.inuse, bytes, __ATOMIC_RELAXED);
+    uint64_t trigger = load(&hp_stats.peak_trigger);
+    if (HP_UNLIKELY(now >= trigger))
+        fire_trigger(trigger);
     uint64_t high = load(&hp_stats.highest);
     while (now > high && !__atomic_compare_exchange_n(&hp_stats.highest, &high, now, true,
                                                       __ATOMIC_RELAXED,

@@ -42,4 +42,14 @@ HP_HIDDEN void hp_peak_refresh_locked(void);
 
 HP_HIDDEN void hp_peak_postfork_child(void);
 
+/*
+ * Peak snapshots (HEAPPROF_SNAPSHOT_PEAK, written by snapshot.c's writer):
+ * hp_peak_arm(bytes) asks for hook() once in-use reaches bytes (UINT64_MAX
+ * disarms). The recording thread that crosses it disarms the trigger and
+ * calls hook, which must only raise a flag and wake the writer: it runs
+ * on the sampled path, inside the fence, possibly with locks held.
+ */
+HP_HIDDEN void hp_peak_set_hook(void (*hook)(void));
+HP_HIDDEN void hp_peak_arm(uint64_t bytes);
+
 #endif

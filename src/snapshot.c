@@ -25,7 +25,9 @@
 #include "config.h"
 #include "heapprof.h"
 #include "log.h"
+#include "peak.h"
 #include "profile.h"
+#include "stats.h"
 
 #define NS_PER_S 1000000000ull
 /* How long exit waits for a write in progress before giving up on it. */
@@ -39,6 +41,8 @@ struct snap_conf {
     unsigned keep;
     bool at_exit;
     int signal;
+    bool peak;            /* HEAPPROF_SNAPSHOT_PEAK */
+    uint64_t peak_step;   /* 0 = automatic (peak_step_for) */
 };
 
 /*
@@ -64,6 +68,10 @@ static int last_pid;
 static int64_t last_sec = -1;
 static unsigned last_seq;
 static unsigned failing_kinds;   /* bit per failure kind logged this streak */
+/* Peak snapshots (also under write_lock): the in-use bytes of the peak
+ * last written and its file, replaced by the next one. */
+static uint64_t peak_written;
+static char peak_file[128];
 
 /*
  * The writer sleeps on a semaphore rather than a condition variable
@@ -74,6 +82,7 @@ static unsigned failing_kinds;   /* bit per failure kind logged this streak */
 static sem_t wake;
 static int wake_ready;           /* atomic: sem_init done */
 static int signal_pending;       /* atomic: set by the signal handler */
+static int peak_pending;         /* atomic: set by the peak trigger */
 static int exiting;              /* atomic: exit began, writer stops */
 int hp_snapshot_restart_pending; /* atomic: fork child wants a writer */
 
@@ -143,6 +152,20 @@ hp_snapshot_parse_name(const char *name, int pid, char ts[17], unsigned *seq)
         *seq = (unsigned)v;
     }
     return strcmp(p, ".pb.gz") == 0 ? 0 : -1;
+}
+
+/* A snapshot's name, "-peak" before ".pb.gz" for a peak snapshot. */
+static int
+kind_name(char *buf, size_t cap, int pid, int64_t t, unsigned seq, bool peak)
+{
+    int n = hp_snapshot_name(buf, cap, pid, t, seq);
+    if (n < 0 || !peak)
+        return n;
+    if ((size_t)n + 5 >= cap)
+        return -1;
+    memmove(buf + n - 6 + 5, buf + n - 6, 7); /* ".pb.gz" and its NUL */
+    memcpy(buf + n - 6, "-peak", 5);
+    return n + 5;
 }
 
 /* ".<name>.<pid>.tmp", the hidden temporary (output.c's convention). */
@@ -383,12 +406,23 @@ publish(int dfd, const char *tmp, const char *name)
     return renameat(dfd, tmp, dfd, name);
 }
 
+/* The newest peak snapshot only: the previous one of this pid goes. */
+static void
+replace_peak_file(int dfd, int pid, const char *name)
+{
+    (void)pid;
+    if (peak_file[0] != '\0' && strcmp(peak_file, name) != 0 &&
+        unlinkat(dfd, peak_file, 0) == 0)
+        __atomic_fetch_add(&n_removed, 1, __ATOMIC_RELAXED);
+    snprintf(peak_file, sizeof peak_file, "%s", name);
+}
+
 /*
  * Write and publish one snapshot with the settings in *c. write_lock held,
  * fence raised. HEAPPROF_OK or an error code; failures are reported.
  */
 static int
-write_locked(const struct snap_conf *c)
+write_locked(const struct snap_conf *c, bool peak)
 {
     int pid = (int)getpid();
     int64_t sec = (int64_t)(hp_now_wall_ns() / NS_PER_S);
@@ -403,8 +437,8 @@ write_locked(const struct snap_conf *c)
     char name[128], tmp[160];
     int rc = HEAPPROF_EIO;
     for (;; seq++) {
-        if (seq > MAX_SEQ || hp_snapshot_name(name, sizeof name, pid, sec,
-                                              seq) < 0 ||
+        if (seq > MAX_SEQ || kind_name(name, sizeof name, pid, sec, seq,
+                                       peak) < 0 ||
             temp_name(tmp, sizeof tmp, name, pid) < 0) {
             report_failure(c, FK_NAME, "name", "too many snapshots per second");
             goto out;
@@ -424,7 +458,8 @@ write_locked(const struct snap_conf *c)
     }
     struct fd_sink_ctx sc = {fd, 0};
     struct heapprof_sink sink = {fd_sink_write, &sc};
-    rc = hp_profile_write(HEAPPROF_PROFILE_HEAP, &sink);
+    rc = hp_profile_write(peak ? HEAPPROF_PROFILE_PEAK : HEAPPROF_PROFILE_HEAP,
+                          &sink);
     int err = 0;
     const char *what = "write";
     if (rc == HEAPPROF_OK && fsync(fd) != 0) {
@@ -440,7 +475,7 @@ write_locked(const struct snap_conf *c)
          * same-pid leftover made meanwhile; move to the next sequence. */
         while (publish(dfd, tmp, name) != 0) {
             if (errno != EEXIST || ++seq > MAX_SEQ ||
-                hp_snapshot_name(name, sizeof name, pid, sec, seq) < 0) {
+                kind_name(name, sizeof name, pid, sec, seq, peak) < 0) {
                 err = errno;
                 what = "rename";
                 break;
@@ -465,6 +500,10 @@ write_locked(const struct snap_conf *c)
     last_sec = sec;
     last_seq = seq;
     report_success(c);
+    if (peak) {
+        replace_peak_file(dfd, pid, name);
+        goto out;
+    }
     int removed = rotate_fd(dfd, pid, c->keep);
     if (removed > 0)
         __atomic_fetch_add(&n_removed, (uint64_t)removed, __ATOMIC_RELAXED);
@@ -473,7 +512,33 @@ out:
     return rc;
 }
 
-enum why { WHY_TIMER, WHY_SIGNAL, WHY_API, WHY_EXIT };
+enum why { WHY_TIMER, WHY_SIGNAL, WHY_API, WHY_EXIT, WHY_PEAK, WHY_EXIT_PEAK };
+
+/*
+ * How far in-use must rise over the last written peak for the next one:
+ * HEAPPROF_SNAPSHOT_PEAK_STEP, or by default an eighth of it and at least
+ * 4 MiB, so a heap growing from 4 MiB to 4 GiB writes about 60 files, not
+ * one per new high, and one that stays flat writes none.
+ */
+static uint64_t
+peak_step_for(const struct snap_conf *c, uint64_t written)
+{
+    if (c->peak_step != 0)
+        return c->peak_step;
+    uint64_t step = written / 8;
+    return step > ((uint64_t)4 << 20) ? step : (uint64_t)4 << 20;
+}
+
+/* Arm the peak trigger one step above the last written peak. write_lock
+ * held (peak_written). */
+static void
+arm_peak(const struct snap_conf *c)
+{
+    uint64_t step = peak_step_for(c, peak_written);
+    hp_peak_arm(c->peak && peak_written <= UINT64_MAX - step
+                    ? peak_written + step
+                    : UINT64_MAX);
+}
 
 /*
  * Lock m, giving up after max_ns. A try-and-sleep loop rather than
@@ -517,9 +582,20 @@ write_snapshot(enum why why)
     ok = ok && __atomic_load_n(&hp_settings.snapshot_dir[0],
                                __ATOMIC_RELAXED) != '\0';
     /* Once exit began only the exit snapshot itself is written. */
-    if (why != WHY_EXIT && __atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
+    if (why != WHY_EXIT && why != WHY_EXIT_PEAK &&
+        __atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
         ok = false;
-    rc = ok ? write_locked(&c) : HEAPPROF_ESTATE;
+    bool peak = why == WHY_PEAK || why == WHY_EXIT_PEAK;
+    /* The capture before the write: the file holds at least that (the
+     * profile refreshes it), so the exit check never skips a higher peak. */
+    uint64_t before = 0, wall;
+    if (peak)
+        hp_peak_captured(&before, &wall);
+    rc = ok ? write_locked(&c, peak) : HEAPPROF_ESTATE;
+    if (ok && peak && rc == HEAPPROF_OK)
+        __atomic_store_n(&peak_written, before, __ATOMIC_RELAXED);
+    if (ok && peak && why == WHY_PEAK)
+        arm_peak(&c);
     pthread_mutex_unlock(&write_lock);
     hp_fence_exit();
     errno = saved;
@@ -564,11 +640,18 @@ writer_main(void *arg)
      * own work: never sampled. The fence is never lowered. */
     hp_fence_enter();
     pthread_setname_np(pthread_self(), "heapprof-snap");
-    uint64_t seen = 0, due = 0;
+    uint64_t seen = 0, due = 0, peak_not_before = 0;
     for (;;) {
         if (__atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
             break;
         pthread_mutex_lock(&state_lock);
+        if (!configured) {
+            /* hp_snapshot_stop: gone in the same step, so a start that
+             * sees thread_alive false creates the next writer. */
+            thread_alive = false;
+            pthread_mutex_unlock(&state_lock);
+            return NULL;
+        }
         uint64_t gen = generation;
         uint64_t interval_ns = (uint64_t)conf.interval * NS_PER_S;
         pthread_mutex_unlock(&state_lock);
@@ -580,9 +663,22 @@ writer_main(void *arg)
             due = now + interval_ns;
         }
         bool by_signal = __atomic_load_n(&signal_pending, __ATOMIC_ACQUIRE);
+        uint64_t wake_at = due;
+        if (__atomic_load_n(&peak_pending, __ATOMIC_ACQUIRE)) {
+            /* A new high: at most one peak file a second however fast
+             * memory climbs (the trigger is re-armed after each). */
+            if (now >= peak_not_before) {
+                __atomic_store_n(&peak_pending, 0, __ATOMIC_RELEASE);
+                write_snapshot(WHY_PEAK);
+                peak_not_before = hp_now_mono_ns() + NS_PER_S;
+                continue;
+            }
+            if (peak_not_before < wake_at)
+                wake_at = peak_not_before;
+        }
         if (!by_signal && now < due) {
             struct timespec ts;
-            timespec_from_ns(&ts, due);
+            timespec_from_ns(&ts, wake_at);
             /* EINTR cannot happen (every signal is blocked here); a
              * timeout or a post both lead back to the checks above. */
             sem_clockwait(&wake, CLOCK_MONOTONIC, &ts);
@@ -691,6 +787,15 @@ install_signal_locked(int sig)
 
 /* ---------------------------------------------------------------- control */
 
+/* peak.c's trigger, on the sampled path: a flag and a post, nothing else. */
+static void
+on_peak(void)
+{
+    __atomic_store_n(&peak_pending, 1, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&wake_ready, __ATOMIC_ACQUIRE))
+        sem_post(&wake);
+}
+
 static void
 wake_writer(void)
 {
@@ -732,6 +837,8 @@ hp_snapshot_start(void)
     conf.keep = hp_settings.snapshot_keep ? hp_settings.snapshot_keep : 1;
     conf.at_exit = hp_settings.snapshot_at_exit;
     conf.signal = hp_settings.snapshot_signal;
+    conf.peak = hp_settings.snapshot_peak;
+    conf.peak_step = hp_settings.snapshot_peak_step;
     configured = conf.dir[0] != '\0';
     generation++;
     struct snap_conf c = conf;
@@ -740,9 +847,27 @@ hp_snapshot_start(void)
         start_thread_locked();
     }
     pthread_mutex_unlock(&state_lock);
+    hp_peak_set_hook(on_peak);
+    pthread_mutex_lock(&write_lock);
+    c.peak = c.peak && configured;
+    arm_peak(&c);
+    pthread_mutex_unlock(&write_lock);
     wake_writer();
     if (c.dir[0] != '\0')
         probe_dir(&c);
+    hp_fence_exit();
+}
+
+void
+hp_snapshot_stop(void)
+{
+    hp_fence_enter();
+    pthread_mutex_lock(&state_lock);
+    configured = false;
+    generation++;
+    pthread_mutex_unlock(&state_lock);
+    hp_peak_arm(UINT64_MAX);
+    wake_writer();
     hp_fence_exit();
 }
 
@@ -767,6 +892,10 @@ hp_snapshot_postfork_child(void)
     last_sec = -1;
     failing_kinds = 0;
     n_written = n_failed = n_removed = 0;
+    /* The parent's peak file stays the parent's; the child's own peak
+     * starts from what it inherited. */
+    peak_file[0] = '\0';
+    peak_written = 0;
     __atomic_store_n(&hp_snapshot_restart_pending,
                      configured && !__atomic_load_n(&exiting, __ATOMIC_RELAXED),
                      __ATOMIC_RELEASE);
@@ -802,9 +931,18 @@ snapshot_at_exit(void)
     __atomic_store_n(&hp_snapshot_restart_pending, 0, __ATOMIC_RELEASE);
     wake_writer();
     pthread_mutex_lock(&state_lock);
-    bool at_exit = configured && conf.at_exit;
+    bool at_exit = configured && (conf.at_exit || hp_settings.leak_report);
+    bool peak = configured && conf.peak;
     pthread_mutex_unlock(&state_lock);
-    if (at_exit) {
+    /* A process that sampled nothing (most short-lived children of a
+     * build: below one sampling period of allocation) has an empty
+     * profile: no exit file for it, and no exit cost. */
+    bool sampled = hp_stat_get(&hp_stats.samples) > 0;
+    if (peak && sampled &&
+        hp_peak_highest_bytes() > __atomic_load_n(&peak_written,
+                                                  __ATOMIC_RELAXED))
+        write_snapshot(WHY_EXIT_PEAK); /* the peak not written yet */
+    if (at_exit && sampled) {
         write_snapshot(WHY_EXIT);
     } else {
         /* Only wait for a write in progress to finish. */

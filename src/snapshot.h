@@ -23,6 +23,14 @@
 HP_HIDDEN void hp_snapshot_start(void);
 
 /*
+ * Stop snapshots (heapprof detach): the writer thread exits at its next
+ * wake-up, which this call triggers, and no exit snapshot is written.
+ * Returns at once, without waiting for the thread. hp_snapshot_start
+ * starts them again.
+ */
+HP_HIDDEN void hp_snapshot_stop(void);
+
+/*
  * Fork child: the writer thread did not survive the fork. Re-initialises
  * the locks, forgets the thread and, if snapshots are configured, asks for
  * a lazy restart (hp_snapshot_poll). Creates no thread and takes no lock:

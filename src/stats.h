@@ -19,6 +19,8 @@ struct hp_stats {
     uint64_t inuse;           /* estimate of in-use bytes */
     uint64_t highest;         /* the most inuse has been */
     uint64_t captured;        /* inuse at the last peak capture */
+    uint64_t peak_trigger;    /* inuse that asks for a peak snapshot;
+                                 UINT64_MAX = none asked (peak.c) */
 };
 _Static_assert(sizeof(struct hp_stats) == 64, "one cache line");
 

@@ -1,8 +1,8 @@
 /*
- * The process's malloc is a toy allocator linked ahead of libc, and
- * libheapprof (dlopen'ed RTLD_LOCAL) would forward to libc's: attaching
- * would send the toy's blocks to libc's free, so heapprof_attach() must
- * refuse with HEAPPROF_EUNSUPPORTED, log one line and patch nothing.
+ * The process's malloc is a toy allocator linked ahead of libc that lacks
+ * posix_memalign (libc answers it): attaching would mix the two, so
+ * heapprof_attach() must refuse with HEAPPROF_EUNSUPPORTED, log one line
+ * and patch nothing.
  *
  * usage: attach_refused LIBHEAPPROF
  */

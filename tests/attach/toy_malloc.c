@@ -1,8 +1,9 @@
 /*
  * A minimal allocator that replaces malloc for the whole process (linked
  * ahead of libc): a bump pointer over a static arena, never reusing
- * memory. With it, the process's malloc is not the allocator below
- * libheapprof (libc's), so heapprof_attach() must refuse.
+ * memory. It leaves out posix_memalign, which libc then answers:
+ * heapprof mixes posix_memalign with free, so heapprof_attach() (which
+ * forwards to the process's own allocator) must refuse.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -18,11 +19,8 @@ void *malloc(size_t n);
 void free(void *p);
 void *calloc(size_t a, size_t b);
 void *realloc(void *p, size_t n);
-int posix_memalign(void **out, size_t align, size_t n);
 void *aligned_alloc(size_t align, size_t n);
 void *memalign(size_t align, size_t n);
-void *valloc(size_t n);
-void *pvalloc(size_t n);
 size_t malloc_usable_size(void *p);
 
 static void *
@@ -87,18 +85,6 @@ realloc(void *p, size_t n)
     return q;
 }
 
-int
-posix_memalign(void **out, size_t align, size_t n)
-{
-    if (align < sizeof(void *) || (align & (align - 1)) != 0)
-        return EINVAL;
-    void *p = bump(n, align);
-    if (p == NULL)
-        return ENOMEM;
-    *out = p;
-    return 0;
-}
-
 void *
 aligned_alloc(size_t align, size_t n)
 {
@@ -109,16 +95,4 @@ void *
 memalign(size_t align, size_t n)
 {
     return bump(n, align);
-}
-
-void *
-valloc(size_t n)
-{
-    return bump(n, 4096);
-}
-
-void *
-pvalloc(size_t n)
-{
-    return bump((n + 4095) & ~(size_t)4095, 4096);
 }

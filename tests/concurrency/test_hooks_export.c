@@ -112,10 +112,10 @@ worker(void *arg)
     for (unsigned r = 0; r < ROUNDS; r++) {
         if (r % 10 == 0) {
             static const char *const routes[4] = {"/a", "/b", "/c", "/d"};
-            CHECK(heapprof_label_set("route", routes[(r / 10 + id) % 4]) ==
+            CHECK(heapprof_labels_set("route", routes[(r / 10 + id) % 4]) ==
                   HEAPPROF_OK);
             if (r % 20 == 0)
-                CHECK(heapprof_label_set("half", r % 40 ? "x" : NULL) ==
+                CHECK(heapprof_labels_set("half", r % 40 ? "x" : NULL) ==
                       HEAPPROF_OK);
         }
         for (unsigned i = 0; i < BLOCKS; i++)

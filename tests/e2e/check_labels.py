@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Labels on heap samples, end to end: labels_workload allocates from one
-site, handle(), under per-thread labels (heapprof_label_set), frees some
+site, handle(), under per-thread labels (heapprof_labels_set), frees some
 blocks under other labels, and writes its heap profile; the real
 `go tool pprof` must show each label set's allocated and in-use bytes
 (exact at HEAPPROF_RATE=1, +-10 % at 4096), as sample labels in -raw and

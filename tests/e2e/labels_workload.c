@@ -18,11 +18,11 @@
 
 #ifdef HP_LABELS_WEAK
 #include "heapprof_weak.h"
-#define LABEL_SET heapprof_weak_label_set
+#define LABEL_SET heapprof_weak_labels_set
 #define LABELS_CLEAR heapprof_weak_labels_clear
 #else
 #include "heapprof.h"
-#define LABEL_SET heapprof_label_set
+#define LABEL_SET heapprof_labels_set
 #define LABELS_CLEAR heapprof_labels_clear
 #endif
 

@@ -305,20 +305,20 @@ test_buckets_labels_intern_and_separate(void **state)
     uintptr_t pcs[2] = {0x5101, 0x5202};
     heapprof_labels_clear();
     assert_null(hp_labels_current());
-    assert_int_equal(heapprof_label_set("route", "/a"), HEAPPROF_OK);
-    assert_int_equal(heapprof_label_set("tenant", "x"), HEAPPROF_OK);
+    assert_int_equal(heapprof_labels_set("route", "/a"), HEAPPROF_OK);
+    assert_int_equal(heapprof_labels_set("tenant", "x"), HEAPPROF_OK);
     const struct hp_labelset *ax = hp_labels_current();
     assert_non_null(ax);
     assert_int_equal(ax->n, 2);
     assert_string_equal(ax->kv[0].key, "route");
     assert_string_equal(ax->kv[1].value, "x");
     heapprof_labels_clear();
-    assert_int_equal(heapprof_label_set("tenant", "x"), HEAPPROF_OK);
+    assert_int_equal(heapprof_labels_set("tenant", "x"), HEAPPROF_OK);
     uint64_t sets = hp_labelsets_count();
-    assert_int_equal(heapprof_label_set("route", "/a"), HEAPPROF_OK);
+    assert_int_equal(heapprof_labels_set("route", "/a"), HEAPPROF_OK);
     assert_ptr_equal(hp_labels_current(), ax); /* same set, not a new one */
     assert_int_equal(hp_labelsets_count(), sets);
-    assert_int_equal(heapprof_label_set("tenant", NULL), HEAPPROF_OK);
+    assert_int_equal(heapprof_labels_set("tenant", NULL), HEAPPROF_OK);
     const struct hp_labelset *a = hp_labels_current();
     assert_int_equal(a->n, 1);
 
@@ -331,7 +331,12 @@ test_buckets_labels_intern_and_separate(void **state)
     assert_ptr_equal(b1->labels, a);
     assert_null(b0->labels);
     /* Refusals leave the set as it was. */
-    assert_int_equal(heapprof_label_set("", "v"), HEAPPROF_EINVAL);
+    assert_int_equal(heapprof_labels_set("", "v"), HEAPPROF_EINVAL);
+    assert_ptr_equal(hp_labels_current(), a);
+    /* The deprecated name (0.1.0) does the same. */
+    assert_int_equal(heapprof_label_set("tenant", "x"), HEAPPROF_OK);
+    assert_ptr_equal(hp_labels_current(), ax);
+    assert_int_equal(heapprof_label_set("tenant", NULL), HEAPPROF_OK);
     assert_ptr_equal(hp_labels_current(), a);
     heapprof_labels_clear();
 }

@@ -168,7 +168,7 @@ test_labels_budget_enomem(void **state)
 {
     (void)state;
     uint64_t saved_budget = hp_ialloc_budget();
-    assert_int_equal(heapprof_label_set("route", "/before"), HEAPPROF_OK);
+    assert_int_equal(heapprof_labels_set("route", "/before"), HEAPPROF_OK);
     const struct hp_labelset *before = hp_labels_current();
     hp_ialloc_set_budget(hp_ialloc_mapped());
     char value[32];
@@ -176,7 +176,7 @@ test_labels_budget_enomem(void **state)
     uint64_t made = 0;
     for (; made < LIMIT && rc == HEAPPROF_OK; made++) {
         snprintf(value, sizeof(value), "/v%llu", (unsigned long long)made);
-        rc = heapprof_label_set("route", value);
+        rc = heapprof_labels_set("route", value);
     }
     assert_int_equal(rc, HEAPPROF_ENOMEM);
     assert_true(made < LIMIT);
@@ -185,11 +185,11 @@ test_labels_budget_enomem(void **state)
     assert_non_null(cur);
     assert_string_not_equal(cur->kv[0].value, value);
     /* A set made before the budget ran out is found again, for free. */
-    assert_int_equal(heapprof_label_set("route", "/before"), HEAPPROF_OK);
+    assert_int_equal(heapprof_labels_set("route", "/before"), HEAPPROF_OK);
     assert_ptr_equal(hp_labels_current(), before);
     heapprof_labels_clear();
     hp_ialloc_set_budget(saved_budget);
-    assert_int_equal(heapprof_label_set("route", value), HEAPPROF_OK);
+    assert_int_equal(heapprof_labels_set("route", value), HEAPPROF_OK);
     heapprof_labels_clear();
 }
 

@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""HEAPPROF_SNAPSHOT_PEAK and HEAPPROF_LEAK_REPORT end to end.
+
+  --case peak   the climb workload writes exactly one -peak.pb.gz (the
+                newest replaces the others) whose in-use profile holds the
+                64 MiB high-water mark at peak_site_climb, not what was in
+                use at exit.
+  --case leak   the leak report reaches stderr although the program closed
+                it, names leak_site_big and leak_site_small with about
+                3 MiB and 1 MiB, never freed_site; the exit snapshot is
+                written (a snapshot directory is set).
+  --case clean  a program that freed everything: one short line.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+
+def fail(msg):
+    print("check_peak_leak: FAIL: " + msg, flush=True)
+    sys.exit(1)
+
+
+def run(args, mode, env_extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HEAPPROF_") and k != "LD_PRELOAD"}
+    env.update(env_extra)
+    env["LD_PRELOAD"] = args.lib
+    r = subprocess.run([args.workload, mode], env=env, capture_output=True,
+                       text=True, timeout=300)
+    print("%s: exit %d\nstdout: %s\nstderr:\n%s" % (mode, r.returncode,
+                                                    r.stdout, r.stderr))
+    return r
+
+
+def pprof_top(args, path, index):
+    env = dict(os.environ, PPROF_TMPDIR=os.path.join(args.workdir, "pprof"))
+    env.pop("LD_PRELOAD", None)
+    r = subprocess.run(["go", "tool", "pprof", "-top", "-nodefraction=0",
+                        "-unit=MB", "-sample_index=" + index, path], env=env,
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        fail("go tool pprof: " + r.stderr)
+    print(r.stdout)
+    return r.stdout
+
+
+def flat_mb(top, fn):
+    for line in top.splitlines():
+        f = line.split()
+        if f and f[-1] == fn:
+            return float(f[0].rstrip("MB"))
+    return 0.0
+
+
+def case_peak(args):
+    snaps = os.path.join(args.workdir, "snaps")
+    os.makedirs(snaps)
+    r = run(args, "climb", {"HEAPPROF_SNAPSHOT_DIR": snaps,
+                            "HEAPPROF_SNAPSHOT_PEAK": "1",
+                            "HEAPPROF_SNAPSHOT_PEAK_STEP": "8m",
+                            "HEAPPROF_RATE": "64k"})
+    if r.returncode != 0 or r.stdout != "climbed\n":
+        fail("the workload's output or exit status changed")
+    peaks = [n for n in os.listdir(snaps) if n.endswith("-peak.pb.gz")]
+    if len(peaks) != 1 or not re.fullmatch(
+            r"heap-\d+-\d{8}T\d{6}Z(-\d+)?-peak\.pb\.gz", peaks[0]):
+        fail("expected one peak file, found %r" % os.listdir(snaps))
+    if shutil.which("go") is None:
+        print("go not found: the peak file's contents are not read")
+        return
+    top = pprof_top(args, os.path.join(snaps, peaks[0]), "inuse_space")
+    climb = flat_mb(top, "peak_site_climb")
+    if climb < 56:
+        fail("peak_site_climb holds %.1f MB in the peak file, want ~64" % climb)
+    if flat_mb(top, "peak_site_after") > climb / 8:
+        fail("the peak file shows the exit state, not the peak")
+
+
+def case_leak(args):
+    snaps = os.path.join(args.workdir, "snaps")
+    os.makedirs(snaps)
+    r = run(args, "leak", {"HEAPPROF_LEAK_REPORT": "1", "HEAPPROF_RATE": "1",
+                           "HEAPPROF_SNAPSHOT_DIR": snaps})
+    if r.returncode != 0 or r.stdout != "leaked\n":
+        fail("the workload's output or exit status changed")
+    m = re.search(r"leak report: ([\d.]+) MiB in (\d+) objects still in use",
+                  r.stderr)
+    if m is None:
+        fail("no leak report on stderr (the program closed it)")
+    if not 3.9 <= float(m.group(1)) <= 4.2 or int(m.group(2)) < 7:
+        fail("leak report totals: %s MiB in %s objects, want 4 MiB in 7+"
+             % (m.group(1), m.group(2)))
+    for site in ("leak_site_big", "leak_site_small", "main"):
+        if site not in r.stderr:
+            fail(site + " not in the leak report")
+    if "freed_site" in r.stderr:
+        fail("freed memory shows in the leak report")
+    big = r.stderr.index("leak_site_big")
+    if big > r.stderr.index("leak_site_small"):
+        fail("sites not ordered by bytes")
+    if not any(n.endswith(".pb.gz") and "-peak" not in n
+               for n in os.listdir(snaps)):
+        fail("no exit snapshot written with the leak report")
+
+
+def case_clean(args):
+    r = run(args, "clean", {"HEAPPROF_LEAK_REPORT": "1", "HEAPPROF_RATE": "1"})
+    if r.returncode != 4 or r.stdout != "clean\n":
+        fail("the workload's output or exit status changed")
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    if len(lines) != 1 or "leak report: nothing in use at exit" not in lines[0]:
+        fail("expected one short line, got %r" % lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", required=True, choices=("peak", "leak", "clean"))
+    ap.add_argument("--lib", required=True)
+    ap.add_argument("--workload", required=True)
+    ap.add_argument("--workdir", required=True)
+    args = ap.parse_args()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    os.makedirs(args.workdir)
+    {"peak": case_peak, "leak": case_leak, "clean": case_clean}[args.case](args)
+    print("check_peak_leak: ok")
+
+
+if __name__ == "__main__":
+    main()
