@@ -20,34 +20,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pprof_tool import fatal, free_port, wait_until  # noqa: E402
 
 SKIP = 77
-
-
-def fail(msg):
-    print("check_attach_cmd: FAIL: " + msg, flush=True)
-    sys.exit(1)
 
 
 def skip(msg):
     print("check_attach_cmd: SKIP: " + msg, flush=True)
     sys.exit(SKIP)
-
-
-def wait_for(cond, what, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    fail("timed out waiting for " + what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port):
@@ -100,7 +82,7 @@ def pprof_top(args, source, index):
                         "-sample_index=" + index, source], env=env,
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
-        fail("go tool pprof %s: %s" % (source, r.stderr))
+        fatal("go tool pprof %s: %s" % (source, r.stderr))
     return r.stdout
 
 
@@ -118,10 +100,10 @@ class Workload:
         self.p = subprocess.Popen([exe, self.ready, self.stop_file],
                                   env=clean_env(), stdout=subprocess.PIPE,
                                   stderr=self.err, text=True)
-        wait_for(lambda: os.path.exists(self.ready) or
+        wait_until(lambda: os.path.exists(self.ready) or
                  self.p.poll() is not None, "the workload to start")
         if self.p.poll() is not None:
-            fail("the workload exited at start: %d" % self.p.returncode)
+            fatal("the workload exited at start: %d" % self.p.returncode)
 
     def finish(self):
         open(self.stop_file, "w").close()
@@ -141,12 +123,12 @@ def expect_same_end(args, exe, w, label):
     ref_out, ref_rc, _ = reference(args, exe)
     out, rc, err = w.finish()
     if (out, rc) != (ref_out, ref_rc):
-        fail("%s: the target ended differently: exit %d, output %r; "
+        fatal("%s: the target ended differently: exit %d, output %r; "
              "untouched: exit %d, output %r" % (label, rc, out, ref_rc,
                                                ref_out))
     lines = [l for l in err.splitlines() if "heapprof" in l]
     if len(lines) > 1:
-        fail("%s: heapprof wrote %d lines on the target's stderr: %r"
+        fatal("%s: heapprof wrote %d lines on the target's stderr: %r"
              % (label, len(lines), lines))
     print("%s: the target ended as an untouched run does (exit %d)"
           % (label, rc), flush=True)
@@ -163,8 +145,8 @@ def case_live(args):
                         "--rate", "64k", "--snapshot-dir", snaps,
                         "--interval", "1", str(w.p.pid)])
     if r.returncode != 0 or "attached" not in r.stdout:
-        fail("attach failed")
-    wait_for(lambda: os.path.isdir(snaps) and any(
+        fatal("attach failed")
+    wait_until(lambda: os.path.isdir(snaps) and any(
         n.endswith(".pb.gz") for n in os.listdir(snaps)), "a snapshot")
     url = "http://127.0.0.1:%d/debug/pprof/heap" % port
     for index, source in (("inuse_space", url), ("alloc_space", url)):
@@ -173,28 +155,28 @@ def case_live(args):
         for site in ("attach_site_malloc", "attach_site_calloc",
                      "attach_site_realloc"):
             if site not in top:
-                fail("%s missing from %s %s" % (site, index, source))
+                fatal("%s missing from %s %s" % (site, index, source))
     r = launcher(args, ["detach", str(w.p.pid)])
     if r.returncode != 0 or "detached" not in r.stdout:
-        fail("detach failed")
+        fatal("detach failed")
     left = [n for n in thread_names(w.p.pid) if n.startswith("heapprof")]
     if left:
-        fail("heapprof threads still running after detach: %r" % left)
+        fatal("heapprof threads still running after detach: %r" % left)
     if port_open(port):
-        fail("the listener still accepts connections after detach")
+        fatal("the listener still accepts connections after detach")
     r = launcher(args, ["detach", str(w.p.pid)])
     if r.returncode == 0 or "not attached" not in r.stderr:
-        fail("a second detach did not say 'not attached'")
+        fatal("a second detach did not say 'not attached'")
     expect_same_end(args, args.workload, w, "live")
 
 
 def refused(args, r, what, pid=None):
     lines = r.stderr.strip().splitlines()
     if r.returncode == 0 or len(lines) != 1 or what not in lines[0]:
-        fail("expected one line with %r and a failure, got %d: %r"
+        fatal("expected one line with %r and a failure, got %d: %r"
              % (what, r.returncode, r.stderr))
     if pid is not None and maps_has_heapprof(pid):
-        fail("libheapprof was loaded into the refused target")
+        fatal("libheapprof was loaded into the refused target")
 
 
 def case_refused(args):
@@ -221,11 +203,11 @@ def case_refused(args):
     # Attached once; a second attach is refused and changes nothing.
     r = launcher(args, ["attach", "--rate", "1m", str(w.p.pid)])
     if r.returncode != 0:
-        fail("attach failed")
+        fatal("attach failed")
     refused(args, launcher(args, ["attach", str(w.p.pid)]),
             "already attached")
     if launcher(args, ["detach", str(w.p.pid)]).returncode != 0:
-        fail("detach failed")
+        fatal("detach failed")
     expect_same_end(args, args.workload, w, "refused")
 
 
@@ -244,12 +226,12 @@ def case_redis(args):
                           "--appendonly", "no", "--bind", "127.0.0.1"],
                          env=clean_env(), stdout=log, stderr=log)
     try:
-        wait_for(lambda: redis_cli(port, "ping").stdout.strip() == "PONG",
+        wait_until(lambda: redis_cli(port, "ping").stdout.strip() == "PONG",
                  "redis-server")
         r = launcher(args, ["attach", "--http", "127.0.0.1:%d" % http,
                             "--rate", "4k", str(p.pid)])
         if r.returncode != 0 or "attached" not in r.stdout:
-            fail("attach to redis-server failed")
+            fatal("attach to redis-server failed")
         for i in range(200):
             redis_cli(port, "rpush", "list%d" % (i % 10), "x" * 500, "y" * 900)
         top = pprof_top(args, "http://127.0.0.1:%d/debug/pprof/heap" % http,
@@ -257,15 +239,15 @@ def case_redis(args):
         print(top, flush=True)
         if "zmalloc" not in top and "zrealloc" not in top and \
                 "ztrymalloc" not in top:
-            fail("redis's allocation sites (zmalloc...) not in the profile")
+            fatal("redis's allocation sites (zmalloc...) not in the profile")
         r = launcher(args, ["detach", str(p.pid)])
         if r.returncode != 0:
-            fail("detach from redis-server failed")
+            fatal("detach from redis-server failed")
         if redis_cli(port, "llen", "list3").stdout.strip() != "40":
-            fail("redis-server lost data across attach/detach")
+            fatal("redis-server lost data across attach/detach")
         redis_cli(port, "shutdown", "nosave")
         if p.wait(timeout=60) != 0:
-            fail("redis-server exited with %d" % p.returncode)
+            fatal("redis-server exited with %d" % p.returncode)
     finally:
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)

@@ -18,10 +18,8 @@ import shutil
 import subprocess
 import sys
 
-
-def fail(msg):
-    print("check_peak_leak: FAIL: " + msg, flush=True)
-    sys.exit(1)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pprof_tool import fatal  # noqa: E402
 
 
 def run(args, mode, env_extra):
@@ -43,7 +41,7 @@ def pprof_top(args, path, index):
                         "-unit=MB", "-sample_index=" + index, path], env=env,
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
-        fail("go tool pprof: " + r.stderr)
+        fatal("go tool pprof: " + r.stderr)
     print(r.stdout)
     return r.stdout
 
@@ -64,20 +62,20 @@ def case_peak(args):
                             "HEAPPROF_SNAPSHOT_PEAK_STEP": "8m",
                             "HEAPPROF_RATE": "64k"})
     if r.returncode != 0 or r.stdout != "climbed\n":
-        fail("the workload's output or exit status changed")
+        fatal("the workload's output or exit status changed")
     peaks = [n for n in os.listdir(snaps) if n.endswith("-peak.pb.gz")]
     if len(peaks) != 1 or not re.fullmatch(
             r"heap-\d+-\d{8}T\d{6}Z(-\d+)?-peak\.pb\.gz", peaks[0]):
-        fail("expected one peak file, found %r" % os.listdir(snaps))
+        fatal("expected one peak file, found %r" % os.listdir(snaps))
     if shutil.which("go") is None:
         print("go not found: the peak file's contents are not read")
         return
     top = pprof_top(args, os.path.join(snaps, peaks[0]), "inuse_space")
     climb = flat_mb(top, "peak_site_climb")
     if climb < 56:
-        fail("peak_site_climb holds %.1f MB in the peak file, want ~64" % climb)
+        fatal("peak_site_climb holds %.1f MB in the peak file, want ~64" % climb)
     if flat_mb(top, "peak_site_after") > climb / 8:
-        fail("the peak file shows the exit state, not the peak")
+        fatal("the peak file shows the exit state, not the peak")
 
 
 def case_leak(args):
@@ -86,34 +84,34 @@ def case_leak(args):
     r = run(args, "leak", {"HEAPPROF_LEAK_REPORT": "1", "HEAPPROF_RATE": "1",
                            "HEAPPROF_SNAPSHOT_DIR": snaps})
     if r.returncode != 0 or r.stdout != "leaked\n":
-        fail("the workload's output or exit status changed")
+        fatal("the workload's output or exit status changed")
     m = re.search(r"leak report: ([\d.]+) MiB in (\d+) objects still in use",
                   r.stderr)
     if m is None:
-        fail("no leak report on stderr (the program closed it)")
+        fatal("no leak report on stderr (the program closed it)")
     if not 3.9 <= float(m.group(1)) <= 4.2 or int(m.group(2)) < 7:
-        fail("leak report totals: %s MiB in %s objects, want 4 MiB in 7+"
+        fatal("leak report totals: %s MiB in %s objects, want 4 MiB in 7+"
              % (m.group(1), m.group(2)))
     for site in ("leak_site_big", "leak_site_small", "main"):
         if site not in r.stderr:
-            fail(site + " not in the leak report")
+            fatal(site + " not in the leak report")
     if "freed_site" in r.stderr:
-        fail("freed memory shows in the leak report")
+        fatal("freed memory shows in the leak report")
     big = r.stderr.index("leak_site_big")
     if big > r.stderr.index("leak_site_small"):
-        fail("sites not ordered by bytes")
+        fatal("sites not ordered by bytes")
     if not any(n.endswith(".pb.gz") and "-peak" not in n
                for n in os.listdir(snaps)):
-        fail("no exit snapshot written with the leak report")
+        fatal("no exit snapshot written with the leak report")
 
 
 def case_clean(args):
     r = run(args, "clean", {"HEAPPROF_LEAK_REPORT": "1", "HEAPPROF_RATE": "1"})
     if r.returncode != 4 or r.stdout != "clean\n":
-        fail("the workload's output or exit status changed")
+        fatal("the workload's output or exit status changed")
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     if len(lines) != 1 or "leak report: nothing in use at exit" not in lines[0]:
-        fail("expected one short line, got %r" % lines)
+        fatal("expected one short line, got %r" % lines)
 
 
 def main():
