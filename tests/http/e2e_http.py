@@ -98,22 +98,6 @@ def http(url, method="GET", data=None, timeout=30, unix=None):
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
-def established(port):
-    """Connections to 127.0.0.1:port now established (/proc/net/tcp)."""
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            local, state = row.split()[1], row.split()[3]
-            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                n += 1
-    return n
-
-
 def wait_http(url, proc, what, timeout=20):
     end = time.time() + timeout
     while time.time() < end:
@@ -761,12 +745,13 @@ def mode_example(a):
                                    label="example -seconds 2")
         t = threading.Thread(target=delta)
         t.start()
-        # Measure once go tool pprof's request is held by the server.
-        if not wait_for(lambda: established(port) or not t.is_alive(), 60):
-            fail("go tool pprof never connected")
+        # App requests from now until go tool pprof is done: they cover
+        # its whole seconds=2 window, however late it starts.
         worst = 0.0
+        during = 0
         while t.is_alive():
             t0 = time.time()
+            during += 1
             st, _, _ = http(base + "/?item=during", timeout=5)
             worst = max(worst, time.time() - t0)
             if st != 200:
@@ -776,7 +761,8 @@ def mode_example(a):
         if worst > 0.5:
             fail("app blocked %.2f s during seconds=2" % worst)
         else:
-            note("ok   app answered within %.3f s during seconds=2" % worst)
+            note("ok   app answered %d requests, each within %.3f s, during "
+                 "seconds=2" % (during, worst))
         prof = result.get("prof")
         if prof is not None:
             if not (prof.duration or "").startswith("2."):
