@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "http.h"
 
 #define TREE_TIMEOUT_MS 5000       /* one request's collection, all parts */
@@ -132,14 +133,8 @@ descendants(pid_t **out)
         pid_t pp = hp_tree_ppid((pid_t)pid);
         if (pp <= 0)
             continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 256;
-            struct proc *nv = realloc(v, ncap * sizeof(*v));
-            if (nv == NULL)
-                break;
-            v = nv;
-            cap = ncap;
-        }
+        if (!hp_grow((void **)&v, &cap, n + 1, sizeof(*v)))
+            break;
         v[n].pid = (pid_t)pid;
         v[n].ppid = pp;
         n++;
@@ -173,39 +168,6 @@ descendants(pid_t **out)
     return tail - 1;
 }
 
-/* ------------------------------------------------------------ buffers */
-
-struct tbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static int
-tbuf_put(void *ctx, const void *data, size_t len)
-{
-    struct tbuf *b = ctx;
-    if (b->len + len > b->cap) {
-        size_t ncap = b->cap ? b->cap : 4096;
-        while (ncap < b->len + len)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (np == NULL)
-            return HEAPPROF_ENOMEM;
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-static void
-tbuf_free(struct tbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
-
 /* ------------------------------------------------------------- merging */
 
 /*
@@ -214,10 +176,10 @@ tbuf_free(struct tbuf *b)
  */
 struct merger {
     enum heapprof_profile which;
-    struct tbuf acc;
+    struct hp_buf acc;
     bool have_acc;
     struct heapprof_profile_part parts[TREE_BATCH + 1];
-    struct tbuf bodies[TREE_BATCH];
+    struct hp_buf bodies[TREE_BATCH];
     size_t n;
     unsigned merged;             /* processes in acc */
 };
@@ -226,14 +188,14 @@ static int
 merge_into_acc(struct merger *m, const struct heapprof_profile_part *parts,
                size_t n)
 {
-    struct tbuf out = { 0 };
-    struct heapprof_sink sink = { tbuf_put, &out };
+    struct hp_buf out = { 0 };
+    struct heapprof_sink sink = hp_buf_sink(&out);
     int rc = heapprof_profile_merge(parts, n, m->which, &sink);
-    if (rc != HEAPPROF_OK) {
-        tbuf_free(&out);
+    if (rc != HEAPPROF_OK || out.oom) {
+        hp_buf_free(&out);
         return rc;
     }
-    tbuf_free(&m->acc);
+    hp_buf_free(&m->acc);
     m->acc = out;
     m->have_acc = true;
     return HEAPPROF_OK;
@@ -267,13 +229,13 @@ merger_flush(struct merger *m)
         }
     }
     for (size_t i = 0; i < m->n; i++)
-        tbuf_free(&m->bodies[i]);
+        hp_buf_free(&m->bodies[i]);
     m->n = 0;
 }
 
 /* Add body (taken) as pid's part. */
 static void
-merger_add(struct merger *m, struct tbuf *body, pid_t pid)
+merger_add(struct merger *m, struct hp_buf *body, pid_t pid)
 {
     if (m->n == TREE_BATCH)
         merger_flush(m);
@@ -288,8 +250,8 @@ static void
 merger_free(struct merger *m)
 {
     for (size_t i = 0; i < m->n; i++)
-        tbuf_free(&m->bodies[i]);
-    tbuf_free(&m->acc);
+        hp_buf_free(&m->bodies[i]);
+    hp_buf_free(&m->acc);
 }
 
 /* ---------------------------------------------------------- collecting */
@@ -297,7 +259,7 @@ merger_free(struct merger *m)
 struct ask {
     pid_t pid;
     int fd;
-    struct tbuf in;
+    struct hp_buf in;
 };
 
 /* A finished answer: "HPT1 status served\n" then the body. */
@@ -305,7 +267,7 @@ struct answer {
     pid_t pid;
     int status;
     int served;
-    struct tbuf body;
+    struct hp_buf body;
 };
 
 typedef void (*answer_fn)(void *ctx, struct answer *a);
@@ -355,8 +317,8 @@ ask_read(struct ask *k, answer_fn fn, void *ctx)
     for (;;) {
         ssize_t n = recv(k->fd, buf, sizeof(buf), 0);
         if (n > 0) {
-            if (k->in.len + (size_t)n > TREE_MAX_ANSWER ||
-                tbuf_put(&k->in, buf, (size_t)n) != 0)
+            hp_buf_put(&k->in, buf, (size_t)n);
+            if (k->in.oom || k->in.len > TREE_MAX_ANSWER)
                 return true;
             continue;
         }
@@ -377,7 +339,7 @@ ask_end(struct ask *k)
     if (k->fd >= 0)
         close(k->fd);
     k->fd = -1;
-    tbuf_free(&k->in);
+    hp_buf_free(&k->in);
 }
 
 /*
@@ -524,19 +486,20 @@ on_answer(void *ctx, struct answer *a)
     struct gather *g = ctx;
     if (g->p != NULL) {
         unsigned id;
-        if (a->status == 202 && tbuf_put(&a->body, "", 1) == 0 &&
+        hp_buf_put(&a->body, "", 1);
+        if (a->status == 202 && !a->body.oom &&
             sscanf(a->body.p, "%u", &id) == 1) {
             g->p->pids[g->p->n] = a->pid;
             g->p->ids[g->p->n++] = id;
         }
-        tbuf_free(&a->body);
+        hp_buf_free(&a->body);
     } else if (g->m == NULL) {
-        tbuf_free(&g->one.body);
+        hp_buf_free(&g->one.body);
         g->one = *a;
     } else if (a->status == 200 && a->served != HEAPPROF_HTTP_SERVED_OTHER) {
         merger_add(g->m, &a->body, a->pid);
     } else {
-        tbuf_free(&a->body);
+        hp_buf_free(&a->body);
     }
 }
 
@@ -589,7 +552,8 @@ add_own(struct merger *m, pid_t only, struct heapprof_http_response *resp)
 {
     if (only != 0)
         return;
-    struct tbuf own = { resp->body, resp->body_len, resp->body_len };
+    struct hp_buf own = { resp->body, resp->body_len, resp->body_len,
+                          false };
     resp->body = NULL;
     merger_add(m, &own, getpid());
 }
@@ -604,7 +568,7 @@ proxy_one(pid_t only, const char *uri, struct heapprof_http_response *resp)
     free(pids);
     struct gather g = { 0 };
     collect(&only, NULL, 1, uri, on_answer, &g);
-    struct tbuf *b = &g.one.body;
+    struct hp_buf *b = &g.one.body;
     if (g.one.pid == 0) {
         hp_http_error(resp, 504, "heapprof: that process did not answer in "
                                  "time");
@@ -612,15 +576,15 @@ proxy_one(pid_t only, const char *uri, struct heapprof_http_response *resp)
         /* An error of its own: text, one line. */
         while (b->len > 0 && b->p[b->len - 1] == '\n')
             b->len--;
-        hp_http_error(resp, g.one.status,
-                      tbuf_put(b, "", 1) == 0 ? b->p : "heapprof: error");
+        hp_buf_put(b, "", 1);
+        hp_http_error(resp, g.one.status, !b->oom ? b->p : "heapprof: error");
     } else {
         free(resp->body);
         resp->body = b->p;
         resp->body_len = b->len;
         memset(b, 0, sizeof(*b));
     }
-    tbuf_free(b);
+    hp_buf_free(b);
 }
 
 /* A profile from this process (resp, taken) and the targets, merged. */

@@ -16,7 +16,15 @@ Modes (one ctest each):
              at once with the others, a stuck worker costs at most the
              collection timeout, and the parent keeps serving.
 
-privdrop and memcached skip (77) when not root or the program is absent.
+  postgres   Debian's postgresql 15 (initdb in a temporary directory, run
+             as the postgres user, loopback, free ports) preloaded with
+             HEAPPROF_HTTP: the postmaster's allocs profile shows an idle
+             psql session's backend (PostgresMain, palloc and
+             AllocSetContextCreateInternal under its pid) while pgbench -C forks a backend per
+             transaction.
+
+privdrop, memcached and postgres skip (77) when not root or the program is
+absent.
 """
 
 import argparse
@@ -25,6 +33,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -292,10 +301,107 @@ def mode_kill9(a):
         stop_tree(srv, info)
 
 
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def as_postgres():
+    import pwd
+    pw = pwd.getpwnam("postgres")
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def mode_postgres(a):
+    need_root()
+    if not os.path.exists(os.path.join(PG_BIN, "postgres")):
+        skip("postgresql 15 not found (scripts/deps.sh installs it)")
+    ids = as_postgres()
+    data = os.path.join(a.workdir, "pg")
+    os.chmod(a.workdir, 0o755)
+    os.makedirs(data, 0o700)
+    os.chown(data, ids["user"], ids["group"])
+    env = h.clean_env({})
+    out = open(os.path.join(a.workdir, "initdb.log"), "w")
+    if subprocess.run([os.path.join(PG_BIN, "initdb"), "-D", data, "-A",
+                       "trust"], env=env, stdout=out, stderr=out,
+                      **ids).returncode != 0:
+        raise SystemExit("FAIL: initdb failed, see " + out.name)
+    port, pgport = h.free_port(), h.free_port()
+    log = open(os.path.join(a.workdir, "log"), "w+")
+    penv = h.clean_env({"LD_PRELOAD": a.preload, "HEAPPROF_RATE": "4096",
+                        "HEAPPROF_HTTP": "127.0.0.1:%d" % port})
+    pg = subprocess.Popen([os.path.join(PG_BIN, "postgres"), "-D", data,
+                           "-p", str(pgport), "-k", data, "-c",
+                           "listen_addresses=127.0.0.1"], env=penv,
+                          stdout=log, stderr=subprocess.STDOUT, **ids)
+    psql = bench = None
+    try:
+        base = "http://127.0.0.1:%d" % port
+        h.wait_http(base + "/debug/pprof/", None, "postmaster")
+        cli = [os.path.join(PG_BIN, "psql"), "-h", data, "-p", str(pgport),
+               "-d", "postgres", "-At"]
+        end = time.time() + 30
+        while subprocess.run(cli + ["-c", "select 1"], env=env,
+                             capture_output=True, **ids).returncode != 0:
+            if time.time() > end or pg.poll() is not None:
+                raise SystemExit("FAIL: postgres not accepting connections")
+            time.sleep(0.2)
+        # An idle session: its backend allocates nothing while asked.
+        psql = subprocess.Popen(cli, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, **ids)
+        psql.stdin.write("select pg_backend_pid();\n"
+                         "select length(string_agg(relname, ',')) from "
+                         "pg_class, generate_series(1, 200);\n")
+        psql.stdin.flush()
+        backend = int(psql.stdout.readline())
+        psql.stdout.readline()
+        pgb = os.path.join(PG_BIN, "pgbench")
+        subprocess.run([pgb, "-i", "-s", "1", "-h", data, "-p", str(pgport),
+                        "postgres"], env=env, capture_output=True, **ids)
+        bench = subprocess.Popen([pgb, "-C", "-c", "2", "-T", "5", "-S",
+                                  "-h", data, "-p", str(pgport), "postgres"],
+                                 env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, **ids)
+        prof = h.fetch(base + "/debug/pprof/allocs", label="postmaster tree")
+        if prof:
+            pids = {pid_of(l) for l in prof.labels}
+            if pg.pid not in pids or backend not in pids:
+                fail("tree allocs: pids %s lack postmaster %d or backend %d" %
+                     (sorted(p or 0 for p in pids), pg.pid, backend))
+            names = set()
+            for (vals, locs), labels in zip(prof.samples, prof.labels):
+                if pid_of(labels) == backend:
+                    names.update(prof.names(locs))
+            # AllocSetAlloc, under palloc, is static in Debian's stripped
+            # postgres 15: a '??' frame without postgresql-15-dbgsym.
+            expect_named(names, ["PostgresMain", "palloc",
+                                 "AllocSetContextCreateInternal"],
+                         "the idle backend %d in the postmaster's tree" %
+                         backend)
+        bench.wait(60)
+        if pg.poll() is not None:
+            fail("postgres exited: " + open(log.name).read()[-2000:])
+        lines = [l for l in open(log.name).read().splitlines()
+                 if "heapprof" in l]
+        if lines:
+            fail("postgres's tree logged: %r" % lines[:5])
+    finally:
+        for p in (bench, psql):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        if pg.poll() is None:
+            pg.send_signal(signal.SIGINT)    # fast shutdown
+            try:
+                pg.wait(30)
+            except subprocess.TimeoutExpired:
+                pg.kill()
+                pg.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["privdrop", "memcached", "prefork",
-                                     "kill9"])
+                                     "kill9", "postgres"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload", required=True)
     ap.add_argument("--workload")
