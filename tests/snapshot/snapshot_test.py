@@ -551,11 +551,14 @@ def case_reset(env, a):
 
 def case_signal(env, a):
     d = fresh_dir(os.path.join(a.workdir, "snaps"))
-    p = env.start(["churn", "3"], SNAPSHOT_DIR=d, SNAPSHOT_INTERVAL=3600,
-                  SNAPSHOT_SIGNAL="USR2", SNAPSHOT_AT_EXIT=1)
-    # heapprof is up once its SIGUSR2 handler is.
+    p = env.start_logged(["churn", "3"], d + ".log", SNAPSHOT_DIR=d,
+                         SNAPSHOT_INTERVAL=3600, SNAPSHOT_SIGNAL="USR2",
+                         SNAPSHOT_AT_EXIT=1)
+    # Signal once heapprof's handler is in and the live set is there.
     if not wait_for(lambda: catches(p.pid, signal.SIGUSR2), 30):
         fail("no SIGUSR2 handler installed")
+    if not logged(p, r"live set kept"):
+        fail("the workload never kept its live set")
     if own_files(d, p.pid, suffix=True):
         fail("a snapshot before any signal (interval 3600)")
     p.send_signal(signal.SIGUSR2)
@@ -568,7 +571,7 @@ def case_signal(env, a):
         time.sleep(0.01)
     if n != 1:
         fail("%d snapshots within 1.5 s of SIGUSR2, want 1" % n)
-    out, err = p.communicate(timeout=60)
+    out, err = finish(p)
     if p.returncode != 0 or not out.startswith("checksum"):
         fail("workload (SIGUSR2 handled by heapprof) exited %d output %r" % (
             p.returncode, out))
