@@ -19,7 +19,9 @@
 
 extern char **environ;
 
-enum opt_kind { OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL };
+enum opt_kind {
+    OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL, OPT_MODE
+};
 
 /*
  * The options, one row each: variable, kind, field of struct hp_settings,
@@ -38,6 +40,13 @@ enum opt_kind { OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL };
       1u << 20, (uint64_t)1 << 40, "budget for heapprof's own metadata")      \
     X("HEAPPROF_HTTP", OPT_ADDR, http, "", 0, 0,                              \
       "listener address: 127.0.0.1:6060, [::1]:6060 or unix:/path")          \
+    X("HEAPPROF_HTTP_SOCKET_MODE", OPT_MODE, http_socket_mode, 0600, 0,       \
+      0777, "permissions of a unix: listener's socket (octal)")              \
+    X("HEAPPROF_HTTP_SOCKET_GROUP", OPT_PATH, http_socket_group, "", 0,       \
+      sizeof(((struct hp_settings *)0)->http_socket_group),                   \
+      "group of a unix: listener's socket (name or number)")                 \
+    X("HEAPPROF_HTTP_TOKEN_FILE", OPT_PATH, http_token_file, "", 0, 0,        \
+      "file holding a bearer token every request must present")              \
     X("HEAPPROF_SNAPSHOT_DIR", OPT_PATH, snapshot_dir, "", 0, 0,              \
       "directory for periodic heap snapshots")                                \
     X("HEAPPROF_SNAPSHOT_INTERVAL", OPT_UINT, snapshot_interval, 60, 1,       \
@@ -332,6 +341,14 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
             *(uint64_t *)(void *)field = v;
             return 0;
         }
+        /* Below the minimum: an operator who asks for little gets the
+         * least there is, not the default. */
+        if (hp_parse_u64(value, 0, o->min, true, &v, &why) == 0) {
+            *(uint64_t *)(void *)field = o->min;
+            hp_log("%s='%s' is below the minimum; using %llu", o->name,
+                   value, (unsigned long long)o->min);
+            return -1;
+        }
         hp_log("%s='%s' ignored: %s; keeping %llu", o->name, value, why,
                (unsigned long long)*(uint64_t *)(void *)field);
         return -1;
@@ -355,14 +372,29 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
         hp_log("%s='%s' ignored: %s; no listener started", o->name, value,
                why);
         return -1;
-    case OPT_PATH:
-        if (value[0] != '\0' && strlen(value) < HP_PATH_MAX) {
-            snprintf(field, HP_PATH_MAX, "%s", value);
+    case OPT_PATH: {
+        size_t cap = o->max != 0 ? (size_t)o->max : HP_PATH_MAX;
+        if (value[0] != '\0' && strlen(value) < cap) {
+            snprintf(field, cap, "%s", value);
             return 0;
         }
         hp_log("%s='%s' ignored: %s", o->name, value,
-               value[0] ? "path too long" : "empty path");
+               value[0] ? "too long" : "empty value");
         return -1;
+    }
+    case OPT_MODE: {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(value, &end, 8);
+        if (value[0] >= '0' && value[0] <= '7' && *end == '\0' &&
+            errno == 0 && v <= o->max) {
+            *(unsigned *)(void *)field = (unsigned)v;
+            return 0;
+        }
+        hp_log("%s='%s' ignored: not an octal mode (0000..0777); keeping "
+               "%04o", o->name, value, *(unsigned *)(void *)field);
+        return -1;
+    }
     case OPT_BOOL:
         if (hp_parse_bool(value, (bool *)(void *)field, &why) == 0)
             return 0;
@@ -469,11 +501,22 @@ hp_settings_from_config(struct hp_settings *s, const struct heapprof_config *cfg
     return HEAPPROF_OK;
 }
 
+/* At a rate this low nearly every block has a live record (about 100
+ * bytes each): the 64 MiB default holds some 700 000, a fraction of a real
+ * server's heap. The default alone (not a budget the operator chose) is
+ * raised there; it is a ceiling, mapped only as records need it. */
+#define EXHAUSTIVE_RATE 4096u
+#define EXHAUSTIVE_MAX_MEMORY (1ull << 30)
+
 void
 hp_settings_apply(const struct hp_settings *s)
 {
     hp_settings = *s;
-    hp_ialloc_set_budget(s->max_memory);
+    uint64_t budget = s->max_memory;
+    if (budget == HP_DEFAULT_MAX_MEMORY && s->rate > 0 &&
+        s->rate <= EXHAUSTIVE_RATE)
+        budget = EXHAUSTIVE_MAX_MEMORY;
+    hp_ialloc_set_budget(budget);
 }
 
 static int config_state; /* 0 none, 1 in progress, 2 done (atomic) */

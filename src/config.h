@@ -19,6 +19,9 @@ struct hp_settings {
     unsigned stack_depth;
     uint64_t max_memory;
     char http[HP_ADDR_MAX];          /* "" = no listener */
+    unsigned http_socket_mode;       /* unix: listener's socket mode */
+    char http_socket_group[64];      /* its group (name or gid); "" = ours */
+    char http_token_file[HP_PATH_MAX]; /* bearer token; "" = none */
     char snapshot_dir[HP_PATH_MAX];  /* "" = no snapshots */
     unsigned snapshot_interval;
     unsigned snapshot_keep;

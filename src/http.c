@@ -22,6 +22,7 @@
 #include "delta.h"
 #include "fileio.h"
 #include "gc_registry.h"
+#include "ialloc.h"
 #include "query.h"
 #include "symbolize.h"
 #include "text_encode.h"
@@ -42,13 +43,13 @@ resp_reset(struct heapprof_http_response *resp)
 }
 
 /* Hand the buffer to the response; a buffer that ran out of memory
- * becomes a 500 with no body (there is nothing left to format it in). */
+ * becomes a 503 with no body (there is nothing left to format it in). */
 static void
 resp_take(struct heapprof_http_response *resp, struct hp_buf *b)
 {
     if (b->oom) {
         free(b->p);
-        resp->status = 500;
+        resp->status = 503;
         resp->content_type = CT_TEXT;
         resp->content_disposition = NULL;
         resp->headers = HEAPPROF_HTTP_HDR_NOSNIFF | HEAPPROF_HTTP_HDR_GO_PPROF;
@@ -288,15 +289,26 @@ is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* Bounds on one /debug/pprof/symbol request, which runs on the only
+ * listener thread: addresses looked up, and time spent. What is past
+ * them is left out of the answer (pprof shows those addresses bare). */
+#define SYMBOL_MAX_ADDRS 16384u
+#define SYMBOL_MAX_NS (5 * 1000000000ull)
+
 /* pprof's symbolz protocol: "num_symbols: 1" (we can symbolize), then
- * "0x<addr> <name>" for each '+'-separated address we know. */
+ * "0x<addr> <name>" for each '+'-separated address we know. One
+ * symbolizer session for the whole list. */
 static void
 serve_symbol(const char *list, size_t n, struct heapprof_http_response *resp)
 {
     struct hp_buf b = {0};
     hp_buf_puts(&b, "num_symbols: 1\n");
     size_t i = 0;
-    while (i < n && !b.oom) {
+    unsigned looked_up = 0;
+    uint64_t deadline = hp_now_mono_ns() + SYMBOL_MAX_NS;
+    hp_symbolize_begin();
+    while (i < n && !b.oom && looked_up < SYMBOL_MAX_ADDRS &&
+           (looked_up % 64 != 0 || hp_now_mono_ns() < deadline)) {
         size_t j = i;
         while (j < n && list[j] != '+')
             j++;
@@ -320,10 +332,12 @@ serve_symbol(const char *list, size_t n, struct heapprof_http_response *resp)
             pc > UINTPTR_MAX)
             continue;
         char name[512];
+        looked_up++;
         if (hp_symbolize_name((uintptr_t)pc, name, sizeof(name)) != 0)
             continue;
         hp_buf_printf(&b, "%#llx %s\n", pc, name);
     }
+    hp_symbolize_end();
     resp->status = 200;
     resp->content_type = CT_TEXT;
     resp->headers = HEAPPROF_HTTP_HDR_NOSNIFF;
@@ -341,7 +355,7 @@ serve_encoded(const struct hp_profile_data *d, enum heapprof_profile which,
                    : hp_profile_encode(d, which, &sink);
     if (err != 0) {
         free(b.p);
-        serve_error(resp, 500, "failed to write profile");
+        serve_error(resp, 503, "failed to write profile (out of memory)");
         return;
     }
     resp->status = 200;
@@ -361,7 +375,19 @@ struct heapprof_http_pending {
     enum heapprof_profile which;
     enum heapprof_http_served served;
     const char *disposition;
+    uint64_t charged;   /* bytes counted against HEAPPROF_MAX_MEMORY */
 };
+
+/* Free a pending request and give back what it counted in the budget. */
+static void
+pending_free(struct heapprof_http_pending *p)
+{
+    if (p == NULL)
+        return;
+    hp_ialloc_uncharge(p->charged);
+    hp_profile_data_free(&p->p0);
+    free(p);
+}
 
 /* seconds=N: the first collection, kept until the server resumes. */
 static int
@@ -369,12 +395,20 @@ start_delta(enum ep ep, long long sec, struct heapprof_http_response *resp)
 {
     struct heapprof_http_pending *p = calloc(1, sizeof(*p));
     if (p == NULL || hp_profile_collect(&p->p0) != 0) {
-        if (p != NULL)
-            hp_profile_data_free(&p->p0);
-        free(p);
-        serve_error(resp, 500, "failed to collect profile");
+        pending_free(p);
+        serve_error(resp, 503, "failed to collect profile (out of memory)");
         return 0;
     }
+    /* The first profile waits N seconds: it counts in the budget, so
+     * waiting requests cannot pin memory beyond it. */
+    uint64_t size = sizeof(*p) + p->p0.n * sizeof(p->p0.e[0]);
+    if (!hp_ialloc_charge(size)) {
+        pending_free(p);
+        serve_error(resp, 503, "seconds=N: no room for its first profile "
+                               "in HEAPPROF_MAX_MEMORY; try again later");
+        return 0;
+    }
+    p->charged = size;
     bool heap = ep == EP_HEAP;
     p->which = heap ? HEAPPROF_PROFILE_HEAP : HEAPPROF_PROFILE_ALLOCS;
     p->served = heap ? HEAPPROF_HTTP_SERVED_HEAP : HEAPPROF_HTTP_SERVED_ALLOCS;
@@ -423,7 +457,7 @@ serve_profile(enum ep ep, const char *query, size_t qn,
     struct hp_profile_data d;
     if (collect(ep, &q, &d) != 0) {
         hp_profile_data_free(&d);
-        serve_error(resp, 500, "failed to collect profile");
+        serve_error(resp, 503, "failed to collect profile (out of memory)");
         return 0;
     }
     enum heapprof_profile which =
@@ -554,9 +588,9 @@ heapprof_http_resume(struct heapprof_http_pending *p,
     memset(&p1, 0, sizeof(p1));
     if (hp_profile_collect(&p1) != 0) {
         hp_profile_data_free(&p1);
-        serve_error(resp, 500, "failed to collect profile");
+        serve_error(resp, 503, "failed to collect profile (out of memory)");
     } else if (hp_http_delta(&p1, &p->p0, HP_DELTA_ALL) != 0) {
-        serve_error(resp, 500, "failed to compute delta");
+        serve_error(resp, 503, "failed to compute delta (out of memory)");
     } else {
         p1.duration_ns = p1.time_ns > p->p0.time_ns
                              ? p1.time_ns - p->p0.time_ns
@@ -566,8 +600,7 @@ heapprof_http_resume(struct heapprof_http_pending *p,
             resp->served = p->served;
     }
     hp_profile_data_free(&p1);
-    hp_profile_data_free(&p->p0);
-    free(p);
+    pending_free(p);
     hp_fence_exit();
     return 0;
 }
@@ -578,8 +611,7 @@ heapprof_http_cancel(struct heapprof_http_pending *p)
     if (p == NULL)
         return;
     hp_fence_enter();
-    hp_profile_data_free(&p->p0);
-    free(p);
+    pending_free(p);
     hp_fence_exit();
 }
 
@@ -590,10 +622,7 @@ heapprof_http_response_free(struct heapprof_http_response *resp)
         return;
     hp_fence_enter();
     free(resp->body);
-    if (resp->pending != NULL) {
-        hp_profile_data_free(&resp->pending->p0);
-        free(resp->pending);
-    }
+    pending_free(resp->pending);
     hp_fence_exit();
     memset(resp, 0, sizeof(*resp));
 }

@@ -95,6 +95,18 @@ hp_resident_bytes(const void *start, size_t len)
     return bytes;
 }
 
+bool
+hp_ialloc_charge(uint64_t size)
+{
+    return charge(size);
+}
+
+void
+hp_ialloc_uncharge(uint64_t size)
+{
+    __atomic_fetch_sub(&mapped, size, __ATOMIC_RELAXED);
+}
+
 uint64_t
 hp_ialloc_mapped(void)
 {

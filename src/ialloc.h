@@ -18,6 +18,11 @@ HP_HIDDEN uint64_t hp_ialloc_mapped(void);
 /* Resident bytes of the pages under [start, start + len) (mincore), for
  * heapprof's static tables, whose pages exist only once touched. */
 HP_HIDDEN uint64_t hp_resident_bytes(const void *start, size_t len);
+/* Count size bytes held outside ialloc (a seconds=N request's copy of the
+ * profile) against the budget while they live: false, and nothing
+ * counted, when they would pass it. Uncharge with the same size. */
+HP_HIDDEN bool hp_ialloc_charge(uint64_t size);
+HP_HIDDEN void hp_ialloc_uncharge(uint64_t size);
 /* The budget until configuration sets one (HEAPPROF_MAX_MEMORY's default). */
 #define HP_DEFAULT_MAX_MEMORY ((uint64_t)64 << 20)
 HP_HIDDEN void hp_ialloc_set_budget(uint64_t bytes);

@@ -111,11 +111,15 @@ HP_LAZY_VOID(LIB_PBC, protobuf_c_message_free_unpacked,
 
 /* ---------------------------------------------------------------- libelf */
 
+HP_LAZY(LIB_ELF, int, elf_errno, 0, (void), ())
 HP_LAZY(LIB_ELF, Elf_Scn *, elf_getscn, NULL, (Elf *e, size_t i), (e, i))
 HP_LAZY(LIB_ELF, GElf_Shdr *, gelf_getshdr, NULL, (Elf_Scn *s, GElf_Shdr *d),
         (s, d))
 
 /* ----------------------------------------------------------------- libdw */
+
+HP_LAZY(LIB_DW, int, dwarf_errno, 0, (void), ())
+HP_LAZY(LIB_DW, int, dwfl_errno, 0, (void), ())
 
 HP_LAZY(LIB_DW, Dwarf_Attribute *, dwarf_attr, NULL,
         (Dwarf_Die *die, unsigned int name, Dwarf_Attribute *r),

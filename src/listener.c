@@ -11,13 +11,17 @@
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <grp.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,6 +32,7 @@
 #include "heapprof.h"
 #include "http.h"
 #include "log.h"
+#include "symbolize.h"
 #include "tree.h"
 
 typedef int (*hp_mhd_access_fn)(void *cls, struct MHD_Connection *c,
@@ -54,6 +59,14 @@ typedef void (*hp_mhd_conn_fn)(struct MHD_Connection *c);
 typedef void (*hp_mhd_stop_fn)(struct MHD_Daemon *d);
 typedef const char *(*hp_mhd_lookup_fn)(struct MHD_Connection *c, int kind,
                                         const char *key);
+typedef int (*hp_mhd_kv_fn)(void *cls, int kind, const char *key,
+                            const char *value);
+typedef int (*hp_mhd_values_fn)(struct MHD_Connection *c, int kind,
+                                hp_mhd_kv_fn it, void *it_cls);
+typedef const void *(*hp_mhd_info_fn)(struct MHD_Connection *c, int what,
+                                      ...);
+typedef void (*hp_mhd_notify_fn)(void *cls, struct MHD_Connection *c,
+                                 void **socket_context, int toe);
 
 static struct {
     hp_mhd_start_fn start;
@@ -65,6 +78,8 @@ static struct {
     hp_mhd_conn_fn suspend;
     hp_mhd_conn_fn resume;
     hp_mhd_lookup_fn lookup;
+    hp_mhd_values_fn values;
+    hp_mhd_info_fn info;
     hp_mhd_stop_fn stop;
 } mhd;
 
@@ -76,6 +91,19 @@ static struct {
 #define MAX_BODY (1u << 20)      /* POST /symbol body */
 #define WRITE_TIMEOUT_S 3600u   /* seconds=N must be below this */
 #define LISTEN_BACKLOG 64
+/* seconds=N requests waiting at once: the other slots stay for others. */
+#define MAX_PENDING 8u
+/* A request must arrive whole within this from the connection (or the end
+ * of the previous request on it), however steadily it trickles in; when
+ * every slot is taken, within CROWDED_ARRIVE_NS, so slow clients cannot
+ * keep the good ones out. */
+#define ARRIVE_NS (10 * 1000000000ull)
+#define CROWDED_ARRIVE_NS 1000000000ull
+/* How often the loop looks at slow and departed clients. */
+#define REAP_MS 250
+/* More query parameters than this get 414 (MHD would run out of its
+ * per-connection memory parsing them and drop the connection). */
+#define MAX_QUERY_PARAMS 64u
 
 /* Listener state. Written by hp_listener_start (lifecycle lock held by the
  * caller) before the thread starts, read-only afterwards; the fork child
@@ -88,6 +116,15 @@ static char where[HP_ADDR_MAX];
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static int stop_requested;       /* atomic: hp_listener_stop was called */
 
+/* Per-socket state (MHD's socket context), owned by the listener thread:
+ * how long the request now arriving on it has taken. */
+struct sock {
+    int fd;
+    uint64_t since_ns;          /* accepted, or the previous request done */
+    bool busy;                  /* a whole request arrived, being served */
+    struct sock *next;
+};
+
 /* Per-request state, owned by the listener thread. */
 struct conn {
     char *uri;                  /* raw request target, NUL-terminated */
@@ -95,14 +132,67 @@ struct conn {
     size_t body_len;
     bool started;
     bool ready;                 /* pending delta due, resume it */
+    bool gone;                  /* its client left while it waited */
+    bool too_many_params;
     struct hp_tree_pending *pending;
     uint64_t due_ns;            /* monotonic */
     struct MHD_Connection *mc;
+    struct sock *sock;
     struct conn *next;          /* waiting list (suspended requests) */
 };
 
-/* Suspended seconds=N requests; touched by the listener thread only. */
+/* Suspended seconds=N requests and open sockets; touched by the listener
+ * thread only. */
 static struct conn *waiting;
+static unsigned n_waiting;
+static struct sock *socks;
+static unsigned n_socks;
+
+static void
+on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+              int toe)
+{
+    (void)cls;
+    struct sock *s = *socket_context;
+    if (toe == HP_MHD_CONNECTION_NOTIFY_STARTED) {
+        const void *fd = mhd.info(mc, HP_MHD_CONNECTION_INFO_CONNECTION_FD);
+        s = calloc(1, sizeof(*s));
+        if (s == NULL || fd == NULL) {
+            free(s);
+            return; /* not watched: the idle timeout still applies */
+        }
+        memcpy(&s->fd, fd, sizeof(s->fd));
+        s->since_ns = hp_now_mono_ns();
+        s->next = socks;
+        socks = s;
+        n_socks++;
+        *socket_context = s;
+        return;
+    }
+    if (s == NULL)
+        return;
+    for (struct sock **pp = &socks; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            n_socks--;
+            break;
+        }
+    }
+    free(s);
+    *socket_context = NULL;
+}
+
+static unsigned
+count_params(const char *uri)
+{
+    const char *q = strchr(uri, '?');
+    if (q == NULL || q[1] == '\0')
+        return 0;
+    unsigned n = 1;
+    for (q++; *q != '\0'; q++)
+        n += *q == '&';
+    return n;
+}
 
 static void *
 on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
@@ -117,6 +207,17 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
         free(c);
         return NULL;
     }
+    const void *sc = mhd.info(mc, HP_MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (sc != NULL)
+        memcpy(&c->sock, sc, sizeof(c->sock));
+    if (uri != NULL && count_params(uri) > MAX_QUERY_PARAMS) {
+        /* MHD parses the query into its connection pool right after this
+         * call, from this very buffer: end it at the '?' so it parses
+         * nothing, and answer 414 from our copy. */
+        c->too_many_params = true;
+        char *q = strchr(uri, '?');
+        q[1] = '\0';
+    }
     return c;
 }
 
@@ -126,6 +227,7 @@ unlink_waiting(struct conn *c)
     for (struct conn **pp = &waiting; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == c) {
             *pp = c->next;
+            n_waiting--;
             return;
         }
     }
@@ -140,6 +242,11 @@ on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, int toe)
     struct conn *c = *con_cls;
     if (c == NULL)
         return;
+    if (c->sock != NULL) {
+        /* The next request on this connection starts its clock now. */
+        c->sock->busy = false;
+        c->sock->since_ns = hp_now_mono_ns();
+    }
     unlink_waiting(c);
     hp_tree_cancel(c->pending);
     free(c->uri);
@@ -183,6 +290,8 @@ send_error(struct MHD_Connection *mc, unsigned status, const char *msg)
     return send_response(mc, &resp);
 }
 
+static int check_headers(struct MHD_Connection *mc, struct conn *c);
+
 static int
 on_access(void *cls, struct MHD_Connection *mc, const char *url,
           const char *method, const char *version, const char *upload,
@@ -196,22 +305,22 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
         return send_error(mc, 503, "heapprof: out of memory");
 
     if (c->ready) {
-        /* A resumed seconds=N request: its delay is over. */
+        /* A resumed seconds=N request: its delay is over, or its client
+         * left (then no delta is computed, and the socket is closed). */
         struct heapprof_http_response resp;
         struct hp_tree_pending *p = c->pending;
         c->pending = NULL;
         c->ready = false;
+        if (c->gone) {
+            hp_tree_cancel(p);
+            return HP_MHD_NO;
+        }
         hp_tree_resume(p, &resp);
         return send_response(mc, &resp);
     }
     if (!c->started) {
         c->started = true;
-        /* MHD takes a response only before the body or after all of it:
-         * refuse an announced oversized body now, unread. */
-        const char *cl = mhd.lookup(mc, HP_MHD_HEADER_KIND, "Content-Length");
-        if (cl != NULL && strtoull(cl, NULL, 10) > MAX_BODY)
-            return send_error(mc, 413, "request body too large");
-        return HP_MHD_YES; /* headers only; body chunks (if any) follow */
+        return check_headers(mc, c);
     }
     if (*upload_size > 0) {
         /* A chunked body that grows past the cap: drop the connection. */
@@ -237,17 +346,116 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
     req.body_len = c->body_len;
     req.write_timeout_s = WRITE_TIMEOUT_S;
     struct heapprof_http_response resp;
+    if (c->sock != NULL)
+        c->sock->busy = true;
     /* This process's profile merged with its descendants' (tree.h). */
     int rc = hp_tree_handle(&req, &resp, &c->pending);
+    if (rc == HEAPPROF_HTTP_PENDING && n_waiting >= MAX_PENDING) {
+        hp_tree_cancel(c->pending); /* drops its first profiles */
+        c->pending = NULL;
+        heapprof_http_response_free(&resp);
+        return send_error(mc, 503, "too many seconds=N requests waiting "
+                                   "(at most 8); try again later");
+    }
     if (rc == HEAPPROF_HTTP_PENDING) {
         c->due_ns = hp_now_mono_ns() + (uint64_t)resp.delay_ms * 1000000u;
         heapprof_http_response_free(&resp);
         c->next = waiting;
         waiting = c;
+        n_waiting++;
         mhd.suspend(mc);
         return HP_MHD_YES;
     }
     return send_response(mc, &resp);
+}
+
+/* HEAPPROF_HTTP_TOKEN_FILE's token (read once at start); "" = none. */
+static char token[256];
+
+/* Read the bearer token: its first line, trailing blanks dropped. 0, or
+ * -1 with a static reason (the listener then refuses to start: a token
+ * that was asked for is never silently absent). */
+static int
+load_token(const char *path, const char **why)
+{
+    token[0] = '\0';
+    if (path[0] == '\0')
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    char buf[sizeof token + 1];
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n < 0) {
+        *why = "HEAPPROF_HTTP_TOKEN_FILE cannot be read";
+        return -1;
+    }
+    size_t len = strcspn(buf, "\r\n") < (size_t)n ? strcspn(buf, "\r\n")
+                                                   : (size_t)n;
+    while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+        len--;
+    if (len < 16 || len >= sizeof token) {
+        *why = "HEAPPROF_HTTP_TOKEN_FILE must hold a token of 16 to 255 "
+               "bytes on its first line";
+        return -1;
+    }
+    memcpy(token, buf, len);
+    token[len] = '\0';
+    return 0;
+}
+
+/* "Bearer <token>", compared in constant time. */
+static bool
+authorized(struct MHD_Connection *mc)
+{
+    if (token[0] == '\0')
+        return true;
+    const char *a = mhd.lookup(mc, HP_MHD_HEADER_KIND, "Authorization");
+    if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0)
+        return false;
+    a += 7;
+    size_t n = strlen(token);
+    if (strlen(a) != n)
+        return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(a[i] ^ token[i]);
+    return diff == 0;
+}
+
+static int
+count_content_length(void *cls, int kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, "Content-Length") == 0)
+        ++*(unsigned *)cls;
+    return HP_MHD_YES;
+}
+
+/* The first call for a request, headers complete: refuse what must not be
+ * read on. */
+static int
+check_headers(struct MHD_Connection *mc, struct conn *c)
+{
+    if (!authorized(mc))
+        return send_error(mc, 401, "missing or wrong bearer token "
+                                   "(Authorization: Bearer ..., see "
+                                   "HEAPPROF_HTTP_TOKEN_FILE)");
+    if (c->too_many_params)
+        return send_error(mc, 414, "too many query parameters (at most 64)");
+    /* Two lengths make the body's end ambiguous (request smuggling behind
+     * a proxy that picks the other one). */
+    unsigned n_cl = 0;
+    mhd.values(mc, HP_MHD_HEADER_KIND, count_content_length, &n_cl);
+    if (n_cl > 1)
+        return send_error(mc, 400, "duplicate Content-Length header");
+    /* MHD takes a response only before the body or after all of it:
+     * refuse an announced oversized body now, unread. */
+    const char *cl = mhd.lookup(mc, HP_MHD_HEADER_KIND, "Content-Length");
+    if (cl != NULL && strtoull(cl, NULL, 10) > MAX_BODY)
+        return send_error(mc, 413, "request body too large");
+    return HP_MHD_YES; /* headers only; body chunks (if any) follow */
 }
 
 /* Resume the requests that are due; returns ms until the next one (or a
@@ -262,6 +470,7 @@ resume_due(void)
         struct conn *c = *pp;
         if (c->due_ns <= now) {
             *pp = c->next;
+            n_waiting--;
             c->next = NULL;
             c->ready = true;
             mhd.resume(c->mc);
@@ -272,6 +481,32 @@ resume_due(void)
         pp = &c->next;
     }
     return (int32_t)((next - now + 999999u) / 1000000u);
+}
+
+/*
+ * Cut the sockets whose request has taken too long to arrive (shutdown:
+ * MHD then sees the end of the stream and closes them), and notice the
+ * clients of waiting seconds=N requests that left (MHD does not watch a
+ * suspended socket): they are resumed at once and closed.
+ */
+static void
+reap(void)
+{
+    uint64_t now = hp_now_mono_ns();
+    uint64_t limit = n_socks >= MAX_CONNECTIONS ? CROWDED_ARRIVE_NS
+                                                : ARRIVE_NS;
+    for (struct sock *s = socks; s != NULL; s = s->next)
+        if (!s->busy && now - s->since_ns > limit)
+            shutdown(s->fd, SHUT_RDWR);
+    for (struct conn *c = waiting; c != NULL; c = c->next) {
+        struct pollfd pfd = {c->sock != NULL ? c->sock->fd : -1, POLLRDHUP,
+                             0};
+        if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 &&
+            (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+            c->gone = true;
+            c->due_ns = 0;
+        }
+    }
 }
 
 static int
@@ -302,6 +537,8 @@ load_mhd(void)
     LOAD(suspend, "MHD_suspend_connection");
     LOAD(resume, "MHD_resume_connection");
     LOAD(lookup, "MHD_lookup_connection_value");
+    LOAD(values, "MHD_get_connection_values");
+    LOAD(info, "MHD_get_connection_info");
     LOAD(stop, "MHD_stop_daemon");
 #undef LOAD
     return 0;
@@ -332,8 +569,11 @@ log_no_listener(const char *addr, const char *why, int err)
 /*
  * hp_listener_stop's end of the thread: suspended seconds=N requests are
  * answered now (libmicrohttpd refuses to stop with any suspended), then
- * the daemon stops, closing the listening socket and every connection.
+ * the daemon stops, closing the listening socket and every connection;
+ * a unix socket's file goes too.
  */
+static void remove_unix_socket(void);
+
 static void
 stop_daemon(struct MHD_Daemon *d)
 {
@@ -342,6 +582,7 @@ stop_daemon(struct MHD_Daemon *d)
     resume_due();
     mhd.run_wait(d, 0);
     mhd.stop(d);
+    remove_unix_socket();
     __atomic_store_n(&listen_fd, -1, __ATOMIC_RELAXED);
     __atomic_store_n(&running, false, __ATOMIC_RELEASE);
 }
@@ -352,6 +593,7 @@ listener_main(void *arg)
     (void)arg;
     /* Fenced for life: nothing this thread allocates is the host's. */
     hp_fence_enter();
+    hp_symbolize_thread_init();
     if (load_mhd() != 0)
         goto fail;
     struct MHD_Daemon *d = mhd.start(
@@ -363,6 +605,7 @@ listener_main(void *arg)
         HP_MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
         HP_MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
         HP_MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        HP_MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         HP_MHD_OPTION_END);
     if (d == NULL) {
         hp_log("http: libmicrohttpd refused to start on %s. No listener; "
@@ -370,7 +613,10 @@ listener_main(void *arg)
         goto fail;
     }
     while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
+        reap();
         int32_t ms = resume_due();
+        if (n_socks > 0 && ms > REAP_MS)
+            ms = REAP_MS;
         if (mhd.run_wait(d, ms) != HP_MHD_YES) {
             /* Only on a broken daemon; do not spin. */
             usleep(100000);
@@ -385,10 +631,47 @@ fail:
     return NULL;
 }
 
-/* Bind a unix socket at path; a stale socket file (nobody accepting) left
- * by an earlier run is replaced, a live one is "in use". */
+/* The unix socket this process made, removed at its exit. */
+static char bound_path[108];
+static dev_t bound_dev;
+static ino_t bound_ino;
+static pid_t bound_pid;
+
+/* Mode and group from HEAPPROF_HTTP_SOCKET_MODE/_GROUP, set before
+ * listen() so that nobody connects under the umask's mode meanwhile. */
 static int
-bind_unix(const char *path, int *err)
+set_socket_access(const char *path, const char **why, int *err)
+{
+    if (chmod(path, hp_settings.http_socket_mode) != 0) {
+        *err = errno;
+        return -1;
+    }
+    const char *g = hp_settings.http_socket_group;
+    if (g[0] == '\0')
+        return 0;
+    char *end;
+    unsigned long gid = strtoul(g, &end, 10);
+    if (*end != '\0') {
+        struct group gr, *res = NULL;
+        char buf[4096];
+        if (getgrnam_r(g, &gr, buf, sizeof buf, &res) != 0 || res == NULL) {
+            *why = "HEAPPROF_HTTP_SOCKET_GROUP names no group";
+            return -1;
+        }
+        gid = res->gr_gid;
+    }
+    if (lchown(path, (uid_t)-1, (gid_t)gid) != 0) {
+        *err = errno;
+        return -1;
+    }
+    return 0;
+}
+
+/* Bind a unix socket at path; a stale socket file (nobody accepting) left
+ * by an earlier run is replaced, a live one is "in use", anything else
+ * there is not ours to replace. */
+static int
+bind_unix(const char *path, const char **why, int *err)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
@@ -410,6 +693,11 @@ bind_unix(const char *path, int *err)
             return -1;
         }
         struct stat st;
+        if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+            *why = "the path exists and is not a socket";
+            close(fd);
+            return -1;
+        }
         int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         bool stale = probe >= 0 && lstat(path, &st) == 0 &&
                      S_ISSOCK(st.st_mode) &&
@@ -429,12 +717,32 @@ bind_unix(const char *path, int *err)
             return -1;
         }
     }
-    if (listen(fd, LISTEN_BACKLOG) != 0) {
-        *err = errno;
+    struct stat st;
+    if (set_socket_access(path, why, err) != 0 || lstat(path, &st) != 0 ||
+        listen(fd, LISTEN_BACKLOG) != 0) {
+        if (*why == NULL && *err == 0)
+            *err = errno;
+        unlink(path);
         close(fd);
         return -1;
     }
+    snprintf(bound_path, sizeof bound_path, "%s", path);
+    bound_dev = st.st_dev;
+    bound_ino = st.st_ino;
+    bound_pid = getpid();
     return fd;
+}
+
+/* The socket file goes with the process that made it (not with its fork
+ * children, and not if someone replaced it meanwhile). */
+__attribute__((destructor)) static void
+remove_unix_socket(void)
+{
+    struct stat st;
+    if (bound_path[0] != '\0' && bound_pid == getpid() &&
+        lstat(bound_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        st.st_dev == bound_dev && st.st_ino == bound_ino)
+        unlink(bound_path);
 }
 
 static int
@@ -468,7 +776,7 @@ open_listener(const char *addr, bool *loopback, const char **why, int *err)
         return -1;
     if (a.is_unix) {
         snprintf(where, sizeof(where), "%s", addr);
-        return bind_unix(a.host, err);
+        return bind_unix(a.host, why, err);
     }
     const char *host = a.host;
     uint16_t port = a.port;
@@ -558,6 +866,10 @@ start_locked(const char *addr)
     bool loopback = true;
     const char *why = NULL;
     int err = 0;
+    if (load_token(hp_settings.http_token_file, &why) != 0) {
+        log_no_listener(addr, why, 0);
+        return HEAPPROF_EINVAL;
+    }
     int fd = open_listener(addr, &loopback, &why, &err);
     if (fd < 0 && why == NULL && err == EADDRINUSE)
         return HEAPPROF_EBUSY; /* the caller (agent.c) says so, or not */
@@ -565,10 +877,10 @@ start_locked(const char *addr)
         log_no_listener(addr, why, err);
         return why != NULL ? HEAPPROF_EINVAL : HEAPPROF_EIO;
     }
-    if (fd >= 0 && !loopback)
+    if (fd >= 0 && !loopback && token[0] == '\0')
         hp_log("http: listening on %s, which is not a loopback address: "
                "anyone who can reach it can read this process's heap "
-               "profiles", where);
+               "profiles (see HEAPPROF_HTTP_TOKEN_FILE)", where);
     listen_fd = fd;
 
     /* The thread takes no signals meant for the host. */
@@ -608,5 +920,8 @@ hp_listener_postfork_child(void)
      * its tree agent takes the address over (agent.h). */
     running = false;
     waiting = NULL;
+    n_waiting = 0;
+    socks = NULL;
+    n_socks = 0;
     pthread_mutex_init(&start_lock, NULL);
 }

@@ -1,8 +1,10 @@
 /*
- * Output adapters over the sink-first encoder: fd, path (atomic publish:
- * hidden temporary in the same directory, fsync, rename, fsync of the
- * directory) and caller buffer (Go's n/ok contract: all or nothing).
+ * Output adapters over the sink-first encoder: fd, path (atomic publish
+ * through publish.c: a temporary nobody else can have prepared, fsync,
+ * rename over the name without following it, fsync of the directory) and
+ * caller buffer (Go's n/ok contract: all or nothing).
  */
+#define _GNU_SOURCE /* strndup */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include "internal.h"
 #include "log.h"
 #include "profile.h"
+#include "publish.h"
 
 static int
 valid_kind(enum heapprof_profile which)
@@ -54,31 +57,45 @@ heapprof_write_aged(uint64_t min_age_ms, const struct heapprof_sink *sink)
     return rc;
 }
 
-static int
-fd_sink_write(void *ctx, const void *data, size_t len)
-{
-    int fd = *(int *)ctx;
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int
 heapprof_write_fd(int fd, enum heapprof_profile which)
 {
     if (fd < 0)
         return HEAPPROF_EINVAL;
-    struct heapprof_sink sink = {fd_sink_write, &fd};
+    struct hp_publish p = {.fd = fd};
+    struct heapprof_sink sink = {hp_publish_sink_write, &p};
     return heapprof_write(which, &sink);
+}
+
+/* heapprof_write_path into the open directory dfd; fence raised. */
+static int
+write_path_at(int dfd, const char *path, const char *base,
+              enum heapprof_profile which)
+{
+    unsigned mode;
+    if (hp_publish_dir_shared(dfd, &mode))
+        hp_log_once(write_path_shared,
+                    "heapprof_write_path: the directory of %s can be "
+                    "written by other users (mode %04o): they can replace "
+                    "what is written there (heapprof never follows their "
+                    "links)", path, mode);
+    struct hp_publish p;
+    int err = hp_publish_open(&p, dfd);
+    if (err != 0) {
+        hp_log("cannot write %s: %s", path, strerror(err));
+        return HEAPPROF_EIO;
+    }
+    struct heapprof_sink sink = {hp_publish_sink_write, &p};
+    int rc = hp_profile_write(which, &sink);
+    const char *what = "write";
+    if (rc == HEAPPROF_OK && (err = hp_publish_commit(&p, base, true,
+                                                      &what)) != 0) {
+        hp_log("cannot write %s (%s): %s", path, what, strerror(err));
+        rc = HEAPPROF_EIO;
+    }
+    if (rc != HEAPPROF_OK)
+        hp_publish_abort(&p);
+    return rc;
 }
 
 int
@@ -86,55 +103,26 @@ heapprof_write_path(const char *path, enum heapprof_profile which)
 {
     if (path == NULL || path[0] == '\0' || !valid_kind(which))
         return HEAPPROF_EINVAL;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (*base == '\0')
+        return HEAPPROF_EINVAL;
     int saved = errno;
     hp_fence_enter();
-    int rc = HEAPPROF_EIO;
-    size_t len = strlen(path);
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? (size_t)(slash - path) : 0;
-    const char *base = slash ? slash + 1 : path;
-    char *tmp = malloc(len + 64);
-    char *dir = malloc(dirlen + 2);
-    if (tmp == NULL || dir == NULL || *base == '\0') {
-        rc = tmp && dir ? HEAPPROF_EINVAL : HEAPPROF_ENOMEM;
-        goto out;
-    }
-    if (slash) {
-        memcpy(dir, path, dirlen);
-        dir[dirlen] = '\0';
-        if (dirlen == 0)
-            strcpy(dir, "/");
-    } else {
-        strcpy(dir, ".");
-    }
-    snprintf(tmp, len + 64, "%.*s.%s.%d.tmp", (int)(base - path), path, base,
-             (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        hp_log("cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    struct heapprof_sink sink = {fd_sink_write, &fd};
-    rc = hp_profile_write(which, &sink);
-    if (rc == HEAPPROF_OK && fsync(fd) != 0)
-        rc = HEAPPROF_EIO;
-    if (close(fd) != 0 && rc == HEAPPROF_OK)
-        rc = HEAPPROF_EIO;
-    if (rc == HEAPPROF_OK && rename(tmp, path) != 0) {
-        hp_log("cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        rc = HEAPPROF_EIO;
-    }
-    if (rc != HEAPPROF_OK) {
-        unlink(tmp);
-    } else {
+    int rc = HEAPPROF_ENOMEM;
+    char *dir = slash == NULL ? strdup(".")
+                : slash == path ? strdup("/")
+                                : strndup(path, (size_t)(slash - path));
+    if (dir != NULL) {
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
+        if (dfd < 0) {
+            hp_log("cannot write %s: %s", path, strerror(errno));
+            rc = HEAPPROF_EIO;
+        } else {
+            rc = write_path_at(dfd, path, base, which);
             close(dfd);
         }
     }
-out:
-    free(tmp);
     free(dir);
     hp_fence_exit();
     errno = saved;

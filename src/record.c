@@ -6,14 +6,39 @@
 #include "record.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 
 #include "buckets.h"
 #include "config.h"
+#include "ialloc.h"
 #include "labels.h"
 #include "live.h"
+#include "log.h"
 #include "peak.h"
 #include "stack.h"
 #include "stats.h"
+
+/* Stack a sample may need below record_alloc's caller: about 8.6 KiB
+ * measured (libunwind's cursor and context, the stack array), more the
+ * first time an unwind goes through cold tables. */
+#define SAMPLE_STACK_NEED (16 * 1024)
+
+/*
+ * True on an alternate signal stack with less than SAMPLE_STACK_NEED left:
+ * a handler that allocates on a SIGSTKSZ stack would overflow it (and, if
+ * that stack was malloc'ed, the heap below it). One syscall, on the
+ * sampled path only; inlined so that it costs no frame of its own.
+ */
+static inline __attribute__((always_inline)) bool
+on_small_altstack(void)
+{
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) != 0 || (ss.ss_flags & SS_ONSTACK) == 0)
+        return false;
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    return sp < (uintptr_t)ss.ss_sp + SAMPLE_STACK_NEED;
+}
 
 /* Shared by both entry points and inlined into each, so a sample's stack
  * holds one heapprof frame less. */
@@ -22,6 +47,12 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
              uintptr_t tag)
 {
     int saved = errno;
+    if (on_small_altstack()) {
+        /* Skipped, not deferred: counted as dropped. */
+        hp_stat_add(&hp_stats.samples_dropped, 1);
+        errno = saved;
+        return;
+    }
     hp_fence_enter();
     hp_live_prefetch((uintptr_t)ptr); /* lands during the stack capture */
     hp_stats_prefetch();
@@ -68,6 +99,13 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
         hp_stat_add(&hp_stats.samples, 1);
     } else {
         hp_stat_add(&hp_stats.samples_dropped, 1);
+        /* hp_log formats on the stack and writes once: fine here. */
+        hp_log_once(live_budget_full,
+                    "the live-block table is full (HEAPPROF_MAX_MEMORY="
+                    "%llu bytes): new samples are dropped from now on and "
+                    "in-use values come out too low; raise "
+                    "HEAPPROF_MAX_MEMORY or HEAPPROF_RATE",
+                    (unsigned long long)hp_ialloc_budget());
     }
     hp_fence_exit();
     errno = saved;

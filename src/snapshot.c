@@ -1,9 +1,9 @@
 /*
  * Snapshots to disk. State: a copy of the snapshot settings (conf), the
  * writer thread's existence, a wake-up semaphore and the failure-report
- * memory. One write at a time (write_lock): choose a name, write a hidden
- * temporary in the directory, fsync, rename without replacing, fsync the
- * directory, then rotate this pid's files. The writer thread sleeps on the
+ * memory. One write at a time (write_lock): choose a name, write a
+ * temporary nobody else can have prepared and publish it without replacing
+ * anything (publish.c), then rotate this pid's files. The writer thread sleeps on the
  * semaphore with CLOCK_MONOTONIC deadlines between writes.
  */
 #define _GNU_SOURCE
@@ -27,7 +27,9 @@
 #include "log.h"
 #include "peak.h"
 #include "profile.h"
+#include "publish.h"
 #include "stats.h"
+#include "symbolize.h"
 
 #define NS_PER_S 1000000000ull
 /* How long exit waits for a write in progress before giving up on it. */
@@ -168,35 +170,6 @@ kind_name(char *buf, size_t cap, int pid, int64_t t, unsigned seq, bool peak)
     return n + 5;
 }
 
-/* ".<name>.<pid>.tmp", the hidden temporary (output.c's convention). */
-static int
-temp_name(char *buf, size_t cap, const char *name, int pid)
-{
-    int n = snprintf(buf, cap, ".%s.%d.tmp", name, pid);
-    return n < 0 || (size_t)n >= cap ? -1 : n;
-}
-
-/* A hidden temporary of one of pid's snapshots. */
-static bool
-is_own_temp(const char *name, int pid)
-{
-    char suffix[32];
-    int sl = snprintf(suffix, sizeof suffix, ".%d.tmp", pid);
-    size_t len = strlen(name);
-    if (name[0] != '.' || len <= (size_t)sl + 1 ||
-        strcmp(name + len - (size_t)sl, suffix) != 0)
-        return false;
-    char inner[256];
-    size_t il = len - 1 - (size_t)sl;
-    if (il >= sizeof inner)
-        return false;
-    memcpy(inner, name + 1, il);
-    inner[il] = '\0';
-    char ts[17];
-    unsigned seq;
-    return hp_snapshot_parse_name(inner, pid, ts, &seq) == 0;
-}
-
 /* --------------------------------------------------------------- rotation */
 
 struct own_file {
@@ -230,19 +203,16 @@ rotate_fd(int dirfd, int pid, unsigned keep)
     size_t n = 0, cap = 0;
     int removed = 0;
     struct dirent *de;
+    uid_t uid = geteuid();
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') {
-            /* Our own pid's temporaries are stale here: this write's was
-             * renamed and no other write runs (write_lock). They are left
-             * by a process that had this pid before and was killed. */
-            if (is_own_temp(de->d_name, pid) &&
-                unlinkat(dirfd, de->d_name, 0) == 0)
-                removed++;
-            continue;
-        }
         struct own_file f;
+        struct stat st;
+        /* Only our own regular files: a link or a file someone else put
+         * under one of our names is left alone. */
         if (strlen(de->d_name) >= sizeof f.name ||
-            hp_snapshot_parse_name(de->d_name, pid, f.ts, &f.seq) != 0)
+            hp_snapshot_parse_name(de->d_name, pid, f.ts, &f.seq) != 0 ||
+            fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode) || st.st_uid != uid)
             continue;
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 32;
@@ -362,48 +332,42 @@ report_success(const struct snap_conf *c)
 
 /* ------------------------------------------------------------------ write */
 
-struct fd_sink_ctx {
-    int fd;
-    int err; /* errno of the first failed write */
-};
-
+/* The first free name of this second from *seq on (a same-pid file from
+ * before, or the clock went back, can hold one). 0, or -1. */
 static int
-fd_sink_write(void *ctx, const void *data, size_t len)
+free_name(int dfd, char name[128], int pid, int64_t sec, unsigned *seq,
+          bool peak)
 {
-    struct fd_sink_ctx *s = ctx;
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(s->fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            s->err = errno;
+    for (;; (*seq)++) {
+        struct stat st;
+        if (*seq > MAX_SEQ || kind_name(name, 128, pid, sec, *seq, peak) < 0)
             return -1;
-        }
-        p += w;
-        len -= (size_t)w;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            return 0;
     }
-    return 0;
 }
 
-/* Rename without replacing: an existing name means the second already has
- * a snapshot (a same-pid file from before, or the clock went back). */
+/* Write the profile through p and publish it under a free name of this
+ * second, never replacing one. 0, or an errno value with *what. */
 static int
-publish(int dfd, const char *tmp, const char *name)
+write_publish(struct hp_publish *p, char name[128], int pid, int64_t sec,
+              unsigned *seq, bool peak, int *rc, const char **what)
 {
-    if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS)
-        return -1;
-    /* File system without RENAME_NOREPLACE: only this process makes names
-     * with its pid, and it makes them one at a time, so a check is
-     * enough. */
-    struct stat st;
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        errno = EEXIST;
-        return -1;
+    struct heapprof_sink sink = {hp_publish_sink_write, p};
+    *rc = hp_profile_write(peak ? HEAPPROF_PROFILE_PEAK : HEAPPROF_PROFILE_HEAP,
+                           &sink);
+    *what = "write";
+    if (*rc != HEAPPROF_OK)
+        return p->err;
+    int err;
+    /* A name taken meanwhile (only a same-pid leftover can be): the next
+     * sequence. */
+    while ((err = hp_publish_commit(p, name, false, what)) == EEXIST) {
+        (*seq)++;
+        if (free_name(p->dfd, name, pid, sec, seq, peak) != 0)
+            break;
     }
-    return renameat(dfd, tmp, dfd, name);
+    return err;
 }
 
 /* The newest peak snapshot only: the previous one of this pid goes. */
@@ -417,9 +381,26 @@ replace_peak_file(int dfd, int pid, const char *name)
     snprintf(peak_file, sizeof peak_file, "%s", name);
 }
 
+/* Report a failed write (p open unless the failure was its creation). */
+static int
+write_failed(const struct snap_conf *c, struct hp_publish *p, bool opened,
+             int err, const char *what, int rc)
+{
+    if (opened)
+        hp_publish_abort(p);
+    if (err != 0)
+        report_failure(c, classify(err), what, strerror(err));
+    else
+        report_failure(c, FK_PROFILE, "profile", heapprof_strerror(rc));
+    return rc == HEAPPROF_OK ? HEAPPROF_EIO : rc;
+}
+
 /*
- * Write and publish one snapshot with the settings in *c. write_lock held,
- * fence raised. HEAPPROF_OK or an error code; failures are reported.
+ * Write and publish one snapshot (peak: the peak profile, replacing the
+ * previous peak file) with the settings in *c. write_lock held, fence
+ * raised. HEAPPROF_OK or an error code; failures are reported, and old
+ * snapshots are rotated after a failure too (on a full disk, one more, to
+ * make room for the next).
  */
 static int
 write_locked(const struct snap_conf *c, bool peak)
@@ -434,80 +415,32 @@ write_locked(const struct snap_conf *c, bool peak)
         report_failure(c, classify(err), "open", strerror(err));
         return HEAPPROF_EIO;
     }
-    char name[128], tmp[160];
+    char name[128];
     int rc = HEAPPROF_EIO;
-    for (;; seq++) {
-        if (seq > MAX_SEQ || kind_name(name, sizeof name, pid, sec, seq,
-                                       peak) < 0 ||
-            temp_name(tmp, sizeof tmp, name, pid) < 0) {
-            report_failure(c, FK_NAME, "name", "too many snapshots per second");
-            goto out;
-        }
-        struct stat st;
-        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            break;
-    }
-
-    /* O_TRUNC: a temporary with this exact name can only be a stale one of
-     * a dead process that had our pid. */
-    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int err = errno;
-        report_failure(c, classify(err), "create", strerror(err));
-        goto out;
-    }
-    struct fd_sink_ctx sc = {fd, 0};
-    struct heapprof_sink sink = {fd_sink_write, &sc};
-    rc = hp_profile_write(peak ? HEAPPROF_PROFILE_PEAK : HEAPPROF_PROFILE_HEAP,
-                          &sink);
+    unsigned keep = c->keep;
+    struct hp_publish p;
+    const char *what = "create";
     int err = 0;
-    const char *what = "write";
-    if (rc == HEAPPROF_OK && fsync(fd) != 0) {
-        err = errno;
-        what = "fsync";
+    if (free_name(dfd, name, pid, sec, &seq, peak) != 0) {
+        report_failure(c, FK_NAME, "name", "too many snapshots per second");
+    } else if ((err = hp_publish_open(&p, dfd)) == 0 &&
+               (err = write_publish(&p, name, pid, sec, &seq, peak, &rc,
+                                    &what)) == 0 &&
+               rc == HEAPPROF_OK) {
+        last_pid = pid;
+        last_sec = sec;
+        last_seq = seq;
+        report_success(c);
+        if (peak)
+            replace_peak_file(dfd, pid, name);
+    } else {
+        rc = write_failed(c, &p, strcmp(what, "create") != 0, err, what, rc);
+        if (classify(err) == FK_FULL && keep > 1)
+            keep--;
     }
-    if (close(fd) != 0 && rc == HEAPPROF_OK && err == 0) {
-        err = errno;
-        what = "close";
-    }
-    if (rc == HEAPPROF_OK && err == 0) {
-        /* Another snapshot can only appear under this name through a
-         * same-pid leftover made meanwhile; move to the next sequence. */
-        while (publish(dfd, tmp, name) != 0) {
-            if (errno != EEXIST || ++seq > MAX_SEQ ||
-                kind_name(name, sizeof name, pid, sec, seq, peak) < 0) {
-                err = errno;
-                what = "rename";
-                break;
-            }
-        }
-    }
-    if (rc != HEAPPROF_OK || err != 0) {
-        unlinkat(dfd, tmp, 0);
-        if (sc.err != 0)
-            report_failure(c, classify(sc.err), "write", strerror(sc.err));
-        else if (err != 0)
-            report_failure(c, classify(err), what, strerror(err));
-        else
-            report_failure(c, FK_PROFILE, "profile", heapprof_strerror(rc));
-        if (rc == HEAPPROF_OK)
-            rc = HEAPPROF_EIO;
-        goto out;
-    }
-    /* The rename is durable only once the directory is. */
-    fsync(dfd);
-    last_pid = pid;
-    last_sec = sec;
-    last_seq = seq;
-    report_success(c);
-    if (peak) {
-        replace_peak_file(dfd, pid, name);
-        goto out;
-    }
-    int removed = rotate_fd(dfd, pid, c->keep);
+    int removed = peak ? 0 : rotate_fd(dfd, pid, keep);
     if (removed > 0)
         __atomic_fetch_add(&n_removed, (uint64_t)removed, __ATOMIC_RELAXED);
-out:
     close(dfd);
     return rc;
 }
@@ -640,6 +573,7 @@ writer_main(void *arg)
      * own work: never sampled. The fence is never lowered. */
     hp_fence_enter();
     pthread_setname_np(pthread_self(), "heapprof-snap");
+    hp_symbolize_thread_init();
     uint64_t seen = 0, due = 0, peak_not_before = 0;
     for (;;) {
         if (__atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
@@ -803,7 +737,8 @@ wake_writer(void)
         sem_post(&wake);
 }
 
-/* Report an unusable directory at start rather than one interval later. */
+/* Report an unusable or shared directory at start rather than one
+ * interval later, and clean up after earlier writers that were killed. */
 static void
 probe_dir(const struct snap_conf *c)
 {
@@ -815,11 +750,23 @@ probe_dir(const struct snap_conf *c)
         err = ENOTDIR;
     else if (access(c->dir, W_OK | X_OK) != 0)
         err = errno;
-    if (err == 0)
+    if (err != 0) {
+        pthread_mutex_lock(&write_lock);
+        log_failure(c, classify(err), "check", strerror(err));
+        pthread_mutex_unlock(&write_lock);
         return;
-    pthread_mutex_lock(&write_lock);
-    log_failure(c, classify(err), "check", strerror(err));
-    pthread_mutex_unlock(&write_lock);
+    }
+    int dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return;
+    unsigned mode;
+    if (hp_publish_dir_shared(dfd, &mode))
+        hp_log("snapshots: %s can be written by other users (mode %04o): "
+               "they can remove or replace snapshots (heapprof never "
+               "follows their links)", c->dir, mode);
+    /* Left by a writer killed mid-write (kill -9). */
+    hp_publish_clean_stale(dfd);
+    close(dfd);
 }
 
 void

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -566,6 +567,9 @@ store_frames(struct symstate *s, const struct hp_symframe *f, uint32_t n)
     return e;
 }
 
+/* This session answers from the cache only (out of memory). Lock held. */
+static bool cache_only;
+
 static void
 lookup_locked(uint64_t addr, struct hp_symres *out)
 {
@@ -576,8 +580,8 @@ lookup_locked(uint64_t addr, struct hp_symres *out)
     struct hp_islot *slot = hp_itab_find(&st->tab, addr, NULL, NULL);
     struct centry *e = (struct centry *)(uintptr_t)slot->val;
     if (e == NULL) {
-        if (!ensure_dwfl())
-            return;
+        if (cache_only || !ensure_dwfl())
+            return; /* a miss, not cached: named once memory is back */
         struct hp_symframe f[MAX_INLINE];
         char namebuf[1024];
         uint32_t n = resolve(addr, f, namebuf, sizeof(namebuf));
@@ -592,12 +596,46 @@ lookup_locked(uint64_t addr, struct hp_symres *out)
 
 /* ------------------------------------------------------------- API */
 
+/* What a session must be able to allocate before it opens modules. */
+#define HEADROOM (8u << 20)
+
+/* A mapping of HEADROOM, returned at once: under an address-space limit
+ * (libelf maps the files it reads) or a strict overcommit policy with
+ * nothing left, no libdw this session. */
+static bool
+has_headroom(void)
+{
+    static bool said; /* one line per low-memory streak; lock held */
+    void *p = mmap(NULL, HEADROOM, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        if (!said)
+            hp_log("symbolize: not enough memory to read debug "
+                   "information; profiles name only functions seen before "
+                   "until there is");
+        said = true;
+        return false;
+    }
+    munmap(p, HEADROOM);
+    said = false;
+    return true;
+}
+
 int
 hp_symbolize_begin(void)
 {
     pthread_mutex_lock(&hp_symbolize_lock);
     refresh();
+    cache_only = !has_headroom();
     return 0;
+}
+
+void
+hp_symbolize_thread_init(void)
+{
+    (void)elf_errno();
+    (void)dwarf_errno();
+    (void)dwfl_errno();
 }
 
 void
@@ -650,19 +688,15 @@ int
 hp_symbolize_name(uintptr_t addr, char *buf, size_t cap)
 {
     struct hp_symres r;
-    int rc = -1;
-    hp_symbolize_begin();
     lookup_locked(addr, &r);
-    if (r.nframes > 0 && cap > 0) {
-        size_t len = strlen(r.frames[0].func);
-        if (len >= cap)
-            len = cap - 1;
-        memcpy(buf, r.frames[0].func, len);
-        buf[len] = '\0';
-        rc = 0;
-    }
-    hp_symbolize_end();
-    return rc;
+    if (r.nframes == 0 || cap == 0)
+        return -1;
+    size_t len = strlen(r.frames[0].func);
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(buf, r.frames[0].func, len);
+    buf[len] = '\0';
+    return 0;
 }
 
 void

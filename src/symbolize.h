@@ -28,6 +28,9 @@ struct hp_symres {
  * unloaded since the last session; results of hp_symbolize_lookup() (and
  * the strings they point to) stay valid until hp_symbolize_end(). Always
  * returns 0: failures only make lookups come back empty (logged once).
+ * With less than 8 MiB of memory to spare the session only answers from
+ * the cache: libdw and libelf are not driven into running out of memory,
+ * where some of their paths abort or crash the process.
  */
 HP_HIDDEN int hp_symbolize_begin(void);
 /* addr is the address to describe exactly (callers pass return pc - 1). */
@@ -48,9 +51,18 @@ HP_HIDDEN uint32_t hp_symbolize_entry_frames(const uintptr_t *pcs,
 
 /*
  * Name of the (innermost) function at addr, NUL-terminated and truncated to
- * cap, for /debug/pprof/symbol. 0 if found, -1 otherwise. Takes the lock.
+ * cap, for /debug/pprof/symbol. 0 if found, -1 otherwise. Within a session
+ * (one per request: the modules are opened once, not per address).
  */
 HP_HIDDEN int hp_symbolize_name(uintptr_t addr, char *buf, size_t cap);
+
+/*
+ * For a thread that will export profiles (snapshot writer, listener), at
+ * its start: gives it its copies of libelf's and libdw's thread-local
+ * state now, while memory is there. glibc allocates them on first use in
+ * a library loaded with dlopen and aborts the process if it cannot.
+ */
+HP_HIDDEN void hp_symbolize_thread_init(void);
 
 /*
  * Fork child: re-initialise the lock and forget (leak) the parent's state,

@@ -4,7 +4,8 @@
  * each site allocated (and still holds) as JSON, then keeps running like a
  * server: every 10 ms site_tick allocates and frees 32 KiB, so delta
  * profiles have something to show. It never exits on its own; the test
- * stops it by PID (SIGTERM).
+ * stops it by PID (SIGTERM), on which it returns from main, so that what
+ * heapprof does at exit (removing its unix socket) runs.
  *
  * usage: http_workload TRUTH.json [fork]
  * TRUTH.json appears (atomically, by rename) once the setup is done. With
@@ -12,6 +13,7 @@
  * PID is in the JSON ("child") so the test can stop it too.
  */
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,15 @@ write_truth(const char *path)
     }
 }
 
+static volatile sig_atomic_t stop;
+
+static void
+on_term(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -160,10 +171,12 @@ main(int argc, char **argv)
     }
     if (child != 0 || argc == 2)
         write_truth(argv[1]);
-    for (;;) {
+    signal(SIGTERM, on_term);
+    while (!stop) {
         site_tick();
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
         __asm__ volatile("" : : "r"(a), "r"(b), "r"(c) : "memory");
     }
+    return 0;
 }

@@ -24,6 +24,7 @@
 
 #include "heapprof.h"
 #include "http.h"
+#include "ialloc.h"
 #include "internal.h"
 #include "listener.h"
 #include "text_encode.h"
@@ -400,6 +401,33 @@ test_http_seconds_pending(void **state)
     heapprof_http_response_free(&res.r);
     res = get("/debug/pprof/heap?seconds=1");
     heapprof_http_response_free(&res.r);
+}
+
+/* A waiting seconds=N request's first profile counts in
+ * HEAPPROF_MAX_MEMORY while it waits; with no room, 503 at once. */
+static void
+test_http_seconds_charged_to_budget(void **state)
+{
+    (void)state;
+    unit_alloc_site(8);
+    uint64_t budget = hp_ialloc_budget(), before = hp_ialloc_mapped();
+    struct result res = get("/debug/pprof/heap?seconds=2");
+    assert_int_equal(res.rc, HEAPPROF_HTTP_PENDING);
+    assert_true(hp_ialloc_mapped() > before);
+    heapprof_http_response_free(&res.r); /* cancels it */
+    assert_int_equal(hp_ialloc_mapped(), before);
+
+    hp_ialloc_set_budget(before);
+    res = get("/debug/pprof/heap?seconds=2");
+    hp_ialloc_set_budget(budget);
+    assert_int_equal(res.rc, 0);
+    assert_int_equal(res.r.status, 503);
+    char *b = body_str(&res.r);
+    assert_non_null(strstr(b, "HEAPPROF_MAX_MEMORY"));
+    free(b);
+    heapprof_http_response_free(&res.r);
+    assert_int_equal(hp_ialloc_mapped(), before);
+    unit_free_site(8);
 }
 
 /* ------------------------------------------------------------- deltas */
@@ -1008,6 +1036,7 @@ main(void)
         cmocka_unit_test(test_http_query_validation),
         cmocka_unit_test(test_http_null_args),
         cmocka_unit_test(test_http_seconds_pending),
+        cmocka_unit_test(test_http_seconds_charged_to_budget),
         cmocka_unit_test(test_http_delta_all_columns),
         cmocka_unit_test(test_http_delta_heap_state),
         cmocka_unit_test(test_http_delta_heap_endpoint),

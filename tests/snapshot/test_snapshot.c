@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -117,20 +120,24 @@ test_snapshot_rotate_keeps_newest_own_only(void **state)
         "important.txt",
         ".heap-78-20240101T000001Z.pb.gz.78.tmp",   /* another pid's tmp */
         ".heap-77-20240101T000001Z.pb.gz.78.tmp",   /* written by 78 */
+        "heap-77-20230101T000000Z.pb.gz",           /* a planted link */
     };
     for (size_t i = 0; i < 5; i++)
         touch(dir, own[i]);
-    for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++)
+    for (size_t i = 0; i + 1 < sizeof foreign / sizeof foreign[0]; i++)
         touch(dir, foreign[i]);
-    touch(dir, ".heap-77-20231231T235959Z.pb.gz.77.tmp"); /* stale, ours */
+    char link[600];
+    snprintf(link, sizeof link, "%s/heap-77-20230101T000000Z.pb.gz", dir);
+    assert_int_equal(symlink("important.txt", link), 0);
 
-    assert_int_equal(hp_snapshot_rotate(dir, 77, 2), 4);
+    /* The link is older than every file but not ours: rotation leaves it
+     * (and what it points to) alone. */
+    assert_int_equal(hp_snapshot_rotate(dir, 77, 2), 3);
     assert_true(exists(dir, "heap-77-20240101T000003Z.pb.gz"));
     assert_true(exists(dir, "heap-77-20240101T000002Z-2.pb.gz"));
     assert_false(exists(dir, "heap-77-20240101T000002Z-1.pb.gz"));
     assert_false(exists(dir, "heap-77-20240101T000002Z.pb.gz"));
     assert_false(exists(dir, "heap-77-20240101T000001Z.pb.gz"));
-    assert_false(exists(dir, ".heap-77-20231231T235959Z.pb.gz.77.tmp"));
     for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++)
         assert_true(exists(dir, foreign[i]));
 
@@ -335,6 +342,222 @@ test_snapshot_concurrent_writers(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ------------------------------------------------------- hostile directory */
+
+static char *
+slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static bool
+is_regular(const char *dir, const char *name)
+{
+    char path[600];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A directory with room for n own files; "victim" is a secret no write
+ * may touch. */
+static void
+hostile_dir(char *dir, char *victim, size_t vcap)
+{
+    assert_non_null(mkdtemp(dir));
+    chmod(dir, 0777);
+    snprintf(victim, vcap, "%s/victim", dir);
+    FILE *f = fopen(victim, "w");
+    assert_non_null(f);
+    fputs("secret", f);
+    fclose(f);
+    chmod(victim, 0600);
+}
+
+static void
+plant(const char *dir, const char *name, const char *target)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal(symlink(target, path), 0);
+}
+
+static void
+rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Snapshots into a directory where another user planted symlinks under
+ * every temporary and final name of the coming seconds (the names the
+ * old code used): nothing is written through them, every published
+ * snapshot is a regular file. */
+static void
+test_snapshot_hostile_symlinks(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hp-snap-hostile-XXXXXX", victim[600], buf[64];
+    hostile_dir(dir, victim, sizeof victim);
+    int pid = (int)getpid();
+    int64_t now = (int64_t)(hp_now_wall_ns() / 1000000000u);
+    for (int64_t t = now; t < now + 4; t++) {
+        char name[128], tmp[200];
+        hp_snapshot_name(name, sizeof name, pid, t, 0);
+        snprintf(tmp, sizeof tmp, ".%s.%d.tmp", name, pid);
+        plant(dir, tmp, victim);
+        hp_snapshot_name(name, sizeof name, pid, t, 1);
+        snprintf(tmp, sizeof tmp, ".%s.%d.tmp", name, pid);
+        plant(dir, tmp, victim);
+    }
+    snprintf(hp_settings.snapshot_dir, sizeof hp_settings.snapshot_dir, "%s",
+             dir);
+    hp_settings.snapshot_interval = 3600;
+    hp_settings.snapshot_keep = 10;
+    hp_snapshot_start();
+    assert_int_equal(hp_snapshot_write_now(), HEAPPROF_OK);
+    assert_int_equal(hp_snapshot_write_now(), HEAPPROF_OK);
+    assert_string_equal(slurp(victim, buf, sizeof buf), "secret");
+
+    /* heapprof_write_path: its old temporary name, and the final name
+     * itself, are links to the victim. */
+    char out[600], tmp[200];
+    snprintf(out, sizeof out, "%s/out.pb.gz", dir);
+    snprintf(tmp, sizeof tmp, ".out.pb.gz.%d.tmp", pid);
+    plant(dir, tmp, victim);
+    plant(dir, "out.pb.gz", victim);
+    assert_int_equal(heapprof_write_path(out, HEAPPROF_PROFILE_HEAP),
+                     HEAPPROF_OK);
+    assert_string_equal(slurp(victim, buf, sizeof buf), "secret");
+    assert_true(is_regular(dir, "out.pb.gz"));
+
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    int published = 0;
+    char ts[17];
+    unsigned seq;
+    while ((de = readdir(d)) != NULL)
+        if (hp_snapshot_parse_name(de->d_name, pid, ts, &seq) == 0) {
+            assert_true(is_regular(dir, de->d_name));
+            published++;
+        }
+    closedir(d);
+    assert_int_equal(published, 2);
+    __atomic_store_n(&hp_settings.snapshot_dir[0], '\0', __ATOMIC_RELAXED);
+    rm_rf(dir);
+}
+
+/* A pid that is certainly not running: a child that has been reaped. */
+static int
+dead_pid(void)
+{
+    pid_t c = fork();
+    if (c == 0)
+        _exit(0);
+    assert_true(c > 0);
+    waitpid(c, NULL, 0);
+    return (int)c;
+}
+
+/* Start-up: hidden temporaries of writers that were killed (both namings)
+ * are removed; a live writer's, a link and other files stay; a directory
+ * anyone can write gets one line. */
+static void
+test_snapshot_start_cleans_and_warns(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hp-snap-stale-XXXXXX", victim[600];
+    hostile_dir(dir, victim, sizeof victim);
+    int dead = dead_pid();
+    char stale1[128], stale2[128], live[128], link[128];
+    snprintf(stale1, sizeof stale1, ".heapprof-%d-0123456789abcdef.tmp", dead);
+    snprintf(stale2, sizeof stale2, ".heap-%d-20240101T000000Z.pb.gz.%d.tmp",
+             dead, dead);
+    snprintf(live, sizeof live, ".heapprof-%d-0123456789abcdef.tmp",
+             (int)getppid());
+    snprintf(link, sizeof link, ".heapprof-%d-fedcba9876543210.tmp", dead);
+    touch(dir, stale1);
+    touch(dir, stale2);
+    touch(dir, live);
+    plant(dir, link, victim);
+
+    char log[600];
+    snprintf(log, sizeof log, "%s.log", dir);
+    int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int saved = dup(2);
+    dup2(lfd, 2);
+    snprintf(hp_settings.snapshot_dir, sizeof hp_settings.snapshot_dir, "%s",
+             dir);
+    hp_settings.snapshot_interval = 3600;
+    hp_snapshot_start();
+    dup2(saved, 2);
+    close(saved);
+    close(lfd);
+
+    assert_false(exists(dir, stale1));
+    assert_false(exists(dir, stale2));
+    assert_true(exists(dir, live));
+    assert_true(exists(dir, "victim"));
+    char path[600];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, link);
+    assert_int_equal(lstat(path, &st), 0);
+    char text[4096];
+    assert_non_null(strstr(slurp(log, text, sizeof text),
+                           "can be written by other users (mode 0777)"));
+    __atomic_store_n(&hp_settings.snapshot_dir[0], '\0', __ATOMIC_RELAXED);
+    unlink(log);
+    rm_rf(dir);
+}
+
+/* Writes that fail (here: a file size limit, as a full disk would) still
+ * rotate the old snapshots. */
+static void
+test_snapshot_rotates_while_failing(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hp-snap-full-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int pid = (int)getpid();
+    for (int i = 0; i < 6; i++) {
+        char name[128];
+        hp_snapshot_name(name, sizeof name, pid, T0 + i, 0);
+        touch(dir, name);
+    }
+    snprintf(hp_settings.snapshot_dir, sizeof hp_settings.snapshot_dir, "%s",
+             dir);
+    hp_settings.snapshot_interval = 3600;
+    hp_settings.snapshot_keep = 3;
+    hp_snapshot_start();
+    struct rlimit old, tiny = {1, 1};
+    getrlimit(RLIMIT_FSIZE, &old);
+    tiny.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &tiny);
+    int rc = hp_snapshot_write_now();
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_not_equal(rc, HEAPPROF_OK);
+    int left = 0;
+    for (int i = 0; i < 6; i++) {
+        char name[128];
+        hp_snapshot_name(name, sizeof name, pid, T0 + i, 0);
+        left += exists(dir, name);
+        if (i >= 3)
+            assert_true(exists(dir, name));
+    }
+    assert_int_equal(left, 3);
+    __atomic_store_n(&hp_settings.snapshot_dir[0], '\0', __ATOMIC_RELAXED);
+    rm_rf(dir);
+}
+
 int
 main(void)
 {
@@ -347,6 +570,9 @@ main(void)
         cmocka_unit_test(test_snapshot_parse_signal),
         cmocka_unit_test(test_snapshot_env_rows),
         cmocka_unit_test(test_snapshot_concurrent_writers),
+        cmocka_unit_test(test_snapshot_hostile_symlinks),
+        cmocka_unit_test(test_snapshot_start_cleans_and_warns),
+        cmocka_unit_test(test_snapshot_rotates_while_failing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -181,9 +181,23 @@ test_config_max_memory(void **state)
     assert_int_equal(expect_ok("HEAPPROF_MAX_MEMORY=256m").max_memory,
                      256u << 20);
     assert_int_equal(expect_ok("HEAPPROF_MAX_MEMORY=2G").max_memory, 2ull << 30);
-    expect_bad("HEAPPROF_MAX_MEMORY=1k"); /* below the 1 MiB minimum */
-    expect_bad("HEAPPROF_MAX_MEMORY=0");
     expect_bad("HEAPPROF_MAX_MEMORY=lots");
+    /* Below the 1 MiB minimum: the minimum, with one line (not the
+     * 64 MiB default). */
+    static const char *const small[] = {"HEAPPROF_MAX_MEMORY=1k",
+                                        "HEAPPROF_MAX_MEMORY=64k",
+                                        "HEAPPROF_MAX_MEMORY=0",
+                                        "HEAPPROF_MAX_MEMORY=1048575"};
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
+        struct hp_settings s;
+        struct capture c;
+        hp_settings_defaults(&s);
+        int bad = apply_one_var(&s, small[i], &c);
+        assert_int_equal(bad, 1);
+        assert_int_equal(s.max_memory, 1u << 20);
+        assert_int_equal(count_lines(c.buf), 1);
+        assert_non_null(strstr(c.buf, "below the minimum; using 1048576"));
+    }
 }
 
 static void
