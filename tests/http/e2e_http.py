@@ -758,7 +758,10 @@ def mode_example(a):
                 fail("app during seconds=2: %d" % st)
             time.sleep(0.05)
         t.join()
-        if worst > 0.5:
+        # A server that blocked on seconds=2 would hold a request for the
+        # whole window (2 s); a loaded machine alone delays one by half a
+        # second at times, which says nothing about blocking.
+        if worst > 1.5:
             fail("app blocked %.2f s during seconds=2" % worst)
         else:
             note("ok   app answered %d requests, each within %.3f s, during "
