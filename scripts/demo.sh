@@ -66,6 +66,6 @@ log grows: a leak); read_request_body and render_response allocate the most
 but free it. With your own program:
   HEAPPROF_HTTP=127.0.0.1:6060 LD_PRELOAD=$lib ./your-server &
   go tool pprof -top http://127.0.0.1:6060/debug/pprof/heap
-  go tool pprof -http=:8080 http://127.0.0.1:6060/debug/pprof/heap  # web UI
+  go tool pprof -http=127.0.0.1:8080 http://127.0.0.1:6060/debug/pprof/heap  # web UI (graphviz)
   go tool pprof -sample_index=alloc_space -top http://127.0.0.1:6060/debug/pprof/allocs
 TXT

@@ -9,9 +9,14 @@
 #                             and via find_package(heapprof)
 #   5 ASan + UBSan            build-asan/, ctest -L unit
 #   6 TSan                    build-tsan/, ctest -L concurrency
+#   7 Debian package          scripts/package.sh (build-pkg/, lintian),
+#                             then tests/package/check_deb.sh on the .deb
+#   8 64-bit ARM              scripts/cross.sh aarch64 (build-aarch64/,
+#                             thread-free unit tests under qemu-user)
 # Fails fast at the first error. .ci/run calls this script with no
 # arguments (everything); for development, name the steps to run:
-#   scripts/test.sh install asan     (deps build ctest install asan tsan)
+#   scripts/test.sh install asan     (deps build ctest install asan tsan
+#                                     package cross)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${HEAPPROF_JOBS:-2}
@@ -40,22 +45,22 @@ die() {
 }
 
 if want deps; then
-    section "1/6 dependencies"
+    section "1/8 dependencies"
     scripts/deps.sh
 fi
 
 if want build; then
-    section "2/6 build: build/ (-DHEAPPROF_WERROR=ON)"
+    section "2/8 build: build/ (-DHEAPPROF_WERROR=ON)"
     scripts/build.sh build -DHEAPPROF_WERROR=ON
 fi
 
 if want ctest; then
-    section "3/6 tests: ctest build/"
+    section "3/8 tests: ctest build/"
     ctest --test-dir build --output-on-failure -j"$jobs"
 fi
 
 if want install; then
-    section "4/6 install and consumers"
+    section "4/8 install and consumers"
     prefix=$tmp/prefix
     cmake --install build --prefix "$prefix" >"$tmp/install.log"
     for f in include/heapprof.h lib/libheapprof.so lib/libheapprof.a \
@@ -103,7 +108,7 @@ if want install; then
 fi
 
 if want asan; then
-    section "5/6 ASan+UBSan: build-asan/, ctest -L unit"
+    section "5/8 ASan+UBSan: build-asan/, ctest -L unit"
     scripts/build.sh build-asan -DHEAPPROF_SANITIZE=address,undefined
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
@@ -111,11 +116,24 @@ if want asan; then
 fi
 
 if want tsan; then
-    section "6/6 TSan: build-tsan/, ctest -L concurrency"
+    section "6/8 TSan: build-tsan/, ctest -L concurrency"
     scripts/build.sh build-tsan -DHEAPPROF_SANITIZE=thread
     TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
         ctest --test-dir build-tsan -L concurrency --no-tests=ignore \
         --output-on-failure -j"$jobs"
+fi
+
+if want package; then
+    section "7/8 Debian package: scripts/package.sh, tests/package/check_deb.sh"
+    scripts/package.sh
+    version=$(sed -n 's/^CMAKE_PROJECT_VERSION:[A-Z]*=//p' build-pkg/CMakeCache.txt)
+    tests/package/check_deb.sh \
+        "dist/heapprof_${version}_$(dpkg --print-architecture).deb" "$tmp/deb"
+fi
+
+if want cross; then
+    section "8/8 64-bit ARM: scripts/cross.sh aarch64"
+    scripts/cross.sh aarch64
 fi
 
 section "done: ${steps[*]:-all steps} passed"

@@ -100,7 +100,7 @@ enum ep {
     EP_DELTA_HEAP,
     EP_SYMBOL,
     EP_CMDLINE,
-    EP_CPU,     /* profile, trace: Go has them, we cannot */
+    EP_GO_ONLY, /* profile, goroutine, ...: Go has them, we cannot */
     EP_UNKNOWN, /* a name under the mount we do not serve */
 };
 
@@ -109,6 +109,11 @@ name_is(const char *s, size_t n, const char *lit)
 {
     return n == strlen(lit) && memcmp(s, lit, n) == 0;
 }
+
+#define HP_HEAP_ONLY_MSG                                                     \
+    "heapprof serves heap profiles only: /debug/pprof/heap, "                \
+    "/debug/pprof/allocs and /debug/pprof/delta_heap (no CPU, goroutine, "   \
+    "mutex, block, threadcreate or trace profile)"
 
 static enum ep
 endpoint_of(const char *name, size_t n)
@@ -125,8 +130,12 @@ endpoint_of(const char *name, size_t n)
         return EP_SYMBOL;
     if (name_is(name, n, "cmdline"))
         return EP_CMDLINE;
-    if (name_is(name, n, "profile") || name_is(name, n, "trace"))
-        return EP_CPU;
+    /* What Go serves and fleet scrapers (Alloy, Parca) ask by default. */
+    static const char *const go_only[] = {"profile", "trace", "goroutine",
+                                          "mutex", "block", "threadcreate"};
+    for (size_t i = 0; i < sizeof go_only / sizeof go_only[0]; i++)
+        if (name_is(name, n, go_only[i]))
+            return EP_GO_ONLY;
     return EP_UNKNOWN;
 }
 
@@ -528,10 +537,10 @@ handle(const struct heapprof_http_request *req,
         else
             serve_symbol(query, qn, resp);
         return 0;
-    case EP_CPU:
-        serve_error(resp, 501,
-                    "heapprof serves heap profiles only: fetch "
-                    "/debug/pprof/heap or /debug/pprof/allocs");
+    case EP_GO_ONLY:
+        /* 404 (a scraper's log says "not found", not "server error"),
+         * with what to ask instead. */
+        serve_error(resp, 404, HP_HEAP_ONLY_MSG);
         return 0;
     case EP_HEAP:
     case EP_ALLOCS:

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define HP_CHUNK_SIZE (1u << 20)
 
@@ -81,7 +82,9 @@ hp_ialloc(size_t size)
 uint64_t
 hp_resident_bytes(const void *start, size_t len)
 {
-    uintptr_t page = 4096, lo = (uintptr_t)start & ~(page - 1),
+    /* The kernel's page size: mincore wants an address aligned to it and
+     * reports one byte per page (16 or 64 KiB on many arm64 kernels). */
+    uintptr_t page = (uintptr_t)getpagesize(), lo = (uintptr_t)start & ~(page - 1),
               hi = ((uintptr_t)start + len + page - 1) & ~(page - 1);
     unsigned char vec[256];
     uint64_t bytes = 0;

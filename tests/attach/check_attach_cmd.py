@@ -141,6 +141,7 @@ def case_live(args):
     port = free_port()
     snaps = os.path.join(args.workdir, "snaps")
     shutil.rmtree(snaps, ignore_errors=True)
+    os.makedirs(snaps)  # heapprof never creates the snapshot directory
     r = launcher(args, ["attach", "--http", "127.0.0.1:%d" % port,
                         "--rate", "64k", "--snapshot-dir", snaps,
                         "--interval", "1", str(w.p.pid)])

@@ -6,7 +6,8 @@
 # (the last two linked with -ljemalloc and -lheapprof in those orders)
 set -euo pipefail
 lib=$1 own=$2 link_bad=${3:-} link_good=${4:-}
-jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+# The target's jemalloc, from CMake (multiarch directory).
+jemalloc=${HP_JEMALLOC:-/usr/lib/$(gcc -print-multiarch)/libjemalloc.so.2}
 fails=0
 
 # expect NAME WANT_STDERR_REGEX|'' CMD...

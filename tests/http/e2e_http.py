@@ -304,8 +304,8 @@ def check_errors(base, port):
     expect_status(base, "/debug/pprof/delta_heap?seconds=1", 400,
                   "not supported")
     expect_status(base, "/nope", 404)
-    expect_status(base, "/debug/pprof/goroutine", 404, "Unknown profile")
-    expect_status(base, "/debug/pprof/profile", 501, "heap profiles only")
+    expect_status(base, "/debug/pprof/goroutine", 404, "heap profiles only")
+    expect_status(base, "/debug/pprof/profile", 404, "heap profiles only")
     expect_status(base, "/debug/pprof/heap", 405, method="PUT", data=b"x")
     expect_status(base, "/debug/pprof/heap", 405, method="DELETE")
     expect_status(base, "/debug/pprof/heap", 405, method="POST", data=b"x")
@@ -596,7 +596,9 @@ def mode_nomhd(a):
     skipped where unshare is not allowed."""
     work = a.workdir
     lib = None
-    for d in ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu",
+    multiarch = subprocess.run(["gcc", "-print-multiarch"],
+                               stdout=subprocess.PIPE, text=True).stdout.strip()
+    for d in ["/usr/lib/" + multiarch, "/lib/" + multiarch,
               "/usr/lib64", "/usr/lib"]:
         if os.path.exists(os.path.join(d, "libmicrohttpd.so.12")):
             lib = os.path.realpath(os.path.join(d, "libmicrohttpd.so.12"))
@@ -884,6 +886,19 @@ def mode_launcher(a):
     truth_path = os.path.join(work, "truth.json")
     port = free_port()
     snap = os.path.join(work, "snaps")
+    # A missing --snapshot-dir is refused, not created (as the library
+    # does with HEAPPROF_SNAPSHOT_DIR).
+    shutil.rmtree(snap, ignore_errors=True)
+    p = subprocess.run([a.launcher, "run", "--snapshot-dir", snap, "--",
+                        "/bin/true"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True,
+                       env=clean_env({"HEAPPROF_LIB": a.preload}))
+    if (p.returncode != 2 or "no such directory" not in p.stderr
+            or os.path.exists(snap)):
+        fail("launcher --snapshot-dir missing: rc %d stderr %r exists %s" %
+             (p.returncode, p.stderr, os.path.exists(snap)))
+    note("ok   launcher --snapshot-dir missing: " + p.stderr.strip())
+    os.makedirs(snap, exist_ok=True)
     env = clean_env({})  # the launcher finds the library itself
     srv = Server([a.launcher, "run", "--http", "127.0.0.1:%d" % port,
                   "--rate", "4096", "--snapshot-dir", snap, "--interval",

@@ -239,15 +239,19 @@ test_http_unknown_paths(void **state)
     expect_error("/", 404, "404 page not found");
     expect_error("/debug", 404, "404 page not found");
     expect_error("/debug/pprofx/heap", 404, "404 page not found");
-    expect_error("/debug/pprof/goroutine", 404, "Unknown profile");
     expect_error("/debug/pprof/heap/", 404, "Unknown profile");
     expect_error("/debug/pprof/heap/x", 404, "Unknown profile");
-    expect_error("/debug/pprof/profile", 501,
-                 "heapprof serves heap profiles only: fetch "
-                 "/debug/pprof/heap or /debug/pprof/allocs");
-    expect_error("/debug/pprof/trace?seconds=1", 501,
-                 "heapprof serves heap profiles only: fetch "
-                 "/debug/pprof/heap or /debug/pprof/allocs");
+    expect_error("/debug/pprof/goroutinex", 404, "Unknown profile");
+    /* What fleet scrapers ask by default: a 404 naming what is served. */
+    static const char *const go_only[] = {
+        "/debug/pprof/profile?seconds=14", "/debug/pprof/trace?seconds=1",
+        "/debug/pprof/goroutine",          "/debug/pprof/mutex",
+        "/debug/pprof/block",              "/debug/pprof/threadcreate"};
+    for (size_t i = 0; i < sizeof go_only / sizeof go_only[0]; i++)
+        expect_error(go_only[i], 404,
+                     "heapprof serves heap profiles only: /debug/pprof/heap, "
+                     "/debug/pprof/allocs and /debug/pprof/delta_heap (no CPU, "
+                     "goroutine, mutex, block, threadcreate or trace profile)");
 }
 
 static void
