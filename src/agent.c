@@ -52,6 +52,7 @@ static enum watch watch;
 static pid_t watched;
 static struct delta deltas[AGENT_DELTAS];
 static unsigned last_id;
+static bool wanted;               /* fork child: start at the restart */
 
 static void
 send_all(int fd, const char *p, size_t n)
@@ -304,5 +305,16 @@ hp_agent_postfork_child(void)
     memset(deltas, 0, sizeof(deltas));
     watch = WATCH_PARENT;
     watched = getppid();
+    wanted = true;
+}
+
+void
+hp_agent_restart(void)
+{
+    if (!wanted)
+        return;
+    wanted = false;
+    hp_fence_enter();
     launch();
+    hp_fence_exit();
 }

@@ -106,11 +106,9 @@ postfork_child(void)
         hp_gc_front_postfork_child();
     if (hp_attach_postfork_child != NULL)
         hp_attach_postfork_child();
-    /* Last: the agent's thread may answer at once, so everything it
-     * reads must be this process's already. */
-    hp_fence_enter();
     hp_agent_postfork_child();
-    hp_fence_exit();
+    /* The restart runs at the child's next allocation, sampled or not. */
+    hp_sampler_revisit();
 }
 
 /* The restart a fork child's first sampled allocation (or public call)
@@ -119,6 +117,7 @@ static void
 restart_services(void)
 {
     hp_snapshot_poll();
+    hp_agent_restart();
 }
 
 /* Background services (listener, snapshots): started from the constructor

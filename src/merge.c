@@ -55,6 +55,7 @@ struct merge {
     bool have_first;
     /* Time span. */
     int64_t pos_min, pos_max, pos_end, neg_min;
+    bool pos_spans;             /* a positive part has a duration */
     bool have_pos, have_neg;
 };
 
@@ -193,6 +194,7 @@ merge_span(struct merge *m, const pb_profile *p, bool negate)
         m->pos_max = p->time_nanos;
     if (!m->have_pos || p->time_nanos + p->duration_nanos > m->pos_end)
         m->pos_end = p->time_nanos + p->duration_nanos;
+    m->pos_spans |= p->duration_nanos > 0;
     m->have_pos = true;
 }
 
@@ -558,9 +560,13 @@ emit(struct merge *m, enum heapprof_profile which)
     if (m->have_neg && m->have_pos) {
         h.time_ns = m->pos_max;
         h.duration_ns = m->pos_max > m->neg_min ? m->pos_max - m->neg_min : 0;
-    } else if (m->have_pos) {
+    } else if (m->have_pos && m->pos_spans) {
         h.time_ns = m->pos_min;
         h.duration_ns = m->pos_end - m->pos_min;
+    } else if (m->have_pos) {
+        /* Snapshots (heap profiles, Go's have no duration) taken moments
+         * apart: a point in time, the latest, not a span. */
+        h.time_ns = m->pos_max;
     }
     for (size_t i = 0; which == HEAPPROF_PROFILE_ALLOCS && i < m->nvalues; i++)
         if (strcmp(m->b.strs[m->sample_type[i][0]], "alloc_space") == 0)

@@ -121,10 +121,23 @@ seed(struct hp_thread *t)
     t->rng = s ? s : 0x853C49E6748FEA9Bull;
 }
 
+void
+hp_sampler_revisit(void)
+{
+    hp_tls.bytes_until_sample = 0;
+    hp_tls.draw_rate = 0;
+}
+
 uint64_t
 hp_sample_slow(size_t size)
 {
     struct hp_thread *t = &hp_tls;
+    if (t->depth == 0 && !t->resolving) {
+        /* A fork child's services (hp_sampler_revisit sent it here). */
+        hp_fence_enter();
+        hp_restart_poll();
+        hp_fence_exit();
+    }
     if (t->rng == 0) {
         seed(t);
         hp_ensure_configured();

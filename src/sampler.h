@@ -25,6 +25,14 @@ HP_HIDDEN void hp_sampling_pause(bool paused);
  */
 HP_HIDDEN uint64_t hp_sample_slow(size_t size);
 
+/*
+ * The calling thread's next allocation takes hp_sample_slow (which runs
+ * a pending restart after fork, hp_restart_poll) and starts a fresh
+ * distance there, with the odds of a sample unchanged (memorylessness).
+ * For the fork child handler.
+ */
+HP_HIDDEN void hp_sampler_revisit(void);
+
 /* Count size bytes down; true when the countdown ran out and the caller
  * must ask hp_sample_slow(size) (front ends that keep their fast path
  * free of calls test this and call the slow path out of line). */

@@ -56,6 +56,16 @@ typedef struct {
 } ngx_http_heapprof_peer_t;
 
 
+/* A directory read with getdents64 (ngx_http_heapprof_dir_next). */
+typedef struct {
+    int                            fd;
+    size_t                         pos;
+    size_t                         len;
+    u_char                         buf[4096]
+                                       __attribute__((aligned(8)));
+} ngx_http_heapprof_dir_t;
+
+
 typedef struct {
     ngx_http_request_t            *request;
     ngx_event_t                    timer;
@@ -667,6 +677,34 @@ ngx_http_heapprof_file_name(u_char *buf, size_t size, ngx_pid_t pid,
 
 
 /*
+ * The exchange directory's entries without opendir(), whose 32 KiB buffer
+ * comes from malloc: heapprof samples that malloc, and its own work must
+ * never show in nginx's profile. getdents64 fills a buffer on the stack.
+ */
+static struct dirent64 *
+ngx_http_heapprof_dir_next(ngx_http_heapprof_dir_t *dir)
+{
+    ssize_t           n;
+    struct dirent64  *de;
+
+    if (dir->pos >= dir->len) {
+        n = getdents64(dir->fd, dir->buf, sizeof(dir->buf));
+        if (n <= 0) {
+            return NULL;
+        }
+
+        dir->pos = 0;
+        dir->len = (size_t) n;
+    }
+
+    de = (struct dirent64 *) (dir->buf + dir->pos);
+    dir->pos += de->d_reclen;
+
+    return de;
+}
+
+
+/*
  * Ask the workers for their profiles: one 8-byte request id written into
  * each FIFO (atomic, below PIPE_BUF). This worker's part is own.
  * NGX_DECLINED when ?pid=N names no worker.
@@ -676,12 +714,12 @@ ngx_http_heapprof_collect_start(ngx_http_heapprof_ctx_t *ctx, u_char *own,
     size_t own_len)
 {
     int                              fd;
-    DIR                             *dir;
     u_char                          *dot, path[NGX_MAX_PATH];
     ssize_t                          n;
     ngx_int_t                        pid;
     struct stat                      st;
-    struct dirent                   *de;
+    struct dirent64                 *de;
+    ngx_http_heapprof_dir_t          dir;
     ngx_http_request_t              *r;
     ngx_http_heapprof_peer_t        *peer;
     ngx_http_heapprof_main_conf_t   *hmcf;
@@ -714,15 +752,19 @@ ngx_http_heapprof_collect_start(ngx_http_heapprof_ctx_t *ctx, u_char *own,
         return NGX_OK;
     }
 
-    dir = opendir((char *) ngx_http_heapprof_dir.data);
-    if (dir == NULL) {
+    dir.fd = open((char *) ngx_http_heapprof_dir.data,
+                  O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+    if (dir.fd == -1) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                      "heapprof: opendir(\"%V\") failed",
+                      "heapprof: open(\"%V\") failed",
                       &ngx_http_heapprof_dir);
         return ctx->only ? NGX_DECLINED : NGX_OK;
     }
 
-    while ((de = readdir(dir)) != NULL) {
+    dir.pos = 0;
+    dir.len = 0;
+
+    while ((de = ngx_http_heapprof_dir_next(&dir)) != NULL) {
         dot = (u_char *) ngx_strchr(de->d_name, '.');
         if (dot == NULL || dot == (u_char *) de->d_name) {
             continue;
@@ -775,7 +817,7 @@ ngx_http_heapprof_collect_start(ngx_http_heapprof_ctx_t *ctx, u_char *own,
 
         peer = ngx_array_push(ctx->peers);
         if (peer == NULL) {
-            (void) closedir(dir);
+            (void) close(dir.fd);
             return NGX_ERROR;
         }
 
@@ -785,7 +827,7 @@ ngx_http_heapprof_collect_start(ngx_http_heapprof_ctx_t *ctx, u_char *own,
         peer->len = 0;
     }
 
-    (void) closedir(dir);
+    (void) close(dir.fd);
 
     if (ctx->only != 0 && ctx->peers->nelts == 0) {
         return NGX_DECLINED;

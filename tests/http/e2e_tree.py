@@ -210,6 +210,10 @@ def mode_prefork(a):
                      (sorted(p or 0 for p in pids), sorted([parent] + workers)))
             else:
                 note("ok   tree heap: every sample labelled, all 9 pids")
+            # Go's heap profiles have no duration; merged snapshots taken
+            # moments apart are still a point in time.
+            if prof.duration is not None:
+                fail("tree heap: Duration %s" % prof.duration)
             check_site(prof, parent, "parent_site", 4 * MIB, "tree heap")
             for w in workers:
                 check_site(prof, w, "worker_site", 2 * MIB, "tree heap")
@@ -230,9 +234,11 @@ def mode_prefork(a):
                        "tree delta_heap (first)", t="alloc_space")
         prof = h.fetch(base + "/debug/pprof/allocs", ["-seconds", "2"],
                        label="tree allocs -seconds 2")
-        if prof:
-            note("ok   a seconds=2 delta over the tree (%d samples)" %
-                 len(prof.samples))
+        if prof and prof.duration is None:
+            fail("tree allocs -seconds 2: no Duration")
+        elif prof:
+            note("ok   a seconds=2 delta over the tree (%d samples, %s)" %
+                 (len(prof.samples), prof.duration))
         st, _, body = h.http(base + "/debug/pprof/heap?debug=1&pid=%d" % w)
         if st != 200 or b"worker_site" not in body:
             fail("debug=1&pid=%d: %d %r" % (w, st, body[:200]))
