@@ -444,8 +444,6 @@ struct heapprof_attach_stats {
  * NULL. Added in 0.1.0. */
 HEAPPROF_API int heapprof_attach_stats(struct heapprof_attach_stats *st);
 
-/* ------------------------------------------------------------------ merge */
-
 /*
  * What `heapprof attach PID` and `heapprof detach PID` call inside the
  * target through gdb, after loading libheapprof there with dlopen (any
@@ -460,11 +458,14 @@ HEAPPROF_API int heapprof_attach_stats(struct heapprof_attach_stats *st);
  * undoes it: heapprof_detach(), sampling paused, listener and writer asked
  * to stop (gone within a second); HEAPPROF_ESTATE when not attached.
  * Neither writes to stderr: heapprof_remote_message() returns what the
- * last call had to say (one line per message; never NULL).
+ * last call had to say (one line per message; never NULL). Added in
+ * 0.1.0.
  */
 HEAPPROF_API int heapprof_remote_attach(const char *settings);
 HEAPPROF_API int heapprof_remote_detach(void);
 HEAPPROF_API const char *heapprof_remote_message(void);
+
+/* ------------------------------------------------------------------ merge */
 
 /*
  * Merge profiles into one, as `go tool pprof` merges several files:

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -276,6 +277,13 @@ launch(void)
 void
 hp_agent_start(const char *a, bool in_use)
 {
+    /* An agent asked to stop (heapprof detach, or attach replacing one
+     * started from the environment) exits at once: wait for it. */
+    const struct timespec step = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 300 && __atomic_load_n(&running, __ATOMIC_ACQUIRE) &&
+                    __atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE);
+         i++)
+        nanosleep(&step, NULL);
     if (__atomic_load_n(&running, __ATOMIC_ACQUIRE))
         return;
     snprintf(addr, sizeof(addr), "%s", a);

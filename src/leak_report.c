@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "profile.h"
+#include "stats.h"
 #include "symbolize.h"
 
 #define TOP_SITES 5
@@ -162,7 +163,8 @@ build_report(void)
     size_t n = live_sites(&d, &bytes, &objects);
     put("heapprof[%d]: leak report: ", (int)getpid());
     if (bytes == 0) {
-        put("nothing in use at exit\n");
+        put("nothing in use at exit (%llu allocations sampled)\n",
+            (unsigned long long)hp_stat_get(&hp_stats.samples));
     } else {
         put_bytes(bytes);
         put(" in %lld objects still in use at exit (estimated from samples, "

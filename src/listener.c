@@ -857,9 +857,23 @@ hp_listener_stop(void)
     hp_fence_exit();
 }
 
+/* A listener asked to stop (heapprof detach, or attach replacing one
+ * started from the environment) is gone within a second or so: wait for
+ * it (3 s at most) instead of taking it for the running one. */
+static void
+wait_stopped(void)
+{
+    const struct timespec step = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 300 && __atomic_load_n(&running, __ATOMIC_ACQUIRE) &&
+                    __atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE);
+         i++)
+        nanosleep(&step, NULL);
+}
+
 static int
 start_locked(const char *addr)
 {
+    wait_stopped();
     if (__atomic_load_n(&running, __ATOMIC_ACQUIRE))
         return HEAPPROF_OK;
     __atomic_store_n(&stop_requested, 0, __ATOMIC_RELEASE);

@@ -22,13 +22,13 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pprof_tool import fatal, free_port, wait_until  # noqa: E402
+from pprof_tool import fatal as fail, free_port, go_pprof, note, wait_until  # noqa: E402
 
 SKIP = 77
 
 
 def skip(msg):
-    print("check_attach_cmd: SKIP: " + msg, flush=True)
+    note("check_attach_cmd: SKIP: " + msg)
     sys.exit(SKIP)
 
 
@@ -78,11 +78,10 @@ def thread_names(pid):
 
 def pprof_top(args, source, index):
     env = dict(clean_env(), PPROF_TMPDIR=os.path.join(args.workdir, "pprof"))
-    r = subprocess.run(["go", "tool", "pprof", "-top", "-nodefraction=0",
-                        "-sample_index=" + index, source], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = go_pprof(["-top", "-nodefraction=0", "-sample_index=" + index],
+                 source, env)
     if r.returncode != 0:
-        fatal("go tool pprof %s: %s" % (source, r.stderr))
+        fail("go tool pprof %s: %s" % (source, r.stderr))
     return r.stdout
 
 
@@ -103,7 +102,7 @@ class Workload:
         wait_until(lambda: os.path.exists(self.ready) or
                  self.p.poll() is not None, "the workload to start")
         if self.p.poll() is not None:
-            fatal("the workload exited at start: %d" % self.p.returncode)
+            fail("the workload exited at start: %d" % self.p.returncode)
 
     def finish(self):
         open(self.stop_file, "w").close()
@@ -123,12 +122,12 @@ def expect_same_end(args, exe, w, label):
     ref_out, ref_rc, _ = reference(args, exe)
     out, rc, err = w.finish()
     if (out, rc) != (ref_out, ref_rc):
-        fatal("%s: the target ended differently: exit %d, output %r; "
+        fail("%s: the target ended differently: exit %d, output %r; "
              "untouched: exit %d, output %r" % (label, rc, out, ref_rc,
                                                ref_out))
     lines = [l for l in err.splitlines() if "heapprof" in l]
     if len(lines) > 1:
-        fatal("%s: heapprof wrote %d lines on the target's stderr: %r"
+        fail("%s: heapprof wrote %d lines on the target's stderr: %r"
              % (label, len(lines), lines))
     print("%s: the target ended as an untouched run does (exit %d)"
           % (label, rc), flush=True)
@@ -143,10 +142,10 @@ def case_live(args):
     shutil.rmtree(snaps, ignore_errors=True)
     os.makedirs(snaps)  # heapprof never creates the snapshot directory
     r = launcher(args, ["attach", "--http", "127.0.0.1:%d" % port,
-                        "--rate", "64k", "--snapshot-dir", snaps,
+                        "--rate", "4k", "--snapshot-dir", snaps,
                         "--interval", "1", str(w.p.pid)])
     if r.returncode != 0 or "attached" not in r.stdout:
-        fatal("attach failed")
+        fail("attach failed")
     wait_until(lambda: os.path.isdir(snaps) and any(
         n.endswith(".pb.gz") for n in os.listdir(snaps)), "a snapshot")
     url = "http://127.0.0.1:%d/debug/pprof/heap" % port
@@ -156,28 +155,28 @@ def case_live(args):
         for site in ("attach_site_malloc", "attach_site_calloc",
                      "attach_site_realloc"):
             if site not in top:
-                fatal("%s missing from %s %s" % (site, index, source))
+                fail("%s missing from %s %s" % (site, index, source))
     r = launcher(args, ["detach", str(w.p.pid)])
     if r.returncode != 0 or "detached" not in r.stdout:
-        fatal("detach failed")
+        fail("detach failed")
     left = [n for n in thread_names(w.p.pid) if n.startswith("heapprof")]
     if left:
-        fatal("heapprof threads still running after detach: %r" % left)
+        fail("heapprof threads still running after detach: %r" % left)
     if port_open(port):
-        fatal("the listener still accepts connections after detach")
+        fail("the listener still accepts connections after detach")
     r = launcher(args, ["detach", str(w.p.pid)])
     if r.returncode == 0 or "not attached" not in r.stderr:
-        fatal("a second detach did not say 'not attached'")
+        fail("a second detach did not say 'not attached'")
     expect_same_end(args, args.workload, w, "live")
 
 
 def refused(args, r, what, pid=None):
     lines = r.stderr.strip().splitlines()
     if r.returncode == 0 or len(lines) != 1 or what not in lines[0]:
-        fatal("expected one line with %r and a failure, got %d: %r"
+        fail("expected one line with %r and a failure, got %d: %r"
              % (what, r.returncode, r.stderr))
     if pid is not None and maps_has_heapprof(pid):
-        fatal("libheapprof was loaded into the refused target")
+        fail("libheapprof was loaded into the refused target")
 
 
 def case_refused(args):
@@ -204,11 +203,11 @@ def case_refused(args):
     # Attached once; a second attach is refused and changes nothing.
     r = launcher(args, ["attach", "--rate", "1m", str(w.p.pid)])
     if r.returncode != 0:
-        fatal("attach failed")
+        fail("attach failed")
     refused(args, launcher(args, ["attach", str(w.p.pid)]),
             "already attached")
     if launcher(args, ["detach", str(w.p.pid)]).returncode != 0:
-        fatal("detach failed")
+        fail("detach failed")
     expect_same_end(args, args.workload, w, "refused")
 
 
@@ -232,7 +231,7 @@ def case_redis(args):
         r = launcher(args, ["attach", "--http", "127.0.0.1:%d" % http,
                             "--rate", "4k", str(p.pid)])
         if r.returncode != 0 or "attached" not in r.stdout:
-            fatal("attach to redis-server failed")
+            fail("attach to redis-server failed")
         for i in range(200):
             redis_cli(port, "rpush", "list%d" % (i % 10), "x" * 500, "y" * 900)
         top = pprof_top(args, "http://127.0.0.1:%d/debug/pprof/heap" % http,
@@ -240,15 +239,15 @@ def case_redis(args):
         print(top, flush=True)
         if "zmalloc" not in top and "zrealloc" not in top and \
                 "ztrymalloc" not in top:
-            fatal("redis's allocation sites (zmalloc...) not in the profile")
+            fail("redis's allocation sites (zmalloc...) not in the profile")
         r = launcher(args, ["detach", str(p.pid)])
         if r.returncode != 0:
-            fatal("detach from redis-server failed")
+            fail("detach from redis-server failed")
         if redis_cli(port, "llen", "list3").stdout.strip() != "40":
-            fatal("redis-server lost data across attach/detach")
+            fail("redis-server lost data across attach/detach")
         redis_cli(port, "shutdown", "nosave")
         if p.wait(timeout=60) != 0:
-            fatal("redis-server exited with %d" % p.returncode)
+            fail("redis-server exited with %d" % p.returncode)
     finally:
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)

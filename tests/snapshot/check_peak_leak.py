@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pprof_tool import fatal  # noqa: E402
+from pprof_tool import fatal as fail, go_pprof, tool_env  # noqa: E402
 
 
 def run(args, mode, env_extra):
@@ -35,13 +35,11 @@ def run(args, mode, env_extra):
 
 
 def pprof_top(args, path, index):
-    env = dict(os.environ, PPROF_TMPDIR=os.path.join(args.workdir, "pprof"))
-    env.pop("LD_PRELOAD", None)
-    r = subprocess.run(["go", "tool", "pprof", "-top", "-nodefraction=0",
-                        "-unit=MB", "-sample_index=" + index, path], env=env,
-                       capture_output=True, text=True, timeout=120)
+    env = dict(tool_env(), PPROF_TMPDIR=os.path.join(args.workdir, "pprof"))
+    r = go_pprof(["-top", "-nodefraction=0", "-unit=MB",
+                  "-sample_index=" + index], path, env)
     if r.returncode != 0:
-        fatal("go tool pprof: " + r.stderr)
+        fail("go tool pprof: " + r.stderr)
     print(r.stdout)
     return r.stdout
 
@@ -62,20 +60,20 @@ def case_peak(args):
                             "HEAPPROF_SNAPSHOT_PEAK_STEP": "8m",
                             "HEAPPROF_RATE": "64k"})
     if r.returncode != 0 or r.stdout != "climbed\n":
-        fatal("the workload's output or exit status changed")
+        fail("the workload's output or exit status changed")
     peaks = [n for n in os.listdir(snaps) if n.endswith("-peak.pb.gz")]
     if len(peaks) != 1 or not re.fullmatch(
             r"heap-\d+-\d{8}T\d{6}Z(-\d+)?-peak\.pb\.gz", peaks[0]):
-        fatal("expected one peak file, found %r" % os.listdir(snaps))
+        fail("expected one peak file, found %r" % os.listdir(snaps))
     if shutil.which("go") is None:
         print("go not found: the peak file's contents are not read")
         return
     top = pprof_top(args, os.path.join(snaps, peaks[0]), "inuse_space")
     climb = flat_mb(top, "peak_site_climb")
     if climb < 56:
-        fatal("peak_site_climb holds %.1f MB in the peak file, want ~64" % climb)
+        fail("peak_site_climb holds %.1f MB in the peak file, want ~64" % climb)
     if flat_mb(top, "peak_site_after") > climb / 8:
-        fatal("the peak file shows the exit state, not the peak")
+        fail("the peak file shows the exit state, not the peak")
 
 
 def case_leak(args):
@@ -84,34 +82,34 @@ def case_leak(args):
     r = run(args, "leak", {"HEAPPROF_LEAK_REPORT": "1", "HEAPPROF_RATE": "1",
                            "HEAPPROF_SNAPSHOT_DIR": snaps})
     if r.returncode != 0 or r.stdout != "leaked\n":
-        fatal("the workload's output or exit status changed")
+        fail("the workload's output or exit status changed")
     m = re.search(r"leak report: ([\d.]+) MiB in (\d+) objects still in use",
                   r.stderr)
     if m is None:
-        fatal("no leak report on stderr (the program closed it)")
+        fail("no leak report on stderr (the program closed it)")
     if not 3.9 <= float(m.group(1)) <= 4.2 or int(m.group(2)) < 7:
-        fatal("leak report totals: %s MiB in %s objects, want 4 MiB in 7+"
+        fail("leak report totals: %s MiB in %s objects, want 4 MiB in 7+"
              % (m.group(1), m.group(2)))
     for site in ("leak_site_big", "leak_site_small", "main"):
         if site not in r.stderr:
-            fatal(site + " not in the leak report")
+            fail(site + " not in the leak report")
     if "freed_site" in r.stderr:
-        fatal("freed memory shows in the leak report")
+        fail("freed memory shows in the leak report")
     big = r.stderr.index("leak_site_big")
     if big > r.stderr.index("leak_site_small"):
-        fatal("sites not ordered by bytes")
+        fail("sites not ordered by bytes")
     if not any(n.endswith(".pb.gz") and "-peak" not in n
                for n in os.listdir(snaps)):
-        fatal("no exit snapshot written with the leak report")
+        fail("no exit snapshot written with the leak report")
 
 
 def case_clean(args):
     r = run(args, "clean", {"HEAPPROF_LEAK_REPORT": "1", "HEAPPROF_RATE": "1"})
     if r.returncode != 4 or r.stdout != "clean\n":
-        fatal("the workload's output or exit status changed")
+        fail("the workload's output or exit status changed")
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     if len(lines) != 1 or "leak report: nothing in use at exit" not in lines[0]:
-        fatal("expected one short line, got %r" % lines)
+        fail("expected one short line, got %r" % lines)
 
 
 def main():
