@@ -1,7 +1,6 @@
 /*
- * Custom-allocator hooks beyond heapprof_on_alloc/heapprof_on_free (those
- * two live in heapprof.c): realloc, owner-aware allocation and the bulk
- * free of arenas and pools. A pool is an owner address; its sampled blocks
+ * Custom-allocator hooks: heapprof_on_alloc/heapprof_on_free, realloc,
+ * owner-aware allocation and the bulk free of arenas and pools. A pool is an owner address; its sampled blocks
  * are chained in the live table (live.c), so destroying a pool touches only
  * what was sampled in it. Everything here runs on the caller's thread,
  * possibly under the caller's allocator lock: only heapprof's leaf locks
@@ -10,6 +9,23 @@
 #include "heapprof.h"
 #include "internal.h"
 #include "record.h"
+
+HP_FRONT void
+heapprof_on_alloc(void *ptr, size_t size)
+{
+    if (ptr == NULL)
+        return;
+    uint64_t rate = hp_sample_check(size);
+    if (HP_UNLIKELY(rate != 0))
+        hp_record_alloc(ptr, size, rate);
+}
+
+void
+heapprof_on_free(void *ptr)
+{
+    if (ptr != NULL)
+        hp_record_free_check(ptr);
+}
 
 HP_FRONT void
 heapprof_on_alloc_owned(void *ptr, size_t size, const void *owner)

@@ -1,7 +1,8 @@
 /*
- * Public entry points and the process lifecycle: configuration at load
- * (profiling is on from load, Go's default), start/stop, rate control,
- * fork handlers, errors and version, and the custom-allocator hooks.
+ * The lifecycle, the top of the tree: the constructor (configuration at
+ * load; profiling is on from load, Go's default), start/stop, rate
+ * control, snapshots and reset on demand, and fork handling, registered
+ * here only and ordered across every module (see prefork below).
  */
 #include "heapprof.h"
 
@@ -294,25 +295,6 @@ heapprof_get_rate(void)
 {
     hp_ensure_configured();
     return hp_rate_get();
-}
-
-/* ------------------------------------------------------ custom allocators */
-
-HP_FRONT void
-heapprof_on_alloc(void *ptr, size_t size)
-{
-    if (ptr == NULL)
-        return;
-    uint64_t rate = hp_sample_check(size);
-    if (HP_UNLIKELY(rate != 0))
-        hp_record_alloc(ptr, size, rate);
-}
-
-void
-heapprof_on_free(void *ptr)
-{
-    if (ptr != NULL)
-        hp_record_free_check(ptr);
 }
 
 /* ------------------------------------------- snapshots, run-time control */
