@@ -23,8 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pprof_tool  # noqa: E402
-from pprof_tool import fatal as fail, free_port, go_pprof, note  # noqa: E402
+from pprof_tool import fatal as fail, free_port, go_pprof, note, wait_until  # noqa: E402
 
 SKIP = 77
 
@@ -32,11 +31,6 @@ SKIP = 77
 def skip(msg):
     note("check_attach_cmd: SKIP: " + msg)
     sys.exit(SKIP)
-
-
-def wait_for(cond, what, timeout=60.0):
-    if not pprof_tool.wait_for(cond, timeout, 0.05):
-        fail("timed out waiting for " + what)
 
 
 def port_open(port):
@@ -109,7 +103,7 @@ class Workload:
         self.p = subprocess.Popen([exe, self.ready, self.stop_file],
                                   env=env, stdout=subprocess.PIPE,
                                   stderr=self.err, text=True)
-        wait_for(lambda: os.path.exists(self.ready) or
+        wait_until(lambda: os.path.exists(self.ready) or
                  self.p.poll() is not None, "the workload to start")
         if self.p.poll() is not None:
             fail("the workload exited at start: %d" % self.p.returncode)
@@ -156,7 +150,7 @@ def case_live(args):
                         "--interval", "1", str(w.p.pid)])
     if r.returncode != 0 or "attached" not in r.stdout:
         fail("attach failed")
-    wait_for(lambda: os.path.isdir(snaps) and any(
+    wait_until(lambda: os.path.isdir(snaps) and any(
         n.endswith(".pb.gz") for n in os.listdir(snaps)), "a snapshot")
     url = "http://127.0.0.1:%d/debug/pprof/heap" % port
     for index, source in (("inuse_space", url), ("alloc_space", url)):
@@ -247,7 +241,7 @@ def case_redis(args):
                           "--appendonly", "no", "--bind", "127.0.0.1"],
                          env=clean_env(), stdout=log, stderr=log)
     try:
-        wait_for(lambda: redis_cli(port, "ping").stdout.strip() == "PONG",
+        wait_until(lambda: redis_cli(port, "ping").stdout.strip() == "PONG",
                  "redis-server")
         r = launcher(args, ["attach", "--http", "127.0.0.1:%d" % http,
                             "--rate", "4k", str(p.pid)])
