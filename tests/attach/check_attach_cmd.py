@@ -7,8 +7,9 @@
                   status of an untouched run, and heapprof wrote nothing on
                   its stderr.
   --case refused  refusals leave the target untouched: a static binary, a
-                  second attach, detach of a process never attached, and
-                  (as root) an attach by an unprivileged user.
+                  second attach, detach of a process never attached, a
+                  process started under LD_PRELOAD, and (as root) an
+                  attach by an unprivileged user.
   --case redis    Debian's redis-server (jemalloc underneath): attached,
                   its sites in the profile, detached, still serving.
 Exit 77 when something the case needs is missing.
@@ -88,7 +89,7 @@ def pprof_top(args, source, index):
 class Workload:
     """attach_workload started bare; stop() lets it finish."""
 
-    def __init__(self, args, exe, name):
+    def __init__(self, args, exe, name, preload=None):
         self.ready = os.path.join(args.workdir, name + ".ready")
         self.stop_file = os.path.join(args.workdir, name + ".stop")
         self.err_path = os.path.join(args.workdir, name + ".stderr")
@@ -96,8 +97,11 @@ class Workload:
             if os.path.exists(p):
                 os.unlink(p)
         self.err = open(self.err_path, "w")
+        env = clean_env()
+        if preload:
+            env["LD_PRELOAD"] = preload
         self.p = subprocess.Popen([exe, self.ready, self.stop_file],
-                                  env=clean_env(), stdout=subprocess.PIPE,
+                                  env=env, stdout=subprocess.PIPE,
                                   stderr=self.err, text=True)
         wait_until(lambda: os.path.exists(self.ready) or
                  self.p.poll() is not None, "the workload to start")
@@ -209,6 +213,17 @@ def case_refused(args):
     if launcher(args, ["detach", str(w.p.pid)]).returncode != 0:
         fail("detach failed")
     expect_same_end(args, args.workload, w, "refused")
+
+    # Started under LD_PRELOAD: heapprof already is its malloc.
+    w = Workload(args, args.workload, "preloaded", preload=args.lib)
+    refused(args, launcher(args, ["attach", "--rate", "1m", str(w.p.pid)]),
+            "already this process's malloc")
+    refused(args, launcher(args, ["detach", str(w.p.pid)]), "not attached")
+    out, rc, _ = w.finish()
+    ref_out, ref_rc, _ = reference(args, args.workload)
+    if (out, rc) != (ref_out, ref_rc):
+        fail("preloaded: the target ended differently: exit %d, output %r"
+             % (rc, out))
 
 
 def redis_cli(port, *cmd):
