@@ -17,12 +17,14 @@ int hp_restart_pending;
 static void (*restart_hook)(void);
 
 uint64_t
-hp_now_mono_ns(void)
+hp_clock_mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+uint64_t (*HP_SEAM hp_now_mono)(void) = hp_clock_mono_ns;
 
 uint64_t
 hp_now_wall_ns(void)

@@ -452,7 +452,8 @@ hp_settings_apply_env(struct hp_settings *s, char *const *envp)
             /* Catch typos; names read by other parts (launcher, tests) are
              * listed here too so they do not warn. */
             static const char *const known_other[] = {
-                "HEAPPROF_CONFIG_NO_ENV", "HEAPPROF_LIB", NULL};
+                "HEAPPROF_CONFIG_NO_ENV", "HEAPPROF_LIB", "HEAPPROF_JOBS",
+                NULL};
             bool other = false;
             for (int i = 0; known_other[i] != NULL; i++)
                 other |= strncmp(kv, known_other[i], (size_t)(eq - kv)) == 0 &&

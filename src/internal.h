@@ -65,8 +65,29 @@ hp_fenced(void)
     return hp_tls.depth > 0;
 }
 
-/* Monotonic and wall clocks in ns. */
-HP_HIDDEN uint64_t hp_now_mono_ns(void);
+/*
+ * Seams (jemalloc's JET_MUTABLE): function pointers that are const in the
+ * library and writable in the unit tests' build of the core (compiled with
+ * HP_TEST_SEAMS), so a test sets the clock instead of waiting for it.
+ */
+#ifdef HP_TEST_SEAMS
+#define HP_SEAM
+#else
+#define HP_SEAM const
+#endif
+
+/* The monotonic clock in ns (birth times, the age filter, intervals),
+ * through its seam; hp_clock_mono_ns is the real one. */
+HP_HIDDEN uint64_t hp_clock_mono_ns(void);
+extern uint64_t (*HP_SEAM hp_now_mono)(void) HP_HIDDEN;
+
+static inline uint64_t
+hp_now_mono_ns(void)
+{
+    return hp_now_mono();
+}
+
+/* The wall clock in ns. */
 HP_HIDDEN uint64_t hp_now_wall_ns(void);
 
 /*

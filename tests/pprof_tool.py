@@ -84,6 +84,14 @@ def wait_for(cond, timeout, interval=0.02):
         time.sleep(interval)
 
 
+def wait_until(cond, what, timeout=60.0):
+    """wait_for, and a fatal failure naming what if it times out."""
+    got = wait_for(cond, timeout)
+    if not got:
+        fatal("timed out waiting for " + what)
+    return got
+
+
 def base_name(name):
     """GCC's clones (f.constprop.0, f.isra.0, f.part.0) count as f."""
     return re.sub(r"\.(constprop|isra|part|cold)\.\d+$", "", name)

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ static __typeof__(heapprof_strerror) *p_strerror;
 static void *pre[NPRE];
 static void *post[NPOST];
 static int stop_threads;
+static unsigned long churn_rounds; /* all threads' allocations so far */
 
 /* Sites: never inlined, so each is a frame of its own in the profile. */
 void *site_before_attach(size_t n);
@@ -108,6 +110,7 @@ churn(void *arg)
         ring[k] = malloc(16 + (seed >> 16) % 4096);
         if (ring[k] != NULL)
             memset(ring[k], 1, 16);
+        __atomic_add_fetch(&churn_rounds, 1, __ATOMIC_RELAXED);
     }
     for (unsigned k = 0; k < 64; k++)
         free(ring[k]);
@@ -157,7 +160,9 @@ main(int argc, char **argv)
     pthread_t th[NTHREADS];
     for (int i = 0; i < NTHREADS; i++)
         pthread_create(&th[i], NULL, churn, (void *)(uintptr_t)(i + 1));
-    usleep(20000);
+    /* Attach while they are allocating. */
+    while (__atomic_load_n(&churn_rounds, __ATOMIC_RELAXED) < 1000u * NTHREADS)
+        sched_yield();
 
     int rc = p_attach();
     if (rc != HEAPPROF_OK)

@@ -12,27 +12,7 @@
 
 #include <heapprof.h>
 
-struct membuf {
-    unsigned char *p;
-    size_t n, cap;
-};
-
-static int
-mem_write(void *ctx, const void *data, size_t len)
-{
-    struct membuf *b = ctx;
-    if (b->n + len > b->cap) {
-        size_t nc = (b->n + len) * 2;
-        unsigned char *np = realloc(b->p, nc);
-        if (np == NULL)
-            return -1;
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, data, len);
-    b->n += len;
-    return 0;
-}
+#include "test_sink.h"
 
 static void *kept[64];
 
@@ -47,7 +27,7 @@ merge_site(size_t n)
 }
 
 static int
-save(const char *dir, const char *name, const struct membuf *b)
+save(const char *dir, const char *name, const struct hp_test_sink *b)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -67,8 +47,8 @@ main(int argc, char **argv)
     for (int i = 0; i < 64; i++)
         kept[i] = merge_site(4096);
 
-    struct membuf own = {0}, merged = {0}, cancelled = {0}, junk = {0};
-    struct heapprof_sink s = {mem_write, &own};
+    struct hp_test_sink own = {0}, merged = {0}, cancelled = {0}, junk = {0};
+    struct heapprof_sink s = {hp_test_sink_write, &own};
     if (heapprof_write(HEAPPROF_PROFILE_HEAP, &s) != HEAPPROF_OK) {
         fprintf(stderr, "attach_merge: heapprof_write failed\n");
         return 1;
@@ -88,7 +68,7 @@ main(int argc, char **argv)
     parts[1].negate = 1;
     /* A string label: "worker" = "a" on every sample. */
     struct heapprof_profile_part str = {own.p, own.n, "worker", "a", 0, 0};
-    struct membuf strbuf = {0};
+    struct hp_test_sink strbuf = {0};
     s.ctx = &strbuf;
     if (heapprof_profile_merge(&str, 1, HEAPPROF_PROFILE_HEAP, &s) !=
         HEAPPROF_OK) {

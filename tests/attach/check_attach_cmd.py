@@ -7,8 +7,9 @@
                   status of an untouched run, and heapprof wrote nothing on
                   its stderr.
   --case refused  refusals leave the target untouched: a static binary, a
-                  second attach, detach of a process never attached, and
-                  (as root) an attach by an unprivileged user.
+                  second attach, detach of a process never attached, a
+                  process started under LD_PRELOAD, and (as root) an
+                  attach by an unprivileged user.
   --case redis    Debian's redis-server (jemalloc underneath): attached,
                   its sites in the profile, detached, still serving.
 Exit 77 when something the case needs is missing.
@@ -22,8 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pprof_tool  # noqa: E402
-from pprof_tool import fatal as fail, free_port, go_pprof, note  # noqa: E402
+from pprof_tool import fatal as fail, free_port, go_pprof, note, wait_until  # noqa: E402
 
 SKIP = 77
 
@@ -31,11 +31,6 @@ SKIP = 77
 def skip(msg):
     note("check_attach_cmd: SKIP: " + msg)
     sys.exit(SKIP)
-
-
-def wait_for(cond, what, timeout=60.0):
-    if not pprof_tool.wait_for(cond, timeout, 0.05):
-        fail("timed out waiting for " + what)
 
 
 def port_open(port):
@@ -94,7 +89,7 @@ def pprof_top(args, source, index):
 class Workload:
     """attach_workload started bare; stop() lets it finish."""
 
-    def __init__(self, args, exe, name):
+    def __init__(self, args, exe, name, preload=None):
         self.ready = os.path.join(args.workdir, name + ".ready")
         self.stop_file = os.path.join(args.workdir, name + ".stop")
         self.err_path = os.path.join(args.workdir, name + ".stderr")
@@ -102,10 +97,13 @@ class Workload:
             if os.path.exists(p):
                 os.unlink(p)
         self.err = open(self.err_path, "w")
+        env = clean_env()
+        if preload:
+            env["LD_PRELOAD"] = preload
         self.p = subprocess.Popen([exe, self.ready, self.stop_file],
-                                  env=clean_env(), stdout=subprocess.PIPE,
+                                  env=env, stdout=subprocess.PIPE,
                                   stderr=self.err, text=True)
-        wait_for(lambda: os.path.exists(self.ready) or
+        wait_until(lambda: os.path.exists(self.ready) or
                  self.p.poll() is not None, "the workload to start")
         if self.p.poll() is not None:
             fail("the workload exited at start: %d" % self.p.returncode)
@@ -152,7 +150,7 @@ def case_live(args):
                         "--interval", "1", str(w.p.pid)])
     if r.returncode != 0 or "attached" not in r.stdout:
         fail("attach failed")
-    wait_for(lambda: os.path.isdir(snaps) and any(
+    wait_until(lambda: os.path.isdir(snaps) and any(
         n.endswith(".pb.gz") for n in os.listdir(snaps)), "a snapshot")
     url = "http://127.0.0.1:%d/debug/pprof/heap" % port
     for index, source in (("inuse_space", url), ("alloc_space", url)):
@@ -216,6 +214,17 @@ def case_refused(args):
         fail("detach failed")
     expect_same_end(args, args.workload, w, "refused")
 
+    # Started under LD_PRELOAD: heapprof already is its malloc.
+    w = Workload(args, args.workload, "preloaded", preload=args.lib)
+    refused(args, launcher(args, ["attach", "--rate", "1m", str(w.p.pid)]),
+            "already this process's malloc")
+    refused(args, launcher(args, ["detach", str(w.p.pid)]), "not attached")
+    out, rc, _ = w.finish()
+    ref_out, ref_rc, _ = reference(args, args.workload)
+    if (out, rc) != (ref_out, ref_rc):
+        fail("preloaded: the target ended differently: exit %d, output %r"
+             % (rc, out))
+
 
 def redis_cli(port, *cmd):
     return subprocess.run(["redis-cli", "-p", str(port)] + list(cmd),
@@ -232,7 +241,7 @@ def case_redis(args):
                           "--appendonly", "no", "--bind", "127.0.0.1"],
                          env=clean_env(), stdout=log, stderr=log)
     try:
-        wait_for(lambda: redis_cli(port, "ping").stdout.strip() == "PONG",
+        wait_until(lambda: redis_cli(port, "ping").stdout.strip() == "PONG",
                  "redis-server")
         r = launcher(args, ["attach", "--http", "127.0.0.1:%d" % http,
                             "--rate", "4k", str(p.pid)])

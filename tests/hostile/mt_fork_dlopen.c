@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,7 +335,10 @@ worker_main(void *arg)
     return NULL;
 }
 
-/* A detached thread that is still allocating when the process exits. */
+/* A detached thread that is still allocating when the process exits;
+ * forever_rounds says it is under way. */
+static unsigned long forever_rounds;
+
 static void *
 forever_main(void *arg)
 {
@@ -343,6 +347,7 @@ forever_main(void *arg)
     for (;;) {
         void *p = malloc(1 + rng_next(&rng) % 100000);
         free(p);
+        __atomic_add_fetch(&forever_rounds, 1, __ATOMIC_RELAXED);
     }
     return NULL;
 }
@@ -484,6 +489,8 @@ main(int argc, char **argv)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_create(&forever, &attr, forever_main, NULL);
     pthread_attr_destroy(&attr);
-    usleep(2000);
+    /* Exit once it is allocating (in the middle of malloc, most likely). */
+    while (__atomic_load_n(&forever_rounds, __ATOMIC_RELAXED) < 100)
+        sched_yield();
     return failures == 0 ? 0 : 1;
 }

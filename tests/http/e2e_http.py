@@ -44,7 +44,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
-from pprof_tool import fail, note, free_port  # noqa: E402
+from pprof_tool import fail, note, free_port, wait_for  # noqa: E402
 failures = pprof_tool.FAILURES
 
 SITES = ["site_hold_small", "site_hold_large", "site_churn", "site_mixed"]
@@ -621,7 +621,7 @@ def mode_nomhd(a):
                   truth_path], clean_env({}), os.path.join(work, "log"))
     try:
         wait_file(truth_path, srv)
-        time.sleep(1.0)
+        wait_for(lambda: "libmicrohttpd" in srv.output(), 30)
         lines = [l for l in srv.output().splitlines() if "heapprof" in l]
         if len(lines) != 1 or "libmicrohttpd" not in lines[0]:
             fail("no libmicrohttpd: want one line, got %r" % lines)
@@ -747,20 +747,27 @@ def mode_example(a):
                                    label="example -seconds 2")
         t = threading.Thread(target=delta)
         t.start()
-        time.sleep(0.3)
+        # App requests from now until go tool pprof is done: they cover
+        # its whole seconds=2 window, however late it starts.
         worst = 0.0
+        during = 0
         while t.is_alive():
             t0 = time.time()
+            during += 1
             st, _, _ = http(base + "/?item=during", timeout=5)
             worst = max(worst, time.time() - t0)
             if st != 200:
                 fail("app during seconds=2: %d" % st)
             time.sleep(0.05)
         t.join()
-        if worst > 0.5:
+        # A server that blocked on seconds=2 would hold a request for the
+        # whole window (2 s); a loaded machine alone delays one by half a
+        # second at times, which says nothing about blocking.
+        if worst > 1.5:
             fail("app blocked %.2f s during seconds=2" % worst)
         else:
-            note("ok   app answered within %.3f s during seconds=2" % worst)
+            note("ok   app answered %d requests, each within %.3f s, during "
+                 "seconds=2" % (during, worst))
         prof = result.get("prof")
         if prof is not None:
             if not (prof.duration or "").startswith("2."):

@@ -4,7 +4,8 @@
  * function with a distinctive name so the tests can find it in profiles.
  *
  * usage: snap_workload MODE [SECONDS] [ARG]
- *   churn S      site_snap_live keeps 1000 x 10000 B, site_snap_churn
+ *   churn S      site_snap_live keeps 1000 x 10000 B (then says so on
+ *                stderr), site_snap_churn
  *                allocates and frees for S seconds; prints a checksum
  *                that does not depend on heapprof (the unwritable test
  *                compares it with a run without heapprof)
@@ -176,6 +177,9 @@ mode_churn(double secs)
         snap_keep[i] = site_snap_live(10000);
         sum += ((unsigned char *)snap_keep[i])[i % 10000];
     }
+    /* For tests that act once the live set is there (not a heapprof
+     * line: those start with "heapprof["). */
+    fprintf(stderr, "snap_workload: live set kept\n");
     uint64_t rng = 88172645463325252ull;
     double end = now_s() + secs;
     unsigned rounds = 0, bad = 0;

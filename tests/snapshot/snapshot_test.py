@@ -41,7 +41,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
-from pprof_tool import fail, note  # noqa: E402
+from pprof_tool import fail, note, wait_for  # noqa: E402
 failures = pprof_tool.FAILURES
 
 
@@ -74,6 +74,17 @@ class Env:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
 
+    def start_logged(self, argv, log, **hp):
+        """start, with stderr going to the file log so the test can wait
+        for a line while the workload runs; finish() collects both."""
+        with open(log, "w") as f:
+            p = subprocess.Popen(
+                [self.args.workload] + [str(a) for a in argv],
+                env=self.workload_env(**hp), stdout=subprocess.PIPE,
+                stderr=f, text=True)
+        p.log = log
+        return p
+
     def run(self, argv, timeout=120, **hp):
         p = self.start(argv, **hp)
         out, err = p.communicate(timeout=timeout)
@@ -87,6 +98,45 @@ class Env:
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, timeout=120)
         return p
+
+
+def finish(p, timeout=60):
+    """The stdout and stderr of a workload from Env.start_logged."""
+    out, _ = p.communicate(timeout=timeout)
+    with open(p.log) as f:
+        return out, f.read()
+
+
+def logged(p, pattern, timeout=30):
+    """Wait until the workload's stderr has a line matching pattern."""
+    def seen():
+        with open(p.log) as f:
+            return re.search(pattern, f.read())
+    return wait_for(seen, timeout)
+
+
+def proc_status(pid, key):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return line.split()[1]
+    except OSError:
+        pass
+    return None
+
+
+def catches(pid, sig):
+    """The process has a handler installed for sig (SigCgt)."""
+    mask = proc_status(pid, "SigCgt")
+    return mask is not None and (int(mask, 16) >> (sig - 1)) & 1
+
+
+def threads(pid):
+    try:
+        return len(os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return 0
 
 
 def fresh_dir(path):
@@ -381,14 +431,15 @@ def case_unwritable(env, a):
     expect_lines(err, [(r"snapshots to .*failing: the path is not a "
                         r"directory", 1)], "under a file")
 
-    # 2. Missing at start, created after 2.5 s: snapshots resume.
+    # 2. Missing at start, created once a snapshot failed: they resume.
     d = os.path.join(a.workdir, "later")
     shutil.rmtree(d, ignore_errors=True)
-    p = env.start(["churn", "6"], SNAPSHOT_DIR=d, SNAPSHOT_INTERVAL=1,
-                  SNAPSHOT_KEEP=100)
-    time.sleep(2.5)
+    p = env.start_logged(["churn", "6"], d + ".log", SNAPSHOT_DIR=d,
+                         SNAPSHOT_INTERVAL=1, SNAPSHOT_KEEP=100)
+    if not logged(p, r"failing: the directory does not exist"):
+        fail("missing dir: no failure reported")
     os.makedirs(d)
-    out, err = p.communicate(timeout=60)
+    out, err = finish(p)
     if (p.returncode, out) != (ref.returncode, ref.stdout):
         fail("missing dir: exit %d output %r" % (p.returncode, out))
     n = len(own_files(d, p.pid, suffix=True))
@@ -401,14 +452,15 @@ def case_unwritable(env, a):
 
     # 3. Removed while running, re-created later.
     d = fresh_dir(os.path.join(a.workdir, "removed"))
-    p = env.start(["churn", "7.5"], SNAPSHOT_DIR=d, SNAPSHOT_INTERVAL=1,
-                  SNAPSHOT_KEEP=100)
-    time.sleep(2.5)
+    p = env.start_logged(["churn", "7.5"], d + ".log", SNAPSHOT_DIR=d,
+                         SNAPSHOT_INTERVAL=1, SNAPSHOT_KEEP=100)
+    wait_for(lambda: own_files(d, p.pid, suffix=True), 30)
     before = len(os.listdir(d))
     shutil.rmtree(d)
-    time.sleep(2.5)
+    if not logged(p, r"failing: the directory does not exist"):
+        fail("removed dir: no failure reported")
     os.makedirs(d)
-    out, err = p.communicate(timeout=60)
+    out, err = finish(p)
     if (p.returncode, out) != (ref.returncode, ref.stdout):
         fail("removed dir: exit %d output %r" % (p.returncode, out))
     n = len(own_files(d, p.pid, suffix=True))
@@ -499,9 +551,14 @@ def case_reset(env, a):
 
 def case_signal(env, a):
     d = fresh_dir(os.path.join(a.workdir, "snaps"))
-    p = env.start(["churn", "3"], SNAPSHOT_DIR=d, SNAPSHOT_INTERVAL=3600,
-                  SNAPSHOT_SIGNAL="USR2", SNAPSHOT_AT_EXIT=1)
-    time.sleep(1.0)
+    p = env.start_logged(["churn", "3"], d + ".log", SNAPSHOT_DIR=d,
+                         SNAPSHOT_INTERVAL=3600, SNAPSHOT_SIGNAL="USR2",
+                         SNAPSHOT_AT_EXIT=1)
+    # Signal once heapprof's handler is in and the live set is there.
+    if not wait_for(lambda: catches(p.pid, signal.SIGUSR2), 30):
+        fail("no SIGUSR2 handler installed")
+    if not logged(p, r"live set kept"):
+        fail("the workload never kept its live set")
     if own_files(d, p.pid, suffix=True):
         fail("a snapshot before any signal (interval 3600)")
     p.send_signal(signal.SIGUSR2)
@@ -514,7 +571,7 @@ def case_signal(env, a):
         time.sleep(0.01)
     if n != 1:
         fail("%d snapshots within 1.5 s of SIGUSR2, want 1" % n)
-    out, err = p.communicate(timeout=60)
+    out, err = finish(p)
     if p.returncode != 0 or not out.startswith("checksum"):
         fail("workload (SIGUSR2 handled by heapprof) exited %d output %r" % (
             p.returncode, out))
@@ -528,7 +585,9 @@ def case_signal(env, a):
         check_top(env, os.path.join(d, n), ["site_snap_live"])
     # Without the variable, USR2 keeps its default action (terminate).
     p = env.start(["churn", "2"], SNAPSHOT_DIR=d, SNAPSHOT_INTERVAL=3600)
-    time.sleep(0.5)
+    # Started: its snapshot thread runs (heapprof's start-up is over).
+    if not wait_for(lambda: threads(p.pid) >= 2, 30):
+        fail("no snapshot thread")
     p.send_signal(signal.SIGUSR2)
     p.communicate(timeout=60)
     if p.returncode != -signal.SIGUSR2:
@@ -537,14 +596,8 @@ def case_signal(env, a):
 
 
 def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    v = proc_status(pid, "VmRSS")
+    return int(v) if v is not None else None
 
 
 def case_soak(env, a):

@@ -19,6 +19,7 @@
 #include "profile.pb-c.h"
 #include "pprof_encode.h"
 #include "profile.h"
+#include "test_sink.h"
 
 typedef Perftools__Profiles__Profile Profile;
 typedef Perftools__Profiles__Location Location;
@@ -47,57 +48,11 @@ enc_root_static(int x)
 
 /* ------------------------------------------------------------- helpers */
 
-struct membuf {
-    unsigned char *p;
-    size_t n, cap;
-    int fail;                   /* make write() fail */
-};
-
-static int
-mem_write(void *ctx, const void *data, size_t len)
-{
-    struct membuf *m = ctx;
-    if (m->fail)
-        return -1;
-    if (m->n + len > m->cap) {
-        size_t cap = m->cap ? m->cap : 4096;
-        while (cap < m->n + len)
-            cap *= 2;
-        m->p = realloc(m->p, cap);
-        assert_non_null(m->p);
-        m->cap = cap;
-    }
-    memcpy(m->p + m->n, data, len);
-    m->n += len;
-    return 0;
-}
-
 static unsigned char *
 gunzip(const unsigned char *in, size_t n, size_t *outlen)
 {
-    z_stream zs;
-    memset(&zs, 0, sizeof(zs));
-    assert_int_equal(inflateInit2(&zs, 15 + 16), Z_OK);
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *out = malloc(cap);
-    zs.next_in = (unsigned char *)in;
-    zs.avail_in = (uInt)n;
-    int rc;
-    do {
-        if (len == cap) {
-            cap *= 2;
-            out = realloc(out, cap);
-        }
-        zs.next_out = out + len;
-        zs.avail_out = (uInt)(cap - len);
-        rc = inflate(&zs, Z_NO_FLUSH);
-        len = cap - zs.avail_out;
-        assert_true(rc == Z_OK || rc == Z_STREAM_END);
-    } while (rc != Z_STREAM_END);
-    /* One gzip member, nothing after it. */
-    assert_int_equal(zs.avail_in, 0);
-    inflateEnd(&zs);
-    *outlen = len;
+    unsigned char *out = hp_test_gunzip(in, n, outlen);
+    assert_non_null(out);
     return out;
 }
 
@@ -130,10 +85,10 @@ make_data(struct hp_profile_data *d, struct hp_profile_entry *e)
 
 static Profile *
 encode_and_unpack(const struct hp_profile_data *d,
-                  const struct hp_encode_opts *o, struct membuf *gz)
+                  const struct hp_encode_opts *o, struct hp_test_sink *gz)
 {
     memset(gz, 0, sizeof(*gz));
-    struct heapprof_sink sink = { mem_write, gz };
+    struct heapprof_sink sink = hp_test_sink(gz);
     assert_int_equal(hp_pprof_encode(d, o, &sink), 0);
     assert_true(gz->n > 18);
     assert_int_equal(gz->p[0], 0x1f);
@@ -232,7 +187,7 @@ test_encode_header_heap(void **state)
     struct hp_profile_data d;
     make_data(&d, e);
     struct hp_encode_opts o = { HEAPPROF_PROFILE_HEAP, NULL, 0, NULL };
-    struct membuf gz;
+    struct hp_test_sink gz;
     Profile *p = encode_and_unpack(&d, &o, &gz);
     check_integrity(p);
 
@@ -267,7 +222,7 @@ test_encode_header_allocs(void **state)
     d.duration_ns = 5000000000ull;
     const char *comments[] = { "heapprof test rate=524288", "second line" };
     struct hp_encode_opts o = { HEAPPROF_PROFILE_ALLOCS, comments, 2, NULL };
-    struct membuf gz;
+    struct hp_test_sink gz;
     Profile *p = encode_and_unpack(&d, &o, &gz);
     check_integrity(p);
     assert_string_equal(str(p, p->default_sample_type), "alloc_space");
@@ -287,7 +242,7 @@ test_encode_samples_and_locations(void **state)
     struct hp_profile_data d;
     make_data(&d, e);
     struct hp_encode_opts o = { HEAPPROF_PROFILE_HEAP, NULL, 0, NULL };
-    struct membuf gz;
+    struct hp_test_sink gz;
     Profile *p = encode_and_unpack(&d, &o, &gz);
     check_integrity(p);
 
@@ -341,7 +296,7 @@ test_encode_overflow_bucket(void **state)
     struct hp_profile_data d;
     make_data(&d, e);
     struct hp_encode_opts o = { HEAPPROF_PROFILE_HEAP, NULL, 0, NULL };
-    struct membuf gz;
+    struct hp_test_sink gz;
     Profile *p = encode_and_unpack(&d, &o, &gz);
     check_integrity(p);
     const Perftools__Profiles__Sample *s = p->sample[2];
@@ -365,7 +320,7 @@ test_encode_mappings(void **state)
     struct hp_profile_data d;
     make_data(&d, e);
     struct hp_encode_opts o = { HEAPPROF_PROFILE_HEAP, NULL, 0, NULL };
-    struct membuf gz;
+    struct hp_test_sink gz;
     Profile *p = encode_and_unpack(&d, &o, &gz);
     check_integrity(p);
 
@@ -410,7 +365,7 @@ test_encode_fake_mapping_without_maps(void **state)
     make_data(&d, e);
     struct hp_encode_opts o = { HEAPPROF_PROFILE_HEAP, NULL, 0,
                                 "/nonexistent/maps" };
-    struct membuf gz;
+    struct hp_test_sink gz;
     Profile *p = encode_and_unpack(&d, &o, &gz);
     check_integrity(p);
     /* Go's fallback: one mapping {0, 0, 0, ""} that every real location
@@ -432,7 +387,7 @@ test_encode_empty_profile(void **state)
     (void)state;
     struct hp_profile_data d = { NULL, 0, 1, 1, 0 };
     struct hp_encode_opts o = { HEAPPROF_PROFILE_HEAP, NULL, 0, NULL };
-    struct membuf gz;
+    struct hp_test_sink gz;
     Profile *p = encode_and_unpack(&d, &o, &gz);
     check_integrity(p);
     assert_int_equal(p->n_sample, 0);
@@ -451,8 +406,8 @@ test_encode_sink_failure_is_eio(void **state)
     struct hp_profile_data d;
     make_data(&d, e);
     struct hp_encode_opts o = { HEAPPROF_PROFILE_HEAP, NULL, 0, NULL };
-    struct membuf m = { NULL, 0, 0, 1 };
-    struct heapprof_sink sink = { mem_write, &m };
+    struct hp_test_sink m = { NULL, 0, 0, 1 };
+    struct heapprof_sink sink = hp_test_sink(&m);
     assert_int_equal(hp_pprof_encode(&d, &o, &sink), HEAPPROF_EIO);
     assert_int_equal(hp_pprof_encode(&d, &o, NULL), HEAPPROF_EINVAL);
 }
@@ -474,8 +429,8 @@ test_encode_go_tool_pprof(void **state)
     snprintf(path, sizeof(path), "%s/heap.pb.gz", dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    struct membuf gz = { 0 };
-    struct heapprof_sink sink = { mem_write, &gz };
+    struct hp_test_sink gz = { 0 };
+    struct heapprof_sink sink = hp_test_sink(&gz);
     assert_int_equal(hp_pprof_encode(&d, &o, &sink), 0);
     assert_int_equal(fwrite(gz.p, 1, gz.n, f), gz.n);
     fclose(f);

@@ -1,8 +1,9 @@
 /*
  * Profile collection from the real bucket table: rounding of fixed-point
  * counts, in-use = alloc - free clamped at zero, raw sample columns, empty
- * buckets left out, the overflow bucket included, deterministic order, and
- * hp_profile_write producing a readable profile with the self-report.
+ * buckets left out, the overflow bucket included, deterministic order,
+ * hp_profile_write producing a readable profile with the self-report, and
+ * the age filter against a fake clock (the clock seam).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,10 +16,12 @@
 #include <cmocka.h>
 
 #include "buckets.h"
+#include "heapprof.h"
 #include "profile.pb-c.h"
 #include "peak.h"
 #include "profile.h"
 #include "sampler.h"
+#include "test_sink.h"
 
 #define ONE ((uint64_t)HP_COUNT_ONE)
 
@@ -265,45 +268,19 @@ test_profile_sorted(void **state)
     hp_profile_data_free(&d2);
 }
 
-struct membuf {
-    unsigned char *p;
-    size_t n, cap;
-};
-
-static int
-mem_write(void *ctx, const void *data, size_t len)
-{
-    struct membuf *m = ctx;
-    if (m->n + len > m->cap) {
-        m->cap = (m->n + len) * 2;
-        m->p = realloc(m->p, m->cap);
-    }
-    memcpy(m->p + m->n, data, len);
-    m->n += len;
-    return 0;
-}
-
 static Perftools__Profiles__Profile *
 write_and_unpack(enum heapprof_profile which)
 {
-    struct membuf m = { 0 };
-    struct heapprof_sink sink = { mem_write, &m };
+    struct hp_test_sink m = {0};
+    struct heapprof_sink sink = hp_test_sink(&m);
     assert_int_equal(hp_profile_write(which, &sink), 0);
-    size_t cap = 1 << 22;
-    unsigned char *raw = malloc(cap);
-    z_stream zs;
-    memset(&zs, 0, sizeof(zs));
-    assert_int_equal(inflateInit2(&zs, 15 + 16), Z_OK);
-    zs.next_in = m.p;
-    zs.avail_in = (uInt)m.n;
-    zs.next_out = raw;
-    zs.avail_out = (uInt)cap;
-    assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+    size_t rawlen;
+    unsigned char *raw = hp_test_gunzip(m.p, m.n, &rawlen);
+    assert_non_null(raw);
     Perftools__Profiles__Profile *p =
-        perftools__profiles__profile__unpack(NULL, zs.total_out, raw);
-    inflateEnd(&zs);
+        perftools__profiles__profile__unpack(NULL, rawlen, raw);
     free(raw);
-    free(m.p);
+    hp_test_sink_free(&m);
     assert_non_null(p);
     return p;
 }
@@ -366,6 +343,82 @@ test_profile_write_self_report(void **state)
     perftools__profiles__profile__free_unpacked(p, NULL);
 }
 
+/* ------------------------------------------------ the age filter */
+
+/* The clock seam (internal.h): the test sets the time. */
+static uint64_t fake_now;
+
+static uint64_t
+fake_clock(void)
+{
+    return fake_now;
+}
+
+static char aged_blocks[3][512];
+
+__attribute__((noinline)) static void
+aged_old_site(void)
+{
+    heapprof_on_alloc(aged_blocks[0], sizeof(aged_blocks[0]));
+    heapprof_on_alloc(aged_blocks[1], sizeof(aged_blocks[1]));
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void
+aged_young_site(void)
+{
+    heapprof_on_alloc(aged_blocks[2], sizeof(aged_blocks[2]));
+    __asm__ volatile("" ::: "memory");
+}
+
+/* In-use bytes of the blocks at least min_age_s old (plus ns) at now_s. */
+static int64_t
+aged_inuse(uint64_t now_s, uint64_t min_age_s, uint64_t plus_ns)
+{
+    fake_now = now_s * 1000000000u;
+    struct hp_profile_data d;
+    assert_int_equal(
+        hp_profile_collect_aged(&d, min_age_s * 1000000000u + plus_ns), 0);
+    int64_t bytes = 0;
+    for (size_t i = 0; i < d.n; i++) {
+        /* Both pairs of columns describe the live blocks. */
+        assert_int_equal(d.e[i].v[HP_V_ALLOC_SPACE],
+                         d.e[i].v[HP_V_INUSE_SPACE]);
+        bytes += d.e[i].v[HP_V_INUSE_SPACE];
+    }
+    hp_profile_data_free(&d);
+    return bytes;
+}
+
+/* min_age keeps the blocks born at or before now - min_age, whatever the
+ * real time: two blocks born at 100 s, one at 200 s. */
+static void
+test_profile_age_filter(void **state)
+{
+    (void)state;
+    uint64_t rate = heapprof_get_rate();
+    assert_int_equal(heapprof_set_rate(1), HEAPPROF_OK);
+    hp_now_mono = fake_clock;
+    fake_now = 100 * 1000000000ull;
+    aged_old_site();
+    fake_now = 200 * 1000000000ull;
+    aged_young_site();
+
+    assert_int_equal(aged_inuse(250, 100, 0), 1024);
+    assert_int_equal(aged_inuse(250, 50, 0), 1536);  /* born exactly then */
+    assert_int_equal(aged_inuse(250, 50, 1), 1024);  /* 1 ns too young */
+    assert_int_equal(aged_inuse(250, 150, 0), 1024);
+    assert_int_equal(aged_inuse(250, 150, 1), 0);
+    assert_int_equal(aged_inuse(250, 300, 0), 0);    /* older than the run */
+    assert_int_equal(aged_inuse(250, 0, 0), 1536);
+
+    for (size_t i = 0; i < 3; i++)
+        heapprof_on_free(aged_blocks[i]);
+    assert_int_equal(aged_inuse(250, 0, 0), 0);
+    hp_now_mono = hp_clock_mono_ns;
+    heapprof_set_rate(rate);
+}
+
 int
 main(void)
 {
@@ -380,6 +433,7 @@ main(void)
         cmocka_unit_test(test_profile_overflow_included),
         cmocka_unit_test(test_profile_sorted),
         cmocka_unit_test(test_profile_write_self_report),
+        cmocka_unit_test(test_profile_age_filter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
