@@ -95,6 +95,7 @@ postfork_child(void)
     hp_retired_postfork_child();
     hp_live_postfork_child();
     hp_buckets_postfork_child();
+    hp_record_postfork_child();
     hp_stack_postfork();
     pthread_mutex_init(&lifecycle_lock, NULL);
     hp_symbolize_postfork_child();

@@ -19,9 +19,9 @@
 #include "stack.h"
 #include "stats.h"
 
-/* Stack a sample may need below record_alloc's caller: about 8.6 KiB
- * measured (libunwind's cursor and context, the stack array), more the
- * first time an unwind goes through cold tables. */
+/* Stack a sample may need below record_alloc's caller: about 3.5 KiB
+ * measured (3 KiB is unw_backtrace's frame), 5.2 KiB when libunwind meets
+ * a return address it has not cached and reads the unwind tables. */
 #define SAMPLE_STACK_NEED (16 * 1024)
 
 /*
@@ -40,37 +40,50 @@ on_small_altstack(void)
     return sp < (uintptr_t)ss.ss_sp + SAMPLE_STACK_NEED;
 }
 
-/* Shared by both entry points and inlined into each, so a sample's stack
- * holds one heapprof frame less. */
-static inline __attribute__((always_inline)) void
-record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
-             uintptr_t tag)
+/*
+ * Frame buffers for samples in flight, kept off the caller's stack (which
+ * may be a small signal stack; a full-depth buffer is 2 KiB). Claimed with
+ * one compare-and-swap; when all are busy the buffer falls back to the
+ * stack. No nesting on one thread: the fence keeps a signal handler's
+ * allocation during a sample from being sampled.
+ */
+#define SCRATCH_SLOTS 32
+static uintptr_t scratch[SCRATCH_SLOTS][HEAPPROF_MAX_STACK_DEPTH + HP_STACK_SLACK];
+static uint32_t scratch_busy;
+
+static inline int
+scratch_claim(void)
 {
-    int saved = errno;
-    if (on_small_altstack()) {
-        /* Skipped, not deferred: counted as dropped. */
-        hp_stat_add(&hp_stats.samples_dropped, 1);
-        errno = saved;
-        return;
+    uint32_t busy = __atomic_load_n(&scratch_busy, __ATOMIC_RELAXED);
+    while (busy != UINT32_MAX) {
+        int i = __builtin_ctz(~busy);
+        if (__atomic_compare_exchange_n(&scratch_busy, &busy, busy | (1u << i),
+                                        false, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return i;
     }
-    hp_fence_enter();
-    hp_live_prefetch((uintptr_t)ptr); /* lands during the stack capture */
-    hp_stats_prefetch();
-    /* A fork child whose background threads are gone restarts them here,
-     * on a sampled allocation (never in the atfork handler). */
-    hp_restart_poll();
-    int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
-    if (depth < 1 || depth > HEAPPROF_MAX_STACK_DEPTH)
-        depth = HEAPPROF_DEFAULT_STACK_DEPTH;
-    uintptr_t pcs[depth + HP_STACK_SLACK];
-    int n = hp_stack_capture(pcs, depth);
-    if (n < 0) {
-        /* A fork is being prepared: no stack can be taken safely now. */
-        hp_stat_add(&hp_stats.samples_dropped, 1);
-        hp_fence_exit();
-        errno = saved;
-        return;
-    }
+    return -1;
+}
+
+static inline void
+scratch_release(int i)
+{
+    if (i >= 0)
+        __atomic_fetch_and(&scratch_busy, ~(1u << i), __ATOMIC_RELEASE);
+}
+
+void
+hp_record_postfork_child(void)
+{
+    __atomic_store_n(&scratch_busy, 0, __ATOMIC_RELAXED);
+}
+
+/* Accounts a sample whose stack was taken. Not inlined: its locals (key,
+ * records) would otherwise sit on the stack below which the unwinder runs. */
+static __attribute__((noinline)) void
+record_sample(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
+              uintptr_t tag, const uintptr_t *pcs, int n)
+{
     /* The bucket's chain head loads while the record is filled in. */
     struct hp_bucket_key key;
     if (n > 0)
@@ -107,6 +120,44 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
                     "HEAPPROF_MAX_MEMORY or HEAPPROF_RATE",
                     (unsigned long long)hp_ialloc_budget());
     }
+}
+
+/* Shared by both entry points and inlined into each, so a sample's stack
+ * holds one heapprof frame less. */
+static inline __attribute__((always_inline)) void
+record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
+             uintptr_t tag)
+{
+    int saved = errno;
+    if (on_small_altstack()) {
+        /* Skipped, not deferred: counted as dropped. */
+        hp_stat_add(&hp_stats.samples_dropped, 1);
+        errno = saved;
+        return;
+    }
+    hp_fence_enter();
+    hp_live_prefetch((uintptr_t)ptr); /* lands during the stack capture */
+    hp_stats_prefetch();
+    /* A fork child whose background threads are gone restarts them here,
+     * on a sampled allocation (never in the atfork handler). */
+    hp_restart_poll();
+    int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
+    if (depth < 1 || depth > HEAPPROF_MAX_STACK_DEPTH)
+        depth = HEAPPROF_DEFAULT_STACK_DEPTH;
+    int slot = scratch_claim();
+    uintptr_t fallback[slot < 0 ? depth + HP_STACK_SLACK : 1];
+    uintptr_t *pcs = slot < 0 ? fallback : scratch[slot];
+    int n = hp_stack_capture(pcs, depth);
+    if (n < 0) {
+        /* A fork is being prepared: no stack can be taken safely now. */
+        scratch_release(slot);
+        hp_stat_add(&hp_stats.samples_dropped, 1);
+        hp_fence_exit();
+        errno = saved;
+        return;
+    }
+    record_sample(ptr, size, rate, owner, tag, pcs, n);
+    scratch_release(slot);
     hp_fence_exit();
     errno = saved;
 }

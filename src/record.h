@@ -32,6 +32,9 @@ HP_HIDDEN bool hp_record_take_slow(void *ptr, struct hp_live_rec *out);
 /* Account a taken record as freed, or put it back. */
 HP_HIDDEN void hp_record_commit_free(const struct hp_live_rec *rec);
 HP_HIDDEN void hp_record_restore(const struct hp_live_rec *rec);
+/* In a fork child: frees the frame buffers that threads which do not exist
+ * there held. */
+HP_HIDDEN void hp_record_postfork_child(void);
 
 /* Remove ptr's record without accounting it (realloc keeps it until the
  * real realloc succeeded). True if there was one. The filter test is

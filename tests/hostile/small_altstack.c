@@ -8,16 +8,21 @@
  * The bytes are measured by painting and printed on stderr. The kernel's
  * signal frame, above the handler's, is not counted: its size follows the
  * CPU's extended register state, not the program.
+ *
+ * "sampled": a 64 KiB alternate stack, where heapprof takes its samples
+ * (at HEAPPROF_RATE=1, every allocation). The first round warms caches;
+ * the second must stay within the same 4 KiB (about 3.5 KiB: libunwind's
+ * unw_backtrace frame alone is 3 KiB) and, at rate 1, show that the
+ * unwinder ran (over 2 KiB), so the test cannot pass without samples.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef ALT_SIZE
-#define ALT_SIZE 8192 /* -DALT_SIZE=65536 measures a sample taken */
-#endif
 #define GUARD 8192
 #define PAINT 0xa5
 #define LIMIT 4096
@@ -42,40 +47,72 @@ on_usr1(int sig)
     handled++;
 }
 
-int
-main(void)
+/* Paints the stack and its guard, raises the signal 20 times on it and
+ * returns how far below the handler's frame the stack was touched. */
+static long
+measure(unsigned char *mem, size_t alt, size_t *guard_hit)
 {
-    unsigned char *mem = malloc(GUARD + ALT_SIZE);
-    if (mem == NULL)
-        return 1;
-    memset(mem, PAINT, GUARD + ALT_SIZE);
-    stack_t ss = {.ss_sp = mem + GUARD, .ss_size = ALT_SIZE, .ss_flags = 0};
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    sa.sa_flags = SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    if (sigaltstack(&ss, NULL) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0) {
-        perror("setup");
-        return 1;
+    memset(mem, PAINT, GUARD + alt);
+    stack_t ss = {.ss_sp = mem + GUARD, .ss_size = alt, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        perror("sigaltstack");
+        exit(1);
     }
     for (int i = 0; i < 20; i++)
         raise(SIGUSR1);
     /* Stop using the stack before reading it. */
     stack_t off = {.ss_flags = SS_DISABLE};
     sigaltstack(&off, NULL);
-    size_t guard_hit = 0, untouched = 0;
+    size_t hit = 0, untouched = 0;
     for (size_t i = 0; i < GUARD; i++)
-        guard_hit += mem[i] != PAINT;
-    while (untouched < ALT_SIZE && mem[GUARD + untouched] == PAINT)
+        hit += mem[i] != PAINT;
+    while (untouched < alt && mem[GUARD + untouched] == PAINT)
         untouched++;
-    size_t used = ALT_SIZE - untouched;
-    long below = handler_frame - (mem + GUARD + untouched);
-    fprintf(stderr, "small_altstack: %zu of %d bytes used, %ld below the "
-            "handler's frame, guard %zu\n", used, ALT_SIZE, below, guard_hit);
-    if (handled != 20 || guard_hit != 0 || below > LIMIT)
+    *guard_hit = hit;
+    fprintf(stderr, "small_altstack: %zu of %zu bytes used, %ld below the "
+            "handler's frame, guard %zu\n", alt - untouched, alt,
+            (long)(handler_frame - (mem + GUARD + untouched)), hit);
+    return handler_frame - (mem + GUARD + untouched);
+}
+
+/* True when heapprof is loaded and samples every allocation. */
+static int
+rate_one(void)
+{
+    uint64_t (*get_rate)(void) =
+        (uint64_t(*)(void))dlsym(RTLD_DEFAULT, "heapprof_get_rate");
+    return get_rate != NULL && get_rate() == 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    int sampled = argc > 1 && strcmp(argv[1], "sampled") == 0;
+    size_t alt = sampled ? 65536 : 8192;
+    unsigned char *mem = malloc(GUARD + alt);
+    if (mem == NULL)
+        return 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGUSR1, &sa, NULL) != 0) {
+        perror("sigaction");
+        return 1;
+    }
+    size_t guard_hit;
+    long below = 0;
+    /* Sampled: a first round warms the unwinder's caches, from the same
+     * call site (a new return address anywhere in the chain is a miss). */
+    for (int round = 0; round < (sampled ? 2 : 1); round++)
+        below = measure(mem, alt, &guard_hit);
+    int expected = sampled ? 40 : 20;
+    if (handled != expected || guard_hit != 0 || below > LIMIT)
         printf("handled %d, guard bytes hit %zu, %ld below the handler\n",
                (int)handled, guard_hit, below);
+    else if (sampled && rate_one() && below < 2048)
+        printf("no sample taken: %ld below the handler\n", below);
     else
         printf("ok\n");
     free(mem);
