@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "log.h"
 
 #define HP_EXPORT __attribute__((visibility("default")))
@@ -51,15 +52,9 @@ snap_object(struct dl_phdr_info *info, size_t size, void *data)
     }
     if (strlen(name) >= HP_RETIRED_PATH_MAX)
         return 0;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        struct hp_retired *o = realloc(s->o, cap * sizeof(*o));
-        if (o == NULL) {
-            s->oom = true;
-            return 1;
-        }
-        s->o = o;
-        s->cap = cap;
+    if (!hp_grow((void **)&s->o, &s->cap, s->n + 1, sizeof(*s->o))) {
+        s->oom = true;
+        return 1;
     }
     struct hp_retired *r = &s->o[s->n];
     memset(r, 0, sizeof(*r));
