@@ -214,7 +214,7 @@ for r in rows:
 # (kind, test) -> config -> {round: requests/s}
 servers = defaultdict(lambda: defaultdict(dict))
 for r in rows:
-    if r[0] in ("redis", "nginx") and len(r) >= 5 and num(r[4]):
+    if r[0] in ("redis", "nginx", "pgbench") and len(r) >= 5 and num(r[4]):
         servers[(r[0], r[1])][r[2]][int(r[3])] = num(r[4])
 SERVER_KEYS = set(servers)  # before any lookup adds empty entries
 # kind -> config -> {round: server CPU ns per request}
@@ -697,6 +697,20 @@ if ("nginx", "return200") in SERVER_KEYS:
         P("CPU time of the master and workers per request (wrk's request count):")
         P()
         cpu_table("nginx", NGINX_CONFIGS, "vs no module")
+if ("pgbench", "C") in servers:
+    P("## Fork cost: pgbench -C")
+    P()
+    P("postgres 15 under `pgbench -C -S -c 4` (a new backend, i.e. a fork, per "
+      "transaction; bench/pgbench_fork.sh), connections per second, medians "
+      "over rotated rounds; the ratio is the median of per-round ratios.")
+    P()
+    P("| configuration | connections/s | vs preload |")
+    P("|---|---:|---:|")
+    for c in ("bare", "preload", "http"):
+        if c in servers[("pgbench", "C")]:
+            P(f"| {c} | {fmt(srv_med('pgbench', 'C', c), '{:.1f}')} | "
+              f"{fmt(srv_ratio('pgbench', 'C', c, 'preload'), '{:.3f}')} |")
+    P()
 P("## Process start")
 P()
 if start_bare is not None and start_hp is not None:

@@ -11,7 +11,8 @@
 # PAIRS (alternating rounds, default 21: fewer let this VM's two speeds decide), OUT (raw results directory),
 # SERVER_ROUNDS (rounds of the real-server runs, default 9), REDIS_N
 # (requests per redis-benchmark test, default 100000), WRK_SECONDS (default 5),
-# NO_SERVERS=1 (skip redis and nginx).
+# NO_SERVERS=1 (skip redis and nginx), PGBENCH=1 (add the fork-cost section:
+# bench/pgbench_fork.sh, postgres under pgbench -C, also runnable alone).
 #
 # Real servers (skipped when the programs are absent): Debian's redis-server
 # bare, preloaded with the forwarding shim, with libheapprof.so and preloaded at HEAPPROF_RATE=0, loaded
@@ -464,6 +465,14 @@ if [ "${NO_SERVERS:-0}" != 1 ] && [ -n "$NGX_MODULE" ]; then
 else
     if [ "${NO_SERVERS:-0}" = 1 ]; then log "nginx: skipped (NO_SERVERS=1)"
     else log "nginx: skipped (nginx, wrk or the module (nginx-dev) missing)"; fi
+fi
+
+# Fork cost (optional): postgres 15 under pgbench -C, a fork per
+# connection, preloaded without and with HEAPPROF_HTTP (and bare).
+if [ "${PGBENCH:-0}" = 1 ]; then
+    log "pgbench -C: bench/pgbench_fork.sh"
+    RAW=$RAW ROUNDS=$SERVER_ROUNDS "$ROOT/bench/pgbench_fork.sh" \
+        "$HP" >"$OUT/pgbench.txt" || log "pgbench: failed"
 fi
 
 echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/facts.tsv"

@@ -159,6 +159,11 @@ serve(int fd)
     char line[HP_TREE_REQUEST_MAX];
     if (!peer_allowed(fd) || !read_line(fd, line, sizeof(line)))
         return;
+    /* A request its asker gave up on while this process could not answer
+     * (stopped, busy): no profile for nobody. */
+    struct pollfd hup = { fd, POLLRDHUP, 0 };
+    if (poll(&hup, 1, 0) == 1 && (hup.revents & (POLLRDHUP | POLLHUP)))
+        return;
     struct heapprof_http_response resp;
     memset(&resp, 0, sizeof(resp));
     if (strncmp(line, "GET ", 4) == 0) {
@@ -254,23 +259,11 @@ launch(void)
         sock = -1;
         return;
     }
-    /* The thread takes no signals meant for the host. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, agent_main, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
+    if (hp_thread_start(agent_main, NULL, "heapprof-tree") != 0) {
         close(sock);
         sock = -1;
         return;
     }
-    pthread_setname_np(t, "heapprof-tree");
     __atomic_store_n(&running, true, __ATOMIC_RELEASE);
 }
 

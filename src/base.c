@@ -3,8 +3,11 @@
  * counters and the restart-after-fork hook. Everything in src/ may use it;
  * it calls nothing above it (the serve layer registers its restart here).
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "internal.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #include "stats.h"
@@ -32,6 +35,24 @@ hp_now_wall_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int
+hp_thread_start(void *(*fn)(void *), void *arg, const char *name)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        pthread_setname_np(t, name);
+    return rc;
 }
 
 void

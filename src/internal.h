@@ -98,6 +98,14 @@ HP_HIDDEN uint64_t hp_now_wall_ns(void);
  * layer itself, polls here on a sampled allocation: one relaxed load when
  * nothing is pending. The hook runs once per fork, in the fence.
  */
+/*
+ * Start fn(arg) on a detached thread named name (at most 15 characters)
+ * with every signal blocked, so it takes none meant for the host. 0, or
+ * pthread_create's error.
+ */
+HP_HIDDEN int hp_thread_start(void *(*fn)(void *), void *arg,
+                              const char *name);
+
 HP_HIDDEN extern int hp_restart_pending;
 HP_HIDDEN void hp_restart_hook_set(void (*fn)(void));
 HP_HIDDEN void hp_restart_run(void);

@@ -6,7 +6,7 @@
  * does therefore happens on that one fenced thread; seconds=N requests are
  * suspended, not slept on, and resumed by the same loop when due.
  */
-#define _GNU_SOURCE /* pthread_setname_np */
+#define _GNU_SOURCE
 #include "listener.h"
 
 #include <arpa/inet.h>
@@ -897,17 +897,7 @@ start_locked(const char *addr)
                "profiles (see HEAPPROF_HTTP_TOKEN_FILE)", where);
     listen_fd = fd;
 
-    /* The thread takes no signals meant for the host. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, listener_main, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = hp_thread_start(listener_main, NULL, "heapprof-http");
     if (rc != 0) {
         hp_log("http: cannot start the listener thread: %s. No listener; "
                "profiling continues", strerror(rc));
@@ -916,7 +906,6 @@ start_locked(const char *addr)
         listen_fd = -1;
         return HEAPPROF_EIO;
     }
-    pthread_setname_np(t, "heapprof-http");
     running = true;
     return HEAPPROF_OK;
 }

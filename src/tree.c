@@ -521,10 +521,19 @@ targets(pid_t only, pid_t **out)
     return 0;
 }
 
+/* resp becomes an error answer; what it held (a body, a pending delta)
+ * is released first. */
+static void
+set_error(struct heapprof_http_response *resp, int status, const char *msg)
+{
+    heapprof_http_response_free(resp);
+    hp_http_error(resp, status, msg);
+}
+
 static void
 not_in_tree(struct heapprof_http_response *resp)
 {
-    hp_http_error(resp, 404, "pid: no process with that pid runs heapprof "
+    set_error(resp, 404, "pid: no process with that pid runs heapprof "
                              "under this one");
 }
 
@@ -534,7 +543,7 @@ finish_merge(struct merger *m, struct heapprof_http_response *resp)
 {
     merger_flush(m);
     if (!m->have_acc) {
-        hp_http_error(resp, 500, "heapprof: merging the processes' "
+        set_error(resp, 500, "heapprof: merging the processes' "
                                  "profiles failed");
     } else {
         free(resp->body);
@@ -570,14 +579,14 @@ proxy_one(pid_t only, const char *uri, struct heapprof_http_response *resp)
     collect(&only, NULL, 1, uri, on_answer, &g);
     struct hp_buf *b = &g.one.body;
     if (g.one.pid == 0) {
-        hp_http_error(resp, 504, "heapprof: that process did not answer in "
+        set_error(resp, 504, "heapprof: that process did not answer in "
                                  "time");
     } else if (g.one.status != resp->status) {
         /* An error of its own: text, one line. */
         while (b->len > 0 && b->p[b->len - 1] == '\n')
             b->len--;
         hp_buf_put(b, "", 1);
-        hp_http_error(resp, g.one.status, !b->oom ? b->p : "heapprof: error");
+        set_error(resp, g.one.status, !b->oom ? b->p : "heapprof: error");
     } else {
         free(resp->body);
         resp->body = b->p;
@@ -618,7 +627,7 @@ start_delta(pid_t only, const char *uri, struct heapprof_http_response *resp,
     pid_t *started = n > 0 ? malloc(n * sizeof(*started)) : NULL;
     if (p == NULL || (n > 0 && (ids == NULL || started == NULL))) {
         free(p), free(ids), free(started), free(pids);
-        hp_http_error(resp, 503, "heapprof: out of memory");
+        set_error(resp, 503, "heapprof: out of memory");
         return HEAPPROF_OK;
     }
     p->own = resp->pending;
@@ -640,6 +649,7 @@ hp_tree_handle(const struct heapprof_http_request *req,
                struct hp_tree_pending **pending)
 {
     *pending = NULL;
+    memset(resp, 0, sizeof(*resp));
     const char *path = req->path, *q = req->query;
     size_t plen = req->path_len, qlen = req->query_len;
     const char *qm = q == NULL ? memchr(path, '?', plen) : NULL;
@@ -653,12 +663,12 @@ hp_tree_handle(const struct heapprof_http_request *req,
     if (qlen >= sizeof(qs) ||
         (memcpy(qs, q != NULL ? q : "", qlen), qs[qlen] = '\0',
          !uri_without(path, plen, qs, no_pid, local, sizeof(local)))) {
-        hp_http_error(resp, 414, "request URI too long");
+        set_error(resp, 414, "request URI too long");
         return HEAPPROF_OK;
     }
     long only = query_pid(qs);
     if (only < 0) {
-        hp_http_error(resp, 400, "pid: not a process id");
+        set_error(resp, 400, "pid: not a process id");
         return HEAPPROF_OK;
     }
     struct heapprof_http_request r = *req;
@@ -676,7 +686,7 @@ hp_tree_handle(const struct heapprof_http_request *req,
     else if (only != 0 && strcmp(req->method, "GET") == 0)
         proxy_one((pid_t)only, local, resp);
     else if (only != 0)
-        hp_http_error(resp, 400, "pid: selects a process for GET requests");
+        set_error(resp, 400, "pid: selects a process for GET requests");
     return HEAPPROF_OK;
 }
 
