@@ -24,8 +24,8 @@
 #define HEAPPROF_VERSION_MINOR 1
 #define HEAPPROF_VERSION_PATCH 0
 /* MMmmpp: 0.1.0 is 100. */
-#define HEAPPROF_VERSION_NUMBER                                               \
-    (HEAPPROF_VERSION_MAJOR * 10000 + HEAPPROF_VERSION_MINOR * 100 +          \
+#define HEAPPROF_VERSION_NUMBER                                                \
+    (HEAPPROF_VERSION_MAJOR * 10000 + HEAPPROF_VERSION_MINOR * 100 +           \
      HEAPPROF_VERSION_PATCH)
 
 /* ------------------------------------------------------ export, attributes */
@@ -48,22 +48,22 @@ HEAPPROF_API const char *heapprof_version_string(void);
 /* ----------------------------------------------------------------- errors */
 
 /* Codes keep their numbers forever; a retired code stays as _OBSOLETEnn. */
-#define HEAPPROF_ERR_MAP(XX)                                                  \
-    XX(OK, 0, "success")                                                      \
-    XX(EINVAL, -1, "invalid argument")                                        \
-    XX(ENOMEM, -2, "out of memory (or heapprof memory budget reached)")       \
-    XX(EIO, -3, "input/output error")                                         \
-    XX(ESTATE, -4, "profiler is not in a state that allows this")             \
-    XX(ERANGE, -5, "buffer too small")                                        \
-    XX(EUNSUPPORTED, -6, "not supported in this build or process")            \
-    XX(EBUSY, -7, "already running with a different configuration")           \
+#define HEAPPROF_ERR_MAP(XX)                                                   \
+    XX(OK, 0, "success")                                                       \
+    XX(EINVAL, -1, "invalid argument")                                         \
+    XX(ENOMEM, -2, "out of memory (or heapprof memory budget reached)")        \
+    XX(EIO, -3, "input/output error")                                          \
+    XX(ESTATE, -4, "profiler is not in a state that allows this")              \
+    XX(ERANGE, -5, "buffer too small")                                         \
+    XX(EUNSUPPORTED, -6, "not supported in this build or process")             \
+    XX(EBUSY, -7, "already running with a different configuration")            \
     XX(EPROTO, -8, "malformed request")
 
 enum heapprof_err {
 #define HEAPPROF_ERR_ENUM_(name, value, text) HEAPPROF_##name = (value),
     HEAPPROF_ERR_MAP(HEAPPROF_ERR_ENUM_)
 #undef HEAPPROF_ERR_ENUM_
-    HEAPPROF_ERR_LAST = -9 /* sentinel, never returned */
+        HEAPPROF_ERR_LAST = -9 /* sentinel, never returned */
 };
 
 /* Static one-line text for a code; never NULL (unknown codes get a text).
@@ -74,7 +74,7 @@ HEAPPROF_API const char *heapprof_err_name(int err);
 
 /* ----------------------------------------------------------------- config */
 
-#define HEAPPROF_DEFAULT_RATE 524288u       /* mean bytes between samples */
+#define HEAPPROF_DEFAULT_RATE 524288u /* mean bytes between samples */
 #define HEAPPROF_DEFAULT_STACK_DEPTH 64
 #define HEAPPROF_MAX_STACK_DEPTH 256
 /* The highest rate accepted (1 TiB between samples). Added in 0.1.0. */
@@ -84,15 +84,20 @@ HEAPPROF_API const char *heapprof_err_name(int err);
 #define HEAPPROF_CONFIG_NO_ENV 0x1u
 
 struct heapprof_config {
-    size_t size;          /* sizeof(struct heapprof_config); set by _init */
-    unsigned flags;       /* HEAPPROF_CONFIG_* */
-    uint64_t rate;        /* mean bytes between samples; 0 off, 1 all; HEAPPROF_RATE, default 524288 */
-    unsigned stack_depth; /* frames kept per sample, 1..256; HEAPPROF_STACK_DEPTH, default 64 */
-    uint64_t max_memory;  /* bytes of profiler metadata before samples are dropped; HEAPPROF_MAX_MEMORY, default 64 MiB */
-    const char *http;     /* listener address or NULL; HEAPPROF_HTTP */
-    const char *snapshot_dir;      /* NULL = no snapshots; HEAPPROF_SNAPSHOT_DIR */
-    unsigned snapshot_interval;    /* seconds; HEAPPROF_SNAPSHOT_INTERVAL, default 60 */
-    unsigned snapshot_keep;        /* newest files kept; HEAPPROF_SNAPSHOT_KEEP, default 10 */
+    size_t size;    /* sizeof(struct heapprof_config); set by _init */
+    unsigned flags; /* HEAPPROF_CONFIG_* */
+    uint64_t
+        rate; /* mean bytes between samples; 0 off, 1 all; HEAPPROF_RATE, default 524288 */
+    unsigned
+        stack_depth; /* frames kept per sample, 1..256; HEAPPROF_STACK_DEPTH, default 64 */
+    uint64_t
+        max_memory; /* bytes of profiler metadata before samples are dropped; HEAPPROF_MAX_MEMORY, default 64 MiB */
+    const char *http;         /* listener address or NULL; HEAPPROF_HTTP */
+    const char *snapshot_dir; /* NULL = no snapshots; HEAPPROF_SNAPSHOT_DIR */
+    unsigned
+        snapshot_interval; /* seconds; HEAPPROF_SNAPSHOT_INTERVAL, default 60 */
+    unsigned
+        snapshot_keep; /* newest files kept; HEAPPROF_SNAPSHOT_KEEP, default 10 */
 };
 
 /* Fill *cfg with the compiled defaults (no env vars read). Added in 0.1.0. */
@@ -126,8 +131,9 @@ HEAPPROF_API uint64_t heapprof_get_rate(void);
 /* ----------------------------------------------------------------- output */
 
 enum heapprof_profile {
-    HEAPPROF_PROFILE_HEAP = 0,   /* default sample type inuse_space */
-    HEAPPROF_PROFILE_ALLOCS = 1, /* same data, default sample type alloc_space */
+    HEAPPROF_PROFILE_HEAP = 0, /* default sample type inuse_space */
+    HEAPPROF_PROFILE_ALLOCS =
+        1, /* same data, default sample type alloc_space */
     /* The in-use profile as it was when heapprof's estimate of in-use
      * bytes was highest since start or heapprof_reset() (within 1/64 of
      * it); both pairs of columns hold what was live then. */
@@ -266,16 +272,16 @@ HEAPPROF_API void heapprof_on_free_bulk(const void *owner);
 
 /* All strings are borrowed for the call and need no NUL terminator. */
 struct heapprof_http_request {
-    const char *method;       /* "GET", "HEAD" or "POST" */
+    const char *method; /* "GET", "HEAD" or "POST" */
     size_t method_len;
-    const char *path;         /* URL path; if query is NULL, a '?' here
+    const char *path; /* URL path; if query is NULL, a '?' here
                                  starts the query */
     size_t path_len;
-    const char *query;        /* raw query without '?', or NULL */
+    const char *query; /* raw query without '?', or NULL */
     size_t query_len;
-    const char *body;         /* request body (POST /symbol), or NULL */
+    const char *body; /* request body (POST /symbol), or NULL */
     size_t body_len;
-    const char *mount;        /* mount prefix, or NULL for the defaults */
+    const char *mount; /* mount prefix, or NULL for the defaults */
     size_t mount_len;
     unsigned write_timeout_s; /* seconds=N >= this is refused, as Go does
                                  with its server's WriteTimeout; 0 = none */
@@ -309,7 +315,7 @@ struct heapprof_http_response {
     size_t body_len;
     /* Set when heapprof_http_handle() returns HEAPPROF_HTTP_PENDING. */
     struct heapprof_http_pending *pending;
-    unsigned delay_ms;               /* call heapprof_http_resume() after */
+    unsigned delay_ms;                /* call heapprof_http_resume() after */
     enum heapprof_http_served served; /* what the body is (or will be) */
 };
 
@@ -336,17 +342,17 @@ HEAPPROF_API void heapprof_http_cancel(struct heapprof_http_pending *pending);
 
 /* Release resp->body (and a pending delta never resumed); resp is reset.
  * Added in 0.1.0. */
-HEAPPROF_API void heapprof_http_response_free(
-    struct heapprof_http_response *resp);
+HEAPPROF_API void
+heapprof_http_response_free(struct heapprof_http_response *resp);
 
 /*
  * Header number i (0, 1, ...) of resp as name and *value, Content-Type
  * first; NULL past the last one. Lets a server copy every header in one
  * loop without knowing the flags. Added in 0.1.0.
  */
-HEAPPROF_API const char *heapprof_http_response_header(
-    const struct heapprof_http_response *resp, unsigned i,
-    const char **value);
+HEAPPROF_API const char *
+heapprof_http_response_header(const struct heapprof_http_response *resp,
+                              unsigned i, const char **value);
 
 /* ----------------------------------------------- garbage-collected programs */
 
@@ -428,9 +434,9 @@ HEAPPROF_API int heapprof_attach(void);
 HEAPPROF_API int heapprof_detach(void);
 
 enum heapprof_attach_state {
-    HEAPPROF_ATTACH_NONE = 0,       /* malloc calls do not reach heapprof */
-    HEAPPROF_ATTACH_PATCHED = 1,    /* by heapprof_attach() */
-    HEAPPROF_ATTACH_INTERPOSED = 2  /* preloaded or linked first */
+    HEAPPROF_ATTACH_NONE = 0,      /* malloc calls do not reach heapprof */
+    HEAPPROF_ATTACH_PATCHED = 1,   /* by heapprof_attach() */
+    HEAPPROF_ATTACH_INTERPOSED = 2 /* preloaded or linked first */
 };
 
 struct heapprof_attach_stats {
@@ -491,18 +497,19 @@ HEAPPROF_API const char *heapprof_remote_message(void);
  * allocator hook or a signal handler. Added in 0.1.0.
  */
 struct heapprof_profile_part {
-    const void *data;        /* the encoded profile */
+    const void *data; /* the encoded profile */
     size_t len;
-    const char *label_key;   /* NUL-terminated, or NULL for no label */
-    const char *label_str;   /* string value, or NULL for label_num */
-    int64_t label_num;       /* numeric value when label_str is NULL */
-    int negate;              /* non-zero: subtract this part */
+    const char *label_key; /* NUL-terminated, or NULL for no label */
+    const char *label_str; /* string value, or NULL for label_num */
+    int64_t label_num;     /* numeric value when label_str is NULL */
+    int negate;            /* non-zero: subtract this part */
 };
 
 /* Merge nparts parts into sink (see above). Added in 0.1.0. */
-HEAPPROF_API int heapprof_profile_merge(
-    const struct heapprof_profile_part *parts, size_t nparts,
-    enum heapprof_profile which, const struct heapprof_sink *sink);
+HEAPPROF_API int
+heapprof_profile_merge(const struct heapprof_profile_part *parts, size_t nparts,
+                       enum heapprof_profile which,
+                       const struct heapprof_sink *sink);
 
 #ifdef __cplusplus
 }

@@ -44,7 +44,7 @@ struct heapprof_gc_ops {
     void (*exclude_static_roots)(void *start, void *end);
     int (*thread_is_registered)(void);
     void (*allow_register_threads)(void);
-    int (*get_stack_base)(void *sb);         /* struct GC_stack_base * */
+    int (*get_stack_base)(void *sb);           /* struct GC_stack_base * */
     int (*register_my_thread)(const void *sb); /* struct GC_stack_base * */
     int (*unregister_my_thread)(void);
 };
@@ -111,25 +111,25 @@ HEAPPROF_API int heapprof_gc_collect(void);
  * change the pointee type of struct GC_stack_base pointers.
  */
 #if defined(GC_THREADS)
-#define HEAPPROF_GC_THREAD_OPS_                                               \
-    GC_thread_is_registered, GC_allow_register_threads,                       \
-        (int (*)(void *))(void (*)(void))GC_get_stack_base,                   \
-        (int (*)(const void *))(void (*)(void))GC_register_my_thread,         \
+#define HEAPPROF_GC_THREAD_OPS_                                                \
+    GC_thread_is_registered, GC_allow_register_threads,                        \
+        (int (*)(void *))(void (*)(void))GC_get_stack_base,                    \
+        (int (*)(const void *))(void (*)(void))GC_register_my_thread,          \
         GC_unregister_my_thread
 #else
 #define HEAPPROF_GC_THREAD_OPS_ NULL, NULL, NULL, NULL, NULL
 #endif
 
-#define HEAPPROF_GC_OPS_INITIALIZER                                           \
-    {                                                                         \
-        sizeof(struct heapprof_gc_ops), GC_register_long_link,                \
-            GC_unregister_long_link, GC_gcollect, GC_get_gc_no,               \
-            GC_call_with_alloc_lock, GC_is_init_called,                       \
-            GC_exclude_static_roots, HEAPPROF_GC_THREAD_OPS_                  \
+#define HEAPPROF_GC_OPS_INITIALIZER                                            \
+    {                                                                          \
+        sizeof(struct heapprof_gc_ops), GC_register_long_link,                 \
+            GC_unregister_long_link, GC_gcollect, GC_get_gc_no,                \
+            GC_call_with_alloc_lock, GC_is_init_called,                        \
+            GC_exclude_static_roots, HEAPPROF_GC_THREAD_OPS_                   \
     }
 
-#define HEAPPROF_GC_ATTACH()                                                  \
-    heapprof_gc_attach(                                                       \
+#define HEAPPROF_GC_ATTACH()                                                   \
+    heapprof_gc_attach(                                                        \
         &(const struct heapprof_gc_ops)HEAPPROF_GC_OPS_INITIALIZER)
 
 #ifdef __cplusplus

@@ -19,8 +19,8 @@ PACKAGES=(
     redis-server redis-tools clang curl wrk
     # C++ over tcmalloc (e2e.cxx_new.over_tcmalloc); jemalloc comes with redis
     libgoogle-perftools4
-    # hostile.valgrind_symbols
-    valgrind
+    # hostile.valgrind_symbols; arch.format (clang-format)
+    valgrind clang-format
     # heapprof attach (and its tests, which also attach to redis-server)
     gdb
     # servers that drop privileges and fork per connection (e2e.tree.*)

@@ -26,34 +26,34 @@
 #include "log.h"
 #include "tree.h"
 
-#define AGENT_DELTAS 8            /* seconds=N deltas kept at once */
-#define AGENT_IO_TIMEOUT_S 10     /* per request, either direction */
+#define AGENT_DELTAS 8        /* seconds=N deltas kept at once */
+#define AGENT_IO_TIMEOUT_S 10 /* per request, either direction */
 #define DELTA_TTL_NS (4000ull * 1000000000ull) /* > the longest seconds=N */
-#define WATCH_MS 1000             /* how often a watcher checks */
+#define WATCH_MS 1000                          /* how often a watcher checks */
 
 enum watch {
-    WATCH_NONE,     /* this process listens, or gave up */
-    WATCH_PARENT,   /* parent holds the address: take it if parent goes */
-    WATCH_FREE,     /* someone holds it: take it when it is free */
+    WATCH_NONE,   /* this process listens, or gave up */
+    WATCH_PARENT, /* parent holds the address: take it if parent goes */
+    WATCH_FREE,   /* someone holds it: take it when it is free */
 };
 
 struct delta {
-    unsigned id;                  /* 0 = free slot */
+    unsigned id; /* 0 = free slot */
     struct heapprof_http_pending *p;
-    uint64_t expires;             /* monotonic ns */
+    uint64_t expires; /* monotonic ns */
 };
 
 /* Written before the thread starts (start-up, or the fork child's single
  * thread); afterwards the agent thread's alone. */
 static char addr[HP_ADDR_MAX];
-static bool running;             /* atomic once the thread runs */
-static int stop_requested;       /* atomic: hp_agent_stop was called */
+static bool running;       /* atomic once the thread runs */
+static int stop_requested; /* atomic: hp_agent_stop was called */
 static int sock = -1;
 static enum watch watch;
 static pid_t watched;
 static struct delta deltas[AGENT_DELTAS];
 static unsigned last_id;
-static bool wanted;               /* fork child: start at the restart */
+static bool wanted; /* fork child: start at the restart */
 
 static void
 send_all(int fd, const char *p, size_t n)
@@ -113,7 +113,7 @@ keep_delta(struct heapprof_http_response *resp)
     }
     if (++last_id == 0)
         last_id = 1;
-    *slot = (struct delta){ last_id, p, now + DELTA_TTL_NS };
+    *slot = (struct delta){last_id, p, now + DELTA_TTL_NS};
     char id[16];
     int n = snprintf(id, sizeof(id), "%u", last_id);
     enum heapprof_http_served served = resp->served;
@@ -153,7 +153,7 @@ peer_allowed(int fd)
 static void
 serve(int fd)
 {
-    struct timeval tv = { AGENT_IO_TIMEOUT_S, 0 };
+    struct timeval tv = {AGENT_IO_TIMEOUT_S, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     char line[HP_TREE_REQUEST_MAX];
@@ -161,7 +161,7 @@ serve(int fd)
         return;
     /* A request its asker gave up on while this process could not answer
      * (stopped, busy): no profile for nobody. */
-    struct pollfd hup = { fd, POLLRDHUP, 0 };
+    struct pollfd hup = {fd, POLLRDHUP, 0};
     if (poll(&hup, 1, 0) == 1 && (hup.revents & (POLLRDHUP | POLLHUP)))
         return;
     struct heapprof_http_response resp;
@@ -181,8 +181,8 @@ serve(int fd)
         hp_http_error(&resp, 400, "heapprof: bad agent request");
     }
     char head[64];
-    int n = snprintf(head, sizeof(head), HP_TREE_MAGIC " %d %d\n",
-                     resp.status, (int)resp.served);
+    int n = snprintf(head, sizeof(head), HP_TREE_MAGIC " %d %d\n", resp.status,
+                     (int)resp.served);
     send_all(fd, head, (size_t)n);
     if (resp.body != NULL)
         send_all(fd, resp.body, resp.body_len);
@@ -202,7 +202,8 @@ check_address(void)
     }
     if (rc == HEAPPROF_OK)
         hp_log("http: listening on %s (the process that held it let it "
-               "go)", addr);
+               "go)",
+               addr);
     watch = WATCH_NONE;
 }
 
@@ -213,7 +214,7 @@ agent_main(void *arg)
     /* Fenced for life: nothing this thread allocates is the host's. */
     hp_fence_enter();
     while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
-        struct pollfd p = { sock, POLLIN, 0 };
+        struct pollfd p = {sock, POLLIN, 0};
         int rc = poll(&p, 1, watch != WATCH_NONE ? WATCH_MS : -1);
         if (rc == 0)
             check_address();
@@ -253,8 +254,7 @@ launch(void)
     sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (sock < 0)
         return;
-    if (bind(sock, (struct sockaddr *)&sa, len) != 0 ||
-        listen(sock, 16) != 0) {
+    if (bind(sock, (struct sockaddr *)&sa, len) != 0 || listen(sock, 16) != 0) {
         close(sock);
         sock = -1;
         return;
@@ -288,7 +288,8 @@ hp_agent_start(const char *a, bool in_use)
         watch = hp_tree_member_ancestor() != 0 ? WATCH_PARENT : WATCH_FREE;
         if (watch == WATCH_FREE)
             hp_log("http: %s is in use; listening there once it is free, "
-                   "profiling continues", addr);
+                   "profiling continues",
+                   addr);
     }
     launch();
 }

@@ -99,8 +99,8 @@ attach_locked(const char *settings)
         return HEAPPROF_EBUSY;
     }
     hp_lifecycle_apply(&s);
-    hp_log("attached: %u GOT slots in %u objects%s%s%s%s", st.slots,
-           st.objects, s.http[0] ? "; http " : "", s.http,
+    hp_log("attached: %u GOT slots in %u objects%s%s%s%s", st.slots, st.objects,
+           s.http[0] ? "; http " : "", s.http,
            s.snapshot_dir[0] ? "; snapshots in " : "", s.snapshot_dir);
     return HEAPPROF_OK;
 }
@@ -135,7 +135,8 @@ heapprof_remote_detach(void)
         heapprof_detach();
         hp_lifecycle_stop();
         hp_log("detached: %u GOT slots restored; listener and snapshot "
-               "writer stopping", st.slots);
+               "writer stopping",
+               st.slots);
     }
     hp_log_capture(NULL, 0);
     pthread_mutex_unlock(&remote_lock);

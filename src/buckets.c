@@ -14,7 +14,6 @@
 #include "ialloc.h"
 #include "live.h"
 
-
 /* Protects insertion (heads' chains and the all-list). Lock order: taken
  * before ialloc_lock, never while a live-table stripe lock is held. */
 static pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -77,16 +76,19 @@ hp_bucket_key_make(struct hp_bucket_key *key, const uintptr_t *pcs, uint32_t n,
     key->labels = labels;
     /* The chain head is a miss (the table is cold between samples):
      * start it now, the caller has other work before hp_bucket_of. */
-    __builtin_prefetch(&hp_tables.bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)], 0, 1);
+    __builtin_prefetch(
+        &hp_tables.bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)], 0, 1);
 }
 
 static struct hp_bucket *
 find(const struct hp_bucket_key *key)
 {
-    struct hp_bucket *b =
-        __atomic_load_n(&hp_tables.bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)], __ATOMIC_ACQUIRE);
+    struct hp_bucket *b = __atomic_load_n(
+        &hp_tables.bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)],
+        __ATOMIC_ACQUIRE);
     for (; b != NULL; b = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE)) {
-        if (b->hash == key->h && b->hash2 == key->h2 && b->nframes == key->nframes)
+        if (b->hash == key->h && b->hash2 == key->h2 &&
+            b->nframes == key->nframes)
             return b;
     }
     return NULL;
@@ -125,7 +127,8 @@ hp_bucket_of(const struct hp_bucket_key *key, const uintptr_t *pcs)
             b->nframes = nframes;
             b->labels = key->labels;
             memcpy(b->pcs, pcs, nframes * sizeof *pcs);
-            struct hp_bucket **slot = &hp_tables.bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)];
+            struct hp_bucket **slot =
+                &hp_tables.bucket_heads[key->h >> (64 - HP_BUCKET_HEADS_LG)];
             b->next = *slot;
             b->all_next = all_list;
             __atomic_store_n(slot, b, __ATOMIC_RELEASE);

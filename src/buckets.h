@@ -20,29 +20,29 @@
  */
 struct hp_bucket {
     /* line 0: lookup and the allocation columns */
-    struct hp_bucket *next;     /* hash chain (atomic loads/stores) */
-    uint64_t hash;              /* fingerprint of stack + labels: 128 bits */
+    struct hp_bucket *next; /* hash chain (atomic loads/stores) */
+    uint64_t hash;          /* fingerprint of stack + labels: 128 bits */
     uint64_t hash2;
-    uint32_t nframes;           /* 0 only for the overflow bucket */
+    uint32_t nframes; /* 0 only for the overflow bucket */
     uint32_t flags;
     /* Unbiased weights, updated with atomic adds. */
-    uint64_t alloc_count_fx;    /* objects x HP_COUNT_ONE */
+    uint64_t alloc_count_fx; /* objects x HP_COUNT_ONE */
     uint64_t alloc_bytes;
-    uint64_t alloc_samples;     /* raw sample count (debug=1 text, comments) */
-    uint64_t alloc_raw_bytes;   /* sum of sampled sizes */
+    uint64_t alloc_samples;   /* raw sample count (debug=1 text, comments) */
+    uint64_t alloc_raw_bytes; /* sum of sampled sizes */
     /* line 1: the free columns, then what only readers use */
     uint64_t free_count_fx;
     uint64_t free_bytes;
     uint64_t free_samples;
     uint64_t free_raw_bytes;
     const struct hp_labelset *labels; /* the thread's labels (labels.h) */
-    struct hp_bucket *all_next; /* list of every bucket, newest first */
+    struct hp_bucket *all_next;       /* list of every bucket, newest first */
     /* In use at the last peak capture (peak.c): weights and raw. */
     uint64_t peak_count_fx;
     uint64_t peak_bytes;
     uint64_t peak_samples;
     uint64_t peak_raw_bytes;
-    uintptr_t pcs[];            /* return addresses, leaf first */
+    uintptr_t pcs[]; /* return addresses, leaf first */
 };
 _Static_assert(__builtin_offsetof(struct hp_bucket, free_count_fx) == 64,
                "a sampled allocation touches one line of its bucket");
@@ -72,8 +72,8 @@ struct hp_bucket_key {
     uint32_t nframes;
     const struct hp_labelset *labels;
 };
-HP_HIDDEN void hp_bucket_key_make(struct hp_bucket_key *key, const uintptr_t *pcs,
-                                  uint32_t nframes,
+HP_HIDDEN void hp_bucket_key_make(struct hp_bucket_key *key,
+                                  const uintptr_t *pcs, uint32_t nframes,
                                   const struct hp_labelset *labels);
 HP_HIDDEN struct hp_bucket *hp_bucket_of(const struct hp_bucket_key *key,
                                          const uintptr_t *pcs);

@@ -19,9 +19,9 @@
 #include "internal.h"
 
 struct hp_buf {
-    char *p;                    /* malloc'ed; NULL while empty */
+    char *p; /* malloc'ed; NULL while empty */
     size_t len, cap;
-    bool oom;                   /* an append failed; later ones do nothing */
+    bool oom; /* an append failed; later ones do nothing */
 };
 
 /* Room for `more` bytes past len (false, and oom set, if there is none). */

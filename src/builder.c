@@ -164,9 +164,9 @@ hp_builder_function(struct hp_builder *b, int64_t name, int64_t system_name,
     f.start_line = start_line;
     int64_t k[4] = {name, system_name, file, start_line};
     const void *ctx[2] = {b, &f};
-    return intern_record(b, &b->func_tab, hp_hash_bytes(k, sizeof(k)),
-                         func_eq, ctx, (void **)&b->funcs, &b->nfuncs,
-                         &b->capfuncs, &f, sizeof(f));
+    return intern_record(b, &b->func_tab, hp_hash_bytes(k, sizeof(k)), func_eq,
+                         ctx, (void **)&b->funcs, &b->nfuncs, &b->capfuncs, &f,
+                         sizeof(f));
 }
 
 /* A mapping's content as words, for hashing and comparing. */
@@ -217,8 +217,7 @@ hp_builder_location_new(struct hp_builder *b, uint64_t addr)
 }
 
 uint64_t
-hp_builder_location_slow(struct hp_builder *b, struct hp_islot *s,
-                         uint64_t pc)
+hp_builder_location_slow(struct hp_builder *b, struct hp_islot *s, uint64_t pc)
 {
     /* A return address points after the call: pc - 1 is inside it. */
     uint64_t id = hp_builder_location_new(b, pc - 1);
@@ -330,8 +329,7 @@ put_varint(uint8_t *p, uint64_t v)
 enum { HDR = 11 };
 
 static bool
-sample_room(struct hp_builder *b, size_t nlocs, size_t nvalues,
-            size_t nlabels)
+sample_room(struct hp_builder *b, size_t nlocs, size_t nvalues, size_t nlabels)
 {
     size_t need = HDR + 3 * 11 + 10 * (nlocs + nvalues) + 64 * nlabels;
     if (need > b->sbufcap) {

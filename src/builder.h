@@ -102,8 +102,7 @@ HP_HIDDEN uint64_t hp_builder_mapping(struct hp_builder *b,
                                       const hp_pb_mapping *m);
 
 /* A new location at addr, keyed by nothing (a synthetic frame). */
-HP_HIDDEN uint64_t hp_builder_location_new(struct hp_builder *b,
-                                           uint64_t addr);
+HP_HIDDEN uint64_t hp_builder_location_new(struct hp_builder *b, uint64_t addr);
 
 HP_HIDDEN uint64_t hp_builder_location_slow(struct hp_builder *b,
                                             struct hp_islot *s, uint64_t pc);

@@ -20,7 +20,13 @@
 extern char **environ;
 
 enum opt_kind {
-    OPT_SIZE, OPT_UINT, OPT_ADDR, OPT_PATH, OPT_BOOL, OPT_SIGNAL, OPT_MODE
+    OPT_SIZE,
+    OPT_UINT,
+    OPT_ADDR,
+    OPT_PATH,
+    OPT_BOOL,
+    OPT_SIGNAL,
+    OPT_MODE
 };
 
 /*
@@ -29,48 +35,48 @@ enum opt_kind {
  * rows make the settings in force until HEAPPROF_* is read, the defaults
  * every configuration starts from, and the parsing table.
  */
-#define HP_OPTIONS(X)                                                         \
-    X("HEAPPROF_RATE", OPT_SIZE, rate, HEAPPROF_DEFAULT_RATE, 0,              \
-      HEAPPROF_MAX_RATE,                                                      \
-      "mean bytes between samples; 0 = off, 1 = every allocation")           \
-    X("HEAPPROF_STACK_DEPTH", OPT_UINT, stack_depth,                          \
-      HEAPPROF_DEFAULT_STACK_DEPTH, 1, HEAPPROF_MAX_STACK_DEPTH,              \
-      "frames kept per sample")                                               \
-    X("HEAPPROF_MAX_MEMORY", OPT_SIZE, max_memory, HP_DEFAULT_MAX_MEMORY,     \
-      1u << 20, (uint64_t)1 << 40, "budget for heapprof's own metadata")      \
-    X("HEAPPROF_HTTP", OPT_ADDR, http, "", 0, 0,                              \
-      "listener address: 127.0.0.1:6060, [::1]:6060 or unix:/path")          \
-    X("HEAPPROF_HTTP_SOCKET_MODE", OPT_MODE, http_socket_mode, 0600, 0,       \
-      0777, "permissions of a unix: listener's socket (octal)")              \
-    X("HEAPPROF_HTTP_SOCKET_GROUP", OPT_PATH, http_socket_group, "", 0,       \
-      sizeof(((struct hp_settings *)0)->http_socket_group),                   \
-      "group of a unix: listener's socket (name or number)")                 \
-    X("HEAPPROF_HTTP_TOKEN_FILE", OPT_PATH, http_token_file, "", 0, 0,        \
-      "file holding a bearer token every request must present")              \
-    X("HEAPPROF_SNAPSHOT_DIR", OPT_PATH, snapshot_dir, "", 0, 0,              \
-      "directory for periodic heap snapshots")                                \
-    X("HEAPPROF_SNAPSHOT_INTERVAL", OPT_UINT, snapshot_interval, 60, 1,       \
-      86400 * 365, "seconds between snapshots")                               \
-    X("HEAPPROF_SNAPSHOT_KEEP", OPT_UINT, snapshot_keep, 10, 1, 1000000,      \
-      "snapshot files kept (newest)")                                         \
-    X("HEAPPROF_SNAPSHOT_AT_EXIT", OPT_BOOL, snapshot_at_exit, false, 0, 1,   \
-      "also write a snapshot when the process exits (exit(), not _exit())")  \
-    X("HEAPPROF_SNAPSHOT_SIGNAL", OPT_SIGNAL, snapshot_signal, 0, 0, 0,       \
-      "signal that triggers a snapshot (USR2, SIGRTMIN+3, 12); none by "     \
-      "default")                                                              \
-    X("HEAPPROF_SNAPSHOT_PEAK", OPT_BOOL, snapshot_peak, false, 0, 1,         \
-      "also write heap-<pid>-<time>-peak.pb.gz at new highs of in-use "       \
-      "memory, keeping the newest (needs HEAPPROF_SNAPSHOT_DIR)")             \
-    X("HEAPPROF_SNAPSHOT_PEAK_STEP", OPT_SIZE, snapshot_peak_step, 0, 0,      \
-      (uint64_t)1 << 40,                                                      \
-      "growth over the last written peak that writes the next; 0 = an "       \
-      "eighth of it, at least 4 MiB")                                         \
-    X("HEAPPROF_LEAK_REPORT", OPT_BOOL, leak_report, false, 0, 1,             \
-      "at exit, print what is still in use (bytes, objects, top sites) on "   \
+#define HP_OPTIONS(X)                                                          \
+    X("HEAPPROF_RATE", OPT_SIZE, rate, HEAPPROF_DEFAULT_RATE, 0,               \
+      HEAPPROF_MAX_RATE,                                                       \
+      "mean bytes between samples; 0 = off, 1 = every allocation")             \
+    X("HEAPPROF_STACK_DEPTH", OPT_UINT, stack_depth,                           \
+      HEAPPROF_DEFAULT_STACK_DEPTH, 1, HEAPPROF_MAX_STACK_DEPTH,               \
+      "frames kept per sample")                                                \
+    X("HEAPPROF_MAX_MEMORY", OPT_SIZE, max_memory, HP_DEFAULT_MAX_MEMORY,      \
+      1u << 20, (uint64_t)1 << 40, "budget for heapprof's own metadata")       \
+    X("HEAPPROF_HTTP", OPT_ADDR, http, "", 0, 0,                               \
+      "listener address: 127.0.0.1:6060, [::1]:6060 or unix:/path")            \
+    X("HEAPPROF_HTTP_SOCKET_MODE", OPT_MODE, http_socket_mode, 0600, 0, 0777,  \
+      "permissions of a unix: listener's socket (octal)")                      \
+    X("HEAPPROF_HTTP_SOCKET_GROUP", OPT_PATH, http_socket_group, "", 0,        \
+      sizeof(((struct hp_settings *)0)->http_socket_group),                    \
+      "group of a unix: listener's socket (name or number)")                   \
+    X("HEAPPROF_HTTP_TOKEN_FILE", OPT_PATH, http_token_file, "", 0, 0,         \
+      "file holding a bearer token every request must present")                \
+    X("HEAPPROF_SNAPSHOT_DIR", OPT_PATH, snapshot_dir, "", 0, 0,               \
+      "directory for periodic heap snapshots")                                 \
+    X("HEAPPROF_SNAPSHOT_INTERVAL", OPT_UINT, snapshot_interval, 60, 1,        \
+      86400 * 365, "seconds between snapshots")                                \
+    X("HEAPPROF_SNAPSHOT_KEEP", OPT_UINT, snapshot_keep, 10, 1, 1000000,       \
+      "snapshot files kept (newest)")                                          \
+    X("HEAPPROF_SNAPSHOT_AT_EXIT", OPT_BOOL, snapshot_at_exit, false, 0, 1,    \
+      "also write a snapshot when the process exits (exit(), not _exit())")    \
+    X("HEAPPROF_SNAPSHOT_SIGNAL", OPT_SIGNAL, snapshot_signal, 0, 0, 0,        \
+      "signal that triggers a snapshot (USR2, SIGRTMIN+3, 12); none by "       \
+      "default")                                                               \
+    X("HEAPPROF_SNAPSHOT_PEAK", OPT_BOOL, snapshot_peak, false, 0, 1,          \
+      "also write heap-<pid>-<time>-peak.pb.gz at new highs of in-use "        \
+      "memory, keeping the newest (needs HEAPPROF_SNAPSHOT_DIR)")              \
+    X("HEAPPROF_SNAPSHOT_PEAK_STEP", OPT_SIZE, snapshot_peak_step, 0, 0,       \
+      (uint64_t)1 << 40,                                                       \
+      "growth over the last written peak that writes the next; 0 = an "        \
+      "eighth of it, at least 4 MiB")                                          \
+    X("HEAPPROF_LEAK_REPORT", OPT_BOOL, leak_report, false, 0, 1,              \
+      "at exit, print what is still in use (bytes, objects, top sites) on "    \
       "stderr; with HEAPPROF_SNAPSHOT_DIR also the exit snapshot")
 
 #define HP_OPT_DEFAULT(name, kind, field, def, min, max, doc) .field = def,
-#define HP_OPT_ROW(name, kind, field, def, min, max, doc)                     \
+#define HP_OPT_ROW(name, kind, field, def, min, max, doc)                      \
     {name, kind, offsetof(struct hp_settings, field), min, max, doc},
 
 struct hp_settings hp_settings = {HP_OPTIONS(HP_OPT_DEFAULT)};
@@ -116,10 +122,20 @@ hp_parse_u64(const char *s, uint64_t min, uint64_t max, bool size_suffix,
     if (size_suffix && *p != '\0') {
         unsigned shift = 0;
         switch (*p) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        default: break;
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            break;
         }
         if (shift != 0) {
             if (v > (UINT64_MAX >> shift)) {
@@ -175,21 +191,28 @@ static const struct {
     const char *name;
     int sig;
 } signal_names[] = {
-    {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT},
-    {"USR1", SIGUSR1}, {"USR2", SIGUSR2},     {"PIPE", SIGPIPE},
-    {"ALRM", SIGALRM}, {"TERM", SIGTERM},     {"CHLD", SIGCHLD},
-    {"CONT", SIGCONT}, {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},
-    {"TTOU", SIGTTOU}, {"URG", SIGURG},       {"XCPU", SIGXCPU},
-    {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
-    {"WINCH", SIGWINCH}, {"IO", SIGIO},       {"PWR", SIGPWR},
+    {"HUP", SIGHUP},     {"INT", SIGINT},       {"QUIT", SIGQUIT},
+    {"USR1", SIGUSR1},   {"USR2", SIGUSR2},     {"PIPE", SIGPIPE},
+    {"ALRM", SIGALRM},   {"TERM", SIGTERM},     {"CHLD", SIGCHLD},
+    {"CONT", SIGCONT},   {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU},   {"URG", SIGURG},       {"XCPU", SIGXCPU},
+    {"XFSZ", SIGXFSZ},   {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
+    {"WINCH", SIGWINCH}, {"IO", SIGIO},         {"PWR", SIGPWR},
 };
 
 static bool
 signal_allowed(int sig)
 {
     switch (sig) {
-    case SIGKILL: case SIGSTOP: case SIGSEGV: case SIGBUS: case SIGILL:
-    case SIGFPE: case SIGTRAP: case SIGSYS: case SIGABRT:
+    case SIGKILL:
+    case SIGSTOP:
+    case SIGSEGV:
+    case SIGBUS:
+    case SIGILL:
+    case SIGFPE:
+    case SIGTRAP:
+    case SIGSYS:
+    case SIGABRT:
         return false;
     default:
         break;
@@ -345,8 +368,8 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
          * least there is, not the default. */
         if (hp_parse_u64(value, 0, o->min, true, &v, &why) == 0) {
             *(uint64_t *)(void *)field = o->min;
-            hp_log("%s='%s' is below the minimum; using %llu", o->name,
-                   value, (unsigned long long)o->min);
+            hp_log("%s='%s' is below the minimum; using %llu", o->name, value,
+                   (unsigned long long)o->min);
             return -1;
         }
         hp_log("%s='%s' ignored: %s; keeping %llu", o->name, value, why,
@@ -369,8 +392,7 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
             snprintf(field, HP_ADDR_MAX, "%s", value);
             return 0;
         }
-        hp_log("%s='%s' ignored: %s; no listener started", o->name, value,
-               why);
+        hp_log("%s='%s' ignored: %s; no listener started", o->name, value, why);
         return -1;
     case OPT_PATH: {
         size_t cap = o->max != 0 ? (size_t)o->max : HP_PATH_MAX;
@@ -386,13 +408,14 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
         char *end;
         errno = 0;
         unsigned long v = strtoul(value, &end, 8);
-        if (value[0] >= '0' && value[0] <= '7' && *end == '\0' &&
-            errno == 0 && v <= o->max) {
+        if (value[0] >= '0' && value[0] <= '7' && *end == '\0' && errno == 0 &&
+            v <= o->max) {
             *(unsigned *)(void *)field = (unsigned)v;
             return 0;
         }
         hp_log("%s='%s' ignored: not an octal mode (0000..0777); keeping "
-               "%04o", o->name, value, *(unsigned *)(void *)field);
+               "%04o",
+               o->name, value, *(unsigned *)(void *)field);
         return -1;
     }
     case OPT_BOOL:
@@ -404,8 +427,7 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
     case OPT_SIGNAL:
         if (hp_parse_signal(value, (int *)(void *)field, &why) == 0)
             return 0;
-        hp_log("%s='%s' ignored: %s; no snapshot signal", o->name, value,
-               why);
+        hp_log("%s='%s' ignored: %s; no snapshot signal", o->name, value, why);
         return -1;
     }
     return -1;
@@ -451,9 +473,9 @@ hp_settings_apply_env(struct hp_settings *s, char *const *envp)
         if (o == NULL) {
             /* Catch typos; names read by other parts (launcher, tests) are
              * listed here too so they do not warn. */
-            static const char *const known_other[] = {
-                "HEAPPROF_CONFIG_NO_ENV", "HEAPPROF_LIB", "HEAPPROF_JOBS",
-                NULL};
+            static const char *const known_other[] = {"HEAPPROF_CONFIG_NO_ENV",
+                                                      "HEAPPROF_LIB",
+                                                      "HEAPPROF_JOBS", NULL};
             bool other = false;
             for (int i = 0; known_other[i] != NULL; i++)
                 other |= strncmp(kv, known_other[i], (size_t)(eq - kv)) == 0 &&
@@ -471,7 +493,8 @@ hp_settings_apply_env(struct hp_settings *s, char *const *envp)
 }
 
 int
-hp_settings_from_config(struct hp_settings *s, const struct heapprof_config *cfg)
+hp_settings_from_config(struct hp_settings *s,
+                        const struct heapprof_config *cfg)
 {
     if (cfg == NULL)
         return HEAPPROF_OK;
@@ -485,8 +508,8 @@ hp_settings_from_config(struct hp_settings *s, const struct heapprof_config *cfg
     const char *why;
     if (cfg->http != NULL && hp_parse_http_addr(cfg->http, NULL, &why) != 0)
         return HEAPPROF_EINVAL;
-    if (cfg->snapshot_dir != NULL &&
-        (cfg->snapshot_dir[0] == '\0' || strlen(cfg->snapshot_dir) >= HP_PATH_MAX))
+    if (cfg->snapshot_dir != NULL && (cfg->snapshot_dir[0] == '\0' ||
+                                      strlen(cfg->snapshot_dir) >= HP_PATH_MAX))
         return HEAPPROF_EINVAL;
     s->rate = cfg->rate;
     s->stack_depth = cfg->stack_depth;

@@ -18,18 +18,18 @@ struct hp_settings {
     uint64_t rate;
     unsigned stack_depth;
     uint64_t max_memory;
-    char http[HP_ADDR_MAX];          /* "" = no listener */
-    unsigned http_socket_mode;       /* unix: listener's socket mode */
-    char http_socket_group[64];      /* its group (name or gid); "" = ours */
+    char http[HP_ADDR_MAX];            /* "" = no listener */
+    unsigned http_socket_mode;         /* unix: listener's socket mode */
+    char http_socket_group[64];        /* its group (name or gid); "" = ours */
     char http_token_file[HP_PATH_MAX]; /* bearer token; "" = none */
-    char snapshot_dir[HP_PATH_MAX];  /* "" = no snapshots */
+    char snapshot_dir[HP_PATH_MAX];    /* "" = no snapshots */
     unsigned snapshot_interval;
     unsigned snapshot_keep;
-    bool snapshot_at_exit;           /* one more snapshot at exit() */
-    int snapshot_signal;             /* 0 = none; else snapshot on it */
-    bool snapshot_peak;              /* -peak.pb.gz at new highs */
-    uint64_t snapshot_peak_step;     /* growth between them; 0 = auto */
-    bool leak_report;                /* leak summary on stderr at exit */
+    bool snapshot_at_exit;       /* one more snapshot at exit() */
+    int snapshot_signal;         /* 0 = none; else snapshot on it */
+    bool snapshot_peak;          /* -peak.pb.gz at new highs */
+    uint64_t snapshot_peak_step; /* growth between them; 0 = auto */
+    bool leak_report;            /* leak summary on stderr at exit */
 };
 
 HP_HIDDEN extern struct hp_settings hp_settings;
@@ -57,10 +57,10 @@ HP_HIDDEN int hp_parse_u64(const char *s, uint64_t min, uint64_t max,
                            bool size_suffix, uint64_t *out, const char **why);
 /* A listener address, parsed (see hp_parse_http_addr). */
 struct hp_addr {
-    bool is_unix;               /* host is the socket's path */
-    bool is_v6;                 /* written [v6]:port */
+    bool is_unix; /* host is the socket's path */
+    bool is_v6;   /* written [v6]:port */
     char host[HP_ADDR_MAX];
-    uint16_t port;              /* 1..65535 (not for unix) */
+    uint16_t port; /* 1..65535 (not for unix) */
 };
 /* Check s and, if out is not NULL, split it into *out. */
 HP_HIDDEN int hp_parse_http_addr(const char *s, struct hp_addr *out,

@@ -15,8 +15,8 @@
 static int
 key_cmp(const void *a, const void *b)
 {
-    uintptr_t x = (uintptr_t)*(const void *const *)a;
-    uintptr_t y = (uintptr_t)*(const void *const *)b;
+    uintptr_t x = (uintptr_t) * (const void *const *)a;
+    uintptr_t y = (uintptr_t) * (const void *const *)b;
     return x < y ? -1 : x > y;
 }
 _Static_assert(offsetof(struct hp_profile_entry, key) == 0,
@@ -54,8 +54,7 @@ hp_http_delta(struct hp_profile_data *p1, struct hp_profile_data *p0,
     for (size_t i = 0; i < p1->n; i++) {
         struct hp_profile_entry *e = &p1->e[i];
         struct hp_profile_entry *o =
-            p0->n ? bsearch(e, p0->e, p0->n, sizeof(*p0->e), key_cmp)
-                  : NULL;
+            p0->n ? bsearch(e, p0->e, p0->n, sizeof(*p0->e), key_cmp) : NULL;
         if (o == NULL)
             continue;
         seen[o - p0->e] = true;
@@ -129,8 +128,7 @@ delta_heap_locked(struct hp_profile_data *d)
         struct hp_profile_entry *e = &d->e[i];
         struct prev_entry key = {.key = e->key};
         struct prev_entry *o =
-            prev_n ? bsearch(&key, prev, prev_n, sizeof(*prev), key_cmp)
-                   : NULL;
+            prev_n ? bsearch(&key, prev, prev_n, sizeof(*prev), key_cmp) : NULL;
         /* Alloc columns only grow; if one went down the key must name a
          * different bucket than before, so report it whole. */
         if (o == NULL || e->v[0] < o->v[0] || e->v[1] < o->v[1])

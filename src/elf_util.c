@@ -37,8 +37,8 @@ hex_encode(const unsigned char *p, size_t n, char *out, size_t cap)
  * of .note.gnu.property, which shares a PT_NOTE with the build id).
  */
 static int
-find_build_id_note(const unsigned char *p, size_t len, size_t align,
-                   char *out, size_t cap)
+find_build_id_note(const unsigned char *p, size_t len, size_t align, char *out,
+                   size_t cap)
 {
     align = align == 8 ? 8 : 4;
     while (len >= sizeof(ElfW(Nhdr))) {
@@ -91,9 +91,9 @@ hp_elf_phdr_build_id(const struct dl_phdr_info *info, char *buf, size_t cap)
                 mapped = true;
         }
         if (mapped &&
-            find_build_id_note((const unsigned char *)(info->dlpi_addr +
-                                                       ph->p_vaddr),
-                               ph->p_memsz, ph->p_align, buf, cap) == 0)
+            find_build_id_note(
+                (const unsigned char *)(info->dlpi_addr + ph->p_vaddr),
+                ph->p_memsz, ph->p_align, buf, cap) == 0)
             return 0;
     }
     return -1;
@@ -111,8 +111,8 @@ hp_elf_file_build_id(const char *path, char *buf, size_t cap)
     ElfW(Ehdr) eh;
     if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
         memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-        eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64
-                                                     : ELFCLASS32) ||
+        eh.e_ident[EI_CLASS] !=
+            (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
         eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 ||
         eh.e_phnum > 4096)
         goto out;
@@ -133,8 +133,7 @@ hp_elf_file_build_id(const char *path, char *buf, size_t cap)
         if (pread(fd, notes, ph[i].p_filesz, (off_t)ph[i].p_offset) !=
             (ssize_t)ph[i].p_filesz)
             continue;
-        rc = find_build_id_note(notes, ph[i].p_filesz, ph[i].p_align, buf,
-                                cap);
+        rc = find_build_id_note(notes, ph[i].p_filesz, ph[i].p_align, buf, cap);
     }
 out:
     free(notes);

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-#define HP_BUILD_ID_MAX 64      /* bytes of a build id note we keep */
+#define HP_BUILD_ID_MAX 64 /* bytes of a build id note we keep */
 
 /*
  * Build id of the ELF file at path (PT_NOTE NT_GNU_BUILD_ID) as lowercase

@@ -26,8 +26,8 @@ const char *
 heapprof_strerror(int err)
 {
     switch (err) {
-#define HP_STRERROR_(name, value, text)                                       \
-    case value:                                                               \
+#define HP_STRERROR_(name, value, text)                                        \
+    case value:                                                                \
         return text;
         HEAPPROF_ERR_MAP(HP_STRERROR_)
 #undef HP_STRERROR_
@@ -40,8 +40,8 @@ const char *
 heapprof_err_name(int err)
 {
     switch (err) {
-#define HP_ERRNAME_(name, value, text)                                        \
-    case value:                                                               \
+#define HP_ERRNAME_(name, value, text)                                         \
+    case value:                                                                \
         return "HEAPPROF_" #name;
         HEAPPROF_ERR_MAP(HP_ERRNAME_)
 #undef HP_ERRNAME_

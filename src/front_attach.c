@@ -25,7 +25,7 @@
 #include "internal.h"
 #include "log.h"
 
-#if defined(__linux__) && UINTPTR_MAX == UINT64_MAX &&                       \
+#if defined(__linux__) && UINTPTR_MAX == UINT64_MAX &&                         \
     (defined(__x86_64__) || defined(__aarch64__))
 #define HP_ATTACH_SUPPORTED 1
 #endif
@@ -85,29 +85,29 @@ enum scan_mode { SCAN_ATTACH, SCAN_DETACH, SCAN_COUNT };
 
 struct scan {
     enum scan_mode mode;
-    bool only_if_changed;  /* stop at once if no object was added */
-    uintptr_t self_pc;     /* an address inside libheapprof */
-    uintptr_t ldso, vdso;  /* AT_BASE, AT_SYSINFO_EHDR */
-    unsigned index;        /* objects visited so far */
+    bool only_if_changed; /* stop at once if no object was added */
+    uintptr_t self_pc;    /* an address inside libheapprof */
+    uintptr_t ldso, vdso; /* AT_BASE, AT_SYSINFO_EHDR */
+    unsigned index;       /* objects visited so far */
     unsigned long long adds;
     /* Results. */
-    unsigned objects;      /* objects with a slot pointing at heapprof */
-    unsigned slots;        /* slots pointing at heapprof after the scan */
-    unsigned changed;      /* slots written by this scan */
-    unsigned foreign;      /* slots bound elsewhere, left alone */
-    unsigned failed;       /* objects not parsed or not patched */
+    unsigned objects; /* objects with a slot pointing at heapprof */
+    unsigned slots;   /* slots pointing at heapprof after the scan */
+    unsigned changed; /* slots written by this scan */
+    unsigned foreign; /* slots bound elsewhere, left alone */
+    unsigned failed;  /* objects not parsed or not patched */
     bool main_failed;
 };
 
 struct object {
     const char *name;
-    uintptr_t base;                    /* load bias */
-    const ElfW(Phdr) *phdr;
+    uintptr_t base; /* load bias */
+    const ElfW(Phdr) * phdr;
     unsigned phnum;
-    uintptr_t lo, hi;                  /* extent of the PT_LOADs */
-    uintptr_t relro_lo, relro_hi;      /* pages the loader made read-only */
+    uintptr_t lo, hi;             /* extent of the PT_LOADs */
+    uintptr_t relro_lo, relro_hi; /* pages the loader made read-only */
     bool self;
-    bool unprotected;                  /* relro pages made writable */
+    bool unprotected; /* relro pages made writable */
     bool failed;
     unsigned slots;
 };
@@ -160,9 +160,8 @@ static int
 hook_index(const char *name)
 {
     /* Cheap reject: every hooked name starts with one of these. */
-    if (name[0] != 'm' && name[0] != 'f' && name[0] != 'c' &&
-        name[0] != 'r' && name[0] != 'p' && name[0] != 'a' &&
-        name[0] != 'v' && name[0] != 'd')
+    if (name[0] != 'm' && name[0] != 'f' && name[0] != 'c' && name[0] != 'r' &&
+        name[0] != 'p' && name[0] != 'a' && name[0] != 'v' && name[0] != 'd')
         return -1;
     for (int i = 0; i < H_COUNT; i++)
         if (strcmp(name, hooks[i].name) == 0)
@@ -224,7 +223,7 @@ patch_slot(struct scan *s, struct object *o, uintptr_t slot, int h,
 }
 
 static void
-scan_table(struct scan *s, struct object *o, const ElfW(Sym) *symtab,
+scan_table(struct scan *s, struct object *o, const ElfW(Sym) * symtab,
            const char *strtab, size_t strsz, uintptr_t tab, size_t size,
            size_t ent, bool rela)
 {
@@ -247,8 +246,7 @@ scan_table(struct scan *s, struct object *o, const ElfW(Sym) *symtab,
             (!rela || ((const ElfW(Rela) *)r)->r_addend != 0))
             continue; /* a pointer into the function, not to it */
         const ElfW(Sym) *sym = &symtab[symi];
-        if (!in_object(o, (uintptr_t)sym, sizeof *sym) ||
-            sym->st_name >= strsz)
+        if (!in_object(o, (uintptr_t)sym, sizeof *sym) || sym->st_name >= strsz)
             continue;
         int h = hook_index(strtab + sym->st_name);
         if (h < 0 || hooks[h].orig == 0)
@@ -267,7 +265,7 @@ scan_table(struct scan *s, struct object *o, const ElfW(Sym) *symtab,
 }
 
 static void
-scan_dynamic(struct scan *s, struct object *o, const ElfW(Dyn) *dyn)
+scan_dynamic(struct scan *s, struct object *o, const ElfW(Dyn) * dyn)
 {
     uintptr_t symtab = 0, strtab = 0, jmprel = 0, rela = 0, rel = 0;
     size_t strsz = 0, pltrelsz = 0, relasz = 0, relsz = 0;
@@ -275,19 +273,44 @@ scan_dynamic(struct scan *s, struct object *o, const ElfW(Dyn) *dyn)
     ElfW(Sxword) pltrel = DT_RELA;
     for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
         switch (d->d_tag) {
-        case DT_SYMTAB: symtab = dyn_addr(o, d->d_un.d_ptr); break;
-        case DT_STRTAB: strtab = dyn_addr(o, d->d_un.d_ptr); break;
-        case DT_STRSZ: strsz = d->d_un.d_val; break;
-        case DT_JMPREL: jmprel = dyn_addr(o, d->d_un.d_ptr); break;
-        case DT_PLTRELSZ: pltrelsz = d->d_un.d_val; break;
-        case DT_PLTREL: pltrel = d->d_un.d_val; break;
-        case DT_RELA: rela = dyn_addr(o, d->d_un.d_ptr); break;
-        case DT_RELASZ: relasz = d->d_un.d_val; break;
-        case DT_RELAENT: relaent = d->d_un.d_val; break;
-        case DT_REL: rel = dyn_addr(o, d->d_un.d_ptr); break;
-        case DT_RELSZ: relsz = d->d_un.d_val; break;
-        case DT_RELENT: relent = d->d_un.d_val; break;
-        default: break;
+        case DT_SYMTAB:
+            symtab = dyn_addr(o, d->d_un.d_ptr);
+            break;
+        case DT_STRTAB:
+            strtab = dyn_addr(o, d->d_un.d_ptr);
+            break;
+        case DT_STRSZ:
+            strsz = d->d_un.d_val;
+            break;
+        case DT_JMPREL:
+            jmprel = dyn_addr(o, d->d_un.d_ptr);
+            break;
+        case DT_PLTRELSZ:
+            pltrelsz = d->d_un.d_val;
+            break;
+        case DT_PLTREL:
+            pltrel = d->d_un.d_val;
+            break;
+        case DT_RELA:
+            rela = dyn_addr(o, d->d_un.d_ptr);
+            break;
+        case DT_RELASZ:
+            relasz = d->d_un.d_val;
+            break;
+        case DT_RELAENT:
+            relaent = d->d_un.d_val;
+            break;
+        case DT_REL:
+            rel = dyn_addr(o, d->d_un.d_ptr);
+            break;
+        case DT_RELSZ:
+            relsz = d->d_un.d_val;
+            break;
+        case DT_RELENT:
+            relent = d->d_un.d_val;
+            break;
+        default:
+            break;
         }
     }
     if (jmprel == 0 && rela == 0 && rel == 0)
@@ -418,8 +441,8 @@ in_main_program(uintptr_t addr)
 {
     Dl_info di;
     struct link_map *lm = NULL;
-    return addr != 0 && dladdr1((void *)addr, &di, (void **)&lm,
-                                RTLD_DL_LINKMAP) &&
+    return addr != 0 &&
+           dladdr1((void *)addr, &di, (void **)&lm, RTLD_DL_LINKMAP) &&
            lm == _r_debug.r_map;
 }
 
@@ -428,8 +451,7 @@ static uintptr_t
 object_base(uintptr_t addr)
 {
     Dl_info di;
-    return addr != 0 && dladdr((void *)addr, &di) ? (uintptr_t)di.dli_fbase
-                                                  : 0;
+    return addr != 0 && dladdr((void *)addr, &di) ? (uintptr_t)di.dli_fbase : 0;
 }
 
 /*
@@ -493,17 +515,30 @@ choose_orig(const uintptr_t defaults[H_COUNT])
 static int
 resolve(void)
 {
-    static const char *const names[H_COUNT] = {
-        "malloc",   "free",    "calloc",        "realloc",
-        "reallocarray", "posix_memalign", "aligned_alloc", "memalign",
-        "valloc",   "pvalloc", "malloc_usable_size", "dlopen"};
-    const uintptr_t wrappers[H_COUNT] = {
-        (uintptr_t)hp_front_malloc,        (uintptr_t)hp_front_free,
-        (uintptr_t)hp_front_calloc,        (uintptr_t)hp_front_realloc,
-        (uintptr_t)hp_front_reallocarray,  (uintptr_t)hp_front_posix_memalign,
-        (uintptr_t)hp_front_aligned_alloc, (uintptr_t)hp_front_memalign,
-        (uintptr_t)hp_front_valloc,        (uintptr_t)hp_front_pvalloc,
-        (uintptr_t)hp_front_malloc_usable_size, (uintptr_t)attach_dlopen};
+    static const char *const names[H_COUNT] = {"malloc",
+                                               "free",
+                                               "calloc",
+                                               "realloc",
+                                               "reallocarray",
+                                               "posix_memalign",
+                                               "aligned_alloc",
+                                               "memalign",
+                                               "valloc",
+                                               "pvalloc",
+                                               "malloc_usable_size",
+                                               "dlopen"};
+    const uintptr_t wrappers[H_COUNT] = {(uintptr_t)hp_front_malloc,
+                                         (uintptr_t)hp_front_free,
+                                         (uintptr_t)hp_front_calloc,
+                                         (uintptr_t)hp_front_realloc,
+                                         (uintptr_t)hp_front_reallocarray,
+                                         (uintptr_t)hp_front_posix_memalign,
+                                         (uintptr_t)hp_front_aligned_alloc,
+                                         (uintptr_t)hp_front_memalign,
+                                         (uintptr_t)hp_front_valloc,
+                                         (uintptr_t)hp_front_pvalloc,
+                                         (uintptr_t)hp_front_malloc_usable_size,
+                                         (uintptr_t)attach_dlopen};
     uintptr_t defaults[H_COUNT];
     for (int i = 0; i < H_COUNT; i++) {
         hooks[i].name = names[i];
@@ -538,8 +573,8 @@ attach_dlopen(const char *file, int flags)
     void *(*real)(const char *, int);
     *(void **)&real = (void *)hooks[H_DLOPEN].orig;
     void *h = real(file, flags);
-    if (h != NULL && __atomic_load_n(&state, __ATOMIC_ACQUIRE) ==
-                         HEAPPROF_ATTACH_PATCHED) {
+    if (h != NULL &&
+        __atomic_load_n(&state, __ATOMIC_ACQUIRE) == HEAPPROF_ATTACH_PATCHED) {
         int saved = errno;
         pthread_mutex_lock(&attach_lock);
         if (state == HEAPPROF_ATTACH_PATCHED) {
@@ -573,8 +608,7 @@ heapprof_attach(void)
     }
     struct scan s;
     scan_all(&s, SCAN_ATTACH, state == HEAPPROF_ATTACH_PATCHED);
-    if (state != HEAPPROF_ATTACH_PATCHED &&
-        (s.main_failed || s.slots == 0)) {
+    if (state != HEAPPROF_ATTACH_PATCHED && (s.main_failed || s.slots == 0)) {
         hp_log("attach: refused: %s", s.main_failed
                                           ? "the main program's relocations "
                                             "are not understood"

@@ -40,9 +40,9 @@ HP_EXPORT void *_ZnamRKSt9nothrow_t(size_t, const void *);
 HP_EXPORT void *_ZnwmSt11align_val_t(size_t, size_t);
 HP_EXPORT void *_ZnamSt11align_val_t(size_t, size_t);
 HP_EXPORT void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t, size_t,
-                                                    const void *);
+                                                   const void *);
 HP_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t, size_t,
-                                                    const void *);
+                                                   const void *);
 HP_EXPORT void _ZdlPv(void *);
 HP_EXPORT void _ZdaPv(void *);
 HP_EXPORT void _ZdlPvm(void *, size_t);
@@ -54,9 +54,9 @@ HP_EXPORT void _ZdaPvSt11align_val_t(void *, size_t);
 HP_EXPORT void _ZdlPvmSt11align_val_t(void *, size_t, size_t);
 HP_EXPORT void _ZdaPvmSt11align_val_t(void *, size_t, size_t);
 HP_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *, size_t,
-                                                    const void *);
+                                                   const void *);
 HP_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *, size_t,
-                                                    const void *);
+                                                   const void *);
 
 /* ------------------------------------------------------------- failure */
 
@@ -89,8 +89,7 @@ new_failed(const char *sym, void **cache, size_t size)
 }
 
 static __attribute__((cold, noinline)) void *
-new_nothrow_failed(const char *sym, void **cache, size_t size,
-                   const void *tag)
+new_nothrow_failed(const char *sym, void **cache, size_t size, const void *tag)
 {
     void *(*f)(size_t, const void *) =
         (void *(*)(size_t, const void *))next_operator(sym, cache);
@@ -126,46 +125,45 @@ aligned(size_t size, size_t align)
     return posix_memalign(&p, align, size) == 0 ? p : NULL;
 }
 
-#define HP_DEFINE_NEW(sym)                                                  \
-    static void *next_##sym;                                                \
-    HP_EXPORT HP_FRONT void *sym(size_t size)                               \
-    {                                                                       \
-        void *p = malloc(size);                                             \
-        if (HP_UNLIKELY(p == NULL))                                         \
-            return new_failed(#sym, &next_##sym, size);                     \
-        return p;                                                           \
+#define HP_DEFINE_NEW(sym)                                                     \
+    static void *next_##sym;                                                   \
+    HP_EXPORT HP_FRONT void *sym(size_t size)                                  \
+    {                                                                          \
+        void *p = malloc(size);                                                \
+        if (HP_UNLIKELY(p == NULL))                                            \
+            return new_failed(#sym, &next_##sym, size);                        \
+        return p;                                                              \
     }
 
-#define HP_DEFINE_NEW_NOTHROW(sym)                                          \
-    static void *next_##sym;                                                \
-    HP_EXPORT HP_FRONT void *sym(size_t size, const void *tag)              \
-    {                                                                       \
-        void *p = malloc(size);                                             \
-        if (HP_UNLIKELY(p == NULL))                                         \
-            return new_nothrow_failed(#sym, &next_##sym, size, tag);        \
-        return p;                                                           \
+#define HP_DEFINE_NEW_NOTHROW(sym)                                             \
+    static void *next_##sym;                                                   \
+    HP_EXPORT HP_FRONT void *sym(size_t size, const void *tag)                 \
+    {                                                                          \
+        void *p = malloc(size);                                                \
+        if (HP_UNLIKELY(p == NULL))                                            \
+            return new_nothrow_failed(#sym, &next_##sym, size, tag);           \
+        return p;                                                              \
     }
 
-#define HP_DEFINE_NEW_ALIGNED(sym)                                          \
-    static void *next_##sym;                                                \
-    HP_EXPORT HP_FRONT void *sym(size_t size, size_t align)                 \
-    {                                                                       \
-        void *p = aligned(size, align);                                     \
-        if (HP_UNLIKELY(p == NULL))                                         \
-            return new_aligned_failed(#sym, &next_##sym, size, align);      \
-        return p;                                                           \
+#define HP_DEFINE_NEW_ALIGNED(sym)                                             \
+    static void *next_##sym;                                                   \
+    HP_EXPORT HP_FRONT void *sym(size_t size, size_t align)                    \
+    {                                                                          \
+        void *p = aligned(size, align);                                        \
+        if (HP_UNLIKELY(p == NULL))                                            \
+            return new_aligned_failed(#sym, &next_##sym, size, align);         \
+        return p;                                                              \
     }
 
-#define HP_DEFINE_NEW_ALIGNED_NOTHROW(sym)                                  \
-    static void *next_##sym;                                                \
-    HP_EXPORT HP_FRONT void *sym(size_t size, size_t align,                 \
-                                 const void *tag)                           \
-    {                                                                       \
-        void *p = aligned(size, align);                                     \
-        if (HP_UNLIKELY(p == NULL))                                         \
-            return new_aligned_nothrow_failed(#sym, &next_##sym, size,      \
-                                              align, tag);                  \
-        return p;                                                           \
+#define HP_DEFINE_NEW_ALIGNED_NOTHROW(sym)                                     \
+    static void *next_##sym;                                                   \
+    HP_EXPORT HP_FRONT void *sym(size_t size, size_t align, const void *tag)   \
+    {                                                                          \
+        void *p = aligned(size, align);                                        \
+        if (HP_UNLIKELY(p == NULL))                                            \
+            return new_aligned_nothrow_failed(#sym, &next_##sym, size, align,  \
+                                              tag);                            \
+        return p;                                                              \
     }
 
 HP_DEFINE_NEW(_Znwm)
@@ -181,10 +179,28 @@ HP_DEFINE_NEW_ALIGNED_NOTHROW(_ZnamSt11align_val_tRKSt9nothrow_t)
 
 /* Every form is free(): the sizes and alignments are hints that free
  * does not need. */
-HP_EXPORT HP_FRONT void _ZdlPv(void *p) { free(p); }
-HP_EXPORT HP_FRONT void _ZdaPv(void *p) { free(p); }
-HP_EXPORT HP_FRONT void _ZdlPvm(void *p, size_t n) { (void)n; free(p); }
-HP_EXPORT HP_FRONT void _ZdaPvm(void *p, size_t n) { (void)n; free(p); }
+HP_EXPORT HP_FRONT void
+_ZdlPv(void *p)
+{
+    free(p);
+}
+HP_EXPORT HP_FRONT void
+_ZdaPv(void *p)
+{
+    free(p);
+}
+HP_EXPORT HP_FRONT void
+_ZdlPvm(void *p, size_t n)
+{
+    (void)n;
+    free(p);
+}
+HP_EXPORT HP_FRONT void
+_ZdaPvm(void *p, size_t n)
+{
+    (void)n;
+    free(p);
+}
 HP_EXPORT HP_FRONT void
 _ZdlPvRKSt9nothrow_t(void *p, const void *t)
 {

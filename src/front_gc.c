@@ -222,9 +222,9 @@ absent(void)
 enum { SLOT_FREE, SLOT_LIVE, SLOT_DEAD };
 
 struct gc_slot {
-    void *link;         /* the collector zeroes it when the block goes */
-    uintptr_t hidden;   /* ~address of the block: never a pointer to it */
-    int state;          /* SLOT_* (atomic) */
+    void *link;       /* the collector zeroes it when the block goes */
+    uintptr_t hidden; /* ~address of the block: never a pointer to it */
+    int state;        /* SLOT_* (atomic) */
     struct gc_slot *next_free;
 };
 
@@ -343,11 +343,10 @@ sweep(bool wait)
             return;
         sched_yield();
     }
-    unsigned long no =
-        ops.call_with_alloc_lock != NULL
-            ? (unsigned long)(uintptr_t)ops.call_with_alloc_lock(read_gc_no,
-                                                                 NULL)
-            : gc_no_now();
+    unsigned long no = ops.call_with_alloc_lock != NULL
+                           ? (unsigned long)(uintptr_t)ops.call_with_alloc_lock(
+                                 read_gc_no, NULL)
+                           : gc_no_now();
     __atomic_store_n(&swept_no, no, __ATOMIC_RELAXED);
     struct gc_slot *first = NULL, *last = NULL;
     unsigned n = __atomic_load_n(&nchunks, __ATOMIC_ACQUIRE);
@@ -381,8 +380,8 @@ sweep(bool wait)
 static inline void
 maybe_sweep(void)
 {
-    if (HP_UNLIKELY(gc_no_now() != __atomic_load_n(&swept_no,
-                                                   __ATOMIC_RELAXED)))
+    if (HP_UNLIKELY(gc_no_now() !=
+                    __atomic_load_n(&swept_no, __ATOMIC_RELAXED)))
         sweep(false);
 }
 
@@ -391,7 +390,7 @@ maybe_sweep(void)
 /* Context for find_own_data: the address to look for, what was found. */
 struct own_data {
     uintptr_t probe;
-    bool is_main;       /* heapprof is linked into the executable */
+    bool is_main; /* heapprof is linked into the executable */
     int n;
     uintptr_t start[8], end[8];
 };
@@ -438,8 +437,8 @@ find_own_data(struct dl_phdr_info *info, size_t size, void *arg)
  */
 static uintptr_t own_lo[8], own_hi[8]; /* immutable once filter_on is set */
 static int own_n;
-static int filter_on;                 /* roots_filter installed (atomic) */
-static roots_cb_fn program_roots_cb;  /* the program's callback (atomic) */
+static int filter_on;                /* roots_filter installed (atomic) */
+static roots_cb_fn program_roots_cb; /* the program's callback (atomic) */
 
 static int
 roots_filter(const char *name, void *start, size_t size)
@@ -487,7 +486,8 @@ exclude_own_data(void)
     if (__atomic_load_n(&filter_on, __ATOMIC_ACQUIRE) ||
         ops.exclude_static_roots == NULL)
         return;
-    ops.exclude_static_roots(hp_tables_area, hp_tables_area + sizeof hp_tables_area);
+    ops.exclude_static_roots(hp_tables_area,
+                             hp_tables_area + sizeof hp_tables_area);
     ops.exclude_static_roots(chunks, chunks + HP_GC_MAX_CHUNKS);
 }
 
@@ -503,8 +503,7 @@ exclude_own_data(void)
 static void
 allow_threads(void)
 {
-    if (ops.allow_register_threads == NULL ||
-        ops.thread_is_registered == NULL)
+    if (ops.allow_register_threads == NULL || ops.thread_is_registered == NULL)
         return;
     hp_ensure_configured();
     if (hp_settings.http[0] == '\0')
@@ -606,30 +605,30 @@ after_alloc(void *p, size_t size, uint64_t rate, bool collectable)
  * finalizer that libgc runs inside the call and that allocates must be
  * sampled like any other code of the program.
  */
-#define HP_GC_WRAP(field, fail, skip, size, call, ptr, nest, collectable)     \
-    do {                                                                      \
-        if (HP_UNLIKELY(!resolved()) || next.field == NULL) {                 \
-            absent();                                                         \
-            return fail;                                                      \
-        }                                                                     \
-        if ((skip) || !sampling_here())                                       \
-            return call;                                                      \
-        size_t size_ = (size);                                                \
-        uint64_t rate_ = hp_sample_check(size_);                              \
-        if (nest)                                                             \
-            gc_nest++;                                                        \
-        __typeof__(call) r_ = call;                                           \
-        if (nest)                                                             \
-            gc_nest--;                                                        \
-        after_alloc((ptr), size_, rate_, collectable);                        \
-        return r_;                                                            \
+#define HP_GC_WRAP(field, fail, skip, size, call, ptr, nest, collectable)      \
+    do {                                                                       \
+        if (HP_UNLIKELY(!resolved()) || next.field == NULL) {                  \
+            absent();                                                          \
+            return fail;                                                       \
+        }                                                                      \
+        if ((skip) || !sampling_here())                                        \
+            return call;                                                       \
+        size_t size_ = (size);                                                 \
+        uint64_t rate_ = hp_sample_check(size_);                               \
+        if (nest)                                                              \
+            gc_nest++;                                                         \
+        __typeof__(call) r_ = call;                                            \
+        if (nest)                                                              \
+            gc_nest--;                                                         \
+        after_alloc((ptr), size_, rate_, collectable);                         \
+        return r_;                                                             \
     } while (0)
 
-#define HP_GC_ALLOC_FN(name, field, collectable)                              \
-    HP_GC_EXPORT HP_FRONT void *name(size_t size)                            \
-    {                                                                         \
-        HP_GC_WRAP(field, NULL, false, size, next.field(size), r_, false,     \
-                   collectable);                                              \
+#define HP_GC_ALLOC_FN(name, field, collectable)                               \
+    HP_GC_EXPORT HP_FRONT void *name(size_t size)                              \
+    {                                                                          \
+        HP_GC_WRAP(field, NULL, false, size, next.field(size), r_, false,      \
+                   collectable);                                               \
     }
 
 void *GC_malloc(size_t size) HP_GC_EXPORT;
@@ -645,8 +644,8 @@ HP_GC_ALLOC_FN(GC_malloc_uncollectable, malloc_uncollectable, false)
 HP_GC_ALLOC_FN(GC_malloc_atomic_uncollectable, malloc_atomic_uncollectable,
                false)
 HP_GC_ALLOC_FN(GC_malloc_ignore_off_page, malloc_ignore_off_page, true)
-HP_GC_ALLOC_FN(GC_malloc_atomic_ignore_off_page,
-               malloc_atomic_ignore_off_page, true)
+HP_GC_ALLOC_FN(GC_malloc_atomic_ignore_off_page, malloc_atomic_ignore_off_page,
+               true)
 
 void *GC_realloc(void *ptr, size_t size) HP_GC_EXPORT;
 void GC_free(void *ptr) HP_GC_EXPORT;
@@ -664,8 +663,7 @@ int GC_try_to_collect(int (*stop)(void)) HP_GC_EXPORT;
 /* Shared by GC_realloc and heapprof_gc_on_realloc: the old record leaves
  * the table before the resize and comes back if it fails. */
 static HP_FRONT void *
-realloc_tracked(void *ptr, size_t size, void *(*fn)(void *, size_t),
-                void *done)
+realloc_tracked(void *ptr, size_t size, void *(*fn)(void *, size_t), void *done)
 {
     struct hp_live_rec rec;
     bool had = hp_record_take(ptr, &rec);
@@ -721,15 +719,15 @@ GC_free(void *ptr)
 HP_GC_EXPORT HP_FRONT char *
 GC_strdup(const char *s)
 {
-    HP_GC_WRAP(strdup, NULL, s == NULL, strlen(s) + 1, next.strdup(s), r_,
-               true, true);
+    HP_GC_WRAP(strdup, NULL, s == NULL, strlen(s) + 1, next.strdup(s), r_, true,
+               true);
 }
 
 HP_GC_EXPORT HP_FRONT char *
 GC_strndup(const char *s, size_t n)
 {
-    HP_GC_WRAP(strndup, NULL, s == NULL, strnlen(s, n) + 1,
-               next.strndup(s, n), r_, true, true);
+    HP_GC_WRAP(strndup, NULL, s == NULL, strnlen(s, n) + 1, next.strndup(s, n),
+               r_, true, true);
 }
 
 HP_GC_EXPORT HP_FRONT void *
@@ -827,8 +825,8 @@ static int
 collect_now(void)
 {
     int st = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
-    if (st == GC_UNRESOLVED && !__atomic_load_n(&explicit_mode,
-                                                __ATOMIC_ACQUIRE))
+    if (st == GC_UNRESOLVED &&
+        !__atomic_load_n(&explicit_mode, __ATOMIC_ACQUIRE))
         resolve_slow();
     if (ops.gcollect == NULL || ops.is_init_called == NULL ||
         !ops.is_init_called())
@@ -897,9 +895,9 @@ heapprof_gc_attach(const struct heapprof_gc_ops *o)
         __atomic_store_n(&explicit_mode, 1, __ATOMIC_RELEASE);
     } else {
         if (o->size < offsetof(struct heapprof_gc_ops, is_init_called) ||
-            o->register_long_link == NULL ||
-            o->unregister_long_link == NULL || o->gcollect == NULL ||
-            o->get_gc_no == NULL || o->call_with_alloc_lock == NULL)
+            o->register_long_link == NULL || o->unregister_long_link == NULL ||
+            o->gcollect == NULL || o->get_gc_no == NULL ||
+            o->call_with_alloc_lock == NULL)
             return HEAPPROF_EINVAL;
         size_t n = o->size < sizeof want ? o->size : sizeof want;
         memcpy(&want, o, n);
@@ -992,4 +990,3 @@ gc_front_init(void)
     if (sym_any("GC_register_long_link") != NULL && resolved())
         filter_own_data();
 }
-

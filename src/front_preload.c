@@ -69,8 +69,9 @@ pool_alloc(size_t size, size_t align)
         start = (off + 16 + align - 1) & ~(align - 1);
         end = start + ((size + 15) & ~(size_t)15);
         if (end > HP_POOL_SIZE) {
-            hp_log_once(pool_full, "bootstrap pool exhausted: early "
-                                   "allocation of %zu bytes refused",
+            hp_log_once(pool_full,
+                        "bootstrap pool exhausted: early "
+                        "allocation of %zu bytes refused",
                         size);
             return NULL;
         }
@@ -173,8 +174,9 @@ resolve(void)
     hp_tls.resolving--;
     if (n.malloc == NULL || n.free == NULL || n.calloc == NULL ||
         n.realloc == NULL || n.posix_memalign == NULL) {
-        hp_log_once(no_next, "cannot find the next allocator (dlsym "
-                             "RTLD_NEXT failed); serving from the bootstrap pool");
+        hp_log_once(no_next,
+                    "cannot find the next allocator (dlsym "
+                    "RTLD_NEXT failed); serving from the bootstrap pool");
         return false;
     }
     publish_next(&n);
@@ -399,7 +401,8 @@ aligned_common(void *(*fn)(size_t, size_t), size_t align, size_t size)
     if (fn != NULL) {
         p = fn(align, size);
     } else {
-        int rc = next.posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size);
+        int rc = next.posix_memalign(
+            &p, align < sizeof(void *) ? sizeof(void *) : align, size);
         if (rc != 0) {
             errno = rc;
             p = NULL;
@@ -490,8 +493,8 @@ malloc_usable_size(void *ptr)
  * to whatever the process's lookup order finds first (libc's malloc when
  * heapprof was loaded without preload), never reliably to the wrappers.
  */
-#define HP_ATTACH_ALIAS(name)                                                 \
-    extern __typeof__(name) hp_front_##name                                   \
+#define HP_ATTACH_ALIAS(name)                                                  \
+    extern __typeof__(name) hp_front_##name                                    \
         __attribute__((alias(#name), copy(name), visibility("hidden")))
 HP_ATTACH_ALIAS(malloc);
 HP_ATTACH_ALIAS(free);
@@ -619,7 +622,8 @@ check_interposition(void)
     if (sym != NULL && sym->st_shndx == SHN_UNDEF)
         return;
     const char *base = strrchr(self.dli_fname, '/');
-    struct main_program m = { base != NULL ? base + 1 : self.dli_fname, 0, false };
+    struct main_program m = {base != NULL ? base + 1 : self.dli_fname, 0,
+                             false};
     dl_iterate_phdr(read_main_program, &m);
     if ((uintptr_t)def.dli_fbase == m.base) {
         hp_log("malloc here is the program's own, not heapprof's: its "
@@ -630,11 +634,13 @@ check_interposition(void)
     if (listed_in_preload(self.dli_fname, m.self_name)) {
         hp_log("malloc here is %s's, which comes before heapprof in "
                "LD_PRELOAD: unless it passes allocations on, they are not "
-               "profiled (put libheapprof.so first)", def.dli_fname);
+               "profiled (put libheapprof.so first)",
+               def.dli_fname);
         return;
     }
     if (m.needs_self)
         hp_log("malloc here is %s's, which the program is linked with "
                "before heapprof: unless it passes allocations on, they are "
-               "not profiled (link -lheapprof before it)", def.dli_fname);
+               "not profiled (link -lheapprof before it)",
+               def.dli_fname);
 }

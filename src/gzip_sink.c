@@ -17,8 +17,8 @@ hp_gzip_init(struct hp_gzip *g, const struct heapprof_sink *sink, int level)
     if (sink == NULL || sink->write == NULL)
         return g->err = HEAPPROF_EINVAL;
     /* 15 + 16: largest window, gzip header and trailer instead of zlib's. */
-    int rc = deflateInit2(&g->zs, level, Z_DEFLATED, 15 + 16, 8,
-                          Z_DEFAULT_STRATEGY);
+    int rc =
+        deflateInit2(&g->zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
     if (rc != Z_OK)
         return g->err = (rc == Z_MEM_ERROR ? HEAPPROF_ENOMEM : HEAPPROF_EINVAL);
     g->open = true;

@@ -16,8 +16,8 @@
 struct hp_gzip {
     z_stream zs;
     const struct heapprof_sink *sink;
-    int err;                  /* first error (HEAPPROF_E*), sticky */
-    bool open;                /* deflateInit2 succeeded, deflateEnd due */
+    int err;   /* first error (HEAPPROF_E*), sticky */
+    bool open; /* deflateInit2 succeeded, deflateEnd due */
     unsigned char out[HP_GZIP_CHUNK];
 };
 

@@ -83,8 +83,7 @@ serve_error(struct heapprof_http_response *resp, int status, const char *msg)
 }
 
 void
-hp_http_error(struct heapprof_http_response *resp, int status,
-              const char *msg)
+hp_http_error(struct heapprof_http_response *resp, int status, const char *msg)
 {
     resp_reset(resp);
     serve_error(resp, status, msg);
@@ -110,9 +109,9 @@ name_is(const char *s, size_t n, const char *lit)
     return n == strlen(lit) && memcmp(s, lit, n) == 0;
 }
 
-#define HP_HEAP_ONLY_MSG                                                     \
-    "heapprof serves heap profiles only: /debug/pprof/heap, "                \
-    "/debug/pprof/allocs and /debug/pprof/delta_heap (no CPU, goroutine, "   \
+#define HP_HEAP_ONLY_MSG                                                       \
+    "heapprof serves heap profiles only: /debug/pprof/heap, "                  \
+    "/debug/pprof/allocs and /debug/pprof/delta_heap (no CPU, goroutine, "     \
     "mutex, block, threadcreate or trace profile)"
 
 static enum ep
@@ -132,7 +131,7 @@ endpoint_of(const char *name, size_t n)
         return EP_CMDLINE;
     /* What Go serves and fleet scrapers (Alloy, Parca) ask by default. */
     static const char *const go_only[] = {"profile", "trace", "goroutine",
-                                          "mutex", "block", "threadcreate"};
+                                          "mutex",   "block", "threadcreate"};
     for (size_t i = 0; i < sizeof go_only / sizeof go_only[0]; i++)
         if (name_is(name, n, go_only[i]))
             return EP_GO_ONLY;
@@ -145,7 +144,7 @@ struct route {
     enum ep ep;
     const char *link_prefix; /* points into the path, or "" */
     size_t link_prefix_len;
-    bool link_slash;         /* append '/' to link_prefix */
+    bool link_slash; /* append '/' to link_prefix */
 };
 
 static bool
@@ -207,12 +206,24 @@ html_escape(struct hp_buf *b, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         switch (s[i]) {
-        case '&': hp_buf_puts(b, "&amp;"); break;
-        case '<': hp_buf_puts(b, "&lt;"); break;
-        case '>': hp_buf_puts(b, "&gt;"); break;
-        case '"': hp_buf_puts(b, "&quot;"); break;
-        case '\'': hp_buf_puts(b, "&#39;"); break;
-        default: hp_buf_put(b, &s[i], 1); break;
+        case '&':
+            hp_buf_puts(b, "&amp;");
+            break;
+        case '<':
+            hp_buf_puts(b, "&lt;");
+            break;
+        case '>':
+            hp_buf_puts(b, "&gt;");
+            break;
+        case '"':
+            hp_buf_puts(b, "&quot;");
+            break;
+        case '\'':
+            hp_buf_puts(b, "&#39;");
+            break;
+        default:
+            hp_buf_put(b, &s[i], 1);
+            break;
         }
     }
 }
@@ -226,8 +237,9 @@ serve_index(const struct route *r, struct heapprof_http_response *resp)
         {"allocs", "?debug=1",
          "A sampling of all past memory allocations (default sample type "
          "alloc_space)."},
-        {"cmdline", "", "The command line invocation of the current "
-                        "program."},
+        {"cmdline", "",
+         "The command line invocation of the current "
+         "program."},
         {"delta_heap", "",
          "Allocations since the previous scrape of this page and memory in "
          "use now (godeltaprof's delta heap, for continuous profilers)."},
@@ -237,32 +249,33 @@ serve_index(const struct route *r, struct heapprof_http_response *resp)
          "heap sample, min_age=10m for the live objects allocated at least "
          "that long ago (leak suspects), or peak=1 for the heap as it was "
          "at its highest."},
-        {"symbol", "", "Address to function name lookups (pprof's remote "
-                       "symbolization)."},
+        {"symbol", "",
+         "Address to function name lookups (pprof's remote "
+         "symbolization)."},
     };
     struct hp_buf b = {0};
     hp_buf_puts(&b, "<html>\n<head>\n<title>/debug/pprof/</title>\n"
-                "<style>\n.profile-name{\n\tdisplay:inline-block;\n"
-                "\twidth:6rem;\n}\n</style>\n</head>\n<body>\n"
-                "/debug/pprof/<br>\n<br>\n"
-                "Heap profiles served by heapprof ");
+                    "<style>\n.profile-name{\n\tdisplay:inline-block;\n"
+                    "\twidth:6rem;\n}\n</style>\n</head>\n<body>\n"
+                    "/debug/pprof/<br>\n<br>\n"
+                    "Heap profiles served by heapprof ");
     hp_buf_puts(&b, heapprof_version_string());
     hp_buf_puts(&b, ".<br>\n<br>\nTypes of profiles available:\n"
-                "<table>\n<thead><td>Profile</td></thead>\n");
+                    "<table>\n<thead><td>Profile</td></thead>\n");
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         hp_buf_puts(&b, "<tr><td><a href=\"");
         html_escape(&b, r->link_prefix, r->link_prefix_len);
         if (r->link_slash)
             hp_buf_put(&b, "/", 1);
         hp_buf_printf(&b, "%s%s\">%s</a></td></tr>\n", rows[i].name,
-                  rows[i].query, rows[i].name);
+                      rows[i].query, rows[i].name);
     }
     hp_buf_puts(&b, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n");
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-        hp_buf_printf(&b,
-                  "<li><div class=profile-name>%s: </div> %s</li>\n",
-                  rows[i].name, rows[i].desc);
-    hp_buf_puts(&b, "</ul>\n</p>\n<p>Set debug=1 as a query parameter to export "
+        hp_buf_printf(&b, "<li><div class=profile-name>%s: </div> %s</li>\n",
+                      rows[i].name, rows[i].desc);
+    hp_buf_puts(&b,
+                "</ul>\n</p>\n<p>Set debug=1 as a query parameter to export "
                 "in legacy text format. Fetch a profile with\n"
                 "<code>go tool pprof http://HOST:PORT/debug/pprof/heap"
                 "</code>.</p>\n</body>\n</html>\n");
@@ -337,8 +350,7 @@ serve_symbol(const char *list, size_t n, struct heapprof_http_response *resp)
         errno = 0;
         char *end;
         unsigned long long pc = strtoull(tok, &end, 0);
-        if (*end != '\0' || errno == ERANGE || pc == 0 ||
-            pc > UINTPTR_MAX)
+        if (*end != '\0' || errno == ERANGE || pc == 0 || pc > UINTPTR_MAX)
             continue;
         char name[512];
         looked_up++;
@@ -384,7 +396,7 @@ struct heapprof_http_pending {
     enum heapprof_profile which;
     enum heapprof_http_served served;
     const char *disposition;
-    uint64_t charged;   /* bytes counted against HEAPPROF_MAX_MEMORY */
+    uint64_t charged; /* bytes counted against HEAPPROF_MAX_MEMORY */
 };
 
 /* Free a pending request and give back what it counted in the budget. */
@@ -413,8 +425,9 @@ start_delta(enum ep ep, long long sec, struct heapprof_http_response *resp)
     uint64_t size = sizeof(*p) + p->p0.n * sizeof(p->p0.e[0]);
     if (!hp_ialloc_charge(size)) {
         pending_free(p);
-        serve_error(resp, 503, "seconds=N: no room for its first profile "
-                               "in HEAPPROF_MAX_MEMORY; try again later");
+        serve_error(resp, 503,
+                    "seconds=N: no room for its first profile "
+                    "in HEAPPROF_MAX_MEMORY; try again later");
         return 0;
     }
     p->charged = size;
@@ -432,8 +445,7 @@ start_delta(enum ep ep, long long sec, struct heapprof_http_response *resp)
 
 /* The collection the endpoint and its query ask for. */
 static int
-collect(enum ep ep, const struct hp_profile_query *q,
-        struct hp_profile_data *d)
+collect(enum ep ep, const struct hp_profile_query *q, struct hp_profile_data *d)
 {
     memset(d, 0, sizeof(*d));
     if (ep == EP_DELTA_HEAP)
@@ -471,9 +483,10 @@ serve_profile(enum ep ep, const char *query, size_t qn,
     }
     enum heapprof_profile which =
         ep == EP_ALLOCS ? HEAPPROF_PROFILE_ALLOCS : HEAPPROF_PROFILE_HEAP;
-    const char *disp = ep == EP_HEAP     ? "attachment; filename=\"heap\""
-                       : ep == EP_ALLOCS ? "attachment; filename=\"allocs\""
-                                         : "attachment; filename=\"delta_heap\"";
+    const char *disp = ep == EP_HEAP ? "attachment; filename=\"heap\""
+                       : ep == EP_ALLOCS
+                           ? "attachment; filename=\"allocs\""
+                           : "attachment; filename=\"delta_heap\"";
     serve_encoded(&d, which, q.debug != 0, disp, resp);
     if (q.debug == 0 && resp->status == 200)
         resp->served = ep == EP_HEAP     ? HEAPPROF_HTTP_SERVED_HEAP
@@ -532,8 +545,8 @@ handle(const struct heapprof_http_request *req,
         return 0;
     case EP_SYMBOL:
         if (post)
-            serve_symbol(req->body ? req->body : "", req->body ? req->body_len : 0,
-                         resp);
+            serve_symbol(req->body ? req->body : "",
+                         req->body ? req->body_len : 0, resp);
         else
             serve_symbol(query, qn, resp);
         return 0;
@@ -601,9 +614,8 @@ heapprof_http_resume(struct heapprof_http_pending *p,
     } else if (hp_http_delta(&p1, &p->p0, HP_DELTA_ALL) != 0) {
         serve_error(resp, 503, "failed to compute delta (out of memory)");
     } else {
-        p1.duration_ns = p1.time_ns > p->p0.time_ns
-                             ? p1.time_ns - p->p0.time_ns
-                             : 1;
+        p1.duration_ns =
+            p1.time_ns > p->p0.time_ns ? p1.time_ns - p->p0.time_ns : 1;
         serve_encoded(&p1, p->which, false, p->disposition, resp);
         if (resp->status == 200)
             resp->served = p->served;

@@ -84,12 +84,14 @@ hp_resident_bytes(const void *start, size_t len)
 {
     /* The kernel's page size: mincore wants an address aligned to it and
      * reports one byte per page (16 or 64 KiB on many arm64 kernels). */
-    uintptr_t page = (uintptr_t)getpagesize(), lo = (uintptr_t)start & ~(page - 1),
+    uintptr_t page = (uintptr_t)getpagesize(),
+              lo = (uintptr_t)start & ~(page - 1),
               hi = ((uintptr_t)start + len + page - 1) & ~(page - 1);
     unsigned char vec[256];
     uint64_t bytes = 0;
     for (uintptr_t a = lo; a < hi; a += sizeof vec * page) {
-        size_t n = (hi - a) / page < sizeof vec ? (size_t)((hi - a) / page) : sizeof vec;
+        size_t n = (hi - a) / page < sizeof vec ? (size_t)((hi - a) / page)
+                                                : sizeof vec;
         if (mincore((void *)a, n * page, vec) != 0)
             return bytes;
         for (size_t i = 0; i < n; i++)

@@ -103,8 +103,7 @@ HP_HIDDEN uint64_t hp_now_wall_ns(void);
  * with every signal blocked, so it takes none meant for the host. 0, or
  * pthread_create's error.
  */
-HP_HIDDEN int hp_thread_start(void *(*fn)(void *), void *arg,
-                              const char *name);
+HP_HIDDEN int hp_thread_start(void *(*fn)(void *), void *arg, const char *name);
 
 HP_HIDDEN extern int hp_restart_pending;
 HP_HIDDEN void hp_restart_hook_set(void (*fn)(void));

@@ -12,8 +12,8 @@
 
 #include "internal.h"
 
-#define HP_LABELS_MAX 8      /* keys per thread */
-#define HP_LABEL_KEY_MAX 63  /* bytes, without the NUL */
+#define HP_LABELS_MAX 8     /* keys per thread */
+#define HP_LABEL_KEY_MAX 63 /* bytes, without the NUL */
 #define HP_LABEL_VALUE_MAX 255
 
 struct hp_label {
@@ -23,8 +23,8 @@ struct hp_label {
 struct hp_labelset {
     struct hp_labelset *next; /* interning chain (atomic) */
     uint64_t hash;
-    uint32_t n;               /* >= 1; the empty set is NULL */
-    struct hp_label kv[];     /* sorted by key; strings follow the array */
+    uint32_t n;           /* >= 1; the empty set is NULL */
+    struct hp_label kv[]; /* sorted by key; strings follow the array */
 };
 
 /* The calling thread's set (NULL: none). */

@@ -46,32 +46,32 @@ lazy_sym(enum lib lib, const char *name)
 }
 
 /* One stub: resolve once, forward, or return `fail` if unavailable. */
-#define HP_LAZY(lib, ret, name, fail, params, args)                           \
-    ret name params                                                           \
-    {                                                                         \
-        static ret(*lazy_fn_) params;                                         \
-        ret(*lazy_f_) params = __atomic_load_n(&lazy_fn_, __ATOMIC_ACQUIRE);  \
-        if (lazy_f_ == NULL) {                                                \
-            *(void **)&lazy_f_ = lazy_sym(lib, #name);                        \
-            if (lazy_f_ == NULL)                                              \
-                return fail;                                                  \
-            __atomic_store_n(&lazy_fn_, lazy_f_, __ATOMIC_RELEASE);           \
-        }                                                                     \
-        return lazy_f_ args;                                                  \
+#define HP_LAZY(lib, ret, name, fail, params, args)                            \
+    ret name params                                                            \
+    {                                                                          \
+        static ret(*lazy_fn_) params;                                          \
+        ret(*lazy_f_) params = __atomic_load_n(&lazy_fn_, __ATOMIC_ACQUIRE);   \
+        if (lazy_f_ == NULL) {                                                 \
+            *(void **)&lazy_f_ = lazy_sym(lib, #name);                         \
+            if (lazy_f_ == NULL)                                               \
+                return fail;                                                   \
+            __atomic_store_n(&lazy_fn_, lazy_f_, __ATOMIC_RELEASE);            \
+        }                                                                      \
+        return lazy_f_ args;                                                   \
     }
 
-#define HP_LAZY_VOID(lib, name, params, args)                                 \
-    void name params                                                          \
-    {                                                                         \
-        static void(*lazy_fn_) params;                                        \
-        void(*lazy_f_) params = __atomic_load_n(&lazy_fn_, __ATOMIC_ACQUIRE); \
-        if (lazy_f_ == NULL) {                                                \
-            *(void **)&lazy_f_ = lazy_sym(lib, #name);                        \
-            if (lazy_f_ == NULL)                                              \
-                return;                                                       \
-            __atomic_store_n(&lazy_fn_, lazy_f_, __ATOMIC_RELEASE);           \
-        }                                                                     \
-        lazy_f_ args;                                                         \
+#define HP_LAZY_VOID(lib, name, params, args)                                  \
+    void name params                                                           \
+    {                                                                          \
+        static void(*lazy_fn_) params;                                         \
+        void(*lazy_f_) params = __atomic_load_n(&lazy_fn_, __ATOMIC_ACQUIRE);  \
+        if (lazy_f_ == NULL) {                                                 \
+            *(void **)&lazy_f_ = lazy_sym(lib, #name);                         \
+            if (lazy_f_ == NULL)                                               \
+                return;                                                        \
+            __atomic_store_n(&lazy_fn_, lazy_f_, __ATOMIC_RELEASE);            \
+        }                                                                      \
+        lazy_f_ args;                                                          \
     }
 
 /* ------------------------------------------------------------------ zlib */
@@ -103,17 +103,17 @@ HP_LAZY(LIB_PBC, size_t, protobuf_c_message_pack, 0,
 HP_LAZY(LIB_PBC, size_t, protobuf_c_message_pack_to_buffer, 0,
         (const ProtobufCMessage *m, ProtobufCBuffer *b), (m, b))
 HP_LAZY(LIB_PBC, ProtobufCMessage *, protobuf_c_message_unpack, NULL,
-        (const ProtobufCMessageDescriptor *d, ProtobufCAllocator *a,
-         size_t len, const uint8_t *data),
+        (const ProtobufCMessageDescriptor *d, ProtobufCAllocator *a, size_t len,
+         const uint8_t *data),
         (d, a, len, data))
 HP_LAZY_VOID(LIB_PBC, protobuf_c_message_free_unpacked,
-             (ProtobufCMessage *m, ProtobufCAllocator *a), (m, a))
+             (ProtobufCMessage * m, ProtobufCAllocator *a), (m, a))
 
 /* ---------------------------------------------------------------- libelf */
 
 HP_LAZY(LIB_ELF, int, elf_errno, 0, (void), ())
-HP_LAZY(LIB_ELF, Elf_Scn *, elf_getscn, NULL, (Elf *e, size_t i), (e, i))
-HP_LAZY(LIB_ELF, GElf_Shdr *, gelf_getshdr, NULL, (Elf_Scn *s, GElf_Shdr *d),
+HP_LAZY(LIB_ELF, Elf_Scn *, elf_getscn, NULL, (Elf * e, size_t i), (e, i))
+HP_LAZY(LIB_ELF, GElf_Shdr *, gelf_getshdr, NULL, (Elf_Scn * s, GElf_Shdr *d),
         (s, d))
 
 /* ----------------------------------------------------------------- libdw */
@@ -122,72 +122,72 @@ HP_LAZY(LIB_DW, int, dwarf_errno, 0, (void), ())
 HP_LAZY(LIB_DW, int, dwfl_errno, 0, (void), ())
 
 HP_LAZY(LIB_DW, Dwarf_Attribute *, dwarf_attr, NULL,
-        (Dwarf_Die *die, unsigned int name, Dwarf_Attribute *r),
+        (Dwarf_Die * die, unsigned int name, Dwarf_Attribute *r),
         (die, name, r))
 HP_LAZY(LIB_DW, Dwarf_Attribute *, dwarf_attr_integrate, NULL,
-        (Dwarf_Die *die, unsigned int name, Dwarf_Attribute *r),
+        (Dwarf_Die * die, unsigned int name, Dwarf_Attribute *r),
         (die, name, r))
-HP_LAZY(LIB_DW, int, dwarf_decl_line, -1, (Dwarf_Die *d, int *l), (d, l))
+HP_LAZY(LIB_DW, int, dwarf_decl_line, -1, (Dwarf_Die * d, int *l), (d, l))
 HP_LAZY(LIB_DW, const char *, dwarf_filesrc, NULL,
-        (Dwarf_Files *f, size_t i, Dwarf_Word *mtime, Dwarf_Word *len),
+        (Dwarf_Files * f, size_t i, Dwarf_Word *mtime, Dwarf_Word *len),
         (f, i, mtime, len))
-HP_LAZY(LIB_DW, const char *, dwarf_formstring, NULL, (Dwarf_Attribute *a),
+HP_LAZY(LIB_DW, const char *, dwarf_formstring, NULL, (Dwarf_Attribute * a),
         (a))
-HP_LAZY(LIB_DW, int, dwarf_formudata, -1, (Dwarf_Attribute *a, Dwarf_Word *v),
+HP_LAZY(LIB_DW, int, dwarf_formudata, -1, (Dwarf_Attribute * a, Dwarf_Word *v),
         (a, v))
 HP_LAZY(LIB_DW, int, dwarf_getscopes, -1,
-        (Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die **scopes), (cu, pc, scopes))
+        (Dwarf_Die * cu, Dwarf_Addr pc, Dwarf_Die **scopes), (cu, pc, scopes))
 HP_LAZY(LIB_DW, int, dwarf_getscopes_die, -1,
-        (Dwarf_Die *die, Dwarf_Die **scopes), (die, scopes))
+        (Dwarf_Die * die, Dwarf_Die **scopes), (die, scopes))
 HP_LAZY(LIB_DW, int, dwarf_getsrcfiles, -1,
-        (Dwarf_Die *cu, Dwarf_Files **files, size_t *n), (cu, files, n))
-HP_LAZY(LIB_DW, int, dwarf_tag, -1, (Dwarf_Die *die), (die))
+        (Dwarf_Die * cu, Dwarf_Files **files, size_t *n), (cu, files, n))
+HP_LAZY(LIB_DW, int, dwarf_tag, -1, (Dwarf_Die * die), (die))
 HP_LAZY(LIB_DW, Dwfl_Module *, dwfl_addrmodule, NULL,
-        (Dwfl *dwfl, Dwarf_Addr a), (dwfl, a))
+        (Dwfl * dwfl, Dwarf_Addr a), (dwfl, a))
 HP_LAZY(LIB_DW, Dwfl *, dwfl_begin, NULL, (const Dwfl_Callbacks *cb), (cb))
 HP_LAZY(LIB_DW, int, dwfl_build_id_find_debuginfo, -1,
-        (Dwfl_Module *m, void **ud, const char *modname, Dwarf_Addr base,
+        (Dwfl_Module * m, void **ud, const char *modname, Dwarf_Addr base,
          const char *file, const char *link, GElf_Word crc, char **out),
         (m, ud, modname, base, file, link, crc, out))
-HP_LAZY_VOID(LIB_DW, dwfl_end, (Dwfl *dwfl), (dwfl))
+HP_LAZY_VOID(LIB_DW, dwfl_end, (Dwfl * dwfl), (dwfl))
 HP_LAZY(LIB_DW, const char *, dwfl_errmsg, "libdw unavailable", (int err),
         (err))
 HP_LAZY(LIB_DW, const char *, dwfl_lineinfo, NULL,
-        (Dwfl_Line *l, Dwarf_Addr *a, int *line, int *col, Dwarf_Word *mtime,
+        (Dwfl_Line * l, Dwarf_Addr *a, int *line, int *col, Dwarf_Word *mtime,
          Dwarf_Word *len),
         (l, a, line, col, mtime, len))
 HP_LAZY(LIB_DW, int, dwfl_linux_proc_find_elf, -1,
-        (Dwfl_Module *m, void **ud, const char *name, Dwarf_Addr base,
+        (Dwfl_Module * m, void **ud, const char *name, Dwarf_Addr base,
          char **file, Elf **elf),
         (m, ud, name, base, file, elf))
-HP_LAZY(LIB_DW, int, dwfl_linux_proc_maps_report, -1, (Dwfl *dwfl, FILE *f),
+HP_LAZY(LIB_DW, int, dwfl_linux_proc_maps_report, -1, (Dwfl * dwfl, FILE *f),
         (dwfl, f))
 HP_LAZY(LIB_DW, Dwfl_Module *, dwfl_report_elf, NULL,
-        (Dwfl *dwfl, const char *name, const char *file, int fd,
+        (Dwfl * dwfl, const char *name, const char *file, int fd,
          GElf_Addr base, bool add_p_vaddr),
         (dwfl, name, file, fd, base, add_p_vaddr))
 HP_LAZY(LIB_DW, Dwarf_Die *, dwfl_module_addrdie, NULL,
-        (Dwfl_Module *m, Dwarf_Addr a, Dwarf_Addr *bias), (m, a, bias))
+        (Dwfl_Module * m, Dwarf_Addr a, Dwarf_Addr *bias), (m, a, bias))
 HP_LAZY(LIB_DW, Dwfl_Line *, dwfl_module_getsrc, NULL,
-        (Dwfl_Module *m, Dwarf_Addr a), (m, a))
+        (Dwfl_Module * m, Dwarf_Addr a), (m, a))
 HP_LAZY(LIB_DW, const char *, dwfl_module_getsym_info, NULL,
-        (Dwfl_Module *m, int i, GElf_Sym *s, GElf_Addr *a, GElf_Word *shndx,
+        (Dwfl_Module * m, int i, GElf_Sym *s, GElf_Addr *a, GElf_Word *shndx,
          Elf **elf, Dwarf_Addr *bias),
         (m, i, s, a, shndx, elf, bias))
-HP_LAZY(LIB_DW, int, dwfl_module_getsymtab, -1, (Dwfl_Module *m), (m))
+HP_LAZY(LIB_DW, int, dwfl_module_getsymtab, -1, (Dwfl_Module * m), (m))
 HP_LAZY(LIB_DW, ptrdiff_t, dwfl_getmodules, -1,
-        (Dwfl *d, int (*cb)(Dwfl_Module *, void **, const char *, Dwarf_Addr,
-                            void *),
+        (Dwfl * d,
+         int (*cb)(Dwfl_Module *, void **, const char *, Dwarf_Addr, void *),
          void *arg, ptrdiff_t offset),
         (d, cb, arg, offset))
 HP_LAZY(LIB_DW, const char *, dwfl_module_info, NULL,
-        (Dwfl_Module *m, void ***ud, Dwarf_Addr *start, Dwarf_Addr *end,
+        (Dwfl_Module * m, void ***ud, Dwarf_Addr *start, Dwarf_Addr *end,
          Dwarf_Addr *dwbias, Dwarf_Addr *symbias, const char **mainfile,
          const char **debugfile),
         (m, ud, start, end, dwbias, symbias, mainfile, debugfile))
-HP_LAZY_VOID(LIB_DW, dwfl_report_begin, (Dwfl *dwfl), (dwfl))
+HP_LAZY_VOID(LIB_DW, dwfl_report_begin, (Dwfl * dwfl), (dwfl))
 HP_LAZY(LIB_DW, int, dwfl_report_end, -1,
-        (Dwfl *dwfl,
+        (Dwfl * dwfl,
          int (*removed)(Dwfl_Module *, void *, const char *, Dwarf_Addr,
                         void *),
          void *arg),

@@ -45,8 +45,7 @@ hp_leak_report_prepare(void)
     errno = saved;
 }
 
-static void
-put(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void put(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 put(const char *fmt, ...)
@@ -168,7 +167,8 @@ build_report(void)
     } else {
         put_bytes(bytes);
         put(" in %lld objects still in use at exit (estimated from samples, "
-            "rate %llu)\n", (long long)objects, (unsigned long long)d.rate);
+            "rate %llu)\n",
+            (long long)objects, (unsigned long long)d.rate);
         hp_symbolize_begin();
         for (size_t i = 0; i < n && i < TOP_SITES; i++)
             put_site(&d.e[i], bytes);

@@ -45,8 +45,8 @@ typedef void *(*hp_mhd_urilog_fn)(void *cls, const char *uri,
                                   struct MHD_Connection *c);
 typedef struct MHD_Daemon *(*hp_mhd_start_fn)(unsigned flags, uint16_t port,
                                               void *apc, void *apc_cls,
-                                              hp_mhd_access_fn dh,
-                                              void *dh_cls, ...);
+                                              hp_mhd_access_fn dh, void *dh_cls,
+                                              ...);
 typedef int (*hp_mhd_run_wait_fn)(struct MHD_Daemon *d, int32_t ms);
 typedef struct MHD_Response *(*hp_mhd_from_buffer_fn)(size_t size, void *buf,
                                                       int mode);
@@ -63,8 +63,7 @@ typedef int (*hp_mhd_kv_fn)(void *cls, int kind, const char *key,
                             const char *value);
 typedef int (*hp_mhd_values_fn)(struct MHD_Connection *c, int kind,
                                 hp_mhd_kv_fn it, void *it_cls);
-typedef const void *(*hp_mhd_info_fn)(struct MHD_Connection *c, int what,
-                                      ...);
+typedef const void *(*hp_mhd_info_fn)(struct MHD_Connection *c, int what, ...);
 typedef void (*hp_mhd_notify_fn)(void *cls, struct MHD_Connection *c,
                                  void **socket_context, int toe);
 
@@ -87,9 +86,9 @@ static struct {
  * the host (memory, fds, one thread) and how long a client may stall. */
 #define MAX_CONNECTIONS 32u
 #define CONN_TIMEOUT_S 15u
-#define CONN_MEMORY 65536u      /* per-connection header/read pool */
-#define MAX_BODY (1u << 20)      /* POST /symbol body */
-#define WRITE_TIMEOUT_S 3600u   /* seconds=N must be below this */
+#define CONN_MEMORY 65536u    /* per-connection header/read pool */
+#define MAX_BODY (1u << 20)   /* POST /symbol body */
+#define WRITE_TIMEOUT_S 3600u /* seconds=N must be below this */
 #define LISTEN_BACKLOG 64
 /* seconds=N requests waiting at once: the other slots stay for others. */
 #define MAX_PENDING 8u
@@ -114,31 +113,31 @@ static char where[HP_ADDR_MAX];
 /* Serialises hp_listener_start (start-up, and the tree agent taking
  * over an address its holder let go). */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
-static int stop_requested;       /* atomic: hp_listener_stop was called */
+static int stop_requested; /* atomic: hp_listener_stop was called */
 
 /* Per-socket state (MHD's socket context), owned by the listener thread:
  * how long the request now arriving on it has taken. */
 struct sock {
     int fd;
-    uint64_t since_ns;          /* accepted, or the previous request done */
-    bool busy;                  /* a whole request arrived, being served */
+    uint64_t since_ns; /* accepted, or the previous request done */
+    bool busy;         /* a whole request arrived, being served */
     struct sock *next;
 };
 
 /* Per-request state, owned by the listener thread. */
 struct conn {
-    char *uri;                  /* raw request target, NUL-terminated */
+    char *uri; /* raw request target, NUL-terminated */
     char *body;
     size_t body_len;
     bool started;
-    bool ready;                 /* pending delta due, resume it */
-    bool gone;                  /* its client left while it waited */
+    bool ready; /* pending delta due, resume it */
+    bool gone;  /* its client left while it waited */
     bool too_many_params;
     struct hp_tree_pending *pending;
-    uint64_t due_ns;            /* monotonic */
+    uint64_t due_ns; /* monotonic */
     struct MHD_Connection *mc;
     struct sock *sock;
-    struct conn *next;          /* waiting list (suspended requests) */
+    struct conn *next; /* waiting list (suspended requests) */
 };
 
 /* Suspended seconds=N requests and open sockets; touched by the listener
@@ -354,8 +353,9 @@ on_access(void *cls, struct MHD_Connection *mc, const char *url,
         hp_tree_cancel(c->pending); /* drops its first profiles */
         c->pending = NULL;
         heapprof_http_response_free(&resp);
-        return send_error(mc, 503, "too many seconds=N requests waiting "
-                                   "(at most 8); try again later");
+        return send_error(mc, 503,
+                          "too many seconds=N requests waiting "
+                          "(at most 8); try again later");
     }
     if (rc == HEAPPROF_HTTP_PENDING) {
         c->due_ns = hp_now_mono_ns() + (uint64_t)resp.delay_ms * 1000000u;
@@ -390,8 +390,8 @@ load_token(const char *path, const char **why)
         *why = "HEAPPROF_HTTP_TOKEN_FILE cannot be read";
         return -1;
     }
-    size_t len = strcspn(buf, "\r\n") < (size_t)n ? strcspn(buf, "\r\n")
-                                                   : (size_t)n;
+    size_t len =
+        strcspn(buf, "\r\n") < (size_t)n ? strcspn(buf, "\r\n") : (size_t)n;
     while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))
         len--;
     if (len < 16 || len >= sizeof token) {
@@ -439,9 +439,10 @@ static int
 check_headers(struct MHD_Connection *mc, struct conn *c)
 {
     if (!authorized(mc))
-        return send_error(mc, 401, "missing or wrong bearer token "
-                                   "(Authorization: Bearer ..., see "
-                                   "HEAPPROF_HTTP_TOKEN_FILE)");
+        return send_error(mc, 401,
+                          "missing or wrong bearer token "
+                          "(Authorization: Bearer ..., see "
+                          "HEAPPROF_HTTP_TOKEN_FILE)");
     if (c->too_many_params)
         return send_error(mc, 414, "too many query parameters (at most 64)");
     /* Two lengths make the body's end ambiguous (request smuggling behind
@@ -493,14 +494,12 @@ static void
 reap(void)
 {
     uint64_t now = hp_now_mono_ns();
-    uint64_t limit = n_socks >= MAX_CONNECTIONS ? CROWDED_ARRIVE_NS
-                                                : ARRIVE_NS;
+    uint64_t limit = n_socks >= MAX_CONNECTIONS ? CROWDED_ARRIVE_NS : ARRIVE_NS;
     for (struct sock *s = socks; s != NULL; s = s->next)
         if (!s->busy && now - s->since_ns > limit)
             shutdown(s->fd, SHUT_RDWR);
     for (struct conn *c = waiting; c != NULL; c = c->next) {
-        struct pollfd pfd = {c->sock != NULL ? c->sock->fd : -1, POLLRDHUP,
-                             0};
+        struct pollfd pfd = {c->sock != NULL ? c->sock->fd : -1, POLLRDHUP, 0};
         if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 &&
             (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
             c->gone = true;
@@ -517,16 +516,17 @@ load_mhd(void)
         const char *e = dlerror();
         hp_log("http: cannot load " HP_MHD_SONAME " (%s); install "
                "libmicrohttpd12 for HEAPPROF_HTTP. No listener; profiling "
-               "continues", e != NULL ? e : "not found");
+               "continues",
+               e != NULL ? e : "not found");
         return -1;
     }
     /* POSIX dlsym returns void *; these are function pointers. */
-#define LOAD(field, sym)                                                      \
-    do {                                                                      \
-        void *p_ = dlsym(h, sym);                                             \
-        if (p_ == NULL)                                                       \
-            goto missing;                                                     \
-        memcpy(&mhd.field, &p_, sizeof(p_));                                  \
+#define LOAD(field, sym)                                                       \
+    do {                                                                       \
+        void *p_ = dlsym(h, sym);                                              \
+        if (p_ == NULL)                                                        \
+            goto missing;                                                      \
+        memcpy(&mhd.field, &p_, sizeof(p_));                                   \
     } while (0)
     LOAD(start, "MHD_start_daemon");
     LOAD(run_wait, "MHD_run_wait");
@@ -560,10 +560,12 @@ log_no_listener(const char *addr, const char *why, int err)
 {
     if (why != NULL)
         hp_log("http: HEAPPROF_HTTP='%s' not usable: %s. No listener; "
-               "profiling continues", addr, why);
+               "profiling continues",
+               addr, why);
     else
         hp_log("http: cannot listen on %s: %s. No listener; profiling "
-               "continues", addr, strerror(err));
+               "continues",
+               addr, strerror(err));
 }
 
 /*
@@ -596,20 +598,20 @@ listener_main(void *arg)
     hp_symbolize_thread_init();
     if (load_mhd() != 0)
         goto fail;
-    struct MHD_Daemon *d = mhd.start(
-        HP_MHD_USE_EPOLL | HP_MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
-        on_access, NULL,
-        HP_MHD_OPTION_LISTEN_SOCKET, listen_fd,
-        HP_MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
-        HP_MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
-        HP_MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
-        HP_MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-        HP_MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        HP_MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-        HP_MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        mhd.start(HP_MHD_USE_EPOLL | HP_MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
+                  on_access, NULL, HP_MHD_OPTION_LISTEN_SOCKET, listen_fd,
+                  HP_MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
+                  HP_MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
+                  HP_MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+                  HP_MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+                  HP_MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                  HP_MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+                  HP_MHD_OPTION_END);
     if (d == NULL) {
         hp_log("http: libmicrohttpd refused to start on %s. No listener; "
-               "profiling continues", where);
+               "profiling continues",
+               where);
         goto fail;
     }
     while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
@@ -748,8 +750,8 @@ remove_unix_socket(void)
 static int
 bind_inet(const struct sockaddr *sa, socklen_t len, int *err)
 {
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    0);
+    int fd =
+        socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         *err = errno;
         return -1;
@@ -894,13 +896,15 @@ start_locked(const char *addr)
     if (fd >= 0 && !loopback && token[0] == '\0')
         hp_log("http: listening on %s, which is not a loopback address: "
                "anyone who can reach it can read this process's heap "
-               "profiles (see HEAPPROF_HTTP_TOKEN_FILE)", where);
+               "profiles (see HEAPPROF_HTTP_TOKEN_FILE)",
+               where);
     listen_fd = fd;
 
     int rc = hp_thread_start(listener_main, NULL, "heapprof-http");
     if (rc != 0) {
         hp_log("http: cannot start the listener thread: %s. No listener; "
-               "profiling continues", strerror(rc));
+               "profiling continues",
+               strerror(rc));
         if (fd >= 0)
             close(fd);
         listen_fd = -1;

@@ -64,8 +64,7 @@ hp_tables_place(void)
     return t;
 }
 
-static void __attribute__((constructor))
-tables_early(void)
+static void __attribute__((constructor)) tables_early(void)
 {
     (void)hp_tables_get();
 }
@@ -105,7 +104,7 @@ struct owner_ent {
  */
 static pthread_mutex_t ostripes[HP_OWNER_STRIPES] = {
     [0 ... HP_OWNER_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
-static void *oheads; /* struct owner_ent *[2^HP_OWNER_HEADS_LG] */
+static void *oheads;     /* struct owner_ent *[2^HP_OWNER_HEADS_LG] */
 static uint64_t nowned;  /* records with an owner (atomic) */
 static uint64_t nowners; /* entries in use (atomic) */
 
@@ -115,7 +114,8 @@ static uint64_t nowners; /* entries in use (atomic) */
  * slot's residue class (the fine window is a quarter of the coarse one,
  * granules nest), so every address of a fine slot is under that stripe
  * too. */
-_Static_assert(HP_LIVE_STRIPES == 256, "stripe = low 8 bits of the coarse slot");
+_Static_assert(HP_LIVE_STRIPES == 256,
+               "stripe = low 8 bits of the coarse slot");
 _Static_assert(HP_LIVE_COARSE_GRANULE_LG >= HP_LIVE_GRANULE_LG &&
                    HP_LIVE_COARSE_GRANULE_LG + 8 <=
                        HP_LIVE_GRANULE_LG + HP_LIVE_FILTER_LG,
@@ -124,8 +124,9 @@ _Static_assert(HP_LIVE_COARSE_GRANULE_LG >= HP_LIVE_GRANULE_LG &&
 static uint32_t
 head_index(uintptr_t ptr)
 {
-    uint32_t hashed = (uint32_t)(((uint64_t)(ptr >> 4) * 0xC2B2AE3D27D4EB4Full) >>
-                                 (64 - (HP_LIVE_HEADS_LG - 8)));
+    uint32_t hashed =
+        (uint32_t)(((uint64_t)(ptr >> 4) * 0xC2B2AE3D27D4EB4Full) >>
+                   (64 - (HP_LIVE_HEADS_LG - 8)));
     return (hashed << 8) | (hp_live_coarse_slot(ptr) & 0xffu);
 }
 
@@ -203,7 +204,8 @@ rec_free(struct hp_live_rec *r)
 static void
 nlive_add(struct stripe *st, int delta)
 {
-    __atomic_store_n(&st->nlive, st->nlive + (uint64_t)(int64_t)delta, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->nlive, st->nlive + (uint64_t)(int64_t)delta,
+                     __ATOMIC_RELAXED);
 }
 
 static uint32_t
@@ -317,7 +319,8 @@ set_bit(uint64_t *bits, uint32_t slot)
 static void
 clear_bit(uint64_t *bits, uint32_t slot)
 {
-    __atomic_fetch_and(&bits[slot >> 6], ~(1ull << (slot & 63)), __ATOMIC_RELAXED);
+    __atomic_fetch_and(&bits[slot >> 6], ~(1ull << (slot & 63)),
+                       __ATOMIC_RELAXED);
 }
 
 /* Both under the stripe lock of ptr's slot. The coarse bit is set before
@@ -329,7 +332,8 @@ filter_inc(uintptr_t ptr)
     uint32_t c = hp_live_coarse_slot(ptr);
     uint16_t cv = __atomic_load_n(&hp_tables.coarse[c], __ATOMIC_RELAXED);
     if (cv != UINT16_MAX) {
-        __atomic_store_n(&hp_tables.coarse[c], (uint16_t)(cv + 1), __ATOMIC_RELAXED);
+        __atomic_store_n(&hp_tables.coarse[c], (uint16_t)(cv + 1),
+                         __ATOMIC_RELAXED);
         if (cv == 0)
             set_bit(hp_tables.coarse_bits, c);
     }
@@ -337,7 +341,8 @@ filter_inc(uintptr_t ptr)
     uint8_t v = __atomic_load_n(&hp_tables.filter[slot], __ATOMIC_RELAXED);
     if (v == 255)
         return;
-    __atomic_store_n(&hp_tables.filter[slot], (uint8_t)(v + 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&hp_tables.filter[slot], (uint8_t)(v + 1),
+                     __ATOMIC_RELAXED);
     if (v == 0)
         set_bit(hp_tables.bits, slot);
 }
@@ -348,7 +353,8 @@ filter_dec(uintptr_t ptr)
     uint32_t slot = hp_live_filter_slot(ptr);
     uint8_t v = __atomic_load_n(&hp_tables.filter[slot], __ATOMIC_RELAXED);
     if (v != 255 && v != 0) {
-        __atomic_store_n(&hp_tables.filter[slot], (uint8_t)(v - 1), __ATOMIC_RELAXED);
+        __atomic_store_n(&hp_tables.filter[slot], (uint8_t)(v - 1),
+                         __ATOMIC_RELAXED);
         if (v == 1)
             clear_bit(hp_tables.bits, slot);
     }
@@ -356,7 +362,8 @@ filter_dec(uintptr_t ptr)
     uint16_t cv = __atomic_load_n(&hp_tables.coarse[c], __ATOMIC_RELAXED);
     if (cv == UINT16_MAX || cv == 0)
         return;
-    __atomic_store_n(&hp_tables.coarse[c], (uint16_t)(cv - 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&hp_tables.coarse[c], (uint16_t)(cv - 1),
+                     __ATOMIC_RELAXED);
     if (cv == 1)
         clear_bit(hp_tables.coarse_bits, c);
 }

@@ -50,7 +50,7 @@ struct hp_live_rec {
      * pool) are chained on a per-owner list so that destroying the owner
      * visits only its sampled blocks. onext/oprev belong to the table. */
     uintptr_t owner;
-    uintptr_t tag;     /* front end's private word (Boehm: link slot) */
+    uintptr_t tag; /* front end's private word (Boehm: link slot) */
     struct hp_live_rec *onext;
     struct hp_live_rec *oprev;
 };
@@ -84,9 +84,10 @@ struct hp_fixed_tables {
     /* The bucket table's chain heads (see buckets.c). */
     struct hp_bucket *bucket_heads[HP_BUCKET_HEADS];
     /* The rest of the huge page. */
-    char pad[(2u << 20) - (1u << (HP_LIVE_COARSE_LG - 3)) - (1u << (HP_LIVE_FILTER_LG - 3)) -
-             (1u << HP_LIVE_FILTER_LG) - (2u << HP_LIVE_COARSE_LG) -
-             (8u << HP_LIVE_HEADS_LG) - 8u * HP_BUCKET_HEADS];
+    char pad[(2u << 20) - (1u << (HP_LIVE_COARSE_LG - 3)) -
+             (1u << (HP_LIVE_FILTER_LG - 3)) - (1u << HP_LIVE_FILTER_LG) -
+             (2u << HP_LIVE_COARSE_LG) - (8u << HP_LIVE_HEADS_LG) -
+             8u * HP_BUCKET_HEADS];
 };
 #define HP_TABLES_ALIGN ((size_t)2 << 20)
 _Static_assert(sizeof(struct hp_fixed_tables) == HP_TABLES_ALIGN,
@@ -113,7 +114,8 @@ HP_HIDDEN struct hp_fixed_tables *hp_tables_place(void);
 static inline struct hp_fixed_tables *
 hp_tables_get(void)
 {
-    struct hp_fixed_tables *t = __atomic_load_n(&hp_tables_at, __ATOMIC_ACQUIRE);
+    struct hp_fixed_tables *t =
+        __atomic_load_n(&hp_tables_at, __ATOMIC_ACQUIRE);
     return HP_LIKELY(t != NULL) ? t : hp_tables_place();
 }
 #define hp_tables (*hp_tables_get())
@@ -144,7 +146,9 @@ hp_live_coarse_slot(uintptr_t ptr)
 static inline bool
 hp_live_bit(const uint64_t *bits, uint32_t slot)
 {
-    return (__atomic_load_n(&bits[slot >> 6], __ATOMIC_RELAXED) >> (slot & 63)) & 1;
+    return (__atomic_load_n(&bits[slot >> 6], __ATOMIC_RELAXED) >>
+            (slot & 63)) &
+           1;
 }
 
 /* False means "certainly not a recorded block". The fine bit is read only
@@ -152,8 +156,9 @@ hp_live_bit(const uint64_t *bits, uint32_t slot)
 static inline bool
 hp_live_maybe(const void *ptr)
 {
-    if (HP_LIKELY(!hp_live_bit(__atomic_load_n(&hp_live_coarse, __ATOMIC_RELAXED),
-                               hp_live_coarse_slot((uintptr_t)ptr))))
+    if (HP_LIKELY(
+            !hp_live_bit(__atomic_load_n(&hp_live_coarse, __ATOMIC_RELAXED),
+                         hp_live_coarse_slot((uintptr_t)ptr))))
         return false;
     return hp_live_bit(hp_tables.bits, hp_live_filter_slot((uintptr_t)ptr));
 }

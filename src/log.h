@@ -20,11 +20,11 @@ HP_HIDDEN void hp_log(const char *fmt, ...)
 HP_HIDDEN void hp_log_capture(char *buf, size_t cap);
 
 /* Like hp_log but at most once per process for the given flag. */
-#define hp_log_once(flag, ...)                                                \
-    do {                                                                      \
-        static int flag##_logged_;                                            \
-        if (!__atomic_exchange_n(&flag##_logged_, 1, __ATOMIC_RELAXED))       \
-            hp_log(__VA_ARGS__);                                              \
+#define hp_log_once(flag, ...)                                                 \
+    do {                                                                       \
+        static int flag##_logged_;                                             \
+        if (!__atomic_exchange_n(&flag##_logged_, 1, __ATOMIC_RELAXED))        \
+            hp_log(__VA_ARGS__);                                               \
     } while (0)
 
 #endif

@@ -37,7 +37,8 @@ collect_object(struct dl_phdr_info *info, size_t size, void *data)
 {
     struct objects *objs = data;
     (void)size;
-    if (!hp_grow((void **)&objs->o, &objs->cap, objs->n + 1, sizeof(*objs->o))) {
+    if (!hp_grow((void **)&objs->o, &objs->cap, objs->n + 1,
+                 sizeof(*objs->o))) {
         objs->oom = true;
         return 1;
     }
@@ -206,7 +207,7 @@ hp_maps_read(struct hp_maps *out, const char *path)
     size_t cap = 0;
     char *line = NULL;
     size_t linecap = 0;
-    struct objects objs = { 0 };
+    struct objects objs = {0};
 
     memset(out, 0, sizeof(*out));
     FILE *f = fopen(path ? path : "/proc/self/maps", "re");

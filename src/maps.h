@@ -11,18 +11,18 @@
 #include "internal.h"
 
 struct hp_mapping {
-    uint64_t start;             /* memory_start */
-    uint64_t limit;             /* memory_limit, exclusive */
-    uint64_t offset;            /* file offset of start */
-    char *path;                 /* "" for the fake mapping; owned */
+    uint64_t start;                         /* memory_start */
+    uint64_t limit;                         /* memory_limit, exclusive */
+    uint64_t offset;                        /* file offset of start */
+    char *path;                             /* "" for the fake mapping; owned */
     char build_id[2 * HP_BUILD_ID_MAX + 1]; /* lowercase hex or "" */
-    bool is_main;               /* belongs to the main executable */
+    bool is_main;                           /* belongs to the main executable */
 };
 
 struct hp_maps {
-    struct hp_mapping *m;       /* emission order: main executable first */
+    struct hp_mapping *m; /* emission order: main executable first */
     size_t n;
-    size_t *by_addr;            /* indices into m sorted by start */
+    size_t *by_addr; /* indices into m sorted by start */
 };
 
 /*

@@ -43,10 +43,10 @@ struct merge {
     struct hp_itab samples; /* key hash -> index + 1 in os */
     struct msample *os;
     size_t nos, capos;
-    int64_t *comments;      /* output string indexes */
+    int64_t *comments; /* output string indexes */
     size_t ncomments, capcomments;
     struct hp_itab comment_seen;
-    uint64_t *key;          /* the key under construction */
+    uint64_t *key; /* the key under construction */
     size_t nkey, capkey;
     int64_t sample_type[8][2]; /* output string indexes of type, unit */
     int64_t period_type[2];
@@ -55,7 +55,7 @@ struct merge {
     bool have_first;
     /* Time span. */
     int64_t pos_min, pos_max, pos_end, neg_min;
-    bool pos_spans;             /* a positive part has a duration */
+    bool pos_spans; /* a positive part has a duration */
     bool have_pos, have_neg;
 };
 
@@ -63,7 +63,7 @@ struct merge {
 struct part {
     const pb_profile *p;
     const struct heapprof_profile_part *in;
-    int64_t *smap;                     /* string index -> output's */
+    int64_t *smap;                          /* string index -> output's */
     struct hp_itab mapids, funcids, locids; /* part id -> output id */
 };
 
@@ -161,7 +161,6 @@ merge_header(struct merge *m, const pb_profile *p, const int64_t *smap)
     return HEAPPROF_OK;
 }
 
-
 /* The part's strings, each interned once: smap translates its indexes. */
 static int
 merge_strings(struct merge *m, struct part *pt)
@@ -211,8 +210,8 @@ merge_comments(struct merge *m, const struct part *pt)
         if (rc != 0)
             return rc;
         if (!hp_itab_reserve(&m->comment_seen) ||
-            !hp_grow((void **)&m->comments, &m->capcomments,
-                     m->ncomments + 1, sizeof(*m->comments)))
+            !hp_grow((void **)&m->comments, &m->capcomments, m->ncomments + 1,
+                     sizeof(*m->comments)))
             return HEAPPROF_ENOMEM;
         struct hp_islot *slot =
             hp_itab_find(&m->comment_seen, (uint64_t)s, NULL, NULL);
@@ -406,8 +405,7 @@ merge_samples(struct merge *m, const struct part *pt)
             rc = HEAPPROF_EPROTO;
             break;
         }
-        if (!hp_grow((void **)&labels, &cap, s->n_label + 1,
-                     sizeof(*labels))) {
+        if (!hp_grow((void **)&labels, &cap, s->n_label + 1, sizeof(*labels))) {
             rc = HEAPPROF_ENOMEM;
             break;
         }
@@ -470,8 +468,7 @@ merge_free(struct merge *m)
 
 /* Inflate a gzip'd part into *out (malloc'd); plain parts are borrowed. */
 static int
-inflate_part(const void *data, size_t len, unsigned char **out,
-             size_t *outlen)
+inflate_part(const void *data, size_t len, unsigned char **out, size_t *outlen)
 {
     const unsigned char *b = data;
     if (len < 2 || b[0] != 0x1f || b[1] != 0x8b) {
@@ -524,7 +521,6 @@ inflate_part(const void *data, size_t len, unsigned char **out,
     return HEAPPROF_OK;
 }
 
-
 /* The summed samples (those that cancelled out are dropped, as Go does),
  * then the header. */
 static int
@@ -540,8 +536,8 @@ emit(struct merge *m, enum heapprof_profile which)
         const uint64_t *locs = o->key + 1;
         const struct hp_blabel *labels =
             (const struct hp_blabel *)(o->key + 1 + o->nlocs);
-        int rc = hp_builder_sample(&m->b, locs, o->nlocs, o->values,
-                                   m->nvalues, labels, o->nlabels);
+        int rc = hp_builder_sample(&m->b, locs, o->nlocs, o->values, m->nvalues,
+                                   labels, o->nlabels);
         if (rc != 0)
             return rc;
     }
@@ -575,8 +571,8 @@ emit(struct merge *m, enum heapprof_profile which)
 }
 
 int
-heapprof_profile_merge(const struct heapprof_profile_part *parts,
-                       size_t nparts, enum heapprof_profile which,
+heapprof_profile_merge(const struct heapprof_profile_part *parts, size_t nparts,
+                       enum heapprof_profile which,
                        const struct heapprof_sink *sink)
 {
     if (parts == NULL || nparts == 0 || sink == NULL || sink->write == NULL)

@@ -78,7 +78,8 @@ write_path_at(int dfd, const char *path, const char *base,
                     "heapprof_write_path: the directory of %s can be "
                     "written by other users (mode %04o): they can replace "
                     "what is written there (heapprof never follows their "
-                    "links)", path, mode);
+                    "links)",
+                    path, mode);
     struct hp_publish p;
     int err = hp_publish_open(&p, dfd);
     if (err != 0) {
@@ -88,8 +89,8 @@ write_path_at(int dfd, const char *path, const char *base,
     struct heapprof_sink sink = {hp_publish_sink_write, &p};
     int rc = hp_profile_write(which, &sink);
     const char *what = "write";
-    if (rc == HEAPPROF_OK && (err = hp_publish_commit(&p, base, true,
-                                                      &what)) != 0) {
+    if (rc == HEAPPROF_OK &&
+        (err = hp_publish_commit(&p, base, true, &what)) != 0) {
         hp_log("cannot write %s (%s): %s", path, what, strerror(err));
         rc = HEAPPROF_EIO;
     }
@@ -110,7 +111,7 @@ heapprof_write_path(const char *path, enum heapprof_profile which)
     int saved = errno;
     hp_fence_enter();
     int rc = HEAPPROF_ENOMEM;
-    char *dir = slash == NULL ? strdup(".")
+    char *dir = slash == NULL   ? strdup(".")
                 : slash == path ? strdup("/")
                                 : strndup(path, (size_t)(slash - path));
     if (dir != NULL) {

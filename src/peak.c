@@ -8,7 +8,7 @@
 
 /* The running totals (inuse, highest, captured) are on hp_stats's line
  * (stats.h). */
-static uint64_t captured_wall;  /* wall clock of the last capture */
+static uint64_t captured_wall; /* wall clock of the last capture */
 static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
 static void (*peak_hook)(void); /* atomic; snapshot.c's */
 
@@ -99,9 +99,9 @@ hp_peak_note_alloc(uint64_t bytes)
     if (HP_UNLIKELY(now >= trigger))
         fire_trigger(trigger);
     uint64_t high = load(&hp_stats.highest);
-    while (now > high && !__atomic_compare_exchange_n(&hp_stats.highest, &high, now, true,
-                                                      __ATOMIC_RELAXED,
-                                                      __ATOMIC_RELAXED)) {
+    while (now > high &&
+           !__atomic_compare_exchange_n(&hp_stats.highest, &high, now, true,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
     uint64_t last = load(&hp_stats.captured);
     if (HP_LIKELY(now < last + margin(last)))
@@ -120,8 +120,9 @@ hp_peak_note_free(uint64_t bytes)
 {
     /* Never below zero: a free's bytes are those its allocation added. */
     uint64_t v = load(&hp_stats.inuse);
-    while (!__atomic_compare_exchange_n(&hp_stats.inuse, &v, sub0(v, bytes), true,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    while (!__atomic_compare_exchange_n(&hp_stats.inuse, &v, sub0(v, bytes),
+                                        true, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
     }
 }
 

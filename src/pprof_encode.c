@@ -29,7 +29,7 @@ struct enc {
     int64_t bytes_key;     /* string index of "bytes" */
     struct hp_maps maps;
     struct mapflags *mflags;
-    long *loc_map;         /* per location: index into maps.m, -1 = none */
+    long *loc_map; /* per location: index into maps.m, -1 = none */
 };
 
 /* ------------------------------------------------------------- samples */
@@ -41,8 +41,7 @@ struct enc {
  * of memory.
  */
 static long
-entry_locations(struct enc *e, const struct hp_profile_entry *en,
-                uint64_t *ids)
+entry_locations(struct enc *e, const struct hp_profile_entry *en, uint64_t *ids)
 {
     size_t n = 0;
     if (en->nframes == 0) {
@@ -94,14 +93,13 @@ pack_samples(struct enc *e, const struct hp_profile_data *d)
             l[nl++] = (struct hp_blabel){.key = e->bytes_key,
                                          .num = bytes / cnt,
                                          .num_unit = e->bytes_key};
-        for (uint32_t k = 0; en->labels != NULL && k < en->labels->n &&
-                             nl < 1 + HP_LABELS_MAX;
+        for (uint32_t k = 0;
+             en->labels != NULL && k < en->labels->n && nl < 1 + HP_LABELS_MAX;
              k++)
             l[nl++] = (struct hp_blabel){
                 .key = hp_builder_str(&e->b, en->labels->kv[k].key),
                 .str = hp_builder_str(&e->b, en->labels->kv[k].value)};
-        rc = hp_builder_sample(&e->b, ids, (size_t)n, en->v, HP_NVALUES, l,
-                               nl);
+        rc = hp_builder_sample(&e->b, ids, (size_t)n, en->v, HP_NVALUES, l, nl);
     }
     free(ids);
     return rc != 0 ? rc : e->b.err;
@@ -124,10 +122,9 @@ symbolize_location(struct enc *e, uint64_t id)
         const struct hp_symframe *sf = &r.frames[f];
         int64_t name = hp_builder_str(b, sf->func);
         int64_t file = hp_builder_str(b, sf->file);
-        hp_builder_line(b, id,
-                        hp_builder_function(b, name, name, file,
-                                            sf->start_line),
-                        sf->line);
+        hp_builder_line(
+            b, id, hp_builder_function(b, name, name, file, sf->start_line),
+            sf->line);
         files = files && file != 0;
         lines = lines && sf->line > 0;
     }

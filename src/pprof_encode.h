@@ -21,7 +21,7 @@ struct hp_encode_opts {
     enum heapprof_profile which;
     const char *const *comments; /* Profile.comment lines (may be NULL) */
     size_t ncomments;
-    const char *maps_path;       /* NULL = /proc/self/maps (tests only) */
+    const char *maps_path; /* NULL = /proc/self/maps (tests only) */
 };
 
 /*

@@ -140,7 +140,7 @@ collect_all(struct hp_profile_data *out,
     memset(out, 0, sizeof(*out));
     /* The list only grows (newest first) while we walk it: size the array
      * for what is there now, and grow if more appears. */
-    struct collector c = { NULL, 0, (size_t)hp_buckets_count() + 16 };
+    struct collector c = {NULL, 0, (size_t)hp_buckets_count() + 16};
     c.e = malloc(c.cap * sizeof(*c.e));
     if (c.e == NULL)
         goto oom;
@@ -209,8 +209,8 @@ struct aged_slot {
 struct aged {
     struct aged_slot *t;
     size_t mask, used;
-    uint64_t born_by;           /* monotonic ns: older blocks only */
-    uint64_t skipped;           /* blocks that found the table full */
+    uint64_t born_by; /* monotonic ns: older blocks only */
+    uint64_t skipped; /* blocks that found the table full */
 };
 
 static void
@@ -219,8 +219,9 @@ aged_visit(const struct hp_live_rec *r, void *arg)
     struct aged *a = arg;
     if (r->birth_ns > a->born_by || r->bucket == NULL)
         return;
-    size_t i = (size_t)(((uintptr_t)r->bucket >> 4) * 0x9E3779B97F4A7C15ull >> 20) &
-               a->mask;
+    size_t i =
+        (size_t)(((uintptr_t)r->bucket >> 4) * 0x9E3779B97F4A7C15ull >> 20) &
+        a->mask;
     while (a->t[i].b != NULL && a->t[i].b != r->bucket)
         i = (i + 1) & a->mask;
     if (a->t[i].b == NULL) {
@@ -246,15 +247,16 @@ hp_profile_collect_aged(struct hp_profile_data *out, uint64_t min_age_ns)
     size_t cap = 64;
     while (cap < 2 * (hp_buckets_count() + 2) * 4 / 3)
         cap *= 2;
-    struct aged a = { calloc(cap, sizeof(struct aged_slot)), cap - 1, 0, 0, 0 };
+    struct aged a = {calloc(cap, sizeof(struct aged_slot)), cap - 1, 0, 0, 0};
     if (a.t == NULL)
         goto oom;
     uint64_t now = hp_now_mono_ns();
     a.born_by = now > min_age_ns ? now - min_age_ns : 0;
     hp_live_foreach(aged_visit, &a);
     if (a.skipped != 0)
-        hp_log_once(aged_full, "profile: %llu live blocks left out of an "
-                               "age-filtered profile (buckets grew during it)",
+        hp_log_once(aged_full,
+                    "profile: %llu live blocks left out of an "
+                    "age-filtered profile (buckets grew during it)",
                     (unsigned long long)a.skipped);
     out->e = malloc((a.used ? a.used : 1) * sizeof(*out->e));
     if (out->e == NULL)
@@ -275,7 +277,8 @@ oom:
     free(a.t);
     free(out->e);
     memset(out, 0, sizeof(*out));
-    hp_log_once(collect_aged_oom, "profile: out of memory collecting old blocks");
+    hp_log_once(collect_aged_oom,
+                "profile: out of memory collecting old blocks");
     return HEAPPROF_ENOMEM;
 }
 
@@ -287,8 +290,7 @@ hp_profile_data_free(struct hp_profile_data *d)
 }
 
 int
-hp_profile_encode(const struct hp_profile_data *d,
-                  enum heapprof_profile which,
+hp_profile_encode(const struct hp_profile_data *d, enum heapprof_profile which,
                   const struct heapprof_sink *sink)
 {
     /* Self-report, so that a reader can judge how far to trust the
@@ -320,9 +322,8 @@ hp_profile_encode(const struct hp_profile_data *d,
         fclose(statm);
     }
     unsigned long long page = (unsigned long long)sysconf(_SC_PAGESIZE);
-    snprintf(c[4], sizeof(c[4]),
-             "process: rss=%llu bytes vm=%llu bytes", rss_pages * page,
-             vm_pages * page);
+    snprintf(c[4], sizeof(c[4]), "process: rss=%llu bytes vm=%llu bytes",
+             rss_pages * page, vm_pages * page);
     /* The running in-use estimate and the peak (?peak=1), its time in
      * UTC as a reader compares it with logs. */
     uint64_t peak_bytes, peak_wall;
@@ -337,11 +338,11 @@ hp_profile_encode(const struct hp_profile_data *d,
                  (unsigned)(peak_wall / 1000000u % 1000u));
     snprintf(c[5], sizeof(c[5]),
              "heapprof in use: %" PRIu64 " bytes (sampled estimate); highest "
-             "%" PRIu64 " bytes; peak profile: %" PRIu64 " bytes %s (labels: %"
-             PRIu64 " sets)",
+             "%" PRIu64 " bytes; peak profile: %" PRIu64
+             " bytes %s (labels: %" PRIu64 " sets)",
              hp_peak_inuse_bytes(), hp_peak_highest_bytes(), peak_bytes, when,
              hp_labelsets_count());
-    const char *const comments[6] = { c[0], c[1], c[2], c[3], c[4], c[5] };
+    const char *const comments[6] = {c[0], c[1], c[2], c[3], c[4], c[5]};
     struct hp_encode_opts o = {
         .which = which,
         .comments = comments,
@@ -352,8 +353,7 @@ hp_profile_encode(const struct hp_profile_data *d,
 }
 
 int
-hp_profile_write(enum heapprof_profile which,
-                 const struct heapprof_sink *sink)
+hp_profile_write(enum heapprof_profile which, const struct heapprof_sink *sink)
 {
     struct hp_profile_data d;
     int rc = which == HEAPPROF_PROFILE_PEAK ? hp_profile_collect_peak(&d)

@@ -23,20 +23,20 @@ enum {
 };
 
 struct hp_profile_entry {
-    const void *key;          /* the bucket: identity across collections */
-    const uintptr_t *pcs;     /* return addresses, leaf first (bucket's) */
-    uint32_t nframes;         /* 0 = overflow bucket: "[heapprof: table full]" */
-    int64_t v[HP_NVALUES];    /* unbiased values */
-    int64_t raw[HP_NVALUES];  /* raw sampled counts/bytes (debug=1 text) */
+    const void *key;         /* the bucket: identity across collections */
+    const uintptr_t *pcs;    /* return addresses, leaf first (bucket's) */
+    uint32_t nframes;        /* 0 = overflow bucket: "[heapprof: table full]" */
+    int64_t v[HP_NVALUES];   /* unbiased values */
+    int64_t raw[HP_NVALUES]; /* raw sampled counts/bytes (debug=1 text) */
     const struct hp_labelset *labels; /* the bucket's labels, or NULL */
 };
 
 struct hp_profile_data {
     struct hp_profile_entry *e;
     size_t n;
-    uint64_t rate;            /* current sampling rate (period) */
-    uint64_t time_ns;         /* wall clock at collection */
-    uint64_t duration_ns;     /* 0 unless a delta */
+    uint64_t rate;        /* current sampling rate (period) */
+    uint64_t time_ns;     /* wall clock at collection */
+    uint64_t duration_ns; /* 0 unless a delta */
 };
 
 /* Collect all buckets with non-zero values. HEAPPROF_ENOMEM on failure. */

@@ -52,9 +52,9 @@ open_named(struct hp_publish *p)
     for (int tries = 0; tries < 16; tries++) {
         if (fresh_name(p->tmp, sizeof p->tmp) != 0)
             return ENAMETOOLONG;
-        p->fd = openat(p->dfd, p->tmp,
-                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                       0644);
+        p->fd =
+            openat(p->dfd, p->tmp,
+                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (p->fd >= 0)
             return 0;
         if (errno != EEXIST)
@@ -107,9 +107,8 @@ link_anon(struct hp_publish *p, const char *name)
 {
     char proc[48];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", p->fd);
-    return linkat(AT_FDCWD, proc, p->dfd, name, AT_SYMLINK_FOLLOW) == 0
-               ? 0
-               : errno;
+    return linkat(AT_FDCWD, proc, p->dfd, name, AT_SYMLINK_FOLLOW) == 0 ? 0
+                                                                        : errno;
 }
 
 /* Rename the named temporary to name without replacing anything. */
@@ -160,8 +159,9 @@ hp_publish_commit(struct hp_publish *p, const char *name, bool replace,
     if (fsync(p->fd) != 0)
         return errno;
     *what = "rename";
-    int err = replace ? publish_replace(p, name)
-                      : p->anon ? link_anon(p, name) : rename_noreplace(p, name);
+    int err = replace   ? publish_replace(p, name)
+              : p->anon ? link_anon(p, name)
+                        : rename_noreplace(p, name);
     if (err != 0)
         return err;
     close(p->fd);

@@ -17,11 +17,11 @@
 
 /* One file being written; the caller keeps dfd open until commit/abort. */
 struct hp_publish {
-    int dfd;       /* the directory */
-    int fd;        /* the temporary, open for writing */
-    int err;       /* errno of the first failed sink write, else 0 */
-    bool anon;     /* O_TMPFILE: it has no name until published */
-    char tmp[64];  /* its hidden name when !anon */
+    int dfd;      /* the directory */
+    int fd;       /* the temporary, open for writing */
+    int err;      /* errno of the first failed sink write, else 0 */
+    bool anon;    /* O_TMPFILE: it has no name until published */
+    char tmp[64]; /* its hidden name when !anon */
 };
 
 /* Create the temporary in dfd. 0, or an errno value. */

@@ -144,9 +144,9 @@ hp_http_parse_duration(const char *s, uint64_t *ns)
     static const struct {
         const char *name;
         uint64_t ns;
-    } units[] = {{"ns", 1},          {"us", 1000},       {"\xc2\xb5s", 1000},
-                 {"\xce\xbcs", 1000}, {"ms", 1000000},   {"s", 1000000000},
-                 {"m", 60000000000}, {"h", 3600000000000}};
+    } units[] = {{"ns", 1},           {"us", 1000},        {"\xc2\xb5s", 1000},
+                 {"\xce\xbcs", 1000}, {"ms", 1000000},     {"s", 1000000000},
+                 {"m", 60000000000},  {"h", 3600000000000}};
     long long whole;
     if (hp_query_parse_int(s, &whole)) {
         if (whole < 0 || (unsigned long long)whole > UINT64_MAX / 1000000000u)
@@ -202,7 +202,8 @@ check_views(const struct query *q, enum hp_query_target target,
             struct hp_profile_query *out)
 {
     out->aged = q->has[Q_MIN_AGE] && q->val[Q_MIN_AGE][0] != '\0';
-    if (out->aged && !hp_http_parse_duration(q->val[Q_MIN_AGE], &out->min_age_ns))
+    if (out->aged &&
+        !hp_http_parse_duration(q->val[Q_MIN_AGE], &out->min_age_ns))
         return "invalid value for \"min_age\" - must be a "
                "duration such as 90s, 10m or 2h, or seconds";
     if (q->has[Q_PEAK] && q->val[Q_PEAK][0] != '\0' &&
@@ -256,7 +257,8 @@ hp_query_profile(const char *qs, size_t n, enum hp_query_target target,
     if (q.has[Q_DEBUG] && q.val[Q_DEBUG][0] != '\0' &&
         !hp_query_parse_int(q.val[Q_DEBUG], &out->debug))
         return "invalid value for \"debug\" - must be an integer";
-    if (q.has[Q_GC] && q.val[Q_GC][0] != '\0' && !hp_query_parse_int(q.val[Q_GC], &out->gc))
+    if (q.has[Q_GC] && q.val[Q_GC][0] != '\0' &&
+        !hp_query_parse_int(q.val[Q_GC], &out->gc))
         return "invalid value for \"gc\" - must be an integer";
     why = check_views(&q, target, out);
     if (why != NULL)

@@ -48,7 +48,8 @@ on_small_altstack(void)
  * allocation during a sample from being sampled.
  */
 #define SCRATCH_SLOTS 32
-static uintptr_t scratch[SCRATCH_SLOTS][HEAPPROF_MAX_STACK_DEPTH + HP_STACK_SLACK];
+static uintptr_t scratch[SCRATCH_SLOTS]
+                        [HEAPPROF_MAX_STACK_DEPTH + HP_STACK_SLACK];
 static uint32_t scratch_busy;
 
 static inline int
@@ -94,7 +95,8 @@ record_sample(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
                               .owner = owner,
                               .tag = tag};
     hp_sample_weights(size, rate, &rec.count_fx, &rec.bytes);
-    struct hp_bucket *b = n > 0 ? hp_bucket_of(&key, pcs) : hp_bucket_overflow();
+    struct hp_bucket *b =
+        n > 0 ? hp_bucket_of(&key, pcs) : hp_bucket_overflow();
     rec.bucket = b;
     struct hp_live_rec stale;
     bool had_stale;
@@ -141,7 +143,8 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
     /* A fork child whose background threads are gone restarts them here,
      * on a sampled allocation (never in the atfork handler). */
     hp_restart_poll();
-    int depth = (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
+    int depth =
+        (int)__atomic_load_n(&hp_settings.stack_depth, __ATOMIC_RELAXED);
     if (depth < 1 || depth > HEAPPROF_MAX_STACK_DEPTH)
         depth = HEAPPROF_DEFAULT_STACK_DEPTH;
     int slot = scratch_claim();

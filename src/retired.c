@@ -93,7 +93,8 @@ keep_retired(const struct hp_retired *r)
     /* Two threads' dlcloses may both see one object go, and a file may be
      * loaded and unloaded at the same place again: keep the newest once. */
     for (size_t i = 0; i < nretired; i++)
-        if (retired[i].bias == r->bias && strcmp(retired[i].path, r->path) == 0) {
+        if (retired[i].bias == r->bias &&
+            strcmp(retired[i].path, r->path) == 0) {
             memmove(&retired[i], &retired[i + 1],
                     (nretired - i - 1) * sizeof(retired[0]));
             nretired--;
@@ -116,7 +117,7 @@ dlclose(void *handle)
         *(void **)&real = dlsym(RTLD_NEXT, "dlclose");
         if (real == NULL) {
             hp_log_once(no_next_dlclose, "dlclose: the next definition "
-                        "cannot be found; the call fails");
+                                         "cannot be found; the call fails");
             errno = EINVAL;
             return -1;
         }
@@ -124,7 +125,7 @@ dlclose(void *handle)
     }
     /* heapprof's own bookkeeping is fenced (never sampled); the real
      * dlclose is not: the destructors it runs are the program's code. */
-    struct snapshot s = { 0 };
+    struct snapshot s = {0};
     int saved = errno;
     hp_fence_enter();
     dl_iterate_phdr(snap_object, &s);
@@ -160,7 +161,8 @@ drop_overlapped(struct dl_phdr_info *info, size_t size, void *data)
         for (size_t i = 0; i < nretired;) {
             bool hit = false;
             for (int k = 0; k < retired[i].seg.n; k++)
-                if (retired[i].seg.start[k] < hi && lo < retired[i].seg.limit[k])
+                if (retired[i].seg.start[k] < hi &&
+                    lo < retired[i].seg.limit[k])
                     hit = true;
             if (hit) {
                 memmove(&retired[i], &retired[i + 1],

@@ -13,15 +13,15 @@
 #include "internal.h"
 #include "maps.h"
 
-#define HP_RETIRED_MAX 32       /* the newest are kept */
+#define HP_RETIRED_MAX 32 /* the newest are kept */
 #define HP_RETIRED_PATH_MAX 512
 
 struct hp_retired {
     char path[HP_RETIRED_PATH_MAX];
     char build_id[2 * HP_BUILD_ID_MAX + 1];
-    uint64_t bias;              /* load address (dl_phdr_info.dlpi_addr) */
+    uint64_t bias; /* load address (dl_phdr_info.dlpi_addr) */
     struct hp_exec_segs seg;
-    const char *name_ptr;       /* the loader's name string, identity only */
+    const char *name_ptr; /* the loader's name string, identity only */
 };
 
 /*

@@ -81,7 +81,8 @@ hp_sampler_neg_log(double u)
     uint64_t bits;
     memcpy(&bits, &u, sizeof bits);
     int e = (int)((bits >> 52) & 0x7ff) - 1023;
-    bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull; /* m in [1, 2) */
+    bits = (bits & 0x000fffffffffffffull) |
+           0x3ff0000000000000ull; /* m in [1, 2) */
     double m;
     memcpy(&m, &bits, sizeof m);
     if (m > 1.4142135623730951) {
@@ -90,8 +91,11 @@ hp_sampler_neg_log(double u)
     }
     double t = (m - 1.0) / (m + 1.0), t2 = t * t;
     double series =
-        1.0 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9 +
-        t2 * (1.0 / 11 + t2 * (1.0 / 13))))));
+        1.0 +
+        t2 * (1.0 / 3 +
+              t2 * (1.0 / 5 +
+                    t2 * (1.0 / 7 +
+                          t2 * (1.0 / 9 + t2 * (1.0 / 11 + t2 * (1.0 / 13))))));
     return -(2.0 * t * series + (double)e * 0.6931471805599453);
 }
 
@@ -101,7 +105,8 @@ hp_sampler_draw(uint64_t *rng, uint64_t rate)
     if (rate <= 1)
         return 0;
     /* 53 random bits give U in (0, 1]; U never 0, so log(U) is finite. */
-    double u = (double)((next_random(rng) >> 11) + 1) * (1.0 / 9007199254740992.0);
+    double u =
+        (double)((next_random(rng) >> 11) + 1) * (1.0 / 9007199254740992.0);
     double d = hp_sampler_neg_log(u) * (double)rate;
     if (d < 1.0)
         return 1;
@@ -188,8 +193,15 @@ sample_probability(double x)
 {
     if (x >= 0.5)
         return -expm1(-x);
-    return x * (1.0 - x * (1.0 / 2 - x * (1.0 / 6 - x * (1.0 / 24 - x * (1.0 / 120 -
-           x * (1.0 / 720 - x * (1.0 / 5040 - x * (1.0 / 40320 - x * (1.0 / 362880)))))))));
+    return x *
+           (1.0 - x * (1.0 / 2 -
+                       x * (1.0 / 6 -
+                            x * (1.0 / 24 -
+                                 x * (1.0 / 120 -
+                                      x * (1.0 / 720 -
+                                           x * (1.0 / 5040 -
+                                                x * (1.0 / 40320 -
+                                                     x * (1.0 / 362880)))))))));
 }
 
 void

@@ -79,7 +79,7 @@ HP_HIDDEN double hp_sampler_neg_log(double u);
  * HP_COUNT_ONE) and bytes = size/p (Horvitz-Thompson; exact in expectation
  * for every size, so a site mixing sizes is still unbiased).
  */
-HP_HIDDEN void hp_sample_weights(size_t size, uint64_t rate,
-                                 uint64_t *count_fx, uint64_t *bytes);
+HP_HIDDEN void hp_sample_weights(size_t size, uint64_t rate, uint64_t *count_fx,
+                                 uint64_t *bytes);
 
 #endif

@@ -43,8 +43,8 @@ struct snap_conf {
     unsigned keep;
     bool at_exit;
     int signal;
-    bool peak;            /* HEAPPROF_SNAPSHOT_PEAK */
-    uint64_t peak_step;   /* 0 = automatic (peak_step_for) */
+    bool peak;          /* HEAPPROF_SNAPSHOT_PEAK */
+    uint64_t peak_step; /* 0 = automatic (peak_step_for) */
 };
 
 /*
@@ -55,9 +55,9 @@ struct snap_conf {
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct snap_conf conf;
 static bool configured;
-static uint64_t generation;      /* bumped by each reconfiguration */
+static uint64_t generation; /* bumped by each reconfiguration */
 static bool thread_alive;
-static int signal_installed;     /* signal our handler is installed on */
+static int signal_installed; /* signal our handler is installed on */
 
 /*
  * Serialises whole writes (writer thread, heapprof_snapshot_now, signal
@@ -69,7 +69,7 @@ static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static int last_pid;
 static int64_t last_sec = -1;
 static unsigned last_seq;
-static unsigned failing_kinds;   /* bit per failure kind logged this streak */
+static unsigned failing_kinds; /* bit per failure kind logged this streak */
 /* Peak snapshots (also under write_lock): the in-use bytes of the peak
  * last written and its file, replaced by the next one. */
 static uint64_t peak_written;
@@ -272,9 +272,12 @@ classify(int err)
         return FK_NODIR;
     case ENOTDIR:
         return FK_NOTDIR;
-    case EACCES: case EPERM: case EROFS:
+    case EACCES:
+    case EPERM:
+    case EROFS:
         return FK_ACCESS;
-    case ENOSPC: case EDQUOT:
+    case ENOSPC:
+    case EDQUOT:
         return FK_FULL;
     default:
         return FK_IO;
@@ -285,13 +288,20 @@ static const char *
 kind_text(enum fail_kind k)
 {
     switch (k) {
-    case FK_NODIR: return "the directory does not exist";
-    case FK_NOTDIR: return "the path is not a directory";
-    case FK_ACCESS: return "the directory is not writable";
-    case FK_FULL: return "the disk is full";
-    case FK_IO: return "I/O error";
-    case FK_PROFILE: return "the profile could not be built";
-    case FK_NAME: return "no usable file name";
+    case FK_NODIR:
+        return "the directory does not exist";
+    case FK_NOTDIR:
+        return "the path is not a directory";
+    case FK_ACCESS:
+        return "the directory is not writable";
+    case FK_FULL:
+        return "the disk is full";
+    case FK_IO:
+        return "I/O error";
+    case FK_PROFILE:
+        return "the profile could not be built";
+    case FK_NAME:
+        return "no usable file name";
     }
     return "error";
 }
@@ -572,7 +582,6 @@ writer_main(void *arg)
     /* Everything this thread allocates (export, zlib, libdw) is heapprof's
      * own work: never sampled. The fence is never lowered. */
     hp_fence_enter();
-    pthread_setname_np(pthread_self(), "heapprof-snap");
     hp_symbolize_thread_init();
     uint64_t seen = 0, due = 0, peak_not_before = 0;
     for (;;) {
@@ -643,21 +652,13 @@ start_thread_locked(void)
     if (thread_alive || !configured ||
         __atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
         return;
-    pthread_attr_t attr;
-    if (pthread_attr_init(&attr) != 0)
-        return;
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* Born with every signal blocked: the host's signals (and the snapshot
-     * signal) are always delivered to the host's own threads. */
-    sigset_t all;
-    sigfillset(&all);
-    pthread_attr_setsigmask_np(&attr, &all);
-    pthread_t t;
-    int err = pthread_create(&t, &attr, writer_main, NULL);
-    pthread_attr_destroy(&attr);
+    /* Every signal blocked: the host's signals (and the snapshot signal)
+     * are always delivered to the host's own threads. */
+    int err = hp_thread_start(writer_main, NULL, "heapprof-snap");
     if (err != 0) {
         hp_log("snapshots: cannot start the writer thread: %s; "
-               "heapprof_snapshot_now() still works", strerror(err));
+               "heapprof_snapshot_now() still works",
+               strerror(err));
         return;
     }
     thread_alive = true;
@@ -666,8 +667,7 @@ start_thread_locked(void)
 void
 hp_snapshot_restart(void)
 {
-    if (!__atomic_exchange_n(&hp_snapshot_restart_pending, 0,
-                             __ATOMIC_ACQ_REL))
+    if (!__atomic_exchange_n(&hp_snapshot_restart_pending, 0, __ATOMIC_ACQ_REL))
         return;
     hp_fence_enter();
     pthread_mutex_lock(&state_lock);
@@ -763,7 +763,8 @@ probe_dir(const struct snap_conf *c)
     if (hp_publish_dir_shared(dfd, &mode))
         hp_log("snapshots: %s can be written by other users (mode %04o): "
                "they can remove or replace snapshots (heapprof never "
-               "follows their links)", c->dir, mode);
+               "follows their links)",
+               c->dir, mode);
     /* Left by a writer killed mid-write (kill -9). */
     hp_publish_clean_stale(dfd);
     close(dfd);
@@ -779,8 +780,8 @@ hp_snapshot_start(void)
         __atomic_store_n(&wake_ready, 1, __ATOMIC_RELEASE);
     }
     snprintf(conf.dir, sizeof conf.dir, "%s", hp_settings.snapshot_dir);
-    conf.interval = hp_settings.snapshot_interval ? hp_settings.snapshot_interval
-                                                  : 60;
+    conf.interval =
+        hp_settings.snapshot_interval ? hp_settings.snapshot_interval : 60;
     conf.keep = hp_settings.snapshot_keep ? hp_settings.snapshot_keep : 1;
     conf.at_exit = hp_settings.snapshot_at_exit;
     conf.signal = hp_settings.snapshot_signal;
@@ -886,8 +887,8 @@ snapshot_at_exit(void)
      * profile: no exit file for it, and no exit cost. */
     bool sampled = hp_stat_get(&hp_stats.samples) > 0;
     if (peak && sampled &&
-        hp_peak_highest_bytes() > __atomic_load_n(&peak_written,
-                                                  __ATOMIC_RELAXED))
+        hp_peak_highest_bytes() >
+            __atomic_load_n(&peak_written, __ATOMIC_RELAXED))
         write_snapshot(WHY_EXIT_PEAK); /* the peak not written yet */
     if (at_exit && sampled) {
         write_snapshot(WHY_EXIT);

@@ -60,17 +60,17 @@ HP_HIDDEN void hp_snapshot_restart(void);
 static inline void
 hp_snapshot_poll(void)
 {
-    if (HP_UNLIKELY(__atomic_load_n(&hp_snapshot_restart_pending,
-                                    __ATOMIC_RELAXED)))
+    if (HP_UNLIKELY(
+            __atomic_load_n(&hp_snapshot_restart_pending, __ATOMIC_RELAXED)))
         hp_snapshot_restart();
 }
 
 /* Counters for tests and diagnostics. */
 struct hp_snapshot_stats {
-    uint64_t written;  /* snapshots published */
-    uint64_t failed;   /* attempts that failed */
-    uint64_t removed;  /* old snapshots (and stale temporaries) removed */
-    int thread_alive;  /* writer thread running in this process */
+    uint64_t written; /* snapshots published */
+    uint64_t failed;  /* attempts that failed */
+    uint64_t removed; /* old snapshots (and stale temporaries) removed */
+    int thread_alive; /* writer thread running in this process */
 };
 HP_HIDDEN void hp_snapshot_get_stats(struct hp_snapshot_stats *out);
 
@@ -85,8 +85,8 @@ HP_HIDDEN void hp_snapshot_get_stats(struct hp_snapshot_stats *out);
  */
 HP_HIDDEN int hp_snapshot_name(char *buf, size_t cap, int pid, int64_t t,
                                unsigned seq);
-HP_HIDDEN int hp_snapshot_parse_name(const char *name, int pid,
-                                     char ts[17], unsigned *seq);
+HP_HIDDEN int hp_snapshot_parse_name(const char *name, int pid, char ts[17],
+                                     unsigned *seq);
 
 /*
  * Rotation, exposed for the unit tests: in dir, keep the newest `keep`

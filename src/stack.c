@@ -47,8 +47,8 @@ hp_stack_prefork(void)
     /* A fork from a signal handler that interrupted a capture on this
      * thread must not wait for itself. Bounded: never hang the fork. */
     int own = capturing;
-    for (int spins = 0; __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > own &&
-                        spins < 200000;
+    for (int spins = 0;
+         __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > own && spins < 200000;
          spins++)
         sched_yield();
 }

@@ -13,13 +13,13 @@
  * start that miss early (hp_stats_prefetch). */
 struct hp_stats {
     alignas(64) uint64_t samples; /* allocations sampled and recorded */
-    uint64_t samples_dropped; /* sampled but not recorded (budget) */
-    uint64_t frees_matched;   /* frees of recorded blocks */
+    uint64_t samples_dropped;     /* sampled but not recorded (budget) */
+    uint64_t frees_matched;       /* frees of recorded blocks */
     /* peak.c's, all atomic: */
-    uint64_t inuse;           /* estimate of in-use bytes */
-    uint64_t highest;         /* the most inuse has been */
-    uint64_t captured;        /* inuse at the last peak capture */
-    uint64_t peak_trigger;    /* inuse that asks for a peak snapshot;
+    uint64_t inuse;        /* estimate of in-use bytes */
+    uint64_t highest;      /* the most inuse has been */
+    uint64_t captured;     /* inuse at the last peak capture */
+    uint64_t peak_trigger; /* inuse that asks for a peak snapshot;
                                  UINT64_MAX = none asked (peak.c) */
 };
 _Static_assert(sizeof(struct hp_stats) == 64, "one cache line");

@@ -28,8 +28,8 @@
 #include "table.h"
 #include "utf8.h"
 
-#define MAX_INLINE 16           /* frames kept per address */
-#define CACHE_MAX (1u << 19)    /* entries before the cache is rebuilt */
+#define MAX_INLINE 16        /* frames kept per address */
+#define CACHE_MAX (1u << 19) /* entries before the cache is rebuilt */
 
 /* A cached answer, in the arena. */
 struct centry {
@@ -46,10 +46,10 @@ struct symidx {
 struct symstate {
     Dwfl *dwfl;
     unsigned long long adds, subs; /* dl_iterate_phdr's at the report */
-    struct hp_itab tab;         /* cache: address -> struct centry * */
-    struct hp_itab strs;        /* interned strings: hash -> const char * */
-    struct hp_arena arena;      /* cache entries and strings */
-    struct symstate *orphan;    /* older abandoned state (see postfork) */
+    struct hp_itab tab;            /* cache: address -> struct centry * */
+    struct hp_itab strs;           /* interned strings: hash -> const char * */
+    struct hp_arena arena;         /* cache entries and strings */
+    struct symstate *orphan;       /* older abandoned state (see postfork) */
 };
 
 /*
@@ -113,8 +113,8 @@ static int
 phdr_counts(struct dl_phdr_info *info, size_t size, void *data)
 {
     unsigned long long *c = data;
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) +
-                    sizeof(info->dlpi_subs)) {
+    if (size >=
+        offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
         c[0] = info->dlpi_adds;
         c[1] = info->dlpi_subs;
     }
@@ -139,8 +139,8 @@ static int
 find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr base,
          char **file_name, Elf **elfp)
 {
-    int fd = dwfl_linux_proc_find_elf(mod, userdata, name, base, file_name,
-                                      elfp);
+    int fd =
+        dwfl_linux_proc_find_elf(mod, userdata, name, base, file_name, elfp);
     if (fd >= 0 || *elfp != NULL || name[0] != '/')
         return fd;
     char exe[4096];
@@ -213,7 +213,7 @@ refresh(void)
         if (st == NULL)
             return;
     }
-    unsigned long long c[2] = { 0, 0 };
+    unsigned long long c[2] = {0, 0};
     dl_iterate_phdr(phdr_counts, c);
     if (c[0] == st->adds && c[1] == st->subs && st->tab.n < CACHE_MAX)
         return;
@@ -290,8 +290,8 @@ ensure_dwfl(void)
  */
 struct fsym {
     uint64_t lo, hi;
-    const char *name;           /* libdw's string, valid with the Dwfl */
-    int rank;                   /* binding preference for equal lo */
+    const char *name; /* libdw's string, valid with the Dwfl */
+    int rank;         /* binding preference for equal lo */
     bool sized;
 };
 
@@ -338,15 +338,15 @@ symidx_build(Dwfl_Module *mod)
         GElf_Word shndx;
         Elf *elf = NULL;
         Dwarf_Addr bias = 0;
-        const char *name = dwfl_module_getsym_info(mod, i, &sym, &addr,
-                                                   &shndx, &elf, &bias);
+        const char *name =
+            dwfl_module_getsym_info(mod, i, &sym, &addr, &shndx, &elf, &bias);
         int type = GELF_ST_TYPE(sym.st_info);
         if (name == NULL || name[0] == '\0' || addr == 0 ||
             shndx == SHN_UNDEF || shndx == (GElf_Word)-1)
             continue;
         uint64_t hi;
-        if (sym.st_size > 0 && (type == STT_FUNC || type == STT_GNU_IFUNC ||
-                                type == STT_NOTYPE)) {
+        if (sym.st_size > 0 &&
+            (type == STT_FUNC || type == STT_GNU_IFUNC || type == STT_NOTYPE)) {
             hi = addr + sym.st_size;
         } else if (sym.st_size == 0 && type == STT_FUNC) {
             hi = section_end(elf, shndx, bias);
@@ -356,10 +356,11 @@ symidx_build(Dwfl_Module *mod)
             continue;
         }
         int bind = GELF_ST_BIND(sym.st_info);
-        v[n++] = (struct fsym){ addr, hi, name,
-                                bind == STB_GLOBAL ? 2
-                                : bind == STB_WEAK ? 1 : 0,
-                                sym.st_size > 0 };
+        v[n++] = (struct fsym){addr, hi, name,
+                               bind == STB_GLOBAL ? 2
+                               : bind == STB_WEAK ? 1
+                                                  : 0,
+                               sym.st_size > 0};
     }
     qsort(v, n, sizeof(*v), fsym_cmp);
     /* Keep one entry per address (a sized one over a label, then the
@@ -477,7 +478,7 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
         uint64_t start = 0;
         const char *next = symidx_find(mod, addr + 1, &start);
         if (next != NULL && start == addr + 1) {
-            frames[0] = (struct hp_symframe){ next, NULL, 0, 0 };
+            frames[0] = (struct hp_symframe){next, NULL, 0, 0};
             return 1;
         }
     }
@@ -522,8 +523,7 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
             if (tag == DW_TAG_inlined_subroutine) {
                 const char *name = die_name(&scopes[i]);
                 frames[n++] = (struct hp_symframe){
-                    name ? name : "??", cfile, cline, decl_line(&scopes[i])
-                };
+                    name ? name : "??", cfile, cline, decl_line(&scopes[i])};
                 call_site(cu, &scopes[i], &cfile, &cline);
             } else if (tag == DW_TAG_subprogram) {
                 /* The physical function: the symbol table's name (what
@@ -531,9 +531,8 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
                  * DWARF's. */
                 const char *name = symname ? symname : die_name(&scopes[i]);
                 if (name != NULL) {
-                    frames[n++] = (struct hp_symframe){
-                        name, cfile, cline, decl_line(&scopes[i])
-                    };
+                    frames[n++] = (struct hp_symframe){name, cfile, cline,
+                                                       decl_line(&scopes[i])};
                     physical = true;
                 }
                 break;
@@ -544,7 +543,7 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
             n = 0; /* inconsistent scopes: fall back to the symbol table */
     }
     if (n == 0 && symname != NULL)
-        frames[n++] = (struct hp_symframe){ symname, file, line, 0 };
+        frames[n++] = (struct hp_symframe){symname, file, line, 0};
     return n;
 }
 

@@ -11,10 +11,10 @@
 
 /* One source-level frame at an address; several when code was inlined. */
 struct hp_symframe {
-    const char *func;         /* never NULL; valid UTF-8 */
-    const char *file;         /* NULL when there is no line info */
-    int64_t line;             /* 0 when unknown */
-    int64_t start_line;       /* declaration line of func, 0 when unknown */
+    const char *func;   /* never NULL; valid UTF-8 */
+    const char *file;   /* NULL when there is no line info */
+    int64_t line;       /* 0 when unknown */
+    int64_t start_line; /* declaration line of func, 0 when unknown */
 };
 
 struct hp_symres {
@@ -46,8 +46,7 @@ HP_HIDDEN void hp_symbolize_end(void);
  * containing it (not an inlined one) is an entry point; at least one frame
  * is always kept. Within a session.
  */
-HP_HIDDEN uint32_t hp_symbolize_entry_frames(const uintptr_t *pcs,
-                                             uint32_t n);
+HP_HIDDEN uint32_t hp_symbolize_entry_frames(const uintptr_t *pcs, uint32_t n);
 
 /*
  * Name of the (innermost) function at addr, NUL-terminated and truncated to

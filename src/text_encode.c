@@ -276,8 +276,7 @@ hp_text_encode(const struct hp_profile_data *d,
     hp_symbolize_begin();
     for (size_t i = 0; i < d->n && w->err == 0; i++) {
         const struct row *r = &rows[i];
-        tw_printf(w,
-                  "%" PRId64 ": %" PRId64 " [%" PRId64 ": %" PRId64 "] @",
+        tw_printf(w, "%" PRId64 ": %" PRId64 " [%" PRId64 ": %" PRId64 "] @",
                   r->in_c, r->in_s, r->al_c, r->al_s);
         /* operator new's frames are left out of both lists. */
         uint32_t first = hp_symbolize_entry_frames(r->e->pcs, r->e->nframes);
@@ -295,8 +294,7 @@ hp_text_encode(const struct hp_profile_data *d,
               hp_stat_get(&hp_stats.samples));
     tw_printf(w, "# heapprof: samples_dropped = %" PRIu64 "\n",
               hp_stat_get(&hp_stats.samples_dropped));
-    tw_printf(w, "# heapprof: live_samples = %" PRIu64 "\n",
-              hp_live_count());
+    tw_printf(w, "# heapprof: live_samples = %" PRIu64 "\n", hp_live_count());
     tw_printf(w, "\nMAPPED_LIBRARIES:\n");
     copy_maps(w, maps_path);
     tw_flush(w);

@@ -24,10 +24,10 @@
 #include "buf.h"
 #include "http.h"
 
-#define TREE_TIMEOUT_MS 5000       /* one request's collection, all parts */
-#define TREE_PARALLEL 32           /* children asked at once */
-#define TREE_BATCH 32              /* answers merged at once */
-#define TREE_MAX_DEPTH 64          /* ancestors walked */
+#define TREE_TIMEOUT_MS 5000 /* one request's collection, all parts */
+#define TREE_PARALLEL 32     /* children asked at once */
+#define TREE_BATCH 32        /* answers merged at once */
+#define TREE_MAX_DEPTH 64    /* ancestors walked */
 #define TREE_MAX_ANSWER (256u << 20)
 
 /* ------------------------------------------------------------- naming */
@@ -39,8 +39,7 @@ hp_tree_addr(pid_t pid, struct sockaddr_un *sa)
     sa->sun_family = AF_UNIX;
     int n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1,
                      "heapprof-tree-%ld", (long)pid);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-                       (size_t)n);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
 pid_t
@@ -71,8 +70,9 @@ agent_connect(pid_t pid, bool nonblock)
 {
     struct sockaddr_un sa;
     socklen_t len = hp_tree_addr(pid, &sa);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
-                                 (nonblock ? SOCK_NONBLOCK : 0), 0);
+    int fd =
+        socket(AF_UNIX,
+               SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0)
         return -1;
     if (connect(fd, (struct sockaddr *)&sa, len) != 0) {
@@ -181,14 +181,14 @@ struct merger {
     struct heapprof_profile_part parts[TREE_BATCH + 1];
     struct hp_buf bodies[TREE_BATCH];
     size_t n;
-    unsigned merged;             /* processes in acc */
+    unsigned merged; /* processes in acc */
 };
 
 static int
 merge_into_acc(struct merger *m, const struct heapprof_profile_part *parts,
                size_t n)
 {
-    struct hp_buf out = { 0 };
+    struct hp_buf out = {0};
     struct heapprof_sink sink = hp_buf_sink(&out);
     int rc = heapprof_profile_merge(parts, n, m->which, &sink);
     if (rc != HEAPPROF_OK || out.oom) {
@@ -209,8 +209,8 @@ merger_flush(struct merger *m)
     size_t k = 0;
     struct heapprof_profile_part parts[TREE_BATCH + 1];
     if (m->have_acc)
-        parts[k++] = (struct heapprof_profile_part){ m->acc.p, m->acc.len,
-                                                     NULL, NULL, 0, 0 };
+        parts[k++] = (struct heapprof_profile_part){m->acc.p, m->acc.len, NULL,
+                                                    NULL,     0,          0};
     memcpy(parts + k, m->parts, m->n * sizeof(parts[0]));
     if (merge_into_acc(m, parts, k + m->n) == HEAPPROF_OK) {
         m->merged += (unsigned)m->n;
@@ -224,7 +224,7 @@ merger_flush(struct merger *m)
             if (merge_into_acc(m, parts, k) == HEAPPROF_OK) {
                 m->merged++;
                 parts[0] = (struct heapprof_profile_part){
-                    m->acc.p, m->acc.len, NULL, NULL, 0, 0 };
+                    m->acc.p, m->acc.len, NULL, NULL, 0, 0};
             }
         }
     }
@@ -242,7 +242,7 @@ merger_add(struct merger *m, struct hp_buf *body, pid_t pid)
     m->bodies[m->n] = *body;
     memset(body, 0, sizeof(*body));
     m->parts[m->n] = (struct heapprof_profile_part){
-        m->bodies[m->n].p, m->bodies[m->n].len, "pid", NULL, pid, 0 };
+        m->bodies[m->n].p, m->bodies[m->n].len, "pid", NULL, pid, 0};
     m->n++;
 }
 
@@ -297,8 +297,8 @@ answer_parse(struct ask *k, struct answer *out)
     if (nl == NULL)
         return false;
     *nl = '\0';
-    if (sscanf(k->in.p, HP_TREE_MAGIC " %d %d", &out->status,
-               &out->served) != 2)
+    if (sscanf(k->in.p, HP_TREE_MAGIC " %d %d", &out->status, &out->served) !=
+        2)
         return false;
     size_t skip = (size_t)(nl + 1 - k->in.p);
     memmove(k->in.p, nl + 1, k->in.len - skip);
@@ -373,7 +373,7 @@ collect(const pid_t *pids, const unsigned *ids, size_t n, const char *uri,
         if (now >= deadline)
             break;
         for (size_t i = 0; i < active; i++)
-            pfd[i] = (struct pollfd){ asks[i].fd, POLLIN, 0 };
+            pfd[i] = (struct pollfd){asks[i].fd, POLLIN, 0};
         int ms = (int)((deadline - now + 999999u) / 1000000u);
         if (poll(pfd, active, ms) < 0 && errno != EINTR)
             break;
@@ -436,8 +436,7 @@ uri_without(const char *path, size_t plen, const char *q,
         bool keep = n > 0;
         for (const char *const *d = drop; keep && *d != NULL; d++) {
             size_t dl = strlen(*d);
-            if (n >= dl && strncmp(p, *d, dl) == 0 &&
-                (n == dl || p[dl] == '='))
+            if (n >= dl && strncmp(p, *d, dl) == 0 && (n == dl || p[dl] == '='))
                 keep = false;
         }
         if (keep) {
@@ -467,17 +466,17 @@ which_of(int served)
  * that child (its agent holds it under an id until asked to finish it). */
 struct hp_tree_pending {
     struct heapprof_http_pending *own;
-    pid_t only;                         /* ?pid=N of another process */
+    pid_t only; /* ?pid=N of another process */
     enum heapprof_profile which;
-    pid_t *pids;                        /* the children that started one */
-    unsigned *ids;                      /* and its id in each */
+    pid_t *pids;   /* the children that started one */
+    unsigned *ids; /* and its id in each */
     size_t n;
 };
 
 struct gather {
-    struct merger *m;                   /* profiles merged here, or */
-    struct answer one;                  /* the one answer of a proxy */
-    struct hp_tree_pending *p;          /* deltas started, with their ids */
+    struct merger *m;          /* profiles merged here, or */
+    struct answer one;         /* the one answer of a proxy */
+    struct hp_tree_pending *p; /* deltas started, with their ids */
 };
 
 static void
@@ -533,8 +532,9 @@ set_error(struct heapprof_http_response *resp, int status, const char *msg)
 static void
 not_in_tree(struct heapprof_http_response *resp)
 {
-    set_error(resp, 404, "pid: no process with that pid runs heapprof "
-                             "under this one");
+    set_error(resp, 404,
+              "pid: no process with that pid runs heapprof "
+              "under this one");
 }
 
 /* Replace resp's body by m's merged profile (500 when it failed). */
@@ -543,8 +543,9 @@ finish_merge(struct merger *m, struct heapprof_http_response *resp)
 {
     merger_flush(m);
     if (!m->have_acc) {
-        set_error(resp, 500, "heapprof: merging the processes' "
-                                 "profiles failed");
+        set_error(resp, 500,
+                  "heapprof: merging the processes' "
+                  "profiles failed");
     } else {
         free(resp->body);
         resp->body = m->acc.p;
@@ -561,8 +562,7 @@ add_own(struct merger *m, pid_t only, struct heapprof_http_response *resp)
 {
     if (only != 0)
         return;
-    struct hp_buf own = { resp->body, resp->body_len, resp->body_len,
-                          false };
+    struct hp_buf own = {resp->body, resp->body_len, resp->body_len, false};
     resp->body = NULL;
     merger_add(m, &own, getpid());
 }
@@ -575,12 +575,13 @@ proxy_one(pid_t only, const char *uri, struct heapprof_http_response *resp)
     if (targets(only, &pids) == 0)
         return not_in_tree(resp);
     free(pids);
-    struct gather g = { 0 };
+    struct gather g = {0};
     collect(&only, NULL, 1, uri, on_answer, &g);
     struct hp_buf *b = &g.one.body;
     if (g.one.pid == 0) {
-        set_error(resp, 504, "heapprof: that process did not answer in "
-                                 "time");
+        set_error(resp, 504,
+                  "heapprof: that process did not answer in "
+                  "time");
     } else if (g.one.status != resp->status) {
         /* An error of its own: text, one line. */
         while (b->len > 0 && b->p[b->len - 1] == '\n')
@@ -598,16 +599,15 @@ proxy_one(pid_t only, const char *uri, struct heapprof_http_response *resp)
 
 /* A profile from this process (resp, taken) and the targets, merged. */
 static void
-merge_profiles(pid_t only, const char *uri,
-               struct heapprof_http_response *resp)
+merge_profiles(pid_t only, const char *uri, struct heapprof_http_response *resp)
 {
     pid_t *pids;
     size_t n = targets(only, &pids);
     if (only != 0 && n == 0)
         return not_in_tree(resp);
-    struct merger m = { .which = which_of(resp->served) };
+    struct merger m = {.which = which_of(resp->served)};
     add_own(&m, only, resp);
-    struct gather g = { .m = &m };
+    struct gather g = {.m = &m};
     collect(pids, NULL, n, uri, on_answer, &g);
     free(pids);
     finish_merge(&m, resp);
@@ -636,7 +636,7 @@ start_delta(pid_t only, const char *uri, struct heapprof_http_response *resp,
     p->which = which_of(resp->served);
     p->pids = started;
     p->ids = ids;
-    struct gather g = { .p = p };
+    struct gather g = {.p = p};
     collect(pids, NULL, n, uri, on_answer, &g);
     free(pids);
     *pending = p;
@@ -659,7 +659,7 @@ hp_tree_handle(const struct heapprof_http_request *req,
         plen = (size_t)(qm - path);
     }
     char qs[HP_TREE_REQUEST_MAX], local[HP_TREE_REQUEST_MAX];
-    static const char *const no_pid[] = { "pid", NULL };
+    static const char *const no_pid[] = {"pid", NULL};
     if (qlen >= sizeof(qs) ||
         (memcpy(qs, q != NULL ? q : "", qlen), qs[qlen] = '\0',
          !uri_without(path, plen, qs, no_pid, local, sizeof(local)))) {
@@ -696,9 +696,9 @@ hp_tree_resume(struct hp_tree_pending *p, struct heapprof_http_response *resp)
     heapprof_http_resume(p->own, resp);
     p->own = NULL;
     if (resp->status == 200) {
-        struct merger m = { .which = p->which };
+        struct merger m = {.which = p->which};
         add_own(&m, p->only, resp);
-        struct gather g = { .m = &m };
+        struct gather g = {.m = &m};
         collect(p->pids, p->ids, p->n, "", on_answer, &g);
         finish_merge(&m, resp);
     }

@@ -25,7 +25,7 @@
 #include "heapprof.h"
 #include "internal.h"
 
-#define HP_TREE_REQUEST_MAX 4096   /* bytes of a request line */
+#define HP_TREE_REQUEST_MAX 4096 /* bytes of a request line */
 #define HP_TREE_MAGIC "HPT1"
 #define HP_TREE_RESUME "RESUME"
 
