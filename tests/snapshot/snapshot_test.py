@@ -618,8 +618,13 @@ def case_soak(env, a):
     out, err = p.communicate()
     if p.returncode != 0 or "soak done" not in out:
         fail("soak workload exited %d: %s" % (p.returncode, err[-800:]))
-    if heapprof_lines(err):
-        fail("unexpected heapprof messages: %s" % heapprof_lines(err))
+    # The budget is meant to be reached: whether the live-block table or
+    # the bucket table fills first depends on how far the threads ran
+    # (slower on a loaded machine), and the first says so once.
+    lines = [l for l in heapprof_lines(err)
+             if "the live-block table is full" not in l]
+    if lines:
+        fail("unexpected heapprof messages: %s" % lines)
     files = sorted(own_files(d, p.pid, suffix=True), key=snapshot_order)
     if len(files) != 3:
         fail("%d snapshots at the end, want 3" % len(files))
