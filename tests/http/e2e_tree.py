@@ -326,6 +326,28 @@ def as_postgres():
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
 
+def describe_tree(root):
+    """pid, state, wait channel and threads of root's descendants: where a
+    hung process waits, for a failure message."""
+    rows = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+            fields = st[st.rindex(")") + 2:].split()
+            if int(fields[1]) != root and int(d) != root:
+                continue
+            with open("/proc/%s/wchan" % d) as f:
+                wchan = f.read()
+            threads = len(os.listdir("/proc/%s/task" % d))
+        except (OSError, ValueError):
+            continue
+        rows.append("%s %s %s threads=%d" % (d, fields[0], wchan, threads))
+    return "; ".join(rows)
+
+
 def mode_postgres(a):
     need_root()
     if not os.path.exists(os.path.join(PG_BIN, "postgres")):
@@ -393,7 +415,11 @@ def mode_postgres(a):
                                  "AllocSetContextCreateInternal"],
                          "the idle backend %d in the postmaster's tree" %
                          backend)
-        bench.wait(60)
+        try:
+            bench.wait(60)
+        except subprocess.TimeoutExpired:
+            fail("pgbench -T 5 still running after 60 s; postgres's "
+                 "processes: %s" % describe_tree(pg.pid))
         if pg.poll() is not None:
             fail("postgres exited: " + open(log.name).read()[-2000:])
         lines = [l for l in open(log.name).read().splitlines()
