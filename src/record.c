@@ -45,7 +45,9 @@ on_small_altstack(void)
  * may be a small signal stack; a full-depth buffer is 2 KiB). Claimed with
  * one compare-and-swap; when all are busy the buffer falls back to the
  * stack. No nesting on one thread: the fence keeps a signal handler's
- * allocation during a sample from being sampled.
+ * allocation during a sample from being sampled. Not thread-local: 2 KiB
+ * of initial-exec TLS would not fit glibc's static TLS surplus when the
+ * library is dlopen'ed (heapprof attach).
  */
 #define SCRATCH_SLOTS 32
 static uintptr_t scratch[SCRATCH_SLOTS]

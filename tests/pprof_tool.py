@@ -14,8 +14,10 @@ callers on the following indented lines) and "Mappings".
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
+import sys
 import time
 
 SAMPLE_RE = re.compile(r"^((?:\s+-?\d+)+):((?:\s*\d+)*)\s*$")
@@ -51,6 +53,24 @@ def fatal(msg):
 
 def note(msg):
     print(msg, flush=True)
+
+
+def finish():
+    """Ends a checker: exit 1 naming how many checks failed, else PASS."""
+    if FAILURES:
+        print("%d failure(s)" % len(FAILURES))
+        sys.exit(1)
+    print("PASS")
+
+
+def run_in_fresh_workdir(check, args):
+    """Runs check(args) in an emptied args.workdir (pprof's saved profiles
+    under it unless PPROF_TMPDIR is set), then finish()."""
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    os.makedirs(args.workdir)
+    os.environ.setdefault("PPROF_TMPDIR", os.path.join(args.workdir, "pprof"))
+    check(args)
+    finish()
 
 
 def free_port():

@@ -944,14 +944,7 @@ def main():
     if a.mode == "redis" and not os.path.exists(a.redis_server):
         print("redis-server not found: skipping")
         sys.exit(77)
-    shutil.rmtree(a.workdir, ignore_errors=True)
-    os.makedirs(a.workdir)
-    os.environ.setdefault("PPROF_TMPDIR", os.path.join(a.workdir, "pprof"))
-    globals()["mode_" + a.mode](a)
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("PASS")
+    pprof_tool.run_in_fresh_workdir(globals()["mode_" + a.mode], a)
 
 
 if __name__ == "__main__":

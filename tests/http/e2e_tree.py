@@ -45,6 +45,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e_http as h  # noqa: E402
+import pprof_tool  # noqa: E402
 from e2e_http import fail, note  # noqa: E402
 
 
@@ -473,14 +474,7 @@ def main():
     ap.add_argument("--preload", required=True)
     ap.add_argument("--workload")
     a = ap.parse_args()
-    shutil.rmtree(a.workdir, ignore_errors=True)
-    os.makedirs(a.workdir)
-    os.environ.setdefault("PPROF_TMPDIR", os.path.join(a.workdir, "pprof"))
-    globals()["mode_" + a.mode](a)
-    if h.failures:
-        print("%d failure(s)" % len(h.failures))
-        sys.exit(1)
-    print("PASS")
+    pprof_tool.run_in_fresh_workdir(globals()["mode_" + a.mode], a)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e_http as e  # noqa: E402
+import pprof_tool  # noqa: E402
 from e2e_http import fail, note  # noqa: E402
 
 
@@ -453,14 +454,7 @@ def main():
     ap.add_argument("--preload", required=True)
     ap.add_argument("--workload", required=True)
     a = ap.parse_args()
-    import shutil
-    shutil.rmtree(a.workdir, ignore_errors=True)
-    os.makedirs(a.workdir)
-    globals()["case_" + a.case](a)
-    if e.failures:
-        print("%d failure(s)" % len(e.failures))
-        sys.exit(1)
-    print("PASS")
+    pprof_tool.run_in_fresh_workdir(globals()["case_" + a.case], a)
 
 
 if __name__ == "__main__":

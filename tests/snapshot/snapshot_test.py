@@ -693,10 +693,7 @@ def main():
     os.makedirs(a.workdir, exist_ok=True)
     env = Env(a)
     CASES[a.case](env, a)
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("PASS")
+    pprof_tool.finish()
 
 
 if __name__ == "__main__":
