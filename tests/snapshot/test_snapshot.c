@@ -92,6 +92,14 @@ touch(const char *dir, const char *name)
     fclose(f);
 }
 
+static void
+rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static bool
 exists(const char *dir, const char *name)
 {
@@ -145,9 +153,7 @@ test_snapshot_rotate_keeps_newest_own_only(void **state)
     assert_int_equal(hp_snapshot_rotate(dir, 77, 5), 0);
     assert_int_equal(hp_snapshot_rotate("/nonexistent/hp-snap", 77, 1), -1);
 
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    rm_rf(dir);
 }
 
 static void
@@ -337,9 +343,7 @@ test_snapshot_concurrent_writers(void **state)
      * call waits for a write in progress and then refuses. */
     __atomic_store_n(&hp_settings.snapshot_dir[0], '\0', __ATOMIC_RELAXED);
     assert_int_equal(hp_snapshot_write_now(), HEAPPROF_ESTATE);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    rm_rf(dir);
 }
 
 /* ------------------------------------------------------- hostile directory */
@@ -385,14 +389,6 @@ plant(const char *dir, const char *name, const char *target)
     char path[600];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     assert_int_equal(symlink(target, path), 0);
-}
-
-static void
-rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
 }
 
 /* Snapshots into a directory where another user planted symlinks under
