@@ -109,12 +109,14 @@ def case_dup_cl(a):
         srv.stop()
 
 
-def trickle(port, stop):
-    """One slow client: a header byte every 0.2 s, reconnecting when cut."""
+def trickle(port, stop, connected):
+    """One slow client: a header byte every 0.2 s, reconnecting when cut;
+    adds itself to connected once its first bytes are sent."""
     while not stop.is_set():
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
             s.sendall(b"GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\n")
+            connected.add(threading.get_ident())
             while not stop.is_set():
                 s.sendall(b"X")
                 stop.wait(0.2)
@@ -130,12 +132,15 @@ def trickle(port, stop):
 def case_slowloris(a):
     srv, port, base = start(a)
     stop = threading.Event()
-    threads = [threading.Thread(target=trickle, args=(port, stop))
+    connected = set()
+    threads = [threading.Thread(target=trickle, args=(port, stop, connected))
                for _ in range(40)]
     try:
         for t in threads:
             t.start()
-        time.sleep(0.5)  # let them take every slot first
+        # Every slot taken before the good client asks.
+        pprof_tool.wait_until(lambda: len(connected) == len(threads),
+                              "the 40 slow clients to connect")
         for i in range(3):
             timed_heap(base, 6, "40 slow clients, try %d" % i)
         if not srv.alive():
