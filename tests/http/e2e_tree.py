@@ -269,6 +269,14 @@ def timed_heap(base, out):
     out["secs"] = time.time() - t0
 
 
+def asked(pid):
+    """True once a connection to pid's tree agent waits in its backlog: the
+    queued socket shows in /proc/net/unix under the agent's address too."""
+    name = "@heapprof-tree-%d" % pid
+    with open("/proc/net/unix") as f:
+        return sum(1 for line in f if line.rstrip().endswith(name)) >= 2
+
+
 def mode_kill9(a):
     srv, info = None, None
     try:
@@ -280,7 +288,8 @@ def mode_kill9(a):
         out = {}
         t = threading.Thread(target=timed_heap, args=(base, out))
         t.start()
-        time.sleep(1)
+        pprof_tool.wait_until(lambda: asked(gone),
+                              "the owner to ask the stopped worker")
         os.kill(gone, signal.SIGKILL)   # mid-request, while it is asked
         t.join(60)
         prof = out.get("prof")
