@@ -34,7 +34,6 @@
 
 #define NGX_HTTP_HEAPPROF_COLLECT     1
 #define NGX_HTTP_HEAPPROF_SLEEP       2
-#define NGX_HTTP_HEAPPROF_PENDING     3
 
 
 typedef struct {
@@ -79,7 +78,6 @@ typedef struct {
     uint64_t                       reqid;
     ngx_array_t                   *peers;       /* the current collection */
     ngx_array_t                   *base;        /* a delta's first one */
-    struct heapprof_http_pending  *pending;     /* a delta of another kind */
 } ngx_http_heapprof_ctx_t;
 
 
@@ -433,7 +431,10 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* The pprof profiles of heap and allocs cover every worker. */
+    /*
+     * The pprof profiles of heap and allocs cover every worker. They are
+     * also the only ones seconds=N applies to (HEAPPROF_HTTP_PENDING).
+     */
     multi = resp.served == HEAPPROF_HTTP_SERVED_HEAP
             || resp.served == HEAPPROF_HTTP_SERVED_ALLOCS;
 
@@ -444,7 +445,7 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
                                "allocs profiles (debug=0) only\n");
     }
 
-    if (!multi && hrc != HEAPPROF_HTTP_PENDING) {
+    if (!multi) {
         rc = ngx_http_heapprof_send_api(r, &resp);
         heapprof_http_response_free(&resp);
         return rc;
@@ -471,15 +472,6 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
     ctx->timer.log = r->connection->log;
     ctx->only = (ngx_pid_t) pid;
     ctx->started = ngx_current_msec;
-
-    if (!multi) {
-        /* A delta of another endpoint: heapprof's pending form. */
-        ctx->phase = NGX_HTTP_HEAPPROF_PENDING;
-        ctx->pending = resp.pending;
-        ngx_add_timer(&ctx->timer, resp.delay_ms);
-        r->main->count++;
-        return NGX_DONE;
-    }
 
     if (resp.served == HEAPPROF_HTTP_SERVED_ALLOCS) {
         ctx->which = HEAPPROF_PROFILE_ALLOCS;
@@ -558,21 +550,12 @@ ngx_http_heapprof_timer_handler(ngx_event_t *ev)
     ngx_connection_t               *c;
     ngx_http_request_t             *r;
     ngx_http_heapprof_ctx_t        *ctx;
-    struct heapprof_http_response   resp;
 
     ctx = ev->data;
     r = ctx->request;
     c = r->connection;
 
     switch (ctx->phase) {
-
-    case NGX_HTTP_HEAPPROF_PENDING:
-        ngx_memzero(&resp, sizeof(resp));
-        (void) heapprof_http_resume(ctx->pending, &resp);
-        ctx->pending = NULL;
-        rc = ngx_http_heapprof_send_api(r, &resp);
-        heapprof_http_response_free(&resp);
-        break;
 
     case NGX_HTTP_HEAPPROF_SLEEP:
         own = ngx_http_heapprof_own_profile(r, ctx->which, &own_len);
@@ -627,11 +610,6 @@ ngx_http_heapprof_cleanup(void *data)
 
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
-    }
-
-    if (ctx->pending != NULL) {
-        heapprof_http_cancel(ctx->pending);
-        ctx->pending = NULL;
     }
 }
 
