@@ -113,8 +113,9 @@ postfork_child(void)
     hp_sampler_revisit();
 }
 
-/* The restart a fork child's first sampled allocation (or public call)
- * asks for: each service restarts if it was running in the parent. */
+/* The restart a fork child's first allocation (sent to the slow path by
+ * hp_sampler_revisit) or public call asks for: each service restarts if it
+ * was running in the parent. */
 static void
 restart_services(void)
 {
