@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "heapprof.h"
 #include "retired.h"
+#include "stack.h"
 
 #define DELETED_SUFFIX " (deleted)"
 
@@ -230,7 +231,7 @@ hp_maps_read(struct hp_maps *out, const char *path)
     if (out->n == 0)
         goto fallback;
 
-    dl_iterate_phdr(collect_object, &objs);
+    hp_stack_phdr_iterate(collect_object, &objs);
     if (objs.oom) {
         rc = HEAPPROF_ENOMEM;
         goto out;

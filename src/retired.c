@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "stack.h"
 
 #define HP_EXPORT __attribute__((visibility("default")))
 
@@ -128,14 +129,14 @@ dlclose(void *handle)
     struct snapshot s = {0};
     int saved = errno;
     hp_fence_enter();
-    dl_iterate_phdr(snap_object, &s);
+    hp_stack_phdr_iterate(snap_object, &s);
     hp_fence_exit();
     errno = saved;
     int rc = real(handle);
     saved = errno;
     hp_fence_enter();
     if (!s.oom && s.n > 0 && (s.seen = calloc(s.n, 1)) != NULL) {
-        dl_iterate_phdr(mark_present, &s);
+        hp_stack_phdr_iterate(mark_present, &s);
         for (size_t i = 0; i < s.n; i++)
             if (!s.seen[i])
                 keep_retired(&s.o[i]);
@@ -181,7 +182,7 @@ hp_retired_current(struct hp_retired *out, size_t max)
 {
     pthread_mutex_lock(&retired_lock);
     if (nretired > 0)
-        dl_iterate_phdr(drop_overlapped, NULL);
+        hp_stack_phdr_iterate(drop_overlapped, NULL);
     size_t n = 0;
     for (size_t i = nretired; i > 0 && n < max; i--)
         out[n++] = retired[i - 1];

@@ -5,10 +5,12 @@
  * linker provides) rather than by a fixed skip count, which inlining and
  * tail calls would break.
  */
+#define _GNU_SOURCE /* dl_iterate_phdr */
 #define UNW_LOCAL_ONLY
 #include "stack.h"
 
 #include <libunwind.h>
+#include <link.h>
 #include <sched.h>
 #include <string.h>
 
@@ -33,7 +35,9 @@ own_frame(uintptr_t pc)
  * middle leaves the child with a lock whose owner does not exist there,
  * and the child's first sampled allocation would hang. So the prefork
  * handler closes the gate and waits for captures in flight to finish;
- * while it is closed, captures are refused (the sample is dropped).
+ * while it is closed, captures are refused (the sample is dropped). The
+ * walks of loaded objects by heapprof's own threads pass the same gate
+ * (hp_stack_phdr_iterate), waiting instead of being refused.
  * Dekker-style: both sides use sequentially consistent operations.
  */
 static int gate_closed;
@@ -72,6 +76,24 @@ hp_stack_capture(uintptr_t *pcs, int max)
     capturing--;
     __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
     return n;
+}
+
+int
+hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t, void *),
+                      void *data)
+{
+    for (;;) {
+        __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
+        if (!__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST))
+            break;
+        __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+        sched_yield();
+    }
+    capturing++;
+    int rc = dl_iterate_phdr(cb, data);
+    capturing--;
+    __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+    return rc;
 }
 
 static HP_FRONT int

@@ -8,6 +8,8 @@
 
 #include "internal.h"
 
+struct dl_phdr_info;
+
 /* Frames of heapprof itself (and libunwind) that may sit above the host's
  * caller: capture, record, realloc->malloc nesting. Generous on purpose. */
 #define HP_STACK_SLACK 12
@@ -18,8 +20,20 @@
 HP_HIDDEN int hp_stack_capture(uintptr_t *pcs, int max);
 /* Returns -1 instead while a fork is being prepared (see stack.c). */
 
-/* Fork handlers: close the capture gate and wait for captures in flight;
- * open it again in parent and child. */
+/*
+ * dl_iterate_phdr(cb, data) inside the same fork gate, for heapprof's own
+ * walks of the loaded objects (maps, symbolizer, dlclose tracking): glibc
+ * does not reset the lock dl_iterate_phdr holds in a fork child, so a fork
+ * during such a walk on another thread would leave the child's first
+ * unwind or walk waiting forever. Waits (yielding) while a fork is being
+ * prepared. Returns what dl_iterate_phdr returns.
+ */
+HP_HIDDEN int hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t,
+                                              void *),
+                                    void *data);
+
+/* Fork handlers: close the capture gate and wait for captures and walks
+ * in flight; open it again in parent and child. */
 HP_HIDDEN void hp_stack_prefork(void);
 HP_HIDDEN void hp_stack_postfork(void);
 

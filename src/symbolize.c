@@ -25,6 +25,7 @@
 #include "log.h"
 #include "maps.h"
 #include "retired.h"
+#include "stack.h"
 #include "table.h"
 #include "utf8.h"
 
@@ -214,7 +215,7 @@ refresh(void)
             return;
     }
     unsigned long long c[2] = {0, 0};
-    dl_iterate_phdr(phdr_counts, c);
+    hp_stack_phdr_iterate(phdr_counts, c);
     if (c[0] == st->adds && c[1] == st->subs && st->tab.n < CACHE_MAX)
         return;
     drop_dwfl();

@@ -1,0 +1,102 @@
+/*
+ * Hostile host: fork while heapprof exports a profile on another thread.
+ * The export walks the loaded objects with dl_iterate_phdr, whose glibc
+ * lock a fork child inherits held when the walk was in progress on a
+ * thread the child does not have; the child's own dl_iterate_phdr (or its
+ * first unwind) then waits forever. Seen with postgres: a backend forked
+ * while the postmaster's listener answered a profile request hung.
+ *
+ * One thread writes profiles without pause through heapprof_write_path
+ * (found with dlsym: absent in the bare run, where the thread only
+ * waits); the main thread forks 1000 children one after another, each of
+ * which walks the loaded objects, allocates and exits with a known code.
+ * A child still running after 3 s is killed and counted as hung, so a
+ * deadlock shows as a count in the output instead of a test timeout.
+ *
+ * usage: hostile_fork_during_export WORKDIR
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define N_FORKS 1000
+
+static volatile int stop;
+static char path[4096];
+
+static void *
+exporter(void *arg)
+{
+    int (*write_path)(const char *, int) =
+        (int (*)(const char *, int))dlsym(RTLD_DEFAULT, "heapprof_write_path");
+    (void)arg;
+    while (!stop) {
+        if (write_path != NULL)
+            (void)write_path(path, 0);
+        else
+            sched_yield();
+    }
+    return NULL;
+}
+
+static int
+count_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)info;
+    (void)size;
+    ++*(int *)data;
+    return 0;
+}
+
+/* 1 if the child exited with 7 within 3 s; otherwise kill it, 0. */
+static int
+child_done(pid_t pid)
+{
+    struct timespec nap = {0, 1000000};
+    for (int i = 0; i < 3000; i++) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) && WEXITSTATUS(st) == 7;
+        nanosleep(&nap, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s WORKDIR\n", argv[0]);
+        return 2;
+    }
+    snprintf(path, sizeof path, "%s/profile.pb.gz", argv[1]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, exporter, NULL) != 0)
+        return 1;
+    int ok = 0;
+    for (int i = 0; i < N_FORKS; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            int n = 0;
+            dl_iterate_phdr(count_object, &n);
+            free(malloc(64 + (size_t)n));
+            _exit(7);
+        }
+        if (pid > 0)
+            ok += child_done(pid);
+    }
+    stop = 1;
+    pthread_join(t, NULL);
+    printf("children exited: %d of %d\n", ok, N_FORKS);
+    return ok == N_FORKS ? 0 : 1;
+}
