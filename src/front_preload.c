@@ -24,7 +24,9 @@
 #include "internal.h"
 #include "log.h"
 #include "front_attach.h"
+#include "range.h"
 #include "record.h"
+#include "stats.h"
 
 #define HP_EXPORT __attribute__((visibility("default")))
 /* The hot entry points start on a cache line: malloc's few instructions
@@ -46,14 +48,18 @@ __attribute__((used)) static const char *const lifecycle_anchor =
 #define HP_POOL_SIZE (256u * 1024)
 
 /* Blocks carry their size in a 16-byte header so realloc and
- * malloc_usable_size work on them; they are never reused. */
-static alignas(64) char pool[HP_POOL_SIZE];
+ * malloc_usable_size work on them; they are never reused. The pool is the
+ * sample range's bootstrap area when there is a range (free() then finds
+ * its blocks by the range's bounds), else this static array, whose blocks
+ * the live filter finds. Chosen before the first pool block is made. */
+static alignas(64) char static_pool[HP_POOL_SIZE];
+static char *pool = static_pool;
 static size_t pool_used;
 
 static bool
 in_pool(const void *p)
 {
-    return (const char *)p >= pool && (const char *)p < pool + HP_POOL_SIZE;
+    return (uintptr_t)p - (uintptr_t)pool < HP_POOL_SIZE;
 }
 
 static void *
@@ -78,9 +84,10 @@ pool_alloc(size_t size, size_t align)
     } while (!__atomic_compare_exchange_n(&pool_used, &off, end, true,
                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED));
     *(size_t *)(void *)(pool + start - 16) = size;
-    /* free() tests only the live filter: a pinned slot sends the block to
-     * its slow path, which recognises pool blocks by address. */
-    hp_live_filter_pin((uintptr_t)(pool + start));
+    /* Without a range, free() tests the live filter: a pinned slot sends
+     * the block to its slow path, which recognises pool blocks. */
+    if (pool == static_pool)
+        hp_live_filter_pin((uintptr_t)(pool + start));
     return pool + start;
 }
 
@@ -103,12 +110,25 @@ static void *boot_malloc(size_t size);
 static void boot_free(void *ptr);
 static void *boot_calloc(size_t nmemb, size_t size);
 static void *boot_realloc(void *ptr, size_t size);
+static void free_filtered(void *ptr);
+static void *realloc_filtered(void *ptr, size_t size);
 
 struct next_fns {
+    /* The cache line every malloc and free reads. */
     void *(*malloc)(size_t);
     void (*free)(void *);
     void *(*calloc)(size_t, size_t);
     void *(*realloc)(void *, size_t);
+    /* What free and realloc do with a block outside the sample range:
+     * hand it to the next allocator, or (without a range) test the live
+     * filter first (free_filtered, realloc_filtered). */
+    void (*free_unranged)(void *);
+    void *(*realloc_unranged)(void *, size_t);
+    /* The sample range (range.h); 0, 0 without one. Set before its first
+     * block exists, never changed after. */
+    uintptr_t range_lo;
+    uintptr_t range_len;
+    /* The rest. */
     int (*posix_memalign)(void **, size_t, size_t);
     void *(*aligned_alloc)(size_t, size_t);
     void *(*memalign)(size_t, size_t);
@@ -117,15 +137,53 @@ struct next_fns {
     size_t (*malloc_usable_size)(void *);
 };
 
-static struct next_fns next = {
+static alignas(64) struct next_fns next = {
     .malloc = boot_malloc,
     .free = boot_free,
     .calloc = boot_calloc,
     .realloc = boot_realloc,
+    .free_unranged = boot_free,
+    .realloc_unranged = boot_realloc,
 };
 static int resolved; /* 0 no, 1 yes (atomic) */
 
 #define NEXT(fn) __atomic_load_n(&next.fn, __ATOMIC_RELAXED)
+
+static inline bool
+in_range(const void *p)
+{
+    return (uintptr_t)p - NEXT(range_lo) < NEXT(range_len);
+}
+
+static inline bool
+ranged(void)
+{
+    return NEXT(range_len) != 0;
+}
+
+/*
+ * Reserve the sample range, once, before the first pool block: only a
+ * process whose malloc this is gets here (heapprof_attach's forwarding
+ * goes through hp_front_use_next and keeps the filter).
+ */
+static void
+setup_range(void)
+{
+    static int tried;
+    if (__atomic_exchange_n(&tried, 1, __ATOMIC_ACQ_REL))
+        return;
+    uintptr_t lo;
+    size_t len, pool_size;
+    if (!hp_range_reserve(&lo, &len))
+        return;
+    char *area = hp_range_pool(&pool_size);
+    if (area == NULL || pool_size < HP_POOL_SIZE ||
+        __atomic_load_n(&pool_used, __ATOMIC_RELAXED) != 0)
+        return;
+    pool = area;
+    __atomic_store_n(&next.range_lo, lo, __ATOMIC_RELAXED);
+    __atomic_store_n(&next.range_len, len, __ATOMIC_RELAXED);
+}
 
 static void *
 lookup(const char *name)
@@ -150,6 +208,11 @@ publish_next(const struct next_fns *n)
     __atomic_store_n(&next.free, n->free, __ATOMIC_RELAXED);
     __atomic_store_n(&next.calloc, n->calloc, __ATOMIC_RELAXED);
     __atomic_store_n(&next.realloc, n->realloc, __ATOMIC_RELAXED);
+    bool r = ranged();
+    __atomic_store_n(&next.free_unranged, r ? n->free : free_filtered,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&next.realloc_unranged, r ? n->realloc : realloc_filtered,
+                     __ATOMIC_RELAXED);
 }
 
 static bool
@@ -160,6 +223,7 @@ resolve(void)
     if (hp_tls.resolving)
         return false;
     hp_tls.resolving++;
+    setup_range();
     struct next_fns n;
     *(void **)&n.malloc = lookup("malloc");
     *(void **)&n.free = lookup("free");
@@ -210,6 +274,8 @@ ready(void)
     return HP_LIKELY(__atomic_load_n(&resolved, __ATOMIC_ACQUIRE)) || resolve();
 }
 
+static void *realloc_slow(void *ptr, size_t size);
+
 static void *
 boot_malloc(size_t size)
 {
@@ -219,10 +285,10 @@ boot_malloc(size_t size)
 static void
 boot_free(void *ptr)
 {
-    /* Only a block of the next allocator gets here (pool blocks stop in
-     * free_slow); without a next allocator it can only be leaked. */
-    if (resolve())
-        NEXT(free)(ptr);
+    /* Pool blocks are never reused; without a next allocator, other
+     * blocks can only be leaked. */
+    if (!in_pool(ptr) && resolve())
+        NEXT(free_unranged)(ptr);
 }
 
 static void *
@@ -238,29 +304,87 @@ boot_calloc(size_t nmemb, size_t size)
 static void *
 boot_realloc(void *ptr, size_t size)
 {
+    if (ptr != NULL && in_pool(ptr))
+        return realloc_slow(ptr, size);
     if (resolve())
-        return NEXT(realloc)(ptr, size);
-    /* realloc(NULL, n) is malloc(n) (pool blocks never get here: their
-     * filter bit sends them to realloc_slow). */
+        return NEXT(realloc_unranged)(ptr, size);
+    /* realloc(NULL, n) is malloc(n). */
     return ptr == NULL ? pool_alloc(size, 16) : NULL;
+}
+
+/* ------------------------------------------------------ sampled blocks */
+
+/*
+ * A sampled request is served from the sample range when there is one;
+ * NULL (no range, or it cannot serve this one) sends the caller to the
+ * next allocator. Fenced: an allocation by a signal handler meanwhile is
+ * not sampled.
+ */
+static void *
+range_take(size_t size, size_t align, bool zero)
+{
+    /* The first allocation of all may be sampled: resolving first sets
+     * the range up. */
+    if (!ready() || !ranged())
+        return NULL;
+    int saved = errno;
+    hp_fence_enter();
+    void *p = hp_range_alloc(size, align, zero);
+    hp_fence_exit();
+    errno = saved;
+    return p;
+}
+
+/* Record a sampled block. With a range, a block that is not in it (the
+ * range was full) cannot be told apart at free, so it is dropped. */
+static HP_FRONT void
+note_sample(void *p, size_t size, uint64_t rate)
+{
+    if (in_pool(p))
+        return;
+    if (ranged() && !in_range(p)) {
+        hp_stat_add(&hp_stats.samples_dropped, 1);
+        hp_log_once(range_full,
+                    "the sample range cannot hold a sampled block of %zu "
+                    "bytes (address space or memory refused): such "
+                    "samples are dropped",
+                    size);
+        return;
+    }
+    hp_record_alloc(p, size, rate);
+}
+
+static bool
+pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
 }
 
 /* ------------------------------------------------------ the entry points */
 
 /*
- * Each hot entry point is a countdown (or filter) test and a tail jump to
+ * Each hot entry point is a countdown (or range) test and a tail jump to
  * the next allocator; everything else lives in a *_slow function, also in
  * the heapprof_front section so that its frame is dropped from stacks.
  */
+
+/* malloc(size) of a sampled request. */
+static HP_FRONT void *
+malloc_sampled(size_t size, uint64_t rate)
+{
+    void *p = range_take(size, 0, false);
+    if (p == NULL)
+        p = NEXT(malloc)(size);
+    if (p != NULL)
+        note_sample(p, size, rate);
+    return p;
+}
 
 static HP_FRONT void *
 malloc_slow(size_t size)
 {
     uint64_t rate = hp_sample_slow(size);
-    void *p = NEXT(malloc)(size);
-    if (rate != 0 && p != NULL && !in_pool(p))
-        hp_record_alloc(p, size, rate);
-    return p;
+    return rate != 0 ? malloc_sampled(size, rate) : NEXT(malloc)(size);
 }
 
 HP_EXPORT HP_FRONT HP_HOT_ENTRY void *
@@ -271,23 +395,46 @@ malloc(size_t size)
     return NEXT(malloc)(size);
 }
 
+/* A block that may be recorded: its record is accounted as freed, and it
+ * goes back where it came from. */
 static HP_FRONT void
 free_slow(void *ptr)
 {
     if (in_pool(ptr))
         return; /* pool blocks are never reused */
     hp_record_free(ptr);
-    NEXT(free)(ptr);
+    if (in_range(ptr)) {
+        /* Fenced: a signal handler's allocation meanwhile is not sampled,
+         * so it never needs the range this thread may be holding. */
+        int saved = errno;
+        hp_fence_enter();
+        hp_range_free(ptr);
+        hp_fence_exit();
+        errno = saved;
+    } else {
+        NEXT(free)(ptr);
+    }
+}
+
+/* free() of a block outside the range when there is no range. */
+static HP_FRONT void
+free_filtered(void *ptr)
+{
+    if (HP_UNLIKELY(hp_live_maybe(ptr)))
+        free_slow(ptr);
+    else
+        NEXT(free)(ptr);
 }
 
 HP_EXPORT HP_FRONT HP_HOT_ENTRY void
 free(void *ptr)
 {
-    /* free(NULL) is forwarded: every allocator accepts it. */
-    if (HP_UNLIKELY(hp_live_maybe(ptr)))
+    /* Two compares against the line that holds the next free: a sampled
+     * block is known by its address alone. free(NULL) is forwarded. */
+    if (HP_UNLIKELY(in_range(ptr)))
         free_slow(ptr);
     else
-        NEXT(free)(ptr);
+        NEXT(free_unranged)(ptr);
 }
 
 static HP_FRONT void *
@@ -295,9 +442,11 @@ calloc_slow(size_t nmemb, size_t size)
 {
     size_t total = nmemb * size; /* calloc() checked the product */
     uint64_t rate = hp_sample_slow(total);
-    void *p = NEXT(calloc)(nmemb, size);
-    if (rate != 0 && p != NULL && !in_pool(p))
-        hp_record_alloc(p, total, rate);
+    void *p = rate != 0 ? range_take(total, 0, true) : NULL;
+    if (p == NULL)
+        p = NEXT(calloc)(nmemb, size);
+    if (rate != 0 && p != NULL)
+        note_sample(p, total, rate);
     return p;
 }
 
@@ -314,25 +463,25 @@ calloc(size_t nmemb, size_t size)
     return NEXT(calloc)(nmemb, size);
 }
 
-static HP_FRONT void *
-realloc_slow(void *ptr, size_t size)
+static void *
+realloc_pool_block(void *ptr, size_t size)
 {
-    if (ptr != NULL && in_pool(ptr)) {
-        size_t old = pool_size_of(ptr);
-        if (size == 0)
-            return NULL; /* freed: pool blocks are simply abandoned */
-        void *p = malloc(size);
-        if (p != NULL)
-            memcpy(p, ptr, old < size ? old : size);
-        return p;
-    }
-    /* The countdown already ran in realloc(); draw only if it expired. */
-    uint64_t rate = 0;
-    if (hp_tls.bytes_until_sample <= 0 && size != 0)
-        rate = hp_sample_slow(size);
-    /* The old block's record leaves the live table before the real realloc
-     * so that its address, if reused at once by another thread, cannot
-     * collide; it is put back if the realloc fails. */
+    size_t old = pool_size_of(ptr);
+    if (size == 0)
+        return NULL; /* freed: pool blocks are simply abandoned */
+    void *p = malloc(size);
+    if (p != NULL)
+        memcpy(p, ptr, old < size ? old : size);
+    return p;
+}
+
+/* Without a range: the block stays where the next allocator put it; its
+ * record leaves the live table before the real realloc so that its
+ * address, if reused at once by another thread, cannot collide, and is
+ * put back if the realloc fails. */
+static HP_FRONT void *
+realloc_in_place(void *ptr, size_t size, uint64_t rate)
+{
     struct hp_live_rec rec;
     bool had = ptr != NULL && hp_record_take(ptr, &rec);
     void *p = NEXT(realloc)(ptr, size);
@@ -343,9 +492,73 @@ realloc_slow(void *ptr, size_t size)
     }
     if (had)
         hp_record_commit_free(&rec);
-    if (rate != 0 && p != NULL && !in_pool(p))
-        hp_record_alloc(p, size, rate);
+    if (rate != 0 && p != NULL)
+        note_sample(p, size, rate);
     return p;
+}
+
+/* Usable bytes of a block outside the range; 0 when unknown. */
+static size_t
+next_usable(void *ptr)
+{
+    size_t (*fn)(void *) = NEXT(malloc_usable_size);
+    return fn != NULL ? fn(ptr) : 0;
+}
+
+/* With a range: a block that leaves it or enters it (a new sample) moves:
+ * a new block, a copy, the old one freed where it came from. realloc(p, 0)
+ * of a range block frees it and returns NULL, as glibc, jemalloc (5.3) and
+ * tcmalloc do. */
+static HP_FRONT void *
+realloc_moving(void *ptr, size_t size, uint64_t rate)
+{
+    bool from_range = in_range(ptr);
+    if (!from_range && (rate == 0 || ptr == NULL))
+        return rate == 0 ? NEXT(realloc)(ptr, size)
+                         : malloc_sampled(size, rate);
+    if (from_range && size == 0) {
+        free_slow(ptr);
+        return NULL;
+    }
+    size_t old = from_range ? hp_range_usable(ptr) : next_usable(ptr);
+    if (old == 0) /* cannot copy what we cannot size: not moved */
+        return NEXT(realloc)(ptr, size);
+    void *p = rate != 0 ? range_take(size, 0, false) : NULL;
+    if (p == NULL)
+        p = NEXT(malloc)(size);
+    if (p == NULL)
+        return NULL; /* the old block stays, as realloc's contract says */
+    memcpy(p, ptr, old < size ? old : size);
+    if (from_range)
+        free_slow(ptr);
+    else
+        NEXT(free)(ptr);
+    if (rate != 0)
+        note_sample(p, size, rate);
+    return p;
+}
+
+static HP_FRONT void *
+realloc_slow(void *ptr, size_t size)
+{
+    if (ptr != NULL && in_pool(ptr))
+        return realloc_pool_block(ptr, size);
+    /* The countdown already ran in realloc(); draw only if it expired. */
+    uint64_t rate = 0;
+    if (hp_tls.bytes_until_sample <= 0 && size != 0)
+        rate = hp_sample_slow(size);
+    if (ranged())
+        return realloc_moving(ptr, size, rate);
+    return realloc_in_place(ptr, size, rate);
+}
+
+/* realloc() of a block outside the range when there is no range. */
+static HP_FRONT void *
+realloc_filtered(void *ptr, size_t size)
+{
+    if (HP_UNLIKELY(hp_live_maybe(ptr)))
+        return realloc_slow(ptr, size);
+    return NEXT(realloc)(ptr, size);
 }
 
 HP_EXPORT HP_FRONT HP_HOT_ENTRY void *
@@ -354,9 +567,9 @@ realloc(void *ptr, size_t size)
     /* realloc(NULL, n) is forwarded too: it is malloc(n) in every
      * allocator, and the countdown covers it. */
     bool expired = hp_sample_countdown(size);
-    if (HP_UNLIKELY(expired || hp_live_maybe(ptr)))
+    if (HP_UNLIKELY(expired || in_range(ptr)))
         return realloc_slow(ptr, size);
-    return NEXT(realloc)(ptr, size);
+    return NEXT(realloc_unranged)(ptr, size);
 }
 
 HP_EXPORT HP_FRONT void *
@@ -374,7 +587,7 @@ HP_EXPORT HP_FRONT int
 posix_memalign(void **out, size_t align, size_t size)
 {
     if (HP_UNLIKELY(!ready())) {
-        if (align < sizeof(void *) || (align & (align - 1)) != 0)
+        if (align < sizeof(void *) || !pow2(align))
             return EINVAL;
         void *p = pool_alloc(size, align);
         if (p == NULL)
@@ -383,9 +596,16 @@ posix_memalign(void **out, size_t align, size_t size)
         return 0;
     }
     uint64_t rate = hp_sample_check(size);
-    int rc = next.posix_memalign(out, align, size);
+    void *p = NULL;
+    if (HP_UNLIKELY(rate != 0) && align >= sizeof(void *) && pow2(align))
+        p = range_take(size, align, false);
+    int rc = 0;
+    if (p != NULL)
+        *out = p;
+    else
+        rc = next.posix_memalign(out, align, size);
     if (HP_UNLIKELY(rate != 0) && rc == 0 && *out != NULL)
-        hp_record_alloc(*out, size, rate);
+        note_sample(*out, size, rate);
     return rc;
 }
 
@@ -397,10 +617,12 @@ aligned_common(void *(*fn)(size_t, size_t), size_t align, size_t size)
     if (HP_UNLIKELY(!ready()))
         return pool_alloc(size, align);
     uint64_t rate = hp_sample_check(size);
-    void *p;
-    if (fn != NULL) {
+    void *p = NULL;
+    if (HP_UNLIKELY(rate != 0) && pow2(align))
+        p = range_take(size, align, false);
+    if (p == NULL && fn != NULL) {
         p = fn(align, size);
-    } else {
+    } else if (p == NULL) {
         int rc = next.posix_memalign(
             &p, align < sizeof(void *) ? sizeof(void *) : align, size);
         if (rc != 0) {
@@ -409,7 +631,7 @@ aligned_common(void *(*fn)(size_t, size_t), size_t align, size_t size)
         }
     }
     if (HP_UNLIKELY(rate != 0) && p != NULL)
-        hp_record_alloc(p, size, rate);
+        note_sample(p, size, rate);
     return p;
 }
 
@@ -441,11 +663,11 @@ page_size(void)
 HP_EXPORT HP_FRONT void *
 valloc(size_t size)
 {
-    if (ready() && next.valloc != NULL) {
+    if (ready() && next.valloc != NULL && !ranged()) {
         uint64_t rate = hp_sample_check(size);
         void *p = next.valloc(size);
         if (HP_UNLIKELY(rate != 0) && p != NULL)
-            hp_record_alloc(p, size, rate);
+            note_sample(p, size, rate);
         return p;
     }
     return aligned_common(NULL, page_size(), size);
@@ -463,11 +685,11 @@ pvalloc(size_t size)
     rounded &= ~(ps - 1);
     if (rounded == 0)
         rounded = ps;
-    if (ready() && next.pvalloc != NULL) {
+    if (ready() && next.pvalloc != NULL && !ranged()) {
         uint64_t rate = hp_sample_check(rounded);
         void *p = next.pvalloc(size);
         if (HP_UNLIKELY(rate != 0) && p != NULL)
-            hp_record_alloc(p, rounded, rate);
+            note_sample(p, rounded, rate);
         return p;
     }
     return aligned_common(NULL, ps, rounded);
@@ -480,6 +702,8 @@ malloc_usable_size(void *ptr)
         return 0;
     if (in_pool(ptr))
         return pool_size_of(ptr);
+    if (in_range(ptr))
+        return hp_range_usable(ptr);
     if (!ready() || next.malloc_usable_size == NULL)
         return 0;
     return next.malloc_usable_size(ptr);

@@ -24,6 +24,7 @@
 #include "listener.h"
 #include "log.h"
 #include "peak.h"
+#include "range.h"
 #include "retired.h"
 #include "record.h"
 #include "sampler.h"
@@ -72,11 +73,13 @@ prefork(void)
     hp_buckets_prefork();
     hp_live_prefork();
     hp_ialloc_prefork();
+    hp_range_prefork(); /* a leaf: taken with nothing else held */
 }
 
 static void
 postfork_parent(void)
 {
+    hp_range_postfork_parent();
     hp_ialloc_postfork_parent();
     hp_live_postfork_parent();
     hp_buckets_postfork_parent();
@@ -89,6 +92,7 @@ postfork_parent(void)
 static void
 postfork_child(void)
 {
+    hp_range_postfork_child();
     hp_ialloc_postfork_child();
     hp_peak_postfork_child();
     hp_labels_postfork_child();

@@ -37,6 +37,8 @@ struct hp_thread {
     int resolving;              /* inside dlsym of the real allocator */
     int holding;                /* inside a live-table operation (a signal
                                    handler's free must not re-enter it) */
+    int range_locked;           /* holding, or taking, the sample range's
+                                   lock (range.c) */
 };
 
 extern __thread struct hp_thread hp_tls
