@@ -9,7 +9,10 @@
  * point; bench/run.sh sets it against the same run without heapprof and
  * reads heapprof's own metadata figure from the profile's comments.
  *
- * usage: memory_bench HEAP_MIB STACKS [PROFILE]
+ * With BLOCK (bytes), every block has that size instead: a heap of big
+ * blocks, most of which heapprof samples and keeps in its sample range.
+ *
+ * usage: memory_bench HEAP_MIB STACKS [PROFILE [BLOCK]]
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -31,9 +34,13 @@ rng_next(void)
     return rng;
 }
 
+static size_t fixed_size; /* BLOCK, 0 = the mix */
+
 static size_t
 pick_size(void)
 {
+    if (fixed_size != 0)
+        return fixed_size;
     uint64_t r = rng_next();
     if (r % 10 < 7)
         return 16 + (size_t)(r >> 8) % 241; /* 16..256 B */
@@ -82,13 +89,16 @@ int
 main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: memory_bench HEAP_MIB STACKS [PROFILE]\n");
+        fprintf(stderr,
+                "usage: memory_bench HEAP_MIB STACKS [PROFILE [BLOCK]]\n");
         return 2;
     }
     size_t heap = (size_t)strtoull(argv[1], NULL, 10) << 20;
     unsigned stacks = (unsigned)strtoul(argv[2], NULL, 10);
     if (stacks == 0)
         stacks = 1;
+    if (argc > 4)
+        fixed_size = (size_t)strtoull(argv[4], NULL, 10);
     size_t cap = 1 << 16, n = 0, total = 0;
     void **blocks = malloc(cap * sizeof *blocks);
     while (blocks != NULL && total < heap) {
@@ -111,7 +121,7 @@ main(int argc, char **argv)
         (int (*)(const char *, int))dlsym(RTLD_DEFAULT, "heapprof_write_path");
     long rss_before = rss_kb();
     int rc = 0;
-    if (write_path != NULL && argc > 3) {
+    if (write_path != NULL && argc > 3 && argv[3][0] != '\0') {
         rc = write_path(argv[3], 0);
         if (rc == 0)
             rc = write_path(argv[3], 0);

@@ -230,24 +230,30 @@ MEM_STACKS=512
 echo "mem_stacks	$MEM_STACKS" >>"$OUT/facts.tsv"
 for mib in 64 512; do
     mib=$((mib / SCALE > 8 ? mib / SCALE : 8))
-    log "memory: ${mib} MiB live heap, $MEM_STACKS stacks, 3 rounds"
-    for ((round = 0; round < 3; round++)); do
-        for c in "glibc|" "heapprof|LD_PRELOAD=$HP"; do
-            name=${c%%|*}
-            envs=${c#*|}
-            prof=$OUT/mem.$name.pb.gz
-            rm -f "$prof"
-            line=$(run_cfg "$envs" "$BUILD/memory_bench" "$mib" "$MEM_STACKS" "$prof" | grep '^memory ')
-            meta=
-            if [ -f "$prof" ] && command -v go >/dev/null; then
-                # the budgeted part plus the resident fixed tables
-                meta=$(go tool pprof -comments "$prof" 2>/dev/null |
-                    sed -n 's/^heapprof metadata: \([0-9]*\) bytes.*fixed tables: \([0-9]*\) bytes.*/\1 \2/p' |
-                    awk '{print $1 + $2}')
-            fi
-            heap=$(echo "$line" | sed -n 's/.*heap_bytes=\([0-9]*\).*/\1/p')
-            rss=$(echo "$line" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
-            printf 'memory\t%s\t%s\t%d\t%s\t%s\t%s\n' "$mib" "$name" "$round" "$heap" "$rss" "${meta:-}" >>"$RAW"
+    # the mix of small blocks, then a heap of 1 MiB blocks (most of them
+    # sampled: they live in heapprof's sample range)
+    for blk in 0 1048576; do
+        key=$mib
+        [ "$blk" = 0 ] || key=${mib}x1MiB
+        log "memory: ${mib} MiB live heap, blocks ${blk/#0/mixed}, $MEM_STACKS stacks, 3 rounds"
+        for ((round = 0; round < 3; round++)); do
+            for c in "glibc|" "heapprof|LD_PRELOAD=$HP"; do
+                name=${c%%|*}
+                envs=${c#*|}
+                prof=$OUT/mem.$name.pb.gz
+                rm -f "$prof"
+                line=$(run_cfg "$envs" "$BUILD/memory_bench" "$mib" "$MEM_STACKS" "$prof" "$blk" | grep '^memory ')
+                meta=
+                if [ -f "$prof" ] && command -v go >/dev/null; then
+                    # the budgeted part plus the resident fixed tables
+                    meta=$(go tool pprof -comments "$prof" 2>/dev/null |
+                        sed -n 's/^heapprof metadata: \([0-9]*\) bytes.*fixed tables: \([0-9]*\) bytes.*/\1 \2/p' |
+                        awk '{print $1 + $2}')
+                fi
+                heap=$(echo "$line" | sed -n 's/.*heap_bytes=\([0-9]*\).*/\1/p')
+                rss=$(echo "$line" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
+                printf 'memory\t%s\t%s\t%d\t%s\t%s\t%s\n' "$key" "$name" "$round" "$heap" "$rss" "${meta:-}" >>"$RAW"
+            done
         done
     done
 done
