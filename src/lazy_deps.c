@@ -29,6 +29,20 @@ enum lib { LIB_DW, LIB_ELF, LIB_Z, LIB_PBC, LIB_COUNT };
 static const char *const lib_names[LIB_COUNT] = {
     "libdw.so.1", "libelf.so.1", "libz.so.1", "libprotobuf-c.so.1"};
 static void *handles[LIB_COUNT];
+static bool said[LIB_COUNT];
+
+/* One line per library, however often loading it is retried (each export
+ * retries: the address space may have room again). */
+static void
+cannot_load(enum lib lib, const char *err)
+{
+    if (!__atomic_exchange_n(&said[lib], true, __ATOMIC_RELAXED))
+        hp_log("cannot load %s (%s): %s until it loads", lib_names[lib],
+               err ? err : "?",
+               lib == LIB_DW || lib == LIB_ELF
+                   ? "profiles name no functions"
+                   : "profiles cannot be written");
+}
 
 /*
  * libdw and libelf live in a link-map namespace of their own (dlmopen),
@@ -57,9 +71,7 @@ open_dw_namespace(void)
     if (dw == NULL) {
         const char *err = dlerror();
         if (err == NULL || strstr(err, "static TLS") == NULL) {
-            hp_log_once(dw_nomem, "cannot load %s (%s): profiles name no "
-                        "functions until it loads", lib_names[LIB_DW],
-                        err ? err : "?");
+            cannot_load(LIB_DW, err);
             return NULL;
         }
         hp_log("%s loaded beside the program (%s): an allocator failing "
@@ -101,8 +113,7 @@ dw_handle(enum lib lib)
                       : dlmopen(dw_lmid, lib_names[LIB_ELF],
                                 RTLD_NOW | RTLD_LOCAL);
         if (h == NULL)
-            hp_log_once(elf_nomem, "cannot load %s (%s): retried at the next "
-                        "profile", lib_names[LIB_ELF], dlerror());
+            cannot_load(LIB_ELF, dlerror());
         __atomic_store_n(&handles[LIB_ELF], h, __ATOMIC_RELEASE);
     }
     void *h = handles[lib];
@@ -153,8 +164,7 @@ lazy_sym(enum lib lib, const char *name)
          * and returns the same handle, so the loser's is harmless. */
         h = dlopen(lib_names[lib], RTLD_NOW | RTLD_LOCAL);
         if (h == NULL) {
-            hp_log("cannot load %s (%s): profiles cannot be written",
-                   lib_names[lib], dlerror());
+            cannot_load(lib, dlerror());
             return NULL;
         }
         __atomic_store_n(&handles[lib], h, __ATOMIC_RELEASE);

@@ -5,7 +5,9 @@
  * cache is dropped and every profile opens the modules again), and writing
  * a profile through heapprof_write_fd. It tolerates failed allocations
  * itself, so run bare it always survives; heapprof must not take it down.
- * The last profile written whole is left at DIR/last.pb.gz.
+ * The last profile written whole is left at DIR/last.pb.gz. After the
+ * first profile it starts the failing allocator's failures, if it has
+ * such a switch (HP_FAIL_LATE=1).
  *
  * usage: export_under_failures PLUGIN DIR
  */
@@ -37,6 +39,8 @@ main(int argc, char **argv)
         return 2;
     int (*write_fd)(int, int) =
         (int (*)(int, int))dlsym(RTLD_DEFAULT, "heapprof_write_fd");
+    void (*start)(void) =
+        (void (*)(void))dlsym(RTLD_DEFAULT, "hostile_failing_malloc_start");
     char tmp[4096], last[4096];
     snprintf(tmp, sizeof(tmp), "%s/tmp.pb.gz", argv[2]);
     snprintf(last, sizeof(last), "%s/last.pb.gz", argv[2]);
@@ -58,6 +62,8 @@ main(int argc, char **argv)
             ok++;
         else
             failed++;
+        if (round == 0 && start != NULL)
+            start();
     }
     for (int i = 0; i < 4096; i++)
         free(keep[i]);

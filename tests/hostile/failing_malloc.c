@@ -5,6 +5,11 @@
  * realloc of the process fail with ENOMEM and forwards the rest to the C
  * library. Everything that allocates through the process's malloc meets
  * the failures: the host, heapprof's export, and the libraries it uses.
+ * With HP_FAIL_LATE=1 the failures start when the host calls
+ * hostile_failing_malloc_start() (after a first export: glibc allocates a
+ * thread's copy of a dlopen'ed library's thread-local state with malloc on
+ * the thread's first use and aborts the process when that fails, before
+ * heapprof can do anything; heapprof's own threads take theirs at start).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -20,6 +25,15 @@ static unsigned long every, count;
 static char boot[4096];
 static size_t boot_used;
 static int resolving;
+static int started = 1;
+
+void hostile_failing_malloc_start(void);
+
+void
+hostile_failing_malloc_start(void)
+{
+    __atomic_store_n(&started, 1, __ATOMIC_RELEASE);
+}
 
 static void
 init(void)
@@ -33,13 +47,16 @@ init(void)
     real_malloc = dlsym(RTLD_NEXT, "malloc");
     const char *e = getenv("HP_FAIL_EVERY");
     every = e ? strtoul(e, NULL, 10) : 0;
+    const char *late = getenv("HP_FAIL_LATE");
+    if (late != NULL && strcmp(late, "1") == 0)
+        started = 0;
     resolving = 0;
 }
 
 static int
 fail_now(void)
 {
-    if (every == 0)
+    if (every == 0 || !__atomic_load_n(&started, __ATOMIC_ACQUIRE))
         return 0;
     return __atomic_add_fetch(&count, 1, __ATOMIC_RELAXED) % every == 0;
 }
