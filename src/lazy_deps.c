@@ -39,9 +39,8 @@ cannot_load(enum lib lib, const char *err)
     if (!__atomic_exchange_n(&said[lib], true, __ATOMIC_RELAXED))
         hp_log("cannot load %s (%s): %s until it loads", lib_names[lib],
                err ? err : "?",
-               lib == LIB_DW || lib == LIB_ELF
-                   ? "profiles name no functions"
-                   : "profiles cannot be written");
+               lib == LIB_DW || lib == LIB_ELF ? "profiles name no functions"
+                                               : "profiles cannot be written");
 }
 
 /*
@@ -75,8 +74,8 @@ open_dw_namespace(void)
             return NULL;
         }
         hp_log("%s loaded beside the program (%s): an allocator failing "
-               "under heapprof can crash symbolization", lib_names[LIB_DW],
-               err);
+               "under heapprof can crash symbolization",
+               lib_names[LIB_DW], err);
         return dlopen(lib_names[LIB_DW], RTLD_NOW | RTLD_LOCAL);
     }
     void *fr = dlsym(dw, "free"), *fo = dlsym(dw, "fdopen"),
@@ -108,10 +107,10 @@ dw_handle(enum lib lib)
         __atomic_store_n(&handles[LIB_DW], open_dw_namespace(),
                          __ATOMIC_RELEASE);
     if (lib == LIB_ELF && handles[LIB_DW] != NULL && handles[LIB_ELF] == NULL) {
-        void *h = dw_lmid == LM_ID_BASE
-                      ? dlopen(lib_names[LIB_ELF], RTLD_NOW | RTLD_LOCAL)
-                      : dlmopen(dw_lmid, lib_names[LIB_ELF],
-                                RTLD_NOW | RTLD_LOCAL);
+        void *h =
+            dw_lmid == LM_ID_BASE
+                ? dlopen(lib_names[LIB_ELF], RTLD_NOW | RTLD_LOCAL)
+                : dlmopen(dw_lmid, lib_names[LIB_ELF], RTLD_NOW | RTLD_LOCAL);
         if (h == NULL)
             cannot_load(LIB_ELF, dlerror());
         __atomic_store_n(&handles[LIB_ELF], h, __ATOMIC_RELEASE);
@@ -154,8 +153,8 @@ lazy_sym(enum lib lib, const char *name)
         void *h = dw_handle(lib);
         void *f = h != NULL ? dlsym(h, name) : NULL;
         if (h != NULL && f == NULL)
-            hp_log("%s has no %s: profiles cannot be written",
-                   lib_names[lib], name);
+            hp_log("%s has no %s: profiles cannot be written", lib_names[lib],
+                   name);
         return f;
     }
     void *h = __atomic_load_n(&handles[lib], __ATOMIC_ACQUIRE);
