@@ -72,3 +72,11 @@ hp_log(const char *fmt, ...)
     }
     errno = saved;
 }
+
+void
+hp_log_profile_oom(const char *what)
+{
+    static int logged;
+    if (!__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
+        hp_log("profile: out of memory %s", what);
+}

@@ -19,6 +19,11 @@ HP_HIDDEN void hp_log(const char *fmt, ...)
  */
 HP_HIDDEN void hp_log_capture(char *buf, size_t cap);
 
+/* One line per process for a profile that could not be built for want of
+ * memory, whichever stage (what) met it first: a host short of memory
+ * sees one line, not one per stage. */
+HP_HIDDEN void hp_log_profile_oom(const char *what);
+
 /* Like hp_log but at most once per process for the given flag. */
 #define hp_log_once(flag, ...)                                                 \
     do {                                                                       \

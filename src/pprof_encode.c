@@ -272,7 +272,7 @@ hp_pprof_encode(const struct hp_profile_data *d,
     if (rc == 0)
         rc = finish(&e, d, opts);
     if (rc == HEAPPROF_ENOMEM)
-        hp_log_once(encode_oom, "profile: out of memory while encoding");
+        hp_log_profile_oom("while encoding");
     hp_builder_free(&e.b);
     free(e.mflags);
     free(e.loc_map);

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "peak.h"
 #include "pprof_encode.h"
+#include "range.h"
 #include "sampler.h"
 #include "stats.h"
 
@@ -160,7 +161,7 @@ collect_all(struct hp_profile_data *out,
     return 0;
 oom:
     free(c.e);
-    hp_log_once(collect_oom, "profile: out of memory collecting buckets");
+    hp_log_profile_oom("collecting buckets");
     return HEAPPROF_ENOMEM;
 }
 
@@ -296,7 +297,7 @@ hp_profile_encode(const struct hp_profile_data *d, enum heapprof_profile which,
     /* Self-report, so that a reader can judge how far to trust the
      * numbers: sampling rate, samples lost to the budget, stacks folded
      * into the overflow bucket, and heapprof's own memory. */
-    char c[6][256];
+    char c[7][256];
     snprintf(c[0], sizeof(c[0]), "heapprof %d.%d.%d rate=%" PRIu64,
              HEAPPROF_VERSION_MAJOR, HEAPPROF_VERSION_MINOR,
              HEAPPROF_VERSION_PATCH, d->rate);
@@ -342,11 +343,17 @@ hp_profile_encode(const struct hp_profile_data *d, enum heapprof_profile which,
              " bytes %s (labels: %" PRIu64 " sets)",
              hp_peak_inuse_bytes(), hp_peak_highest_bytes(), peak_bytes, when,
              hp_labelsets_count());
-    const char *const comments[6] = {c[0], c[1], c[2], c[3], c[4], c[5]};
+    /* Sampled blocks of the malloc front live in the sample range: its
+     * pages are the host's blocks, except freed ones kept for reuse. */
+    snprintf(c[6], sizeof(c[6]),
+             "heapprof sample range: %" PRIu64 " bytes committed, %" PRIu64
+             " bytes of freed blocks kept resident",
+             hp_range_committed_bytes(), hp_range_cached_bytes());
+    const char *const comments[7] = {c[0], c[1], c[2], c[3], c[4], c[5], c[6]};
     struct hp_encode_opts o = {
         .which = which,
         .comments = comments,
-        .ncomments = 6,
+        .ncomments = sizeof(comments) / sizeof(comments[0]),
         .maps_path = NULL,
     };
     return hp_pprof_encode(d, &o, sink);

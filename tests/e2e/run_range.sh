@@ -17,9 +17,13 @@ jemalloc)
 *) echo "unknown way $how" >&2; exit 2 ;;
 esac
 err=$(mktemp)
-trap 'rm -f "$err"' EXIT
+snaps=$(mktemp -d)
+trap 'rm -rf "$err" "$snaps"' EXIT
 if [ -n "$rate" ]; then
-    out=$(env LD_PRELOAD="$preload" HEAPPROF_RATE=$rate "$workload" $args 2>"$err")
+    # an exit snapshot, whose comments report the range (checked below)
+    out=$(env LD_PRELOAD="$preload" HEAPPROF_RATE=$rate \
+        HEAPPROF_SNAPSHOT_DIR="$snaps" HEAPPROF_SNAPSHOT_AT_EXIT=1 \
+        "$workload" $args 2>"$err")
 else
     out=$(env -u HEAPPROF_RATE LD_PRELOAD="$preload" "$workload" $args 2>"$err")
 fi
@@ -29,5 +33,16 @@ if [ "$rc" -ne 0 ] || [ "$out" != ok ] || [ -s "$err" ]; then
     echo "stderr:"
     cat "$err"
     exit 1
+fi
+# The profile says how much of the range is committed and kept resident.
+if [ "$how" = glibc ] && command -v go >/dev/null 2>&1; then
+    snap=$(ls "$snaps"/*.pb.gz 2>/dev/null | head -n 1)
+    line=$(go tool pprof -comments "$snap" 2>&1 | grep 'heapprof sample range:')
+    case $line in
+    *"range: 0 bytes committed"* | "")
+        echo "FAIL [$how]: comments of $snap: ${line:-no sample range line}"
+        exit 1 ;;
+    esac
+    echo "$line"
 fi
 echo "ok [$how]"
