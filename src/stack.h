@@ -27,6 +27,15 @@ HP_HIDDEN int hp_stack_capture(uintptr_t *pcs, int max);
  * during such a walk on another thread would leave the child's first
  * unwind or walk waiting forever. Waits (yielding) while a fork is being
  * prepared. Returns what dl_iterate_phdr returns.
+ *
+ * For every walk that can run while another thread forks: the exporters'
+ * and front_attach's (heapprof_attach, its dlopen hook). Not for the two
+ * constructors' walks (front_gc's filter_own_data, front_preload's
+ * check_interposition): preloaded or linked in they run before main, with
+ * no other thread; in a library loaded with dlopen (heapprof attach) they
+ * run inside dlopen, which holds the loader's lock, and waiting here would
+ * deadlock against a fork whose later prepare handlers need that lock
+ * (dlsym). Their walk is a once-per-process window inside dlopen's own.
  */
 HP_HIDDEN int hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t,
                                               void *),
