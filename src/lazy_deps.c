@@ -8,32 +8,162 @@
  * use and forwards. The static library and the unit tests link the real
  * libraries instead and never see this file.
  */
+#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
+#include <link.h>
 #include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <zlib.h>
 
 #include "internal.h"
 #include "log.h"
+#include "symbolize.h"
 
 enum lib { LIB_DW, LIB_ELF, LIB_Z, LIB_PBC, LIB_COUNT };
 
 static const char *const lib_names[LIB_COUNT] = {
     "libdw.so.1", "libelf.so.1", "libz.so.1", "libprotobuf-c.so.1"};
 static void *handles[LIB_COUNT];
+static bool said[LIB_COUNT];
+
+/* One line per library, however often loading it is retried (each export
+ * retries: the address space may have room again). */
+static void
+cannot_load(enum lib lib, const char *err)
+{
+    if (!__atomic_exchange_n(&said[lib], true, __ATOMIC_RELAXED))
+        hp_log("cannot load %s (%s): %s until it loads", lib_names[lib],
+               err ? err : "?",
+               lib == LIB_DW || lib == LIB_ELF ? "profiles name no functions"
+                                               : "profiles cannot be written");
+}
+
+/*
+ * libdw and libelf live in a link-map namespace of their own (dlmopen),
+ * with their own copy of the C library, whose malloc is neither the
+ * host's, nor heapprof's, nor that of an allocator preloaded after
+ * heapprof. libdw does not check all its allocations: an allocator failing
+ * under it made the host crash (SIGSEGV in dwarf_getsrclines, the
+ * assertion in resize_coordinator, or exit(1) from libdw's out-of-memory
+ * handler). The namespace's C library allocates with mmap only, so only
+ * the address space running out reaches libdw, which the symbolizer's
+ * headroom probe catches first. dlmopen failing for want of memory is
+ * retried at the next use; failing for want of static TLS (no room for
+ * another C library's) loads libdw as the other libraries.
+ */
+static pthread_mutex_t dw_lock = PTHREAD_MUTEX_INITIALIZER;
+static Lmid_t dw_lmid = LM_ID_BASE;
+static void (*dw_free)(void *) = free;
+static FILE *(*dw_fdopen)(int, const char *) = fdopen;
+static int (*dw_fclose)(FILE *) = fclose;
+
+/* libdw into a new namespace, with its C library's functions; dw_lock. */
+static void *
+open_dw_namespace(void)
+{
+    void *dw = dlmopen(LM_ID_NEWLM, lib_names[LIB_DW], RTLD_NOW | RTLD_LOCAL);
+    if (dw == NULL) {
+        const char *err = dlerror();
+        if (err == NULL || strstr(err, "static TLS") == NULL) {
+            cannot_load(LIB_DW, err);
+            return NULL;
+        }
+        hp_log("%s loaded beside the program (%s): an allocator failing "
+               "under heapprof can crash symbolization",
+               lib_names[LIB_DW], err);
+        return dlopen(lib_names[LIB_DW], RTLD_NOW | RTLD_LOCAL);
+    }
+    void *fr = dlsym(dw, "free"), *fo = dlsym(dw, "fdopen"),
+         *fc = dlsym(dw, "fclose");
+    if (dlinfo(dw, RTLD_DI_LMID, &dw_lmid) != 0 || fr == NULL || fo == NULL ||
+        fc == NULL) {
+        hp_log("cannot load %s: its namespace has no C library",
+               lib_names[LIB_DW]);
+        return NULL; /* leaked: unloading a namespace is not worth it */
+    }
+    void (*f1)(void *);
+    FILE *(*f2)(int, const char *);
+    int (*f3)(FILE *);
+    *(void **)&f1 = fr;
+    *(void **)&f2 = fo;
+    *(void **)&f3 = fc;
+    __atomic_store_n(&dw_free, f1, __ATOMIC_RELEASE);
+    __atomic_store_n(&dw_fdopen, f2, __ATOMIC_RELEASE);
+    __atomic_store_n(&dw_fclose, f3, __ATOMIC_RELEASE);
+    return dw;
+}
+
+/* The handle of libdw or libelf (same namespace), loading it if need be. */
+static void *
+dw_handle(enum lib lib)
+{
+    pthread_mutex_lock(&dw_lock);
+    if (handles[LIB_DW] == NULL)
+        __atomic_store_n(&handles[LIB_DW], open_dw_namespace(),
+                         __ATOMIC_RELEASE);
+    if (lib == LIB_ELF && handles[LIB_DW] != NULL && handles[LIB_ELF] == NULL) {
+        void *h =
+            dw_lmid == LM_ID_BASE
+                ? dlopen(lib_names[LIB_ELF], RTLD_NOW | RTLD_LOCAL)
+                : dlmopen(dw_lmid, lib_names[LIB_ELF], RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL)
+            cannot_load(LIB_ELF, dlerror());
+        __atomic_store_n(&handles[LIB_ELF], h, __ATOMIC_RELEASE);
+    }
+    void *h = handles[lib];
+    pthread_mutex_unlock(&dw_lock);
+    return h;
+}
+
+/* Only ever given what libdw allocated, or a stream for it: libdw is
+ * loaded by then. */
+void
+hp_dw_free(void *p)
+{
+    void (*f)(void *) = __atomic_load_n(&dw_free, __ATOMIC_ACQUIRE);
+    f(p);
+}
+
+FILE *
+hp_dw_fdopen(int fd, const char *mode)
+{
+    if (dw_handle(LIB_DW) == NULL)
+        return NULL;
+    FILE *(*open_fn)(int, const char *) =
+        __atomic_load_n(&dw_fdopen, __ATOMIC_ACQUIRE);
+    return open_fn(fd, mode);
+}
+
+int
+hp_dw_fclose(FILE *f)
+{
+    int (*close_fn)(FILE *) = __atomic_load_n(&dw_fclose, __ATOMIC_ACQUIRE);
+    return close_fn(f);
+}
 
 static void *
 lazy_sym(enum lib lib, const char *name)
 {
+    if (lib == LIB_DW || lib == LIB_ELF) {
+        void *h = dw_handle(lib);
+        void *f = h != NULL ? dlsym(h, name) : NULL;
+        if (h != NULL && f == NULL)
+            hp_log("%s has no %s: profiles cannot be written", lib_names[lib],
+                   name);
+        return f;
+    }
     void *h = __atomic_load_n(&handles[lib], __ATOMIC_ACQUIRE);
     if (h == NULL) {
         /* Racing threads may both dlopen: the loader counts references
          * and returns the same handle, so the loser's is harmless. */
         h = dlopen(lib_names[lib], RTLD_NOW | RTLD_LOCAL);
         if (h == NULL) {
-            hp_log("cannot load %s (%s): profiles cannot be written",
-                   lib_names[lib], dlerror());
+            cannot_load(lib, dlerror());
             return NULL;
         }
         __atomic_store_n(&handles[lib], h, __ATOMIC_RELEASE);

@@ -64,6 +64,33 @@ static struct symstate *st;
  * quiet about a deliberate leak. */
 static struct symstate *orphans;
 
+/* ------------------------------------------------------------- libc */
+
+/*
+ * The C library libdw allocates from, for what crosses between it and us:
+ * the array dwarf_getscopes returns and the stream libdw reads the module
+ * list from. Here the process's own; the shared library loads libdw into
+ * a namespace of its own with its own C library and overrides these
+ * (lazy_deps.c).
+ */
+__attribute__((weak)) void
+hp_dw_free(void *p)
+{
+    free(p);
+}
+
+__attribute__((weak)) FILE *
+hp_dw_fdopen(int fd, const char *mode)
+{
+    return fdopen(fd, mode);
+}
+
+__attribute__((weak)) int
+hp_dw_fclose(FILE *f)
+{
+    return fclose(f);
+}
+
 /* ------------------------------------------------------------- strings */
 
 static bool
@@ -170,11 +197,16 @@ static const Dwfl_Callbacks proc_callbacks = {
 static int
 report_modules(Dwfl *dwfl)
 {
-    FILE *f = fopen("/proc/self/maps", "re");
-    if (f == NULL)
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return errno;
+    FILE *f = hp_dw_fdopen(fd, "r");
+    if (f == NULL) {
+        close(fd);
+        return ENOMEM;
+    }
     int rc = dwfl_linux_proc_maps_report(dwfl, f);
-    fclose(f);
+    hp_dw_fclose(f);
     return rc;
 }
 
@@ -512,7 +544,7 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
         int ns = dwarf_getscopes(cu, addr - dbias, &scopes);
         if (ns > 0) {
             Dwarf_Die inner = scopes[0];
-            free(scopes);
+            hp_dw_free(scopes);
             scopes = NULL;
             ns = dwarf_getscopes_die(&inner, &scopes);
         }
@@ -539,7 +571,7 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
                 break;
             }
         }
-        free(scopes);
+        hp_dw_free(scopes);
         if (!physical)
             n = 0; /* inconsistent scopes: fall back to the symbol table */
     }

@@ -7,6 +7,8 @@
 #ifndef HP_SYMBOLIZE_H
 #define HP_SYMBOLIZE_H
 
+#include <stdio.h>
+
 #include "internal.h"
 
 /* One source-level frame at an address; several when code was inlined. */
@@ -62,6 +64,16 @@ HP_HIDDEN int hp_symbolize_name(uintptr_t addr, char *buf, size_t cap);
  * a library loaded with dlopen and aborts the process if it cannot.
  */
 HP_HIDDEN void hp_symbolize_thread_init(void);
+
+/*
+ * The C library that libdw allocates from (for the memory and streams
+ * passing between libdw and the symbolizer). Weak definitions in
+ * symbolize.c use the process's; the shared library's lazy_deps.c defines
+ * them as the C library of libdw's own namespace.
+ */
+HP_HIDDEN void hp_dw_free(void *p);
+HP_HIDDEN FILE *hp_dw_fdopen(int fd, const char *mode);
+HP_HIDDEN int hp_dw_fclose(FILE *f);
 
 /*
  * Fork child: re-initialise the lock and forget (leak) the parent's state,
