@@ -213,6 +213,7 @@ agent_main(void *arg)
     (void)arg;
     /* Fenced for life: nothing this thread allocates is the host's. */
     hp_fence_enter();
+    pthread_setname_np(pthread_self(), "heapprof-tree");
     while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
         struct pollfd p = {sock, POLLIN, 0};
         int rc = poll(&p, 1, watch != WATCH_NONE ? WATCH_MS : -1);
@@ -259,7 +260,8 @@ launch(void)
         sock = -1;
         return;
     }
-    if (hp_thread_start(agent_main, NULL, "heapprof-tree") != 0) {
+    /* Named by itself: a fork child's own thread pays no /proc file. */
+    if (hp_thread_start(agent_main, NULL, NULL) != 0) {
         close(sock);
         sock = -1;
         return;

@@ -3,10 +3,11 @@
  * HEAPPROF_HTTP, one thread (all signals blocked) that answers the owner
  * of the listener on an abstract unix socket named from its pid, so the
  * owner can merge this process's profiles into its own. It is started at
- * start-up and, in a fork child, by the child's first malloc-family call
- * after the fork (sampled or not), so a child that is idle after its
- * start (an idle backend) is still seen. Peers must be root or this
- * process's user (SO_PEERCRED).
+ * start-up and, in a fork child, as soon as fork returns there (heapprof's
+ * fork, front_fork.c), so a child that never allocates after the fork (an
+ * idle backend) is still seen; a child made another way starts it at its
+ * first malloc-family call. Peers must be root or this process's user
+ * (SO_PEERCRED).
  *
  * It also takes the HEAPPROF_HTTP address over when the process that held
  * it is gone: a fork child whose parent exits (a daemonizing server), or a
@@ -33,15 +34,18 @@ HP_HIDDEN void hp_agent_stop(void);
 
 /*
  * Fork child (atfork handler): forget the parent's agent; if there was
- * one, this process's own starts at the restart (hp_agent_restart), which
- * the child's next malloc-family call runs (the handler makes that call
- * take the sampler's slow path, see hp_sampler_revisit). Not in the
- * handler: a thread in every child made each fork cost a thread's
- * creation and, at exit, waiting for it to be scheduled and die (3 to
- * 15 ms per fork on a loaded 2-core VM). A child that exits or execs
- * without allocating never pays it. Logs nothing, creates nothing.
+ * one, this process's own starts at hp_agent_restart, which heapprof's
+ * fork calls once the real fork returns in the child (every atfork
+ * handler has run), or else the child's next malloc-family call (the
+ * handler makes that call take the sampler's slow path, see
+ * hp_sampler_revisit). Not in the handler: creating a thread allocates,
+ * and an allocator whose own handler runs after heapprof's still holds
+ * its locks there. Logs nothing, creates nothing.
  */
 HP_HIDDEN void hp_agent_postfork_child(void);
+/* Start the agent a fork child wants (hp_agent_postfork_child), once;
+ * nothing otherwise. Binds the socket before the thread runs, so the
+ * owner's connections wait in its backlog from the moment it returns. */
 HP_HIDDEN void hp_agent_restart(void);
 
 #endif

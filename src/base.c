@@ -50,7 +50,7 @@ hp_thread_start(void *(*fn)(void *), void *arg, const char *name)
     int rc = pthread_create(&t, &attr, fn, arg);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0)
+    if (rc == 0 && name != NULL)
         pthread_setname_np(t, name);
     return rc;
 }

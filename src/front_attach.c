@@ -24,6 +24,7 @@
 #include "heapprof.h"
 #include "internal.h"
 #include "log.h"
+#include "stack.h"
 
 #if defined(__linux__) && UINTPTR_MAX == UINT64_MAX &&                         \
     (defined(__x86_64__) || defined(__aarch64__))
@@ -413,7 +414,9 @@ scan_all(struct scan *s, enum scan_mode mode, bool only_if_changed)
     s->self_pc = (uintptr_t)&heapprof_attach;
     s->ldso = (uintptr_t)getauxval(AT_BASE);
     s->vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
-    dl_iterate_phdr(scan_object, s);
+    /* Gated (stack.h): heapprof_attach and the dlopen hook run on any
+     * thread while another may fork. */
+    hp_stack_phdr_iterate(scan_object, s);
     if (mode == SCAN_ATTACH && s->index > 0)
         last_adds = s->adds;
 }

@@ -465,6 +465,7 @@ filter_own_data(void)
     memset(&d, 0, sizeof d);
     d.probe = (uintptr_t)&chunks;
     hp_fence_enter();
+    /* Not through the fork gate: a constructor's walk (stack.h says why). */
     dl_iterate_phdr(find_own_data, &d);
     hp_fence_exit();
     if (d.n == 0 || d.is_main)

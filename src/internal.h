@@ -103,7 +103,8 @@ HP_HIDDEN uint64_t hp_now_wall_ns(void);
 /*
  * Start fn(arg) on a detached thread named name (at most 15 characters)
  * with every signal blocked, so it takes none meant for the host. 0, or
- * pthread_create's error.
+ * pthread_create's error. name NULL: the thread names itself (one prctl
+ * in the thread, not /proc's file opened by the caller).
  */
 HP_HIDDEN int hp_thread_start(void *(*fn)(void *), void *arg, const char *name);
 

@@ -22,6 +22,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "stack.h"
 #include "symbolize.h"
 
 enum lib { LIB_DW, LIB_ELF, LIB_Z, LIB_PBC, LIB_COUNT };
@@ -132,7 +133,10 @@ hp_dw_free(void *p)
 FILE *
 hp_dw_fdopen(int fd, const char *mode)
 {
-    if (dw_handle(LIB_DW) == NULL)
+    hp_stack_gate_enter();
+    void *dw = dw_handle(LIB_DW);
+    hp_stack_gate_exit();
+    if (dw == NULL)
         return NULL;
     FILE *(*open_fn)(int, const char *) =
         __atomic_load_n(&dw_fdopen, __ATOMIC_ACQUIRE);
@@ -147,7 +151,7 @@ hp_dw_fclose(FILE *f)
 }
 
 static void *
-lazy_sym(enum lib lib, const char *name)
+load_sym(enum lib lib, const char *name)
 {
     if (lib == LIB_DW || lib == LIB_ELF) {
         void *h = dw_handle(lib);
@@ -172,6 +176,16 @@ lazy_sym(enum lib lib, const char *name)
     if (f == NULL)
         hp_log("%s has no %s: profiles cannot be written", lib_names[lib],
                name);
+    return f;
+}
+
+/* Loading takes the loader's lock (and dw_lock): never across a fork. */
+static void *
+lazy_sym(enum lib lib, const char *name)
+{
+    hp_stack_gate_enter();
+    void *f = load_sym(lib, name);
+    hp_stack_gate_exit();
     return f;
 }
 

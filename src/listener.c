@@ -32,6 +32,7 @@
 #include "heapprof.h"
 #include "http.h"
 #include "log.h"
+#include "stack.h"
 #include "symbolize.h"
 #include "tree.h"
 
@@ -596,7 +597,11 @@ listener_main(void *arg)
     /* Fenced for life: nothing this thread allocates is the host's. */
     hp_fence_enter();
     hp_symbolize_thread_init();
-    if (load_mhd() != 0)
+    /* dlopen beside the host's forks: inside the fork gate (stack.h). */
+    hp_stack_gate_enter();
+    int loaded = load_mhd();
+    hp_stack_gate_exit();
+    if (loaded != 0)
         goto fail;
     struct MHD_Daemon *d =
         mhd.start(HP_MHD_USE_EPOLL | HP_MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,

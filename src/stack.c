@@ -78,21 +78,35 @@ hp_stack_capture(uintptr_t *pcs, int max)
     return n;
 }
 
-int
-hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t, void *),
-                      void *data)
+void
+hp_stack_gate_enter(void)
 {
-    for (;;) {
+    /* Nested (a gated load that walks the objects): already counted, and
+     * waiting here would make a fork's prepare wait for this thread. */
+    for (bool nested = capturing > 0;;) {
         __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
-        if (!__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST))
+        if (nested || !__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST))
             break;
         __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
         sched_yield();
     }
     capturing++;
-    int rc = dl_iterate_phdr(cb, data);
+}
+
+void
+hp_stack_gate_exit(void)
+{
     capturing--;
     __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+}
+
+int
+hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t, void *),
+                      void *data)
+{
+    hp_stack_gate_enter();
+    int rc = dl_iterate_phdr(cb, data);
+    hp_stack_gate_exit();
     return rc;
 }
 

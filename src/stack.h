@@ -21,12 +21,33 @@ HP_HIDDEN int hp_stack_capture(uintptr_t *pcs, int max);
 /* Returns -1 instead while a fork is being prepared (see stack.c). */
 
 /*
+ * The same fork gate around other work of heapprof's own threads that
+ * takes the loader's lock (dlopen, dlmopen, dlsym: loading libdw or
+ * libmicrohttpd) or a lock of heapprof's held across it: the gate's
+ * enter waits (yielding) while a fork is being prepared, and a fork's
+ * prepare waits for the work to leave. Without it, a fork while the
+ * listener thread loads libdw left children whose first export waited
+ * forever on the loader's lock (e2e.tree.idle, 1 run in 25 under load).
+ */
+HP_HIDDEN void hp_stack_gate_enter(void);
+HP_HIDDEN void hp_stack_gate_exit(void);
+
+/*
  * dl_iterate_phdr(cb, data) inside the same fork gate, for heapprof's own
  * walks of the loaded objects (maps, symbolizer, dlclose tracking): glibc
  * does not reset the lock dl_iterate_phdr holds in a fork child, so a fork
  * during such a walk on another thread would leave the child's first
  * unwind or walk waiting forever. Waits (yielding) while a fork is being
  * prepared. Returns what dl_iterate_phdr returns.
+ *
+ * For every walk that can run while another thread forks: the exporters'
+ * and front_attach's (heapprof_attach, its dlopen hook). Not for the two
+ * constructors' walks (front_gc's filter_own_data, front_preload's
+ * check_interposition): preloaded or linked in they run before main, with
+ * no other thread; in a library loaded with dlopen (heapprof attach) they
+ * run inside dlopen, which holds the loader's lock, and waiting here would
+ * deadlock against a fork whose later prepare handlers need that lock
+ * (dlsym). Their walk is a once-per-process window inside dlopen's own.
  */
 HP_HIDDEN int hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t,
                                               void *),

@@ -665,9 +665,13 @@ hp_symbolize_begin(void)
 void
 hp_symbolize_thread_init(void)
 {
+    /* Loads libdw and allocates its thread-local state: inside the fork
+     * gate (stack.h), as the calling thread runs beside the host's forks. */
+    hp_stack_gate_enter();
     (void)elf_errno();
     (void)dwarf_errno();
     (void)dwfl_errno();
+    hp_stack_gate_exit();
 }
 
 void

@@ -13,7 +13,11 @@
  * A child still running after 3 s is killed and counted as hung, so a
  * deadlock shows as a count in the output instead of a test timeout.
  *
- * usage: hostile_fork_during_export WORKDIR
+ * With LIBHEAPPROF (a path), the program loads heapprof itself with
+ * dlopen and the thread attaches and detaches without pause instead
+ * (heapprof_attach's walk of the loaded objects, not an export's).
+ *
+ * usage: hostile_fork_during_export WORKDIR [LIBHEAPPROF]
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -30,6 +34,7 @@
 
 static volatile int stop;
 static char path[4096];
+static int (*attach)(void), (*detach)(void);
 
 static void *
 exporter(void *arg)
@@ -38,7 +43,10 @@ exporter(void *arg)
         (int (*)(const char *, int))dlsym(RTLD_DEFAULT, "heapprof_write_path");
     (void)arg;
     while (!stop) {
-        if (write_path != NULL)
+        if (attach != NULL) {
+            (void)attach();
+            (void)detach();
+        } else if (write_path != NULL)
             (void)write_path(path, 0);
         else
             sched_yield();
@@ -75,9 +83,22 @@ child_done(pid_t pid)
 int
 main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s WORKDIR\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s WORKDIR [LIBHEAPPROF]\n", argv[0]);
         return 2;
+    }
+    if (argc == 3) {
+        void *h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL) {
+            fprintf(stderr, "dlopen: %s\n", dlerror());
+            return 1;
+        }
+        *(void **)&attach = dlsym(h, "heapprof_attach");
+        *(void **)&detach = dlsym(h, "heapprof_detach");
+        if (attach == NULL || detach == NULL || attach() != 0) {
+            fprintf(stderr, "heapprof_attach failed\n");
+            return 1;
+        }
     }
     snprintf(path, sizeof path, "%s/profile.pb.gz", argv[1]);
     pthread_t t;

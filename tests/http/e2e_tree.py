@@ -11,6 +11,9 @@ Modes (one ctest each):
              parent's endpoint serves all nine processes' heap, allocs and
              delta_heap, samples labelled pid; ?pid=N one of them (also
              debug=1 text); a seconds=N delta over the tree; bad pids.
+  idle       the same tree whose workers never call malloc after the fork
+             (write and pause only): each is in the parent's merged heap
+             under its pid (it holds the parent's blocks) all the same.
   kill9      the same tree with one worker stopped (SIGSTOP, so it cannot
              answer) and then killed with -9 mid-request: the request ends
              at once with the others, a stuck worker costs at most the
@@ -180,12 +183,13 @@ def check_site(prof, pid, site, want, label, t="inuse_space"):
         fail(msg)
 
 
-def start_prefork(a, workers=8):
+def start_prefork(a, workers=8, idle=False):
     info_path = os.path.join(a.workdir, "tree.json")
     port = h.free_port()
     env = h.clean_env({"LD_PRELOAD": a.preload, "HEAPPROF_RATE": "4096",
                        "HEAPPROF_HTTP": "127.0.0.1:%d" % port})
-    srv = h.Server([a.workload, info_path, str(workers)], env,
+    srv = h.Server([a.workload, info_path, str(workers)] +
+                   (["idle"] if idle else []), env,
                    os.path.join(a.workdir, "log"))
     h.wait_file(info_path, srv)
     info = json.load(open(info_path))
@@ -256,6 +260,36 @@ def mode_prefork(a):
                 fail("?%s: %d, want %d (%r)" % (q, st, want, body[:100]))
             else:
                 note("ok   ?%s: %d %s" % (q, st, body.decode().strip()))
+        lines = [l for l in srv.output().splitlines() if "heapprof" in l]
+        if lines:
+            fail("the tree logged: %r" % lines)
+    finally:
+        stop_tree(srv, info)
+
+
+def mode_idle(a):
+    srv, info = None, None
+    try:
+        srv, info, base = start_prefork(a, workers=4, idle=True)
+        parent, workers = info["pid"], info["workers"]
+        # No worker allocates after the fork, ever: waiting cannot help it
+        # join, only a slow machine's agents be accepted late. Each request
+        # waits for every answer up to the owner's own 5 s deadline.
+        deadline = time.time() + 30
+        while True:
+            prof = h.fetch(base + "/debug/pprof/heap", label="tree heap")
+            if prof is None:
+                return
+            pids = {pid_of(l) for l in prof.labels}
+            if pids == set([parent] + workers) or time.time() > deadline:
+                break
+        if pids != set([parent] + workers):
+            fail("idle workers: pids %s in the merged heap, want %s" %
+                 (sorted(p or 0 for p in pids), sorted([parent] + workers)))
+        else:
+            note("ok   4 workers idle since the fork: all in the merged heap")
+            for w in workers:
+                check_site(prof, w, "parent_site", 4 * MIB, "idle worker")
         lines = [l for l in srv.output().splitlines() if "heapprof" in l]
         if lines:
             fail("the tree logged: %r" % lines)
@@ -477,7 +511,7 @@ def mode_chain(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["privdrop", "memcached", "prefork",
+    ap.add_argument("mode", choices=["privdrop", "memcached", "prefork", "idle",
                                      "kill9", "postgres", "chain"])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--preload", required=True)

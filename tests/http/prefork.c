@@ -3,7 +3,9 @@
  * allocates at parent_site, forks N workers (argv[2]) that each allocate
  * at worker_site and then wait without allocating again (an idle worker
  * must still be seen), and writes {"pid": P, "workers": [...]} to argv[1]
- * once every worker is ready. The test stops them by pid.
+ * once every worker is ready. The test stops them by pid. With a third
+ * argument "idle" the workers never call malloc after the fork at all
+ * (write and pause only): heapprof must see them without it.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -38,8 +40,9 @@ worker_site(void)
 int
 main(int argc, char **argv)
 {
-    if (argc != 3)
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "idle") == 0))
         return 2;
+    int idle = argc == 4;
     int n = atoi(argv[2]);
     if (n < 1 || n > 64)
         return 2;
@@ -54,7 +57,8 @@ main(int argc, char **argv)
             return 1;
         if (workers[i] == 0) {
             close(ready[0]);
-            worker_site();
+            if (!idle)
+                worker_site();
             if (write(ready[1], "x", 1) != 1)
                 _exit(1);
             for (;;)

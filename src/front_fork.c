@@ -1,0 +1,62 @@
+/*
+ * fork, interposed (LD_PRELOAD or -lheapprof): the child's tree agent
+ * (agent.h) starts as soon as the real fork returns in the child, so a
+ * child that never allocates after the fork (an idle backend, a pre-fork
+ * worker waiting for work) is still answered. Not from the atfork child
+ * handler: an allocator registered after heapprof (jemalloc preloaded
+ * behind it) has not reset its locks when heapprof's handler runs, and a
+ * thread's creation allocates; here every handler has run. A child made
+ * without this fork (glibc's daemon(), a raw clone, heapprof loaded with
+ * dlopen) starts its agent at its first allocation instead.
+ */
+#define _GNU_SOURCE /* RTLD_NEXT */
+#include <dlfcn.h>
+#include <errno.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "internal.h"
+#include "log.h"
+
+#define HP_EXPORT __attribute__((visibility("default")))
+
+static pid_t (*next_fork)(void);
+
+/* dlsym may allocate: resolved fenced, before the program runs. */
+static pid_t (*resolve(void))(void)
+{
+    pid_t (*f)(void) = __atomic_load_n(&next_fork, __ATOMIC_ACQUIRE);
+    if (f != NULL)
+        return f;
+    hp_fence_enter();
+    *(void **)&f = dlsym(RTLD_NEXT, "fork");
+    hp_fence_exit();
+    if (f != NULL)
+        __atomic_store_n(&next_fork, f, __ATOMIC_RELEASE);
+    return f;
+}
+
+__attribute__((constructor(103))) static void
+fork_front_init(void)
+{
+    resolve();
+}
+
+HP_EXPORT pid_t
+fork(void)
+{
+    pid_t (*real)(void) = resolve();
+    if (real == NULL) {
+        hp_log_once(no_next_fork, "fork: the next definition cannot be "
+                                  "found; the call fails");
+        errno = ENOSYS;
+        return -1;
+    }
+    pid_t pid = real();
+    if (pid == 0) {
+        int saved = errno;
+        hp_agent_restart();
+        errno = saved;
+    }
+    return pid;
+}
