@@ -63,7 +63,7 @@ cmake --build "$BUILD" -j2 --target heapprof alloc_bench sampled_path_bench expo
 # it is installed (with libheapprof.so next to it) into a temporary prefix.
 NGX_MODULE=
 if [ "${NO_SERVERS:-0}" != 1 ] && [ -x /usr/sbin/nginx ] && command -v wrk >/dev/null &&
-    cmake --build "$BUILD" -j2 --target heapprof_static ngx_http_heapprof_module >/dev/null 2>&1; then
+    cmake --build "$BUILD" -j2 --target heapprof_static heapprof_changelog ngx_http_heapprof_module >/dev/null 2>&1; then
     rm -rf "$BUILD/prefix"
     # (cmake --install installs everything: libheapprof.a too, hence heapprof_static.)
     if cmake --install "$BUILD" --prefix "$BUILD/prefix" >"$BUILD/install.log" 2>&1; then
