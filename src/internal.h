@@ -39,6 +39,9 @@ struct hp_thread {
                                    handler's free must not re-enter it) */
     int range_locked;           /* holding, or taking, the sample range's
                                    lock (range.c) */
+    uint32_t altstack_seen;     /* record.c: the change count when this */
+    uintptr_t altstack_lo;      /* thread's alternate signal stack was */
+    uintptr_t altstack_hi;      /* [lo, hi), 0 = none, last read */
 };
 
 extern __thread struct hp_thread hp_tls

@@ -24,20 +24,47 @@
  * a return address it has not cached and reads the unwind tables. */
 #define SAMPLE_STACK_NEED (16 * 1024)
 
+/* Changes of alternate stacks seen (front_signal.c), from 1 so that a new
+ * thread's zeroed cache is stale; 0 while changes may go unseen. */
+static uint32_t altstack_changes;
+
+void
+hp_record_altstack_changed(void)
+{
+    __atomic_fetch_add(&altstack_changes, 1, __ATOMIC_RELEASE);
+}
+
+void
+hp_record_altstack_tracked(void)
+{
+    __atomic_store_n(&altstack_changes, 1, __ATOMIC_RELEASE);
+}
+
 /*
  * True on an alternate signal stack with less than SAMPLE_STACK_NEED left:
  * a handler that allocates on a SIGSTKSZ stack would overflow it (and, if
- * that stack was malloc'ed, the heap below it). One syscall, on the
+ * that stack was malloc'ed, the heap below it). Where the thread's stack is
+ * is read with sigaltstack and kept until the program changes one; on the
  * sampled path only; inlined so that it costs no frame of its own.
  */
 static inline __attribute__((always_inline)) bool
 on_small_altstack(void)
 {
-    stack_t ss;
-    if (sigaltstack(NULL, &ss) != 0 || (ss.ss_flags & SS_ONSTACK) == 0)
-        return false;
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    return sp < (uintptr_t)ss.ss_sp + SAMPLE_STACK_NEED;
+    uint32_t changes = __atomic_load_n(&altstack_changes, __ATOMIC_ACQUIRE);
+    if (changes == 0 || hp_tls.altstack_seen != changes) {
+        stack_t ss;
+        if (sigaltstack(NULL, &ss) != 0)
+            return false;
+        /* Disabled, or disarmed while a handler runs on it (SS_AUTODISARM):
+         * the kernel no longer says where; it is not used by this sample. */
+        bool none = (ss.ss_flags & SS_DISABLE) != 0;
+        hp_tls.altstack_lo = none ? 0 : (uintptr_t)ss.ss_sp;
+        hp_tls.altstack_hi = none ? 0 : (uintptr_t)ss.ss_sp + ss.ss_size;
+        hp_tls.altstack_seen = changes;
+    }
+    return sp >= hp_tls.altstack_lo && sp < hp_tls.altstack_hi &&
+           sp < hp_tls.altstack_lo + SAMPLE_STACK_NEED;
 }
 
 /*

@@ -32,6 +32,11 @@ HP_HIDDEN bool hp_record_take_slow(void *ptr, struct hp_live_rec *out);
 /* Account a taken record as freed, or put it back. */
 HP_HIDDEN void hp_record_commit_free(const struct hp_live_rec *rec);
 HP_HIDDEN void hp_record_restore(const struct hp_live_rec *rec);
+/* The program changed a thread's alternate signal stack (front_signal.c);
+ * and, once, that every such change is seen, so the place of each thread's
+ * alternate stack can be kept until the next one. Async-signal-safe. */
+HP_HIDDEN void hp_record_altstack_changed(void);
+HP_HIDDEN void hp_record_altstack_tracked(void);
 /* In a fork child: frees the frame buffers that threads which do not exist
  * there held. */
 HP_HIDDEN void hp_record_postfork_child(void);
