@@ -4,15 +4,18 @@
  * value must parse); a bad value is reported once and the previous value
  * (the default) is kept. Nothing here allocates: env is scanned in place.
  */
+#define _GNU_SOURCE /* memmem */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/auxv.h>
+#include <unistd.h>
 
 #include "ialloc.h"
 #include "log.h"
@@ -352,6 +355,106 @@ find_option(const char *name, size_t len)
     return NULL;
 }
 
+/*
+ * Lines about the environment a process started with are its tree's to
+ * say once: a child exec'd by a process that runs heapprof with the same
+ * entry (a launcher's shell script, a pyenv shim: dozens of processes)
+ * stays quiet about it, as its parent said it. Read from the parent's
+ * /proc files into a stack buffer: no allocation, at start-up only, and
+ * only for an entry that has something to say.
+ */
+static bool reading_start_env; /* hp_ensure_configured's reading */
+static const char *current_entry;
+
+static bool parent_said(const char *kv);
+
+static void __attribute__((format(printf, 1, 2)))
+config_warn(const char *fmt, ...)
+{
+    if (reading_start_env && current_entry != NULL &&
+        parent_said(current_entry))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    hp_vlog(fmt, ap);
+    va_end(ap);
+}
+
+/* Reads /proc/PPID/<file> in chunks; fn sees each with the offset of its
+ * first byte and returns true to stop. False if it cannot be read. */
+static bool
+scan_parent_file(const char *file, bool (*fn)(const char *, size_t, void *),
+                 void *ctx)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%ld/%s", (long)getppid(), file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n;
+    bool stopped = false;
+    while (!stopped && (n = read(fd, buf, sizeof buf)) > 0)
+        stopped = fn(buf, (size_t)n, ctx);
+    close(fd);
+    return stopped;
+}
+
+/* Streaming matchers: a whole environment entry; a library's name in the
+ * maps (the tail of the previous chunk is kept for a name cut in two). */
+struct entry_match {
+    const char *want;
+    size_t len, at; /* at: bytes of want matched in this entry, or > len */
+};
+
+static bool
+match_entry(const char *p, size_t n, void *ctx)
+{
+    struct entry_match *m = ctx;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\0') {
+            if (m->at == m->len)
+                return true;
+            m->at = 0;
+        } else if (m->at < m->len && p[i] == m->want[m->at])
+            m->at++;
+        else
+            m->at = m->len + 1;
+    }
+    return false;
+}
+
+#define LIB_NAME "libheapprof."
+struct name_match {
+    char tail[sizeof LIB_NAME];
+    size_t kept;
+};
+
+static bool
+match_name(const char *p, size_t n, void *ctx)
+{
+    struct name_match *m = ctx;
+    char joined[2 * sizeof LIB_NAME];
+    size_t head = n < sizeof LIB_NAME - 1 ? n : sizeof LIB_NAME - 1;
+    memcpy(joined, m->tail, m->kept);
+    memcpy(joined + m->kept, p, head);
+    if (memmem(joined, m->kept + head, LIB_NAME, sizeof LIB_NAME - 1) ||
+        memmem(p, n, LIB_NAME, sizeof LIB_NAME - 1))
+        return true;
+    m->kept = n < sizeof LIB_NAME - 1 ? n : sizeof LIB_NAME - 1;
+    memcpy(m->tail, p + n - m->kept, m->kept);
+    return false;
+}
+
+/* The parent runs heapprof and started with the same entry kv. */
+static bool
+parent_said(const char *kv)
+{
+    struct entry_match e = {kv, strlen(kv), 0};
+    struct name_match lib = {{0}, 0};
+    return scan_parent_file("environ", match_entry, &e) &&
+           scan_parent_file("maps", match_name, &lib);
+}
+
 static int
 apply_one(struct hp_settings *s, const struct opt *o, const char *value)
 {
@@ -368,12 +471,12 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
          * least there is, not the default. */
         if (hp_parse_u64(value, 0, o->min, true, &v, &why) == 0) {
             *(uint64_t *)(void *)field = o->min;
-            hp_log("%s='%s' is below the minimum; using %llu", o->name, value,
-                   (unsigned long long)o->min);
+            config_warn("%s='%s' is below the minimum; using %llu", o->name,
+                        value, (unsigned long long)o->min);
             return -1;
         }
-        hp_log("%s='%s' ignored: %s; keeping %llu", o->name, value, why,
-               (unsigned long long)*(uint64_t *)(void *)field);
+        config_warn("%s='%s' ignored: %s; keeping %llu", o->name, value, why,
+                    (unsigned long long)*(uint64_t *)(void *)field);
         return -1;
     }
     case OPT_UINT: {
@@ -382,9 +485,9 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
             *(unsigned *)(void *)field = (unsigned)v;
             return 0;
         }
-        hp_log("%s='%s' ignored: %s (%llu..%llu); keeping %u", o->name, value,
-               why, (unsigned long long)o->min, (unsigned long long)o->max,
-               *(unsigned *)(void *)field);
+        config_warn("%s='%s' ignored: %s (%llu..%llu); keeping %u", o->name,
+                    value, why, (unsigned long long)o->min,
+                    (unsigned long long)o->max, *(unsigned *)(void *)field);
         return -1;
     }
     case OPT_ADDR:
@@ -392,7 +495,8 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
             snprintf(field, HP_ADDR_MAX, "%s", value);
             return 0;
         }
-        hp_log("%s='%s' ignored: %s; no listener started", o->name, value, why);
+        config_warn("%s='%s' ignored: %s; no listener started", o->name, value,
+                    why);
         return -1;
     case OPT_PATH: {
         size_t cap = o->max != 0 ? (size_t)o->max : HP_PATH_MAX;
@@ -400,8 +504,8 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
             snprintf(field, cap, "%s", value);
             return 0;
         }
-        hp_log("%s='%s' ignored: %s", o->name, value,
-               value[0] ? "too long" : "empty value");
+        config_warn("%s='%s' ignored: %s", o->name, value,
+                    value[0] ? "too long" : "empty value");
         return -1;
     }
     case OPT_MODE: {
@@ -413,21 +517,22 @@ apply_one(struct hp_settings *s, const struct opt *o, const char *value)
             *(unsigned *)(void *)field = (unsigned)v;
             return 0;
         }
-        hp_log("%s='%s' ignored: not an octal mode (0000..0777); keeping "
-               "%04o",
-               o->name, value, *(unsigned *)(void *)field);
+        config_warn("%s='%s' ignored: not an octal mode (0000..0777); keeping "
+                    "%04o",
+                    o->name, value, *(unsigned *)(void *)field);
         return -1;
     }
     case OPT_BOOL:
         if (hp_parse_bool(value, (bool *)(void *)field, &why) == 0)
             return 0;
-        hp_log("%s='%s' ignored: %s; keeping %s", o->name, value, why,
-               *(bool *)(void *)field ? "on" : "off");
+        config_warn("%s='%s' ignored: %s; keeping %s", o->name, value, why,
+                    *(bool *)(void *)field ? "on" : "off");
         return -1;
     case OPT_SIGNAL:
         if (hp_parse_signal(value, (int *)(void *)field, &why) == 0)
             return 0;
-        hp_log("%s='%s' ignored: %s; no snapshot signal", o->name, value, why);
+        config_warn("%s='%s' ignored: %s; no snapshot signal", o->name, value,
+                    why);
         return -1;
     }
     return -1;
@@ -470,6 +575,7 @@ hp_settings_apply_env(struct hp_settings *s, char *const *envp)
         if (eq == NULL)
             continue;
         const struct opt *o = find_option(kv, (size_t)(eq - kv));
+        current_entry = kv;
         if (o == NULL) {
             /* Catch typos; names read by other parts (launcher, tests) are
              * listed here too so they do not warn. */
@@ -481,7 +587,8 @@ hp_settings_apply_env(struct hp_settings *s, char *const *envp)
                 other |= strncmp(kv, known_other[i], (size_t)(eq - kv)) == 0 &&
                          known_other[i][eq - kv] == '\0';
             if (!other) {
-                hp_log("unknown variable %.*s ignored", (int)(eq - kv), kv);
+                config_warn("unknown variable %.*s ignored", (int)(eq - kv),
+                            kv);
                 bad++;
             }
             continue;
@@ -489,6 +596,7 @@ hp_settings_apply_env(struct hp_settings *s, char *const *envp)
         if (apply_one(s, o, eq + 1) != 0)
             bad++;
     }
+    current_entry = NULL;
     return bad;
 }
 
@@ -558,7 +666,9 @@ hp_ensure_configured(void)
         return;
     struct hp_settings s;
     hp_settings_defaults(&s);
+    reading_start_env = true;
     hp_settings_apply_env(&s, environ);
+    reading_start_env = false;
     hp_settings_apply(&s);
     __atomic_store_n(&config_state, 2, __ATOMIC_RELEASE);
 }

@@ -48,13 +48,19 @@ captured(const char *line, size_t len)
 void
 hp_log(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    hp_vlog(fmt, ap);
+    va_end(ap);
+}
+
+void
+hp_vlog(const char *fmt, va_list ap)
+{
     int saved = errno;
     char line[512];
     int off = snprintf(line, sizeof line, "heapprof[%d]: ", (int)getpid());
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(line + off, sizeof line - (size_t)off - 1, fmt, ap);
-    va_end(ap);
     size_t len = (size_t)off + (n < 0 ? 0 : (size_t)n);
     if (len > sizeof line - 2)
         len = sizeof line - 2;

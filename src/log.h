@@ -5,10 +5,14 @@
 #ifndef HP_LOG_H
 #define HP_LOG_H
 
+#include <stdarg.h>
+
 #include "internal.h"
 
 HP_HIDDEN void hp_log(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+HP_HIDDEN void hp_vlog(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0)));
 
 /*
  * Until hp_log_capture(NULL, 0), the calling thread's lines are appended

@@ -40,5 +40,21 @@ if [ "$want" != "$got" ]; then
     echo "FAIL: sort -r under HEAPPROF_RATE=banana printed '$got'" >&2
     fail=1
 fi
+# A process tree (a launcher's script starting others, each preloaded with
+# the same environment): one line per bad variable for the whole tree, from
+# its first process, not one from each (six here before).
+err=$(mktemp)
+timeout -k 5 20 env HEAPPROF_RATE=banana HEAPPROF_HTTP=127.0.0.1:0 \
+    LD_PRELOAD="$lib" /bin/sh -c '/bin/sh -c /bin/true & wait; /bin/true & wait' 2>"$err"
+lines=$(wc -l <"$err")
+if [ "$lines" != 2 ] || ! grep -q HEAPPROF_RATE "$err" ||
+    ! grep -q HEAPPROF_HTTP "$err"; then
+    echo "FAIL: a tree of 3 processes gave $lines stderr lines, expected 2:" >&2
+    cat "$err" >&2
+    fail=1
+else
+    echo "ok: a tree of 3 processes -> 2 lines"
+fi
+rm -f "$err"
 [ "$fail" = 0 ] && echo PASS
 exit "$fail"
