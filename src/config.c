@@ -380,8 +380,9 @@ config_warn(const char *fmt, ...)
     va_end(ap);
 }
 
-/* Reads /proc/PPID/<file> in chunks; fn sees each with the offset of its
- * first byte and returns true to stop. False if it cannot be read. */
+/* Reads /proc/PPID/<file> in chunks; fn sees each and returns true to
+ * stop. True if fn stopped, false if it did not or the file cannot be
+ * read. */
 static bool
 scan_parent_file(const char *file, bool (*fn)(const char *, size_t, void *),
                  void *ctx)
@@ -445,14 +446,20 @@ match_name(const char *p, size_t n, void *ctx)
     return false;
 }
 
-/* The parent runs heapprof and started with the same entry kv. */
+/* The parent runs heapprof and started with the same entry kv. Whether it
+ * runs heapprof is read once, whatever the number of entries asked. */
 static bool
 parent_said(const char *kv)
 {
+    static int runs_heapprof = -1; /* start-up reading: one thread */
     struct entry_match e = {kv, strlen(kv), 0};
-    struct name_match lib = {{0}, 0};
-    return scan_parent_file("environ", match_entry, &e) &&
-           scan_parent_file("maps", match_name, &lib);
+    if (!scan_parent_file("environ", match_entry, &e))
+        return false;
+    if (runs_heapprof < 0) {
+        struct name_match lib = {{0}, 0};
+        runs_heapprof = scan_parent_file("maps", match_name, &lib);
+    }
+    return runs_heapprof == 1;
 }
 
 static int

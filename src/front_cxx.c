@@ -28,8 +28,6 @@
 
 #include "internal.h"
 
-#define HP_EXPORT __attribute__((visibility("default")))
-
 /* The Itanium C++ ABI names: nw/na = new/new[], dl/da = delete/delete[];
  * m = size_t, St11align_val_t = std::align_val_t (a size_t), RKSt9nothrow_t
  * = const std::nothrow_t& (a pointer). */

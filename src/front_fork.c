@@ -18,8 +18,6 @@
 #include "internal.h"
 #include "log.h"
 
-#define HP_EXPORT __attribute__((visibility("default")))
-
 static pid_t (*next_fork)(void);
 
 /* dlsym may allocate: resolved fenced, before the program runs. */

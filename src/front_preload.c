@@ -28,7 +28,6 @@
 #include "record.h"
 #include "stats.h"
 
-#define HP_EXPORT __attribute__((visibility("default")))
 /* The hot entry points start on a cache line: malloc's few instructions
  * straddling two lines made the small-allocation loop measurably slower
  * for the same instruction count (bench/, docs/PERFORMANCE.md). */

@@ -18,8 +18,6 @@
 #include "internal.h"
 #include "record.h"
 
-#define HP_EXPORT __attribute__((visibility("default")))
-
 /* The C library's sigaltstack is this system call and nothing else. */
 HP_EXPORT int
 sigaltstack(const stack_t *ss, stack_t *old)

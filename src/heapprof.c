@@ -73,7 +73,7 @@ prefork(void)
     hp_buckets_prefork();
     hp_live_prefork();
     hp_ialloc_prefork();
-    hp_range_prefork(); /* a leaf: taken with nothing else held */
+    hp_range_prefork(); /* innermost: nothing is taken while it is held */
 }
 
 static void

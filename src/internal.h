@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #define HP_HIDDEN __attribute__((visibility("hidden")))
+/* The symbols a front defines for the program (malloc, fork, ...). */
+#define HP_EXPORT __attribute__((visibility("default")))
 #define HP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define HP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HP_NOINLINE __attribute__((noinline))

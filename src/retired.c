@@ -19,8 +19,6 @@
 #include "log.h"
 #include "stack.h"
 
-#define HP_EXPORT __attribute__((visibility("default")))
-
 /* Newest last; the oldest is dropped when full. */
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hp_retired retired[HP_RETIRED_MAX];
