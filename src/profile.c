@@ -15,6 +15,7 @@
 
 #include "buckets.h"
 #include "buf.h"
+#include "frame_cache.h"
 #include "ialloc.h"
 #include "labels.h"
 #include "live.h"
@@ -22,6 +23,7 @@
 #include "peak.h"
 #include "pprof_encode.h"
 #include "range.h"
+#include "stack.h"
 #include "sampler.h"
 #include "stats.h"
 
@@ -297,7 +299,7 @@ hp_profile_encode(const struct hp_profile_data *d, enum heapprof_profile which,
     /* Self-report, so that a reader can judge how far to trust the
      * numbers: sampling rate, samples lost to the budget, stacks folded
      * into the overflow bucket, and heapprof's own memory. */
-    char c[7][256];
+    char c[8][256];
     snprintf(c[0], sizeof(c[0]), "heapprof %d.%d.%d rate=%" PRIu64,
              HEAPPROF_VERSION_MAJOR, HEAPPROF_VERSION_MINOR,
              HEAPPROF_VERSION_PATCH, d->rate);
@@ -349,7 +351,15 @@ hp_profile_encode(const struct hp_profile_data *d, enum heapprof_profile which,
              "heapprof sample range: %" PRIu64 " bytes committed, %" PRIu64
              " bytes of freed blocks kept resident",
              hp_range_committed_bytes(), hp_range_cached_bytes());
-    const char *const comments[7] = {c[0], c[1], c[2], c[3], c[4], c[5], c[6]};
+    /* How samples' stacks were walked (stack.c, frame_cache.h). */
+    uint64_t rules, refused;
+    hp_frame_cache_counts(&rules, &refused);
+    snprintf(c[7], sizeof(c[7]),
+             "heapprof unwinding: %" PRIu64 " stacks walked by libunwind; "
+             "frame cache: %" PRIu64 " return addresses, %" PRIu64 " refused",
+             hp_stack_slow_walks(), rules, refused);
+    const char *const comments[8] = {c[0], c[1], c[2], c[3],
+                                     c[4], c[5], c[6], c[7]};
     struct hp_encode_opts o = {
         .which = which,
         .comments = comments,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "frame_cache.h"
 #include "log.h"
 #include "stack.h"
 
@@ -133,12 +134,22 @@ dlclose(void *handle)
     int rc = real(handle);
     saved = errno;
     hp_fence_enter();
-    if (!s.oom && s.n > 0 && (s.seen = calloc(s.n, 1)) != NULL) {
-        hp_stack_phdr_iterate(mark_present, &s);
-        for (size_t i = 0; i < s.n; i++)
-            if (!s.seen[i])
+    /* Unloaded code's addresses may hold other code after the next
+     * dlopen: the frame cache forgets them (all, when unsure). */
+    bool unloaded = s.oom;
+    if (!s.oom && s.n > 0) {
+        s.seen = calloc(s.n, 1);
+        unloaded = s.seen == NULL;
+        if (s.seen != NULL)
+            hp_stack_phdr_iterate(mark_present, &s);
+        for (size_t i = 0; s.seen != NULL && i < s.n; i++)
+            if (!s.seen[i]) {
                 keep_retired(&s.o[i]);
+                unloaded = true;
+            }
     }
+    if (unloaded)
+        hp_frame_cache_flush();
     free(s.seen);
     free(s.o);
     hp_fence_exit();

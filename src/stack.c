@@ -1,9 +1,13 @@
 /*
- * Stack capture. unw_backtrace walks with libunwind's cached tables and
- * never calls back into the unwound code; heapprof's own frames are
- * recognised by address (the "heapprof_front" section, whose bounds the
- * linker provides) rather than by a fixed skip count, which inlining and
- * tail calls would break.
+ * Stack capture. On x86-64 a sample's stack is walked with the frame
+ * cache (frame_cache.h): two loads per frame while every return address
+ * on it is known; the first time one is not, libunwind walks the whole
+ * stack and teaches the cache what each frame looked like. Elsewhere
+ * unw_backtrace walks with libunwind's own cached tables. Neither calls
+ * back into the unwound code. heapprof's own frames are recognised by
+ * address (the "heapprof_front" section, whose bounds the linker
+ * provides) rather than by a fixed skip count, which inlining and tail
+ * calls would break.
  */
 #define _GNU_SOURCE /* dl_iterate_phdr */
 #define UNW_LOCAL_ONLY
@@ -13,13 +17,24 @@
 #include <link.h>
 #include <sched.h>
 #include <string.h>
+#include <ucontext.h>
 
+#include "frame_cache.h"
 #include "heapprof.h"
 
 extern const char __start_heapprof_front[] HP_HIDDEN;
 extern const char __stop_heapprof_front[] HP_HIDDEN;
 
 static int capture(uintptr_t *pcs, int max);
+
+/* Stacks walked by libunwind (a return address not in the frame cache). */
+static uint64_t slow_walks;
+
+uint64_t
+hp_stack_slow_walks(void)
+{
+    return __atomic_load_n(&slow_walks, __ATOMIC_RELAXED);
+}
 
 static bool
 own_frame(uintptr_t pc)
@@ -110,6 +125,129 @@ hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t, void *),
     return rc;
 }
 
+#if defined(__x86_64__)
+/*
+ * The highest stack address a libunwind walk on this thread reached: a
+ * cached walk never reads above it, so even a wrong rule (frame_cache.h
+ * refuses the shapes it knows to vary) cannot read past the stack's top.
+ * Still 0 before the thread's first walk, so that one goes to libunwind.
+ */
+static __thread uintptr_t walk_top __attribute__((tls_model("initial-exec")));
+
+/* The frame under libunwind's cursor, as the frame cache wants it. */
+static void
+frame_seen(unw_cursor_t *cur, struct hp_frame_seen *f)
+{
+    unw_word_t ip = 0, sp = 0, rbp = 0;
+    unw_save_loc_t loc;
+    unw_proc_info_t pi;
+    unw_get_reg(cur, UNW_REG_IP, &ip);
+    unw_get_reg(cur, UNW_REG_SP, &sp);
+    unw_get_reg(cur, UNW_X86_64_RBP, &rbp);
+    f->ip = ip;
+    f->sp = sp;
+    f->rbp = rbp;
+    f->rbp_loc = unw_get_save_loc(cur, UNW_X86_64_RBP, &loc) == 0 &&
+                         loc.type == UNW_SLT_MEMORY
+                     ? (uintptr_t)loc.u.addr
+                     : 0;
+    f->cacheable = unw_get_proc_info(cur, &pi) == 0;
+    /* The kernel returns from a handler into the C library's restorer,
+     * `mov $15, %rax; syscall` (rt_sigreturn). Read only where libunwind
+     * found the code in a loaded object. */
+    static const unsigned char restorer[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00,
+                                              0x00, 0x00, 0x0f, 0x05};
+    f->signal = f->cacheable &&
+                memcmp((const void *)ip, restorer, sizeof restorer) == 0;
+}
+
+/*
+ * Walks the stack with libunwind, from its own frame, into pcs (up to
+ * cap), and teaches the frame cache each frame's rule. The frame whose sp
+ * is from_sp is walk()'s: its rule is also learned for from_ip, the point
+ * where walk() starts its cached walks.
+ */
+static HP_FRONT int
+learn(uintptr_t from_sp, uintptr_t from_ip, uintptr_t *pcs, int cap)
+{
+    __atomic_fetch_add(&slow_walks, 1, __ATOMIC_RELAXED);
+    unw_context_t ctx;
+    unw_cursor_t cur;
+    if (unw_getcontext(&ctx) != 0 || unw_init_local(&cur, &ctx) != 0)
+        return 0;
+    struct hp_frame_seen prev, f;
+    int n = 0;
+    for (;;) {
+        frame_seen(&cur, &f);
+        if (n > 0) {
+            uint32_t rule = hp_frame_rule_of(&prev, &f);
+            hp_frame_learn(prev.ip, rule);
+            if (prev.sp == from_sp)
+                hp_frame_learn(from_ip, rule);
+        }
+        pcs[n++] = f.ip;
+        prev = f;
+        int more = n < cap ? unw_step(&cur) : -1;
+        if (more <= 0) {
+            if (more == 0)
+                hp_frame_learn(f.ip, HP_FRAME_END);
+            if (f.sp > walk_top)
+                walk_top = f.sp;
+            return n;
+        }
+    }
+}
+
+/*
+ * Fills pcs (up to cap) from this function's own frame outwards: through
+ * the frame cache while it knows every frame, else through learn().
+ * Reads only the stack between this frame and walk_top.
+ */
+static HP_FRONT int
+walk(uintptr_t *pcs, int cap)
+{
+    uintptr_t ip, sp, rbp;
+    __asm__ volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2"
+                     : "=r"(ip), "=r"(sp), "=r"(rbp));
+    const uintptr_t from_ip = ip, from_sp = sp, top = walk_top;
+    for (int n = 0; sp <= top;) {
+        pcs[n++] = ip;
+        uint32_t rule = hp_frame_lookup(ip);
+        unsigned kind = HP_FRAME_KIND(rule);
+        if (rule == HP_FRAME_SIGNAL && n < cap) {
+            /* Into the interrupted code, maybe on another stack. */
+            const greg_t *g = ((const ucontext_t *)sp)->uc_mcontext.gregs;
+            ip = (uintptr_t)g[REG_RIP];
+            sp = (uintptr_t)g[REG_RSP];
+            rbp = (uintptr_t)g[REG_RBP];
+            continue;
+        }
+        if (kind == HP_FRAME_END || n == cap)
+            return n;
+        if (kind == HP_FRAME_NONE)
+            break;
+        uintptr_t cfa =
+            (kind == HP_FRAME_RSP ? sp : rbp) + HP_FRAME_CFA_OFFSET(rule);
+        if (cfa <= sp || cfa > top)
+            break;
+        if (HP_FRAME_RBP_SLOT(rule) != 0)
+            rbp = *(const uintptr_t *)(cfa - 8 * HP_FRAME_RBP_SLOT(rule));
+        ip = *(const uintptr_t *)(cfa - 8);
+        sp = cfa;
+    }
+    int n = learn(from_sp, from_ip, pcs, cap);
+    __asm__ volatile("" ::: "memory"); /* no tail call: walk's frame stays */
+    return n;
+}
+#else
+static int
+walk(uintptr_t *pcs, int cap)
+{
+    __atomic_fetch_add(&slow_walks, 1, __ATOMIC_RELAXED);
+    return unw_backtrace((void **)pcs, cap);
+}
+#endif
+
 static HP_FRONT int
 capture(uintptr_t *pcs, int max)
 {
@@ -118,11 +256,12 @@ capture(uintptr_t *pcs, int max)
     /* Capture straight into the caller's buffer (max + HP_STACK_SLACK
      * entries), then slide the host's frames to the front: no second
      * buffer on what may be a small thread stack. */
-    int n = unw_backtrace((void **)pcs, max + HP_STACK_SLACK);
+    int n = walk(pcs, max + HP_STACK_SLACK);
     if (n <= 0)
         return 0;
-    /* The first entries may belong to libunwind itself; drop everything up
-     * to and including the run of heapprof frames. */
+    /* The first entries belong to heapprof's capture (and on other
+     * architectures libunwind); drop everything up to and including the
+     * run of heapprof frames. */
     int first_own = 0;
     while (first_own < n && !own_frame(pcs[first_own]))
         first_own++;

@@ -1,6 +1,6 @@
 /*
- * Stack capture for samples: libunwind's unw_backtrace (cached unwind
- * tables, about 0.1-0.5 us), with every leading frame that belongs to
+ * Stack capture for samples: the frame cache's walk on x86-64, libunwind
+ * where it does not know a frame (and on other architectures), with every leading frame that belongs to
  * heapprof's front section removed so the leaf is the allocator's caller.
  */
 #ifndef HP_STACK_H
@@ -52,6 +52,10 @@ HP_HIDDEN void hp_stack_gate_exit(void);
 HP_HIDDEN int hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t,
                                               void *),
                                     void *data);
+
+/* Stacks walked by libunwind since start: where the frame cache did not
+ * know a frame (every stack on other architectures). */
+HP_HIDDEN uint64_t hp_stack_slow_walks(void);
 
 /* Fork handlers: close the capture gate and wait for captures and walks
  * in flight; open it again in parent and child. */

@@ -1,0 +1,158 @@
+/*
+ * The frame cache (see frame_cache.h): rules derived from what libunwind
+ * saw, in an open-addressed table read without locks.
+ */
+#define _GNU_SOURCE /* REG_RIP */
+#include "frame_cache.h"
+
+#include <sched.h>
+#include <ucontext.h>
+
+#define TABLE_SIZE (1u << HP_FRAME_TABLE_LG)
+
+/* Kind NONE with a mark: an address whose frames disagreed. */
+#define RULE_NEVER (1u << 2)
+
+struct hp_frame_entry hp_frame_table[TABLE_SIZE];
+static int fill_lock;
+static uint64_t filled, refused;
+
+uint32_t
+hp_frame_lookup_probe(uintptr_t ip, uint32_t slot)
+{
+    for (int i = 1; i < HP_FRAME_PROBES; i++) {
+        uint32_t s = (slot + (uint32_t)i) & (TABLE_SIZE - 1);
+        uintptr_t seen =
+            __atomic_load_n(&hp_frame_table[s].ip, __ATOMIC_ACQUIRE);
+        if (seen == ip)
+            return hp_frame_entry_rule(&hp_frame_table[s], ip);
+        if (seen == 0)
+            break;
+    }
+    return HP_FRAME_NONE;
+}
+
+static inline uint64_t
+word_of(uintptr_t ip, uint32_t rule)
+{
+    return (uint64_t)rule | (uint64_t)(uint32_t)ip << 32;
+}
+
+/* The rbp part of frame f's rule: its slot, or -1 if f's effect on rbp
+ * has no cacheable shape. */
+static int
+rbp_slot_of(const struct hp_frame_seen *f, const struct hp_frame_seen *caller,
+            uintptr_t cfa)
+{
+    if (caller->rbp_loc == 0 || caller->rbp_loc == f->rbp_loc)
+        return caller->rbp == f->rbp ? 0 : -1; /* f left rbp alone */
+    uintptr_t below = cfa - caller->rbp_loc;
+    if (caller->rbp_loc >= cfa || below % 8 != 0 || below / 8 > 0xff ||
+        caller->rbp_loc < f->sp ||
+        *(const uintptr_t *)caller->rbp_loc != caller->rbp)
+        return -1;
+    return (int)(below / 8);
+}
+
+#if defined(__x86_64__)
+uint32_t
+hp_frame_rule_of(const struct hp_frame_seen *f,
+                 const struct hp_frame_seen *caller)
+{
+    if (f->signal) {
+        /* __restore_rt: the kernel's frame, sp at its ucontext. */
+        const ucontext_t *uc = (const ucontext_t *)f->sp;
+        const greg_t *g = uc->uc_mcontext.gregs;
+        return (uintptr_t)g[REG_RIP] == caller->ip &&
+                       (uintptr_t)g[REG_RSP] == caller->sp &&
+                       (uintptr_t)g[REG_RBP] == caller->rbp
+                   ? HP_FRAME_SIGNAL
+                   : HP_FRAME_NONE;
+    }
+    uintptr_t cfa = caller->sp; /* x86-64: the caller's sp is the CFA */
+    if (!f->cacheable || cfa <= f->sp || cfa % 8 != 0 ||
+        cfa - f->sp > HP_FRAME_MAX_OFFSET ||
+        *(const uintptr_t *)(cfa - 8) != caller->ip)
+        return HP_FRAME_NONE;
+    int slot = rbp_slot_of(f, caller, cfa);
+    if (slot < 0)
+        return HP_FRAME_NONE;
+    /* A frame-pointer frame: its rbp is CFA - 16, where it saved the
+     * caller's; the CFA then does not depend on how far rsp moved. */
+    if (slot == 2 && f->rbp + 16 == cfa)
+        return HP_FRAME_RBP | 2u << 2 | 16u << 10;
+    /* rbp points at the saved rbp, yet not at CFA - 16: GCC's realigned
+     * stack (the frame pointer set after rounding rsp down), whose CFA
+     * moves with the caller's alignment. */
+    if (slot != 0 && f->rbp == caller->rbp_loc)
+        return HP_FRAME_NONE;
+    return HP_FRAME_RSP | (uint32_t)slot << 2 | (uint32_t)(cfa - f->sp) << 10;
+}
+
+#else
+uint32_t
+hp_frame_rule_of(const struct hp_frame_seen *f,
+                 const struct hp_frame_seen *caller)
+{
+    (void)f;
+    (void)caller;
+    return HP_FRAME_NONE; /* the rules above are x86-64's */
+}
+#endif
+
+void
+hp_frame_learn(uintptr_t ip, uint32_t rule)
+{
+    if (ip == 0 || rule == HP_FRAME_NONE ||
+        __atomic_exchange_n(&fill_lock, 1, __ATOMIC_ACQUIRE))
+        return;
+    uint32_t s = hp_frame_slot(ip);
+    for (int i = 0; i < HP_FRAME_PROBES; i++, s = (s + 1) & (TABLE_SIZE - 1)) {
+        struct hp_frame_entry *e = &hp_frame_table[s];
+        if (e->ip == ip) {
+            if ((uint32_t)e->word != rule && (uint32_t)e->word != RULE_NEVER) {
+                /* Two shapes at one address (a realigned stack, code
+                 * replaced without dlclose): never trust it again. */
+                __atomic_store_n(&e->word, word_of(ip, RULE_NEVER),
+                                 __ATOMIC_RELAXED);
+                refused++;
+            }
+            break;
+        }
+        if (e->ip == 0) {
+            __atomic_store_n(&e->word, word_of(ip, rule), __ATOMIC_RELAXED);
+            __atomic_store_n(&e->ip, ip, __ATOMIC_RELEASE);
+            filled++;
+            break;
+        }
+    }
+    __atomic_store_n(&fill_lock, 0, __ATOMIC_RELEASE);
+}
+
+void
+hp_frame_cache_flush(void)
+{
+    while (__atomic_exchange_n(&fill_lock, 1, __ATOMIC_ACQUIRE))
+        sched_yield();
+    for (uint32_t s = 0; s < TABLE_SIZE; s++) {
+        if (hp_frame_table[s].ip == 0)
+            continue;
+        __atomic_store_n(&hp_frame_table[s].ip, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&hp_frame_table[s].word, 0, __ATOMIC_RELAXED);
+    }
+    filled = 0;
+    __atomic_store_n(&fill_lock, 0, __ATOMIC_RELEASE);
+}
+
+void
+hp_frame_cache_postfork_child(void)
+{
+    __atomic_store_n(&fill_lock, 0, __ATOMIC_RELAXED);
+}
+
+void
+hp_frame_cache_counts(uint64_t *filled_out, uint64_t *refused_out)
+{
+    *filled_out = __atomic_load_n(&filled, __ATOMIC_RELAXED);
+    *refused_out = __atomic_load_n(&refused, __ATOMIC_RELAXED);
+}
