@@ -16,9 +16,10 @@
  * for one address) is never cached, and a walk that meets it goes to
  * libunwind.
  *
- * Lock-free to read (one table of two-word entries, published with
- * release stores); filled under a try-lock (a thread that finds it taken
- * does not wait); emptied when an object is unloaded.
+ * Lock-free to read and to fill (two-word entries: a slot is claimed by
+ * compare-and-swap on the address, then its rule published), also across
+ * the processes of a fork tree that share a table; emptied when an object
+ * is unloaded.
  */
 #ifndef HP_FRAME_CACHE_H
 #define HP_FRAME_CACHE_H
@@ -60,7 +61,7 @@ struct hp_frame_seen {
 HP_HIDDEN uint32_t hp_frame_rule_of(const struct hp_frame_seen *f,
                                     const struct hp_frame_seen *caller);
 
-/* The table, for the inline lookup: word = rule | (low 32 bits of ip)
+/* The tables, for the inline lookup: word = rule | (low 32 bits of ip)
  * << 32; a reader that matched ip checks that tag too, since the entry may
  * have been emptied and refilled for another address between its loads. */
 #define HP_FRAME_TABLE_LG 13 /* 8192 entries, 128 KiB, touched as filled */
@@ -69,7 +70,17 @@ struct hp_frame_entry {
     uintptr_t ip; /* 0 = empty */
     uint64_t word;
 };
-HP_HIDDEN extern struct hp_frame_entry hp_frame_table[1u << HP_FRAME_TABLE_LG];
+/* Rules for the code of the objects loaded at start: shared with every
+ * process forked from this one (hp_frame_cache_share), since they run the
+ * same code at the same addresses; and rules for the rest (objects loaded
+ * later, which a dlclose may replace), this process's own. */
+HP_HIDDEN extern struct hp_frame_entry *hp_frame_shared;
+HP_HIDDEN extern struct hp_frame_entry
+    hp_frame_private[1u << HP_FRAME_TABLE_LG];
+/* False once an object loaded at start was unloaded (by a dlclose of an
+ * object a constructor had dlopen'ed): its addresses may hold other code
+ * here, while the shared rules still describe the old code elsewhere. */
+HP_HIDDEN extern bool hp_frame_use_shared;
 
 static inline uint32_t
 hp_frame_slot(uintptr_t ip)
@@ -82,37 +93,70 @@ hp_frame_slot(uintptr_t ip)
 static inline uint32_t
 hp_frame_entry_rule(const struct hp_frame_entry *e, uintptr_t ip)
 {
-    uint64_t w = __atomic_load_n(&e->word, __ATOMIC_RELAXED);
+    uint64_t w = __atomic_load_n(&e->word, __ATOMIC_ACQUIRE);
     return (uint32_t)(w >> 32) == (uint32_t)ip ? (uint32_t)w : HP_FRAME_NONE;
 }
 
 /* Past the first slot (out of line: most addresses sit in their first). */
-HP_HIDDEN uint32_t hp_frame_lookup_probe(uintptr_t ip, uint32_t slot);
+HP_HIDDEN uint32_t hp_frame_lookup_probe(const struct hp_frame_entry *table,
+                                         uintptr_t ip, uint32_t slot);
+
+static inline uint32_t
+hp_frame_lookup_in(const struct hp_frame_entry *table, uintptr_t ip, uint32_t s)
+{
+    uintptr_t seen = __atomic_load_n(&table[s].ip, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(seen == ip, 1))
+        return hp_frame_entry_rule(&table[s], ip);
+    return seen == 0 ? HP_FRAME_NONE : hp_frame_lookup_probe(table, ip, s);
+}
+
+/* The shared table a walk reads (hp_frame_lookup's first argument), or
+ * NULL when this process does not read it. */
+static inline const struct hp_frame_entry *
+hp_frame_shared_table(void)
+{
+    return __atomic_load_n(&hp_frame_use_shared, __ATOMIC_RELAXED)
+               ? __atomic_load_n(&hp_frame_shared, __ATOMIC_ACQUIRE)
+               : NULL;
+}
 
 /* The rule of the frame at ip; HP_FRAME_NONE if not cached. */
 static inline uint32_t
-hp_frame_lookup(uintptr_t ip)
+hp_frame_lookup(const struct hp_frame_entry *shared, uintptr_t ip)
 {
     uint32_t s = hp_frame_slot(ip);
-    uintptr_t seen = __atomic_load_n(&hp_frame_table[s].ip, __ATOMIC_ACQUIRE);
-    if (__builtin_expect(seen == ip, 1))
-        return hp_frame_entry_rule(&hp_frame_table[s], ip);
-    return seen == 0 ? HP_FRAME_NONE : hp_frame_lookup_probe(ip, s);
+    if (shared != NULL) {
+        uint32_t rule = hp_frame_lookup_in(shared, ip, s);
+        if (rule != HP_FRAME_NONE)
+            return rule;
+    }
+    return hp_frame_lookup_in(hp_frame_private, ip, s);
 }
 
-/* Remembers ip's rule (HP_FRAME_NONE is not stored). An address seen with
- * two different rules is never cached again. Skipped when another thread
- * is filling the table or the probe sequence is full. */
+/* Remembers ip's rule (HP_FRAME_NONE is not stored), in the shared table
+ * if ip is in an object loaded at start. An address seen with two
+ * different rules is never cached again. Skipped when ip's probe sequence
+ * is full. */
 HP_HIDDEN void hp_frame_learn(uintptr_t ip, uint32_t rule);
 
-/* Forgets every rule: code was unloaded, and an address may now hold
- * other code. Waits for a filling thread (which holds no other lock). */
+/* An object at [lo, hi) was unloaded: its addresses may now hold other
+ * code. Forgets this process's own rules, and stops reading the shared
+ * ones if the object was loaded at start. */
+HP_HIDDEN void hp_frame_cache_unloaded(uintptr_t lo, uintptr_t hi);
+
+/* Forgets every rule this process may read (tests). */
 HP_HIDDEN void hp_frame_cache_flush(void);
 
-/* Fork child: the fill lock's holder may not exist there. */
+/* Once, before main, when heapprof is the process's malloc (so was loaded
+ * at start): notes the objects loaded now and maps the shared table, which
+ * fork children inherit. */
+HP_HIDDEN void hp_frame_cache_share(void);
+
+/* Fork child: its counts start from zero. */
 HP_HIDDEN void hp_frame_cache_postfork_child(void);
 
-/* Entries filled and rules refused (reported in profile comments). */
+/* Entries this process filled and rules it refused (reported in profile
+ * comments). */
 HP_HIDDEN void hp_frame_cache_counts(uint64_t *filled, uint64_t *refused);
 
 #endif

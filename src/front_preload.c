@@ -23,6 +23,7 @@
 #include "heapprof.h"
 #include "internal.h"
 #include "log.h"
+#include "frame_cache.h"
 #include "front_attach.h"
 #include "range.h"
 #include "record.h"
@@ -832,7 +833,12 @@ __attribute__((constructor(102))) static void
 check_interposition(void)
 {
     void *global = dlsym(RTLD_DEFAULT, "malloc");
-    if (global == NULL || global == (void *)hp_front_malloc)
+    if (global == (void *)hp_front_malloc) {
+        /* Loaded at start: fork children run the same code. */
+        hp_frame_cache_share();
+        return;
+    }
+    if (global == NULL)
         return;
     Dl_info def, self;
     const ElfW(Sym) *sym = NULL;

@@ -15,7 +15,6 @@
 #include "buckets.h"
 #include "config.h"
 #include "front_attach.h"
-#include "frame_cache.h"
 #include "front_gc.h"
 #include "http.h"
 #include "ialloc.h"
@@ -98,11 +97,11 @@ postfork_child(void)
     hp_peak_postfork_child();
     hp_labels_postfork_child();
     hp_retired_postfork_child();
-    hp_frame_cache_postfork_child();
     hp_live_postfork_child();
     hp_buckets_postfork_child();
     hp_record_postfork_child();
     hp_stack_postfork();
+    hp_stack_postfork_child();
     pthread_mutex_init(&lifecycle_lock, NULL);
     hp_symbolize_postfork_child();
     hp_listener_postfork_child();

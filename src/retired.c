@@ -108,6 +108,15 @@ keep_retired(const struct hp_retired *r)
     pthread_mutex_unlock(&retired_lock);
 }
 
+/* The frame cache's rules for an unloaded object's code. */
+static void
+forget_frames(const struct hp_retired *r)
+{
+    for (int i = 0; i < r->seg.n; i++)
+        hp_frame_cache_unloaded((uintptr_t)r->seg.start[i],
+                                (uintptr_t)r->seg.limit[i]);
+}
+
 HP_EXPORT int
 dlclose(void *handle)
 {
@@ -136,20 +145,18 @@ dlclose(void *handle)
     hp_fence_enter();
     /* Unloaded code's addresses may hold other code after the next
      * dlopen: the frame cache forgets them (all, when unsure). */
-    bool unloaded = s.oom;
-    if (!s.oom && s.n > 0) {
-        s.seen = calloc(s.n, 1);
-        unloaded = s.seen == NULL;
-        if (s.seen != NULL)
-            hp_stack_phdr_iterate(mark_present, &s);
-        for (size_t i = 0; s.seen != NULL && i < s.n; i++)
+    if (s.oom)
+        hp_frame_cache_unloaded(0, UINTPTR_MAX);
+    else if (s.n > 0 && (s.seen = calloc(s.n, 1)) == NULL)
+        hp_frame_cache_unloaded(0, UINTPTR_MAX);
+    else if (s.n > 0) {
+        hp_stack_phdr_iterate(mark_present, &s);
+        for (size_t i = 0; i < s.n; i++)
             if (!s.seen[i]) {
                 keep_retired(&s.o[i]);
-                unloaded = true;
+                forget_frames(&s.o[i]);
             }
     }
-    if (unloaded)
-        hp_frame_cache_flush();
     free(s.seen);
     free(s.o);
     hp_fence_exit();

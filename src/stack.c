@@ -78,6 +78,13 @@ hp_stack_postfork(void)
     __atomic_store_n(&gate_closed, 0, __ATOMIC_SEQ_CST);
 }
 
+void
+hp_stack_postfork_child(void)
+{
+    __atomic_store_n(&slow_walks, 0, __ATOMIC_RELAXED);
+    hp_frame_cache_postfork_child();
+}
+
 HP_FRONT int
 hp_stack_capture(uintptr_t *pcs, int max)
 {
@@ -210,9 +217,10 @@ walk(uintptr_t *pcs, int cap)
     __asm__ volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2"
                      : "=r"(ip), "=r"(sp), "=r"(rbp));
     const uintptr_t from_ip = ip, from_sp = sp, top = walk_top;
+    const struct hp_frame_entry *shared = hp_frame_shared_table();
     for (int n = 0; sp <= top;) {
         pcs[n++] = ip;
-        uint32_t rule = hp_frame_lookup(ip);
+        uint32_t rule = hp_frame_lookup(shared, ip);
         unsigned kind = HP_FRAME_KIND(rule);
         if (rule == HP_FRAME_SIGNAL && n < cap) {
             /* Into the interrupted code, maybe on another stack. */

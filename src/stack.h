@@ -61,5 +61,8 @@ HP_HIDDEN uint64_t hp_stack_slow_walks(void);
  * in flight; open it again in parent and child. */
 HP_HIDDEN void hp_stack_prefork(void);
 HP_HIDDEN void hp_stack_postfork(void);
+/* And in the child: its counts (hp_stack_slow_walks, the frame cache's)
+ * start from zero, so that its profiles tell its own story. */
+HP_HIDDEN void hp_stack_postfork_child(void);
 
 #endif

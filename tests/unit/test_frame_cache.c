@@ -12,7 +12,9 @@
 #include <cmocka.h>
 
 #include <string.h>
+#include <sys/wait.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "frame_cache.h"
 
@@ -147,6 +149,12 @@ signal_frame(void **state)
 #endif
 }
 
+static uint32_t
+lookup(uintptr_t ip)
+{
+    return hp_frame_lookup(hp_frame_shared_table(), ip);
+}
+
 static void
 learn_lookup_refuse_flush(void **state)
 {
@@ -155,27 +163,61 @@ learn_lookup_refuse_flush(void **state)
     uint64_t filled, refused;
     uint32_t rsp20 = HP_FRAME_RSP | 20u << 10,
              rbp = HP_FRAME_RBP | 2u << 2 | 16u << 10;
-    assert_int_equal(hp_frame_lookup(0x401000), HP_FRAME_NONE);
+    assert_int_equal(lookup(0x401000), HP_FRAME_NONE);
     /* Addresses that share a slot probe on. */
     for (uintptr_t ip = 0x401000; ip < 0x401000 + 64; ip++)
         hp_frame_learn(ip, ip % 2 ? rsp20 : rbp);
     for (uintptr_t ip = 0x401000; ip < 0x401000 + 64; ip++)
-        assert_int_equal(hp_frame_lookup(ip), ip % 2 ? rsp20 : rbp);
+        assert_int_equal(lookup(ip), ip % 2 ? rsp20 : rbp);
     hp_frame_learn(0x401000, rbp); /* the same answer again: kept */
-    assert_int_equal(hp_frame_lookup(0x401000), rbp);
+    assert_int_equal(lookup(0x401000), rbp);
     hp_frame_learn(0x401000, rsp20); /* another: never trusted again */
-    assert_int_equal(HP_FRAME_KIND(hp_frame_lookup(0x401000)), HP_FRAME_NONE);
+    assert_int_equal(HP_FRAME_KIND(lookup(0x401000)), HP_FRAME_NONE);
     hp_frame_learn(0x401000, rbp);
-    assert_int_equal(HP_FRAME_KIND(hp_frame_lookup(0x401000)), HP_FRAME_NONE);
+    assert_int_equal(HP_FRAME_KIND(lookup(0x401000)), HP_FRAME_NONE);
     hp_frame_cache_counts(&filled, &refused);
     assert_int_equal(filled, 64);
     assert_int_equal(refused, 1);
     hp_frame_learn(0x402000, HP_FRAME_NONE); /* nothing to keep */
-    assert_int_equal(hp_frame_lookup(0x402000), HP_FRAME_NONE);
+    assert_int_equal(lookup(0x402000), HP_FRAME_NONE);
     hp_frame_cache_flush();
-    assert_int_equal(hp_frame_lookup(0x401001), HP_FRAME_NONE);
+    assert_int_equal(lookup(0x401001), HP_FRAME_NONE);
     hp_frame_learn(0x401000, rsp20); /* unloaded: a fresh start */
-    assert_int_equal(hp_frame_lookup(0x401000), rsp20);
+    assert_int_equal(lookup(0x401000), rsp20);
+}
+
+/* Rules for code loaded at start reach every process of the fork tree;
+ * the rest stay in the process that learned them. */
+static void
+shared_across_fork(void **state)
+{
+    (void)state;
+    hp_frame_cache_share();
+    uintptr_t at_start = (uintptr_t)&shared_across_fork + 3;
+    uintptr_t later = 0x1000; /* in no object */
+    uint32_t rule = HP_FRAME_RSP | 24u << 10;
+    hp_frame_learn(at_start, rule);
+    assert_int_equal(lookup(at_start), rule);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The child sees the parent's rule and teaches it two more. */
+        int ok = lookup(at_start) == rule;
+        hp_frame_learn(at_start + 1, rule);
+        hp_frame_learn(later, rule);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(lookup(at_start + 1), rule);
+    assert_int_equal(lookup(later), HP_FRAME_NONE);
+    /* An object loaded at start unloaded: its addresses may hold other
+     * code here, so this process stops reading the shared rules. */
+    hp_frame_cache_unloaded(at_start - 3, at_start + 64);
+    assert_int_equal(lookup(at_start), HP_FRAME_NONE);
+    hp_frame_learn(at_start, HP_FRAME_RBP | 2u << 2 | 16u << 10);
+    assert_int_equal(HP_FRAME_KIND(lookup(at_start)), HP_FRAME_RBP);
 }
 
 int
@@ -189,6 +231,7 @@ main(void)
         cmocka_unit_test(unprovable_frames_refused),
         cmocka_unit_test(signal_frame),
         cmocka_unit_test(learn_lookup_refuse_flush),
+        cmocka_unit_test(shared_across_fork), /* last: stops sharing */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
