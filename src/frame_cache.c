@@ -52,6 +52,7 @@ word_of(uintptr_t ip, uint32_t rule)
     return (uint64_t)rule | (uint64_t)(uint32_t)ip << 32;
 }
 
+#if defined(__x86_64__)
 /* The rbp part of frame f's rule: its slot, or -1 if f's effect on rbp
  * has no cacheable shape. */
 static int
@@ -68,7 +69,6 @@ rbp_slot_of(const struct hp_frame_seen *f, const struct hp_frame_seen *caller,
     return (int)(below / 8);
 }
 
-#if defined(__x86_64__)
 uint32_t
 hp_frame_rule_of(const struct hp_frame_seen *f,
                  const struct hp_frame_seen *caller)

@@ -273,6 +273,16 @@ def run_workload(cmd, rate, preload=None, timeout=120):
     return truth
 
 
+def libunwind_walks(prof):
+    """How many stacks the profile's process walked with libunwind (its
+    "heapprof unwinding" comment), or None without that comment."""
+    for c in prof.comments:
+        m = re.match(r"heapprof unwinding: (\d+) stacks walked by libunwind", c)
+        if m:
+            return int(m.group(1))
+    return None
+
+
 def tool_env():
     """The environment for go tool pprof: the test's, without LD_PRELOAD."""
     return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}

@@ -9,7 +9,6 @@ unwinding" comment): the first child taught the whole tree."""
 import argparse
 import os
 import platform
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,12 +31,10 @@ def child_profile(path, want, fails):
             fails.append("%s: wrong stack: %s" % (path, " <- ".join(names)))
     if got != want:
         fails.append("%s: %d objects at child_site, want %d" % (path, got, want))
-    for c in prof.comments:
-        m = re.match(r"heapprof unwinding: (\d+) stacks walked by libunwind", c)
-        if m:
-            return int(m.group(1))
-    fails.append("%s: no 'heapprof unwinding' comment" % path)
-    return None
+    walked = pprof_tool.libunwind_walks(prof)
+    if walked is None:
+        fails.append("%s: no 'heapprof unwinding' comment" % path)
+    return walked
 
 
 def main():

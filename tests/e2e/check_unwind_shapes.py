@@ -9,7 +9,6 @@ a tenth of the stacks)."""
 import argparse
 import os
 import platform
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -89,11 +88,7 @@ def main():
         fails.append("recursion depths differ: got %s want %s"
                      % (sorted(depths.items()), sorted(want_depths.items())))
     samples = sum(n for n, _ in truth.values())
-    walked = None
-    for c in prof.comments:
-        m = re.match(r"heapprof unwinding: (\d+) stacks walked by libunwind", c)
-        if m:
-            walked = int(m.group(1))
+    walked = pprof_tool.libunwind_walks(prof)
     print("  libunwind walked %s of %d stacks" % (walked, samples))
     if walked is None:
         fails.append("no 'heapprof unwinding' comment in the profile")
