@@ -192,14 +192,19 @@ learn(uintptr_t from_sp, uintptr_t from_ip, uintptr_t *pcs, int cap)
             if (prev.sp == from_sp)
                 hp_frame_learn(from_ip, rule);
         }
+        if (f.sp > walk_top)
+            walk_top = f.sp;
+        /* One frame past the last kept: learn's own frame is one more
+         * than walk()'s, and a cached walk of cap frames reads the
+         * return address of its last below this frame's sp. */
+        if (n == cap)
+            return n;
         pcs[n++] = f.ip;
         prev = f;
-        int more = n < cap ? unw_step(&cur) : -1;
+        int more = unw_step(&cur);
         if (more <= 0) {
             if (more == 0)
                 hp_frame_learn(f.ip, HP_FRAME_END);
-            if (f.sp > walk_top)
-                walk_top = f.sp;
             return n;
         }
     }

@@ -252,13 +252,14 @@ def top_flat(src, index, env=None, hide=None):
     return flat, p
 
 
-def run_workload(cmd, rate, preload=None, timeout=120):
+def run_workload(cmd, rate, preload=None, timeout=120, extra_env=None):
     """Run a test workload with HEAPPROF_RATE=rate (every other HEAPPROF_*
-    variable unset; LD_PRELOAD=preload if given) and return its truth:
-    {name: (count, bytes)} from its "truth NAME COUNT BYTES" lines. A
-    non-zero exit fails the test."""
+    variable unset but those in extra_env; LD_PRELOAD=preload if given) and
+    return its truth: {name: (count, bytes)} from its "truth NAME COUNT
+    BYTES" lines. A non-zero exit fails the test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPPROF_")}
     env["HEAPPROF_RATE"] = str(rate)
+    env.update(extra_env or {})
     if preload:
         env["LD_PRELOAD"] = preload
     p = subprocess.run(cmd, env=env, timeout=timeout, stdout=subprocess.PIPE,

@@ -4,7 +4,9 @@ HEAPPROF_RATE=1: every sample of every site must read exactly its call
 chain down to main (or the thread's start), recursion at the depth it had,
 with exact counts; and on x86-64 the frame cache must have served the
 walks (the profile's "heapprof unwinding" comment: libunwind walked at most
-a tenth of the stacks)."""
+a tenth of the stacks). With --depth N (HEAPPROF_STACK_DEPTH), stacks are
+cut to N frames: each must be the first N frames of its chain, and the
+cut must not send walks to libunwind."""
 
 import argparse
 import os
@@ -15,11 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pprof_tool  # noqa: E402
 
 PER_SITE = 300
+DEEP = 40  # deep_site's recursion (unwind_shapes.c)
 CHAINS = {
     "vla_site": ["run_sites", "main"],
     "aligned_site": ["misalign", "run_sites", "main"],
     "big_site": ["run_sites", "main"],
     "fp_site": ["run_sites", "main"],
+    "deep_site": ["deep_site"] * DEEP + ["deep_thread", "start_thread"],
 }
 
 
@@ -30,6 +34,28 @@ def expected_recursion():
         for depth, bottom in ((1 + i % 24, "run_sites"), (1 + i % 5, "thread_site")):
             want[(depth, bottom)] = want.get((depth, bottom), 0) + 1
     return want
+
+
+def check_cut_sample(names, depth, fails):
+    """A stack cut at depth frames: a prefix of its site's chain."""
+    shown = " <- ".join(names)
+    site = names[0] if names else None
+    if site in CHAINS:
+        want = ([site] + CHAINS[site])[:depth]
+    elif site == "recurse_site":
+        n = 0
+        while n < len(names) and names[n] == "recurse_site":
+            n += 1
+        tails = (["run_sites", "main"], ["thread_site", "start_thread"])
+        want = names[:n] + next((t for t in tails if names[n:n + 2] == t[:len(names) - n]), [])
+        want = want[:depth]
+    else:
+        if any(n in CHAINS or n == "recurse_site" for n in names):
+            fails.append("a site's frame below another leaf: %s" % shown)
+        return None
+    if len(names) > depth or names[:len(want)] != want[:len(names)]:
+        fails.append("%s: wrong stack cut at %d: %s" % (site, depth, shown))
+    return site
 
 
 def check_sample(names, fails):
@@ -64,16 +90,21 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--rate", type=int, required=True)
     ap.add_argument("--preload", help="libheapprof.so")
+    ap.add_argument("--depth", type=int, help="HEAPPROF_STACK_DEPTH")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
+    extra = {"HEAPPROF_STACK_DEPTH": str(args.depth)} if args.depth else {}
     truth = pprof_tool.run_workload([args.workload, args.workdir], args.rate,
-                                    args.preload)
+                                    args.preload, extra_env=extra)
     prof = pprof_tool.read_raw(os.path.join(args.workdir, "shapes.pb.gz"))
     objects = prof.types.index("inuse_objects/count")
     fails, counts, depths = [], {}, {}
     for vals, ids in prof.samples:
         names = [pprof_tool.base_name(n) for n in prof.names(ids)]
-        site, depth = check_sample(names, fails)
+        if args.depth:
+            site, depth = check_cut_sample(names, args.depth, fails), None
+        else:
+            site, depth = check_sample(names, fails)
         counts[site] = counts.get(site, 0) + vals[objects]
         if depth is not None:
             depths[depth] = depths.get(depth, 0) + vals[objects]
@@ -83,7 +114,7 @@ def main():
               % (site, counts.get(site, 0), n, "ok" if ok else "MISMATCH"))
         if not ok:
             fails.append("%s: %d objects, want %d" % (site, counts.get(site, 0), n))
-    want_depths = expected_recursion()
+    want_depths = {} if args.depth else expected_recursion()
     if depths != want_depths:
         fails.append("recursion depths differ: got %s want %s"
                      % (sorted(depths.items()), sorted(want_depths.items())))

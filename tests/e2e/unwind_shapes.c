@@ -4,7 +4,7 @@
  * a shape needs one. Each site allocates PER_SITE blocks from the same
  * call chain while something about its frame changes from call to call
  * (a variable-length array, the stack's alignment, recursion depth, a
- * second thread), so a cached rule that was right once but not always
+ * second thread; a third thread's stacks are always 40 frames deep), so a cached rule that was right once but not always
  * shows up as a wrong stack. Prints "truth SITE COUNT BYTES"; the profile
  * is written to DIR/shapes.pb.gz.
  */
@@ -20,8 +20,9 @@
 #define PER_SITE 300
 #define BLOCK 256
 #define NOINLINE __attribute__((noinline, noclone))
+#define DEEP 40
 
-static void *volatile kept[8 * PER_SITE];
+static void *volatile kept[9 * PER_SITE];
 static int nkept;
 static volatile int sink;
 
@@ -86,6 +87,19 @@ recurse_site(int depth)
     keep(malloc(BLOCK));
 }
 
+/* Recursion always 40 deep: stacks longer than HEAPPROF_STACK_DEPTH at
+ * one position, cut at the same frame every time. */
+NOINLINE static void
+deep_site(int depth)
+{
+    if (depth > 0) {
+        deep_site(depth - 1);
+        sink = -depth; /* not recurse_site's code: no identical folding */
+        return;
+    }
+    keep(malloc(BLOCK));
+}
+
 /* A frame-pointer frame among frames without. */
 __attribute__((noinline, noclone,
                optimize("no-omit-frame-pointer"))) static void
@@ -109,6 +123,17 @@ run_sites(void)
     }
 }
 
+/* Its own thread: no shallower stack there raises what its walks may read
+ * (stack.c's walk_top) above the cut. */
+NOINLINE static void *
+deep_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < PER_SITE; i++)
+        deep_site(DEEP);
+    return NULL;
+}
+
 NOINLINE static void *
 thread_site(void *arg)
 {
@@ -126,9 +151,11 @@ main(int argc, char **argv)
         return 2;
     }
     run_sites();
-    pthread_t t;
+    pthread_t t, deep;
     if (pthread_create(&t, NULL, thread_site, NULL) != 0 ||
-        pthread_join(t, NULL) != 0) {
+        pthread_join(t, NULL) != 0 ||
+        pthread_create(&deep, NULL, deep_thread, NULL) != 0 ||
+        pthread_join(deep, NULL) != 0) {
         fprintf(stderr, "pthread_create failed\n");
         return 1;
     }
@@ -139,8 +166,9 @@ main(int argc, char **argv)
         fprintf(stderr, "heapprof_write_path: %d\n", rc);
         return 1;
     }
-    const char *sites[] = {"vla_site", "aligned_site", "big_site", "fp_site"};
-    for (int s = 0; s < 4; s++)
+    const char *sites[] = {"vla_site", "aligned_site", "big_site", "fp_site",
+                           "deep_site"};
+    for (int s = 0; s < 5; s++)
         printf("truth %s %d %d\n", sites[s], PER_SITE, PER_SITE * BLOCK);
     printf("truth recurse_site %d %d\n", 2 * PER_SITE, 2 * PER_SITE * BLOCK);
     return 0;
