@@ -160,11 +160,12 @@ frame_seen(unw_cursor_t *cur, struct hp_frame_seen *f)
                      : 0;
     f->cacheable = unw_get_proc_info(cur, &pi) == 0;
     /* The kernel returns from a handler into the C library's restorer,
-     * `mov $15, %rax; syscall` (rt_sigreturn). Read only where libunwind
-     * found the code in a loaded object. */
+     * `mov $15, %rax; syscall` (rt_sigreturn). Read only inside the
+     * function libunwind found ip in (a return address can be its end). */
     static const unsigned char restorer[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00,
                                               0x00, 0x00, 0x0f, 0x05};
-    f->signal = f->cacheable &&
+    f->signal = f->cacheable && ip >= pi.start_ip &&
+                ip + sizeof restorer <= pi.end_ip &&
                 memcmp((const void *)ip, restorer, sizeof restorer) == 0;
 }
 
