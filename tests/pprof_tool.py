@@ -63,6 +63,16 @@ def finish():
     print("PASS")
 
 
+def end_checks(fails, ok_message):
+    """Ends a checker that gathered its failures in a list: the first ten
+    said, exit 1; else ok_message."""
+    for f in fails[:10]:
+        print("FAIL: " + f)
+    if fails:
+        sys.exit(1)
+    print(ok_message)
+
+
 def run_in_fresh_workdir(check, args):
     """Runs check(args) in an emptied args.workdir (pprof's saved profiles
     under it unless PPROF_TMPDIR is set), then finish()."""

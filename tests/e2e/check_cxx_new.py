@@ -114,11 +114,7 @@ def main():
     # loses names in anonymous namespaces): its "#" lines name each frame.
     with open(os.path.join(args.workdir, "heap.txt")) as f:
         check("text", parse_text(f.read()), truth, args.rate == 1, fails)
-    for f in fails[:10]:
-        print("FAIL: " + f)
-    if fails:
-        sys.exit(1)
-    print("operator new: ok")
+    pprof_tool.end_checks(fails, "operator new: ok")
 
 
 if __name__ == "__main__":

@@ -63,11 +63,7 @@ def main():
             fails.append("the first child walked no new stack with libunwind")
         if any(w != 0 for w in walked[1:]):
             fails.append("later children walked with libunwind: %s" % walked[1:])
-    for f in fails[:10]:
-        print("FAIL: " + f)
-    if fails:
-        sys.exit(1)
-    print("fork tree unwinding: ok")
+    pprof_tool.end_checks(fails, "fork tree unwinding: ok")
 
 
 if __name__ == "__main__":

@@ -59,11 +59,7 @@ def main():
               % (site, counts[site], n, "ok" if ok else "MISMATCH"), flush=True)
         if not ok:
             fails.append("%s: %d objects, want %d" % (site, counts[site], n))
-    for f in fails[:10]:
-        print("FAIL: " + f)
-    if fails:
-        sys.exit(1)
-    print("signal stacks: ok")
+    pprof_tool.end_checks(fails, "signal stacks: ok")
 
 
 if __name__ == "__main__":

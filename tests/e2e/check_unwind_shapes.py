@@ -126,11 +126,7 @@ def main():
     elif platform.machine() == "x86_64" and walked > samples // 10:
         fails.append("the frame cache served too few walks: libunwind walked "
                      "%d of %d" % (walked, samples))
-    for f in fails[:10]:
-        print("FAIL: " + f)
-    if fails:
-        sys.exit(1)
-    print("unwind shapes: ok")
+    pprof_tool.end_checks(fails, "unwind shapes: ok")
 
 
 if __name__ == "__main__":
