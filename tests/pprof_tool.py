@@ -11,6 +11,7 @@ then "Locations" ("id: 0xaddr M=mapping func file:line s=start", inlined
 callers on the following indented lines) and "Mappings".
 """
 
+import argparse
 import os
 import random
 import re
@@ -61,6 +62,18 @@ def finish():
         print("%d failure(s)" % len(FAILURES))
         sys.exit(1)
     print("PASS")
+
+
+def workload_parser():
+    """The arguments of a checker that runs one workload (CMake's
+    hp_e2e_view_test): --workload, --workdir, --rate, --preload; a checker
+    adds its own before parsing."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--rate", type=int, required=True)
+    ap.add_argument("--preload", help="libheapprof.so")
+    return ap
 
 
 def end_checks(fails, ok_message):

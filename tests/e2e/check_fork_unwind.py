@@ -6,7 +6,6 @@ stacks are walked by libunwind, and on x86-64 the later children, running
 the same code, walk none with libunwind (the profile's "heapprof
 unwinding" comment): the first child taught the whole tree."""
 
-import argparse
 import os
 import platform
 import sys
@@ -38,11 +37,7 @@ def child_profile(path, want, fails):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--rate", type=int, required=True)
-    ap.add_argument("--preload", help="libheapprof.so")
+    ap = pprof_tool.workload_parser()
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     for f in os.listdir(args.workdir):

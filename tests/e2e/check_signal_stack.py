@@ -7,7 +7,6 @@ unnamed), interrupted_work, run_phase, main; with exact counts at
 HEAPPROF_RATE=1.
 """
 
-import argparse
 import os
 import sys
 
@@ -19,11 +18,7 @@ BELOW = ["interrupted_work", "run_phase", "main"]
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--rate", type=int, required=True)
-    ap.add_argument("--preload", help="libheapprof.so")
+    ap = pprof_tool.workload_parser()
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     truth = pprof_tool.run_workload([args.workload, args.workdir], args.rate,

@@ -8,7 +8,6 @@ a tenth of the stacks). With --depth N (HEAPPROF_STACK_DEPTH), stacks are
 cut to N frames: each must be the first N frames of its chain, and the
 cut must not send walks to libunwind."""
 
-import argparse
 import os
 import platform
 import sys
@@ -85,11 +84,7 @@ def check_sample(names, fails):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--rate", type=int, required=True)
-    ap.add_argument("--preload", help="libheapprof.so")
+    ap = pprof_tool.workload_parser()
     ap.add_argument("--depth", type=int, help="HEAPPROF_STACK_DEPTH")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
