@@ -3,9 +3,10 @@
  * counters and the restart-after-fork hook. Everything in src/ may use it;
  * it calls nothing above it (the serve layer registers its restart here).
  */
-#define _GNU_SOURCE /* pthread_setname_np */
+#define _GNU_SOURCE /* pthread_setname_np, RTLD_NEXT */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -69,4 +70,18 @@ hp_restart_run(void)
     void (*fn)(void) = __atomic_load_n(&restart_hook, __ATOMIC_ACQUIRE);
     if (fn != NULL)
         fn();
+}
+
+void *
+hp_next_symbol(const char *name, void **cache)
+{
+    void *f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+    if (f != NULL)
+        return f;
+    hp_fence_enter();
+    f = dlsym(RTLD_NEXT, name);
+    hp_fence_exit();
+    if (f != NULL)
+        __atomic_store_n(cache, f, __ATOMIC_RELEASE);
+    return f;
 }

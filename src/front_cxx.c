@@ -21,7 +21,6 @@
  * them would get duplicate definitions.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -64,17 +63,13 @@ HP_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *, size_t,
 static __attribute__((cold, noinline)) void *
 next_operator(const char *sym, void **cache)
 {
-    void *f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+    void *f = hp_next_symbol(sym, cache);
     if (f == NULL) {
-        f = dlsym(RTLD_NEXT, sym);
-        if (f == NULL) {
-            static const char msg[] =
-                "heapprof: out of memory in operator new, and no C++ "
-                "runtime after heapprof to throw std::bad_alloc\n";
-            (void)!write(2, msg, sizeof msg - 1);
-            abort();
-        }
-        __atomic_store_n(cache, f, __ATOMIC_RELEASE);
+        static const char msg[] =
+            "heapprof: out of memory in operator new, and no C++ "
+            "runtime after heapprof to throw std::bad_alloc\n";
+        (void)!write(2, msg, sizeof msg - 1);
+        abort();
     }
     return f;
 }

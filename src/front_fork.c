@@ -9,8 +9,6 @@
  * without this fork (glibc's daemon(), a raw clone, heapprof loaded with
  * dlopen) starts its agent at its first allocation instead.
  */
-#define _GNU_SOURCE /* RTLD_NEXT */
-#include <dlfcn.h>
 #include <errno.h>
 #include <unistd.h>
 
@@ -18,19 +16,13 @@
 #include "internal.h"
 #include "log.h"
 
-static pid_t (*next_fork)(void);
+static void *next_fork;
 
-/* dlsym may allocate: resolved fenced, before the program runs. */
+/* dlsym may allocate: resolved before the program runs. */
 static pid_t (*resolve(void))(void)
 {
-    pid_t (*f)(void) = __atomic_load_n(&next_fork, __ATOMIC_ACQUIRE);
-    if (f != NULL)
-        return f;
-    hp_fence_enter();
-    *(void **)&f = dlsym(RTLD_NEXT, "fork");
-    hp_fence_exit();
-    if (f != NULL)
-        __atomic_store_n(&next_fork, f, __ATOMIC_RELEASE);
+    pid_t (*f)(void);
+    *(void **)&f = hp_next_symbol("fork", &next_fork);
     return f;
 }
 

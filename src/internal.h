@@ -113,6 +113,13 @@ HP_HIDDEN uint64_t hp_now_wall_ns(void);
  */
 HP_HIDDEN int hp_thread_start(void *(*fn)(void *), void *arg, const char *name);
 
+/*
+ * The next definition of name after heapprof's (dlsym RTLD_NEXT), for an
+ * interposer that forwards: looked up once (fenced: dlsym may allocate)
+ * and kept in *cache; NULL if there is none (the lookup is then repeated).
+ */
+HP_HIDDEN void *hp_next_symbol(const char *name, void **cache);
+
 HP_HIDDEN extern int hp_restart_pending;
 HP_HIDDEN void hp_restart_hook_set(void (*fn)(void));
 HP_HIDDEN void hp_restart_run(void);

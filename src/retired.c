@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #include "retired.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <link.h>
@@ -120,17 +119,14 @@ forget_frames(const struct hp_retired *r)
 HP_EXPORT int
 dlclose(void *handle)
 {
-    static int (*next_dlclose)(void *);
-    int (*real)(void *) = __atomic_load_n(&next_dlclose, __ATOMIC_ACQUIRE);
+    static void *next_dlclose;
+    int (*real)(void *);
+    *(void **)&real = hp_next_symbol("dlclose", &next_dlclose);
     if (real == NULL) {
-        *(void **)&real = dlsym(RTLD_NEXT, "dlclose");
-        if (real == NULL) {
-            hp_log_once(no_next_dlclose, "dlclose: the next definition "
-                                         "cannot be found; the call fails");
-            errno = EINVAL;
-            return -1;
-        }
-        __atomic_store_n(&next_dlclose, real, __ATOMIC_RELEASE);
+        hp_log_once(no_next_dlclose, "dlclose: the next definition cannot "
+                                     "be found; the call fails");
+        errno = EINVAL;
+        return -1;
     }
     /* heapprof's own bookkeeping is fenced (never sampled); the real
      * dlclose is not: the destructors it runs are the program's code. */
