@@ -186,15 +186,6 @@ hp_frame_cache_unloaded(uintptr_t lo, uintptr_t hi)
             __atomic_store_n(&hp_frame_use_shared, false, __ATOMIC_RELAXED);
 }
 
-void
-hp_frame_cache_flush(void)
-{
-    empty(hp_frame_private);
-    if (!__atomic_load_n(&hp_frame_use_shared, __ATOMIC_RELAXED))
-        return;
-    empty(__atomic_load_n(&hp_frame_shared, __ATOMIC_ACQUIRE));
-}
-
 static int
 note_start_object(struct dl_phdr_info *info, size_t size, void *data)
 {

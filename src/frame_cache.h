@@ -32,16 +32,15 @@
 #define HP_FRAME_NONE 0u /* not known: ask libunwind */
 #define HP_FRAME_RSP 1u  /* CFA = rsp + offset */
 #define HP_FRAME_RBP 2u  /* CFA = rbp + offset (16) */
-/* The outermost frame: the walk ends here. With HP_FRAME_SIGNAL_MARK (an
- * offset of 1), the kernel's signal frame instead: the interrupted code's
- * registers are in the ucontext at its sp. */
+/* The outermost frame: the walk ends here. With an offset of 1
+ * (HP_FRAME_SIGNAL), the kernel's signal frame instead: the interrupted
+ * code's registers are in the ucontext at its sp. */
 #define HP_FRAME_END 3u
 #define HP_FRAME_KIND(r) ((r)&3u)
 #define HP_FRAME_RBP_SLOT(r) (((r) >> 2) & 0xffu)
 #define HP_FRAME_CFA_OFFSET(r) ((uintptr_t)((r) >> 10))
 #define HP_FRAME_MAX_OFFSET ((1u << 22) - 1)
-#define HP_FRAME_SIGNAL_MARK (1u << 10)
-#define HP_FRAME_SIGNAL (HP_FRAME_END | HP_FRAME_SIGNAL_MARK)
+#define HP_FRAME_SIGNAL (HP_FRAME_END | 1u << 10)
 
 /* One frame as libunwind saw it: where it stands and its registers. */
 struct hp_frame_seen {
@@ -143,9 +142,6 @@ HP_HIDDEN void hp_frame_learn(uintptr_t ip, uint32_t rule);
  * code. Forgets this process's own rules, and stops reading the shared
  * ones if the object was loaded at start. */
 HP_HIDDEN void hp_frame_cache_unloaded(uintptr_t lo, uintptr_t hi);
-
-/* Forgets every rule this process may read (tests). */
-HP_HIDDEN void hp_frame_cache_flush(void);
 
 /* Once, before main, when heapprof is the process's malloc (so was loaded
  * at start): notes the objects loaded now and maps the shared table, which

@@ -141,9 +141,7 @@ dlclose(void *handle)
     hp_fence_enter();
     /* Unloaded code's addresses may hold other code after the next
      * dlopen: the frame cache forgets them (all, when unsure). */
-    if (s.oom)
-        hp_frame_cache_unloaded(0, UINTPTR_MAX);
-    else if (s.n > 0 && (s.seen = calloc(s.n, 1)) == NULL)
+    if (s.oom || (s.n > 0 && (s.seen = calloc(s.n, 1)) == NULL))
         hp_frame_cache_unloaded(0, UINTPTR_MAX);
     else if (s.n > 0) {
         hp_stack_phdr_iterate(mark_present, &s);

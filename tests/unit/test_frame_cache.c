@@ -159,7 +159,7 @@ static void
 learn_lookup_refuse_flush(void **state)
 {
     (void)state;
-    hp_frame_cache_flush();
+    hp_frame_cache_unloaded(0, UINTPTR_MAX); /* all, before any sharing */
     uint64_t filled, refused;
     uint32_t rsp20 = HP_FRAME_RSP | 20u << 10,
              rbp = HP_FRAME_RBP | 2u << 2 | 16u << 10;
@@ -180,7 +180,7 @@ learn_lookup_refuse_flush(void **state)
     assert_int_equal(refused, 1);
     hp_frame_learn(0x402000, HP_FRAME_NONE); /* nothing to keep */
     assert_int_equal(lookup(0x402000), HP_FRAME_NONE);
-    hp_frame_cache_flush();
+    hp_frame_cache_unloaded(0, UINTPTR_MAX); /* all, before any sharing */
     assert_int_equal(lookup(0x401001), HP_FRAME_NONE);
     hp_frame_learn(0x401000, rsp20); /* unloaded: a fresh start */
     assert_int_equal(lookup(0x401000), rsp20);
