@@ -194,6 +194,7 @@ __attribute__((constructor(101))) static void
 heapprof_process_init(void)
 {
     hp_ensure_configured();
+    hp_stack_init();
     if (hp_settings.leak_report)
         hp_leak_report_prepare();
     hp_restart_hook_set(restart_services);

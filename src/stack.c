@@ -79,6 +79,21 @@ hp_stack_postfork(void)
 }
 
 void
+hp_stack_init(void)
+{
+    /* libunwind sets up its globals (the signal masks its locks install)
+     * on its first use, and two threads' first walks race there (TSan:
+     * sigfillset against sigprocmask). Once, before the program's
+     * threads; unw_init_local is where libunwind does it. */
+    unw_context_t ctx;
+    unw_cursor_t cur;
+    hp_fence_enter();
+    if (unw_getcontext(&ctx) == 0)
+        (void)unw_init_local(&cur, &ctx);
+    hp_fence_exit();
+}
+
+void
 hp_stack_postfork_child(void)
 {
     __atomic_store_n(&slow_walks, 0, __ATOMIC_RELAXED);

@@ -57,6 +57,10 @@ HP_HIDDEN int hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t,
  * know a frame (every stack on other architectures). */
 HP_HIDDEN uint64_t hp_stack_slow_walks(void);
 
+/* Once, from the constructor: libunwind's own set-up, before the
+ * program's threads can race into it. */
+HP_HIDDEN void hp_stack_init(void);
+
 /* Fork handlers: close the capture gate and wait for captures and walks
  * in flight; open it again in parent and child. */
 HP_HIDDEN void hp_stack_prefork(void);
