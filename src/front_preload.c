@@ -351,7 +351,10 @@ note_sample(void *p, size_t size, uint64_t rate)
                     size);
         return;
     }
-    hp_record_alloc(p, size, rate);
+    if (ranged())
+        hp_record_alloc_ranged(p, size, rate);
+    else
+        hp_record_alloc(p, size, rate);
 }
 
 static bool
@@ -402,8 +405,8 @@ free_slow(void *ptr)
 {
     if (in_pool(ptr))
         return; /* pool blocks are never reused */
-    hp_record_free(ptr);
     if (in_range(ptr)) {
+        hp_record_free_ranged(ptr);
         /* Fenced: a signal handler's allocation meanwhile is not sampled,
          * so it never needs the range this thread may be holding. */
         int saved = errno;
@@ -412,6 +415,7 @@ free_slow(void *ptr)
         hp_fence_exit();
         errno = saved;
     } else {
+        hp_record_free(ptr);
         NEXT(free)(ptr);
     }
 }

@@ -393,13 +393,15 @@ hp_live_filter_pin(uintptr_t ptr)
 }
 
 void
-hp_live_prefetch(uintptr_t ptr)
+hp_live_prefetch(uintptr_t ptr, bool filtered)
 {
     uint32_t i = head_index(ptr);
     __builtin_prefetch(&hp_tables.heads[i], 1, 1);
-    __builtin_prefetch(&hp_tables.filter[hp_live_filter_slot(ptr)], 1, 1);
-    __builtin_prefetch(&hp_tables.coarse[hp_live_coarse_slot(ptr)], 1, 1);
     __builtin_prefetch(&stripes[i % HP_LIVE_STRIPES], 1, 1);
+    if (filtered) {
+        __builtin_prefetch(&hp_tables.filter[hp_live_filter_slot(ptr)], 1, 1);
+        __builtin_prefetch(&hp_tables.coarse[hp_live_coarse_slot(ptr)], 1, 1);
+    }
 }
 
 bool
@@ -443,10 +445,13 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
     hs[i] = r;
     if (r->owner != 0)
         owner_link(ohs, r, &spare);
-    if (old == NULL) {
+    bool was_filtered = old != NULL && old->filtered;
+    if (r->filtered && !was_filtered)
         filter_inc(rec->ptr);
+    else if (!r->filtered && was_filtered)
+        filter_dec(rec->ptr);
+    if (old == NULL)
         nlive_add(st, 1);
-    }
     pthread_mutex_unlock(&st->lock);
     if (spare != NULL)
         ent_free(spare);
@@ -482,7 +487,8 @@ remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
     if (found != NULL && found->owner != 0)
         owner_unlink(found);
     if (found != NULL) {
-        filter_dec(ptr);
+        if (found->filtered)
+            filter_dec(ptr);
         nlive_add(st, -1);
     }
     pthread_mutex_unlock(&st->lock);

@@ -53,6 +53,10 @@ struct hp_live_rec {
     uintptr_t tag; /* front end's private word (Boehm: link slot) */
     struct hp_live_rec *onext;
     struct hp_live_rec *oprev;
+    /* Counted in the filter (hp_live_maybe). Not for blocks of the sample
+     * range, whose frees are known by their address: four cache lines
+     * fewer to touch on each of their allocations and frees. */
+    bool filtered;
 };
 
 #define HP_LIVE_HEADS_LG 16
@@ -168,9 +172,10 @@ hp_live_maybe(const void *ptr)
 HP_HIDDEN void hp_live_filter_pin(uintptr_t ptr);
 
 /* Start loading what hp_live_insert(ptr) will touch (its chain head,
- * filter count and stripe lock: three cache misses on a big heap) while
- * the caller does something slow, such as capturing the stack. */
-HP_HIDDEN void hp_live_prefetch(uintptr_t ptr);
+ * stripe lock and, for a filtered record, filter counts: independent
+ * cache misses on a big heap) while the caller does something slow, such
+ * as capturing the stack. */
+HP_HIDDEN void hp_live_prefetch(uintptr_t ptr, bool filtered);
 
 /* Record a live block (a copy of *rec, ptr must be set). If the address is
  * already recorded (a free heapprof did not see), the stale record is

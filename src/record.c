@@ -112,7 +112,7 @@ hp_record_postfork_child(void)
  * records) would otherwise sit on the stack below which the unwinder runs. */
 static __attribute__((noinline)) void
 record_sample(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
-              uintptr_t tag, const uintptr_t *pcs, int n)
+              uintptr_t tag, bool filtered, const uintptr_t *pcs, int n)
 {
     /* The bucket's chain head loads while the record is filled in. */
     struct hp_bucket_key key;
@@ -122,7 +122,8 @@ record_sample(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
                               .size = size,
                               .birth_ns = hp_now_mono_ns(),
                               .owner = owner,
-                              .tag = tag};
+                              .tag = tag,
+                              .filtered = filtered};
     hp_sample_weights(size, rate, &rec.count_fx, &rec.bytes);
     struct hp_bucket *b =
         n > 0 ? hp_bucket_of(&key, pcs) : hp_bucket_overflow();
@@ -157,7 +158,7 @@ record_sample(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
  * holds one heapprof frame less. */
 static inline __attribute__((always_inline)) void
 record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
-             uintptr_t tag)
+             uintptr_t tag, bool filtered)
 {
     int saved = errno;
     if (on_small_altstack()) {
@@ -167,7 +168,8 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
         return;
     }
     hp_fence_enter();
-    hp_live_prefetch((uintptr_t)ptr); /* lands during the stack capture */
+    /* lands during the stack capture */
+    hp_live_prefetch((uintptr_t)ptr, filtered);
     hp_stats_prefetch();
     /* A fork child whose background threads are gone restarts them here,
      * on a sampled allocation (never in the atfork handler). */
@@ -188,7 +190,7 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
         errno = saved;
         return;
     }
-    record_sample(ptr, size, rate, owner, tag, pcs, n);
+    record_sample(ptr, size, rate, owner, tag, filtered, pcs, n);
     scratch_release(slot);
     hp_fence_exit();
     errno = saved;
@@ -197,18 +199,24 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
 HP_FRONT void
 hp_record_alloc(void *ptr, size_t size, uint64_t rate)
 {
-    record_alloc(ptr, size, rate, 0, 0);
+    record_alloc(ptr, size, rate, 0, 0, true);
 }
 
 HP_FRONT void
 hp_record_alloc_ex(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
                    uintptr_t tag)
 {
-    record_alloc(ptr, size, rate, owner, tag);
+    record_alloc(ptr, size, rate, owner, tag, true);
 }
 
-bool
-hp_record_take_slow(void *ptr, struct hp_live_rec *out)
+HP_FRONT void
+hp_record_alloc_ranged(void *ptr, size_t size, uint64_t rate)
+{
+    record_alloc(ptr, size, rate, 0, 0, false);
+}
+
+static inline bool
+take(void *ptr, bool filtered, struct hp_live_rec *out)
 {
     /* A free from a signal handler that interrupted a live-table operation
      * on this thread must not take its locks again: the record stays (the
@@ -217,9 +225,10 @@ hp_record_take_slow(void *ptr, struct hp_live_rec *out)
         return false;
     int saved = errno;
     hp_fence_enter();
-    /* The stripe lock, the chain head and the filter count are independent
-     * misses on a big heap: start them together, not one after another. */
-    hp_live_prefetch((uintptr_t)ptr);
+    /* The stripe lock, the chain head and the filter counts are
+     * independent misses on a big heap: start them together, not one after
+     * another. */
+    hp_live_prefetch((uintptr_t)ptr, filtered);
     hp_stats_prefetch();
     hp_tls.holding++;
     bool found = hp_live_remove((uintptr_t)ptr, out);
@@ -227,6 +236,12 @@ hp_record_take_slow(void *ptr, struct hp_live_rec *out)
     hp_fence_exit();
     errno = saved;
     return found;
+}
+
+bool
+hp_record_take_slow(void *ptr, struct hp_live_rec *out)
+{
+    return take(ptr, true, out);
 }
 
 void
@@ -263,7 +278,15 @@ void
 hp_record_free(void *ptr)
 {
     struct hp_live_rec rec;
-    if (hp_record_take_slow(ptr, &rec))
+    if (take(ptr, true, &rec))
+        hp_record_commit_free(&rec);
+}
+
+void
+hp_record_free_ranged(void *ptr)
+{
+    struct hp_live_rec rec;
+    if (take(ptr, false, &rec))
         hp_record_commit_free(&rec);
 }
 

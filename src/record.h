@@ -18,6 +18,11 @@ HP_HIDDEN void hp_record_alloc(void *ptr, size_t size, uint64_t rate);
  * a front end's private tag (0 = none; see hp_record_take_tagged). */
 HP_HIDDEN void hp_record_alloc_ex(void *ptr, size_t size, uint64_t rate,
                                   uintptr_t owner, uintptr_t tag);
+/* A block of the sample range (front_preload.c): its record is found by
+ * address alone, so the filter is not told of it; its free must come to
+ * hp_record_free_ranged. */
+HP_HIDDEN void hp_record_alloc_ranged(void *ptr, size_t size, uint64_t rate);
+HP_HIDDEN void hp_record_free_ranged(void *ptr);
 /* Like hp_record_take, but only a record carrying tag. */
 HP_HIDDEN bool hp_record_take_tagged(void *ptr, uintptr_t tag,
                                      struct hp_live_rec *out);

@@ -34,6 +34,7 @@ rec_for(uintptr_t ptr, struct hp_bucket *b, uint64_t size)
     r.count_fx = HP_COUNT_ONE * (size + 1);
     r.bytes = size * 3;
     r.birth_ns = 1000 + size;
+    r.filtered = true;
     return r;
 }
 
@@ -129,7 +130,8 @@ test_live_filter_not_sampled(void **state)
 
     /* Slots already counted (e.g. saturated by another test) are "used". */
     for (uintptr_t i = 0; i < FILTER_N; i++)
-        used[hp_live_filter_slot(base + GRANULE * i)] = filter_value(base + GRANULE * i) != 0;
+        used[hp_live_filter_slot(base + GRANULE * i)] =
+            filter_value(base + GRANULE * i) != 0;
     /* Insert the even granules, keep the odd ones as never-inserted. */
     for (uintptr_t i = 0; i < FILTER_N; i += 2) {
         struct hp_live_rec r = rec_for(base + GRANULE * i, b, i);
@@ -203,6 +205,56 @@ test_live_duplicate_insert_returns_stale(void **state)
     assert_false(hp_live_maybe((void *)p));
 }
 
+/* A record of the sample range (filtered = false) is found by address
+ * and never counted in the filter; one that replaces a counted record at
+ * the same address (a free heapprof did not see) takes that count away,
+ * and the other way round. */
+static void
+test_live_unfiltered_records(void **state)
+{
+    (void)state;
+    uint64_t n0 = hp_live_count();
+    struct hp_bucket *b = bucket(0x5551);
+    struct hp_live_rec stale, out;
+    bool had_stale;
+    uintptr_t p = 0x50123400, q = p + 64; /* one filter slot */
+
+    struct hp_live_rec ranged = rec_for(p, b, 30);
+    ranged.filtered = false;
+    assert_true(hp_live_insert(&ranged, &stale, &had_stale));
+    assert_int_equal(filter_value(p), 0);
+    assert_false(hp_live_maybe((void *)p));
+    assert_int_equal(hp_live_count(), n0 + 1);
+
+    /* A counted neighbour, then the ranged record goes: the count stays. */
+    struct hp_live_rec counted = rec_for(q, b, 31);
+    assert_true(hp_live_insert(&counted, &stale, &had_stale));
+    assert_int_equal(filter_value(p), 1);
+    assert_true(hp_live_remove(p, &out));
+    assert_false(out.filtered);
+    assert_int_equal(out.size, 30);
+    assert_int_equal(filter_value(p), 1);
+
+    /* Counted replaced by ranged at q: the count goes; and back. */
+    struct hp_live_rec at_q = rec_for(q, b, 32);
+    at_q.filtered = false;
+    assert_true(hp_live_insert(&at_q, &stale, &had_stale));
+    assert_true(had_stale);
+    assert_true(stale.filtered);
+    assert_int_equal(filter_value(q), 0);
+    assert_false(hp_live_maybe((void *)q));
+    counted.size = 33;
+    assert_true(hp_live_insert(&counted, &stale, &had_stale));
+    assert_true(had_stale);
+    assert_false(stale.filtered);
+    assert_int_equal(filter_value(q), 1);
+    assert_true(hp_live_remove(q, &out));
+    assert_int_equal(out.size, 33);
+    assert_int_equal(filter_value(q), 0);
+    assert_int_equal(hp_live_count(), n0);
+    assert_bits_match_counts();
+}
+
 /* ----------------------------------------------- filter saturation */
 
 /* n distinct addresses that all fall into filter slot `slot`: one per
@@ -214,7 +266,8 @@ same_slot_addresses(uint32_t slot, uintptr_t *out, int n)
     for (int i = 0; i < n; i++) {
         uint64_t w = 1 + (uint64_t)i / 4;
         uint64_t granule = (w << HP_LIVE_FILTER_LG) | slot;
-        out[i] = (uintptr_t)(granule << HP_LIVE_GRANULE_LG) + 16 * (uintptr_t)(i % 4);
+        out[i] = (uintptr_t)(granule << HP_LIVE_GRANULE_LG) +
+                 16 * (uintptr_t)(i % 4);
         assert_int_equal(hp_live_filter_slot(out[i]), slot);
     }
 }
@@ -431,8 +484,8 @@ test_live_threads_disjoint(void **state)
     }
     pthread_barrier_destroy(&start);
     assert_int_equal(hp_live_count(), n0 + kept);
-    struct visit v = {0x6000000000, 0x6000000000 + NTHREADS * 0x10000000ull,
-                      0, 0};
+    struct visit v = {0x6000000000, 0x6000000000 + NTHREADS * 0x10000000ull, 0,
+                      0};
     hp_live_foreach(visit_fn, &v);
     assert_int_equal(v.n, kept);
 
@@ -484,6 +537,7 @@ main(void)
         cmocka_unit_test(test_live_insert_remove_roundtrip),
         cmocka_unit_test(test_live_filter_not_sampled),
         cmocka_unit_test(test_live_duplicate_insert_returns_stale),
+        cmocka_unit_test(test_live_unfiltered_records),
         cmocka_unit_test(test_live_filter_counts_and_saturates),
         cmocka_unit_test(test_live_coarse_filter),
         cmocka_unit_test(test_live_foreach_visits_each_once),
