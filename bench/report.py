@@ -168,6 +168,17 @@ def sampled_med(rate, i):
 pair1, pair0 = sampled_med("1", 1), sampled_med("0", 1)
 sampled_cost = pair1 - pair0 if pair1 is not None and pair0 is not None else None
 
+# ------------------------------------------- one sample in place, counted
+# (bench/sample_cost.py) function -> (instructions, L1d misses, L2 misses)
+sampcost = {}
+sampcost_n = None
+for r in rows:
+    if r[0] == "sampcost" and len(r) >= 5:
+        if r[1] == "#samples":
+            sampcost_n = (int(num(r[2])), int(num(r[3])))
+        else:
+            sampcost[r[1]] = (num(r[2]), num(r[3]), num(r[4]))
+
 # --------------------------------------------------------------- export
 export = defaultdict(list)
 for r in rows:
@@ -625,6 +636,25 @@ for i, n in enumerate(names):
     d = None if a is None or b is None else a - b
     P(f"| {n} | {fmt(a, '{:.0f}')} | {fmt(b, '{:.0f}')} | {fmt(d, '{:.0f}')} |")
 P()
+if sampcost and sampcost_n:
+    P("## One sample in place, counted (`bench/sample_cost.py`)")
+    P()
+    P(f"alloc_bench mixed ({sampcost_n[1]} operations, {sampcost_n[0]} samples) under "
+      "callgrind's cache simulation, heapprof at the default rate minus "
+      "`HEAPPROF_RATE=0`, per sample: instructions, L1 data misses (32 KiB) and "
+      "misses of a 512 KiB last level (one core's L2, which the workload's "
+      "traffic between two samples evicts). Counted, not timed, so builds "
+      "compare on a machine whose timings wander by points; the blocks sampled "
+      "differ from run to run (the sampler's seed), which moves a row by up to "
+      "a tenth. Negative rows are glibc's work a sampled block no longer does.")
+    P()
+    P("| function | instructions | L1d misses | L2 misses |")
+    P("|---|---|---|---|")
+    for name, (ir, d1, ll) in sorted(sampcost.items(),
+                                     key=lambda kv: (kv[0] != "TOTAL", -abs(kv[1][2]))):
+        label = "**all**" if name == "TOTAL" else f"`{name}`"
+        P(f"| {label} | {ir:.0f} | {d1:.1f} | {ll:.1f} |")
+    P()
 P("## Export (`bench/export_bench.c`)")
 P()
 P("100 000 buckets with distinct real depth-32 stacks (made through")

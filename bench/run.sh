@@ -296,6 +296,11 @@ for c in "glibc|" "shim|LD_PRELOAD=$SHIM" "heapprof|LD_PRELOAD=$HP" "heapprof_ra
         "$(echo "$a $b $SCALE" | awk '{printf "%.1f", ($2 - $1) / (1000000 / $3)}')" >>"$RAW"
 done
 
+# ------------------------------------------- one sample in place, counted
+log "callgrind: what one sample costs in place (bench/sample_cost.py)"
+RAW=$RAW "$PY" "$ROOT/bench/sample_cost.py" "$BUILD" $((1500000 / SCALE)) \
+    >"$OUT/sample_cost.txt" || log "sample_cost: failed"
+
 # --------------------------------------------------- where time goes
 log "perf profile of heapprof on the mixed workload"
 if command -v perf >/dev/null; then
