@@ -278,14 +278,13 @@ large_alloc(size_t size, size_t align, bool zero)
         return NULL;
     size_t idx;
     struct chunk_meta *m;
+    size_t dirty = 0; /* bytes from the slot's start that may not be zero */
     if (R.large_free[i] != 0) {
         idx = R.large_free[i] - 1;
         m = &R.meta[idx];
         R.large_free[i] = m->link;
         R.cached -= (uint64_t)m->touched * R.page;
-        if (zero && m->touched != 0)
-            memset((char *)R.lo + (idx << CHUNK_LG), 0,
-                   (size_t)m->touched * R.page);
+        dirty = (size_t)m->touched * R.page;
     } else {
         idx = take_chunks(large_chunks(i));
         if (idx == SIZE_MAX)
@@ -302,6 +301,11 @@ large_alloc(size_t size, size_t align, bool zero)
     uintptr_t p =
         align > CHUNK ? (base + align - 1) & ~(uintptr_t)(align - 1) : base;
     m->offset = (uint8_t)((p - base) >> CHUNK_LG);
+    /* The block's own bytes only: the rest of the slot is not the
+     * caller's, and pages past the dirty ones are still zero. */
+    if (zero && p - base < dirty)
+        memset((void *)p, 0,
+               size < dirty - (p - base) ? size : dirty - (p - base));
     m->pages = (uint32_t)pages_of(size);
     uint32_t reach = (uint32_t)pages_of(p - base) + m->pages;
     if (m->touched < reach)

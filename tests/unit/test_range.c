@@ -118,6 +118,35 @@ test_zero_on_reuse(void **state)
 }
 
 static void
+assert_zero(const unsigned char *p, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (p[k] != 0)
+            fail_msg("byte %zu of a zeroed %zu-byte block is %u", k, n, p[k]);
+}
+
+/* A large slot zeroes only the block it hands out, and remembers that the
+ * rest stays dirty: a smaller zeroed block, then a larger one, in a slot
+ * once filled to its end. */
+static void
+test_zero_smaller_then_larger(void **state)
+{
+    (void)state;
+    unsigned char *p = hp_range_alloc(120000, 0, false);
+    assert_non_null(p);
+    memset(p, 0xee, hp_range_usable(p));
+    hp_range_free(p);
+    unsigned char *q = hp_range_alloc(70000, 0, true);
+    assert_ptr_equal(p, q);
+    assert_zero(q, 70000);
+    hp_range_free(q);
+    unsigned char *r = hp_range_alloc(120000, 0, true);
+    assert_ptr_equal(p, r);
+    assert_zero(r, 120000);
+    hp_range_free(r);
+}
+
+static void
 test_large_alignment_and_usable(void **state)
 {
     (void)state;
@@ -272,6 +301,7 @@ main(void)
         cmocka_unit_test(test_bounds_and_pool),
         cmocka_unit_test(test_small_slots),
         cmocka_unit_test(test_zero_on_reuse),
+        cmocka_unit_test(test_zero_smaller_then_larger),
         cmocka_unit_test(test_large_alignment_and_usable),
         cmocka_unit_test(test_pages_returned),
         cmocka_unit_test(test_invalid_free_ignored),
