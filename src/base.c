@@ -73,14 +73,21 @@ hp_restart_run(void)
 }
 
 void *
+hp_symbol(void *handle, const char *name)
+{
+    hp_fence_enter();
+    void *f = dlsym(handle, name);
+    hp_fence_exit();
+    return f;
+}
+
+void *
 hp_next_symbol(const char *name, void **cache)
 {
     void *f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
     if (f != NULL)
         return f;
-    hp_fence_enter();
-    f = dlsym(RTLD_NEXT, name);
-    hp_fence_exit();
+    f = hp_symbol(RTLD_NEXT, name);
     if (f != NULL)
         __atomic_store_n(cache, f, __ATOMIC_RELEASE);
     return f;

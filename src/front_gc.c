@@ -108,25 +108,6 @@ static int setup_done;
  */
 static __thread int gc_nest __attribute__((tls_model("initial-exec")));
 
-/* dlsym may allocate: heapprof's own work, never a sample. */
-static void *
-sym_next(const char *name)
-{
-    hp_fence_enter();
-    void *p = dlsym(RTLD_NEXT, name);
-    hp_fence_exit();
-    return p;
-}
-
-static void *
-sym_any(const char *name)
-{
-    hp_fence_enter();
-    void *p = dlsym(RTLD_DEFAULT, name);
-    hp_fence_exit();
-    return p;
-}
-
 static void collector(void *arg);
 
 static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -143,47 +124,58 @@ resolve_slow(void)
     }
     struct gc_next n;
     memset(&n, 0, sizeof n);
-    *(void **)&n.malloc = sym_next("GC_malloc");
-    *(void **)&n.malloc_atomic = sym_next("GC_malloc_atomic");
-    *(void **)&n.malloc_uncollectable = sym_next("GC_malloc_uncollectable");
+    *(void **)&n.malloc = hp_symbol(RTLD_NEXT, "GC_malloc");
+    *(void **)&n.malloc_atomic = hp_symbol(RTLD_NEXT, "GC_malloc_atomic");
+    *(void **)&n.malloc_uncollectable =
+        hp_symbol(RTLD_NEXT, "GC_malloc_uncollectable");
     *(void **)&n.malloc_atomic_uncollectable =
-        sym_next("GC_malloc_atomic_uncollectable");
-    *(void **)&n.malloc_ignore_off_page = sym_next("GC_malloc_ignore_off_page");
+        hp_symbol(RTLD_NEXT, "GC_malloc_atomic_uncollectable");
+    *(void **)&n.malloc_ignore_off_page =
+        hp_symbol(RTLD_NEXT, "GC_malloc_ignore_off_page");
     *(void **)&n.malloc_atomic_ignore_off_page =
-        sym_next("GC_malloc_atomic_ignore_off_page");
-    *(void **)&n.realloc = sym_next("GC_realloc");
-    *(void **)&n.free = sym_next("GC_free");
-    *(void **)&n.strdup = sym_next("GC_strdup");
-    *(void **)&n.strndup = sym_next("GC_strndup");
-    *(void **)&n.memalign = sym_next("GC_memalign");
-    *(void **)&n.posix_memalign = sym_next("GC_posix_memalign");
+        hp_symbol(RTLD_NEXT, "GC_malloc_atomic_ignore_off_page");
+    *(void **)&n.realloc = hp_symbol(RTLD_NEXT, "GC_realloc");
+    *(void **)&n.free = hp_symbol(RTLD_NEXT, "GC_free");
+    *(void **)&n.strdup = hp_symbol(RTLD_NEXT, "GC_strdup");
+    *(void **)&n.strndup = hp_symbol(RTLD_NEXT, "GC_strndup");
+    *(void **)&n.memalign = hp_symbol(RTLD_NEXT, "GC_memalign");
+    *(void **)&n.posix_memalign = hp_symbol(RTLD_NEXT, "GC_posix_memalign");
     *(void **)&n.malloc_explicitly_typed =
-        sym_next("GC_malloc_explicitly_typed");
+        hp_symbol(RTLD_NEXT, "GC_malloc_explicitly_typed");
     *(void **)&n.calloc_explicitly_typed =
-        sym_next("GC_calloc_explicitly_typed");
-    *(void **)&n.gcollect = sym_next("GC_gcollect");
-    *(void **)&n.gcollect_and_unmap = sym_next("GC_gcollect_and_unmap");
-    *(void **)&n.try_to_collect = sym_next("GC_try_to_collect");
+        hp_symbol(RTLD_NEXT, "GC_calloc_explicitly_typed");
+    *(void **)&n.gcollect = hp_symbol(RTLD_NEXT, "GC_gcollect");
+    *(void **)&n.gcollect_and_unmap =
+        hp_symbol(RTLD_NEXT, "GC_gcollect_and_unmap");
+    *(void **)&n.try_to_collect = hp_symbol(RTLD_NEXT, "GC_try_to_collect");
     *(void **)&n.register_has_static_roots_callback =
-        sym_next("GC_register_has_static_roots_callback");
+        hp_symbol(RTLD_NEXT, "GC_register_has_static_roots_callback");
     next = n;
 
     /* Functions heapprof does not define: the first definition anywhere. */
     struct heapprof_gc_ops o;
     memset(&o, 0, sizeof o);
     o.size = sizeof o;
-    *(void **)&o.register_long_link = sym_any("GC_register_long_link");
-    *(void **)&o.unregister_long_link = sym_any("GC_unregister_long_link");
+    *(void **)&o.register_long_link =
+        hp_symbol(RTLD_DEFAULT, "GC_register_long_link");
+    *(void **)&o.unregister_long_link =
+        hp_symbol(RTLD_DEFAULT, "GC_unregister_long_link");
     o.gcollect = n.gcollect;
-    *(void **)&o.get_gc_no = sym_any("GC_get_gc_no");
-    *(void **)&o.call_with_alloc_lock = sym_any("GC_call_with_alloc_lock");
-    *(void **)&o.is_init_called = sym_any("GC_is_init_called");
-    *(void **)&o.exclude_static_roots = sym_any("GC_exclude_static_roots");
-    *(void **)&o.thread_is_registered = sym_any("GC_thread_is_registered");
-    *(void **)&o.allow_register_threads = sym_any("GC_allow_register_threads");
-    *(void **)&o.get_stack_base = sym_any("GC_get_stack_base");
-    *(void **)&o.register_my_thread = sym_any("GC_register_my_thread");
-    *(void **)&o.unregister_my_thread = sym_any("GC_unregister_my_thread");
+    *(void **)&o.get_gc_no = hp_symbol(RTLD_DEFAULT, "GC_get_gc_no");
+    *(void **)&o.call_with_alloc_lock =
+        hp_symbol(RTLD_DEFAULT, "GC_call_with_alloc_lock");
+    *(void **)&o.is_init_called = hp_symbol(RTLD_DEFAULT, "GC_is_init_called");
+    *(void **)&o.exclude_static_roots =
+        hp_symbol(RTLD_DEFAULT, "GC_exclude_static_roots");
+    *(void **)&o.thread_is_registered =
+        hp_symbol(RTLD_DEFAULT, "GC_thread_is_registered");
+    *(void **)&o.allow_register_threads =
+        hp_symbol(RTLD_DEFAULT, "GC_allow_register_threads");
+    *(void **)&o.get_stack_base = hp_symbol(RTLD_DEFAULT, "GC_get_stack_base");
+    *(void **)&o.register_my_thread =
+        hp_symbol(RTLD_DEFAULT, "GC_register_my_thread");
+    *(void **)&o.unregister_my_thread =
+        hp_symbol(RTLD_DEFAULT, "GC_unregister_my_thread");
     bool present = n.malloc != NULL && n.free != NULL &&
                    o.register_long_link != NULL &&
                    o.unregister_long_link != NULL && o.gcollect != NULL;
@@ -191,7 +183,7 @@ resolve_slow(void)
         ops = o;
         /* Read through RTLD_DEFAULT: an executable that refers to GC_gc_no
          * directly owns the variable (copy relocation). */
-        gc_no_var = sym_any("GC_gc_no");
+        gc_no_var = hp_symbol(RTLD_DEFAULT, "GC_gc_no");
     }
     __atomic_store_n(&state, present ? GC_PRESENT : GC_ABSENT,
                      __ATOMIC_RELEASE);
@@ -887,7 +879,8 @@ heapprof_gc_attach(const struct heapprof_gc_ops *o)
     struct heapprof_gc_ops want;
     memset(&want, 0, sizeof want);
     if (o == NULL) {
-        *(void **)&want.register_long_link = sym_any("GC_register_long_link");
+        *(void **)&want.register_long_link =
+            hp_symbol(RTLD_DEFAULT, "GC_register_long_link");
         if (want.register_long_link == NULL)
             return HEAPPROF_EUNSUPPORTED;
         /* Make sure the lookups ran (they fill ops) before taking over. */
@@ -988,6 +981,6 @@ hp_gc_front_postfork_child(void)
 __attribute__((constructor)) static void
 gc_front_init(void)
 {
-    if (sym_any("GC_register_long_link") != NULL && resolved())
+    if (hp_symbol(RTLD_DEFAULT, "GC_register_long_link") != NULL && resolved())
         filter_own_data();
 }

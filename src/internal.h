@@ -113,10 +113,14 @@ HP_HIDDEN uint64_t hp_now_wall_ns(void);
  */
 HP_HIDDEN int hp_thread_start(void *(*fn)(void *), void *arg, const char *name);
 
+/* dlsym(handle, name) inside the reentrancy fence: dlsym may allocate,
+ * and that is heapprof's own work, never a sample. */
+HP_HIDDEN void *hp_symbol(void *handle, const char *name);
+
 /*
  * The next definition of name after heapprof's (dlsym RTLD_NEXT), for an
- * interposer that forwards: looked up once (fenced: dlsym may allocate)
- * and kept in *cache; NULL if there is none (the lookup is then repeated).
+ * interposer that forwards: looked up once (hp_symbol) and kept in
+ * *cache; NULL if there is none (the lookup is then repeated).
  */
 HP_HIDDEN void *hp_next_symbol(const char *name, void **cache);
 
