@@ -5,7 +5,6 @@ site has the site's function as its leaf, with exact counts at
 HEAPPROF_RATE=1, and the deleted site's objects out of use.
 """
 
-import argparse
 import os
 import re
 import sys
@@ -96,12 +95,7 @@ def parse_text(text):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--rate", type=int, required=True)
-    ap.add_argument("--preload", help="LD_PRELOAD list (libheapprof.so first)")
-    args = ap.parse_args()
+    args = pprof_tool.workload_parser().parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     truth = pprof_tool.run_workload([args.workload, args.workdir], args.rate,
                                     args.preload)

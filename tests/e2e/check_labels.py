@@ -7,7 +7,6 @@ blocks under other labels, and writes its heap profile; the real
 through -tagfocus.
 """
 
-import argparse
 import os
 import re
 import sys
@@ -27,12 +26,7 @@ def close(label, got, want, tol):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--rate", type=int, required=True)
-    ap.add_argument("--preload", help="libheapprof.so, for the weak build")
-    args = ap.parse_args()
+    args = pprof_tool.workload_parser().parse_args()
     tol = 0.0 if args.rate == 1 else 0.10
     os.makedirs(args.workdir, exist_ok=True)
     truth = pprof_tool.run_workload([args.workload, args.workdir], args.rate,

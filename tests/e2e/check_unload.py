@@ -5,7 +5,6 @@ profile must still name plugin_alloc and plugin_run, under a mapping of the
 plugin's file with a build id, with exact in-use values at HEAPPROF_RATE=1.
 """
 
-import argparse
 import os
 import sys
 
@@ -14,12 +13,8 @@ import pprof_tool  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", required=True)
+    ap = pprof_tool.workload_parser()
     ap.add_argument("--plugin", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--rate", type=int, required=True)
-    ap.add_argument("--preload", help="libheapprof.so")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     truth = pprof_tool.run_workload([args.workload, args.workdir, args.plugin],
