@@ -274,20 +274,24 @@ hp_record_restore(const struct hp_live_rec *rec)
     errno = saved;
 }
 
+static inline void
+free_record(void *ptr, bool filtered)
+{
+    struct hp_live_rec rec;
+    if (take(ptr, filtered, &rec))
+        hp_record_commit_free(&rec);
+}
+
 void
 hp_record_free(void *ptr)
 {
-    struct hp_live_rec rec;
-    if (take(ptr, true, &rec))
-        hp_record_commit_free(&rec);
+    free_record(ptr, true);
 }
 
 void
 hp_record_free_ranged(void *ptr)
 {
-    struct hp_live_rec rec;
-    if (take(ptr, false, &rec))
-        hp_record_commit_free(&rec);
+    free_record(ptr, false);
 }
 
 bool
