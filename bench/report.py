@@ -635,6 +635,13 @@ for i, n in enumerate(names):
     a, b = sampled_med("1", i), sampled_med("0", i)
     d = None if a is None or b is None else a - b
     P(f"| {n} | {fmt(a, '{:.0f}')} | {fmt(b, '{:.0f}')} | {fmt(d, '{:.0f}')} |")
+a2, b2 = sampled_med("1x2", 1), sampled_med("0x2", 1)
+if a2 is not None and b2 is not None:
+    P(f"| pair, mean CPU ns, two threads at once | {a2:.0f} | {b2:.0f} | {a2 - b2:.0f} |")
+    P()
+    P("The last row runs the same loop in two threads together (means over "
+      "both): what the lines a sample shares with other threads cost when "
+      "they move between the cores.")
 P()
 if sampcost and sampcost_n:
     P("## One sample in place, counted (`bench/sample_cost.py`)")

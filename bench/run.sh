@@ -206,11 +206,16 @@ for w in small mixed mixed2; do
 done
 
 # ------------------------------------------------------ sampled path
-log "sampled path: $PAIRS pairs of HEAPPROF_RATE=1 / 0 at depth 64"
+log "sampled path: $PAIRS pairs of HEAPPROF_RATE=1 / 0 at depth 64, one thread and two"
 for ((round = 0; round < PAIRS; round++)); do
     for rate in 1 0; do
-        line=$(run_cfg "LD_PRELOAD=$HP HEAPPROF_RATE=$rate" "$BUILD/sampled_path_bench" $((300000 / SCALE)))
-        printf 'sampled\trate%s\t%s\t%d\t%s\n' "$rate" "$rate" "$round" "$(echo "$line" | tr ' ' '\t')" >>"$RAW"
+        for threads in 1 2; do
+            line=$(run_cfg "LD_PRELOAD=$HP HEAPPROF_RATE=$rate" "$BUILD/sampled_path_bench" \
+                $((300000 / SCALE)) 58 "$threads")
+            key=$rate
+            [ "$threads" = 1 ] || key=${rate}x$threads
+            printf 'sampled\trate%s\t%s\t%d\t%s\n' "$key" "$key" "$round" "$(echo "$line" | tr ' ' '\t')" >>"$RAW"
+        done
     done
 done
 

@@ -72,6 +72,14 @@ hp_restart_run(void)
         fn();
 }
 
+uint8_t
+hp_lane_assign(void)
+{
+    static uint32_t given;
+    return (uint8_t)(1 + __atomic_fetch_add(&given, 1, __ATOMIC_RELAXED) %
+                             HP_LANES);
+}
+
 void *
 hp_symbol(void *handle, const char *name)
 {

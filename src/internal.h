@@ -41,6 +41,8 @@ struct hp_thread {
                                    handler's free must not re-enter it) */
     int range_locked;           /* holding, or taking, the sample range's
                                    lock (range.c) */
+    uint8_t lane;               /* 1 + this thread's lane (hp_lane), 0 =
+                                   none yet */
     uint32_t altstack_seen;     /* record.c: the change count when this */
     uintptr_t altstack_lo;      /* thread's alternate signal stack was */
     uintptr_t altstack_hi;      /* [lo, hi), 0 = none, last read */
@@ -48,6 +50,24 @@ struct hp_thread {
 
 extern __thread struct hp_thread hp_tls
     __attribute__((tls_model("initial-exec"))) HP_HIDDEN;
+
+/*
+ * Lanes: state that threads would otherwise all write on every sample (a
+ * frame buffer's busy flag, the fork gate's count of captures) is kept
+ * HP_LANES times, a cache line each, and a thread uses its own lane
+ * (handed out in turn on first use), so that threads sampling at the same
+ * time move no line between their cores. Threads beyond HP_LANES share.
+ */
+#define HP_LANES 32
+HP_HIDDEN uint8_t hp_lane_assign(void);
+
+static inline unsigned
+hp_lane(void)
+{
+    if (__builtin_expect(hp_tls.lane == 0, 0))
+        hp_tls.lane = hp_lane_assign();
+    return hp_tls.lane - 1u;
+}
 
 /*
  * Reentrancy fence: raised around everything that might allocate while

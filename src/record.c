@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdalign.h>
 #include <stdint.h>
 
 #include "buckets.h"
@@ -69,28 +70,35 @@ on_small_altstack(void)
 
 /*
  * Frame buffers for samples in flight, kept off the caller's stack (which
- * may be a small signal stack; a full-depth buffer is 2 KiB). Claimed with
- * one compare-and-swap; when all are busy the buffer falls back to the
- * stack. No nesting on one thread: the fence keeps a signal handler's
- * allocation during a sample from being sampled. Not thread-local: 2 KiB
- * of initial-exec TLS would not fit glibc's static TLS surplus when the
- * library is dlopen'ed (heapprof attach).
+ * may be a small signal stack; a full-depth buffer is 2 KiB), one per lane
+ * (internal.h): a thread asks for its own first, and a buffer's busy flag
+ * shares a line with its frames and nothing else; when every one is busy
+ * the buffer falls back to the stack. No nesting
+ * on one thread: the fence keeps a signal handler's allocation during a
+ * sample from being sampled. Not thread-local: 2 KiB of initial-exec TLS
+ * would not fit glibc's static TLS surplus when the library is dlopen'ed
+ * (heapprof attach).
  */
-#define SCRATCH_SLOTS 32
-static uintptr_t scratch[SCRATCH_SLOTS]
-                        [HEAPPROF_MAX_STACK_DEPTH + HP_STACK_SLACK];
-static uint32_t scratch_busy;
+static struct {
+    alignas(64) uint32_t busy;
+    uintptr_t pcs[HEAPPROF_MAX_STACK_DEPTH + HP_STACK_SLACK];
+} scratch[HP_LANES];
+
+static inline bool
+scratch_take(unsigned i)
+{
+    return __atomic_load_n(&scratch[i].busy, __ATOMIC_RELAXED) == 0 &&
+           __atomic_exchange_n(&scratch[i].busy, 1, __ATOMIC_ACQUIRE) == 0;
+}
 
 static inline int
 scratch_claim(void)
 {
-    uint32_t busy = __atomic_load_n(&scratch_busy, __ATOMIC_RELAXED);
-    while (busy != UINT32_MAX) {
-        int i = __builtin_ctz(~busy);
-        if (__atomic_compare_exchange_n(&scratch_busy, &busy, busy | (1u << i),
-                                        false, __ATOMIC_ACQUIRE,
-                                        __ATOMIC_RELAXED))
-            return i;
+    unsigned own = hp_lane();
+    for (unsigned k = 0; k < HP_LANES; k++) {
+        unsigned i = (own + k) % HP_LANES;
+        if (scratch_take(i))
+            return (int)i;
     }
     return -1;
 }
@@ -99,13 +107,14 @@ static inline void
 scratch_release(int i)
 {
     if (i >= 0)
-        __atomic_fetch_and(&scratch_busy, ~(1u << i), __ATOMIC_RELEASE);
+        __atomic_store_n(&scratch[i].busy, 0, __ATOMIC_RELEASE);
 }
 
 void
 hp_record_postfork_child(void)
 {
-    __atomic_store_n(&scratch_busy, 0, __ATOMIC_RELAXED);
+    for (int i = 0; i < HP_LANES; i++)
+        __atomic_store_n(&scratch[i].busy, 0, __ATOMIC_RELAXED);
 }
 
 /* Accounts a sample whose stack was taken. Not inlined: its locals (key,
@@ -180,7 +189,7 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
         depth = HEAPPROF_DEFAULT_STACK_DEPTH;
     int slot = scratch_claim();
     uintptr_t fallback[slot < 0 ? depth + HP_STACK_SLACK : 1];
-    uintptr_t *pcs = slot < 0 ? fallback : scratch[slot];
+    uintptr_t *pcs = slot < 0 ? fallback : scratch[slot].pcs;
     int n = hp_stack_capture(pcs, depth);
     if (n < 0) {
         /* A fork is being prepared: no stack can be taken safely now. */

@@ -16,6 +16,7 @@
 #include <libunwind.h>
 #include <link.h>
 #include <sched.h>
+#include <stdalign.h>
 #include <string.h>
 #include <ucontext.h>
 
@@ -53,11 +54,30 @@ own_frame(uintptr_t pc)
  * while it is closed, captures are refused (the sample is dropped). The
  * walks of loaded objects by heapprof's own threads pass the same gate
  * (hp_stack_phdr_iterate), waiting instead of being refused.
- * Dekker-style: both sides use sequentially consistent operations.
+ * Dekker-style: both sides use sequentially consistent operations. The
+ * count of captures in flight is kept per lane (internal.h): a thread
+ * counts itself in its own, and the prefork handler adds them up.
  */
 static int gate_closed;
-static int in_flight;
+static struct {
+    alignas(64) int n;
+} in_flight[HP_LANES];
 static __thread int capturing __attribute__((tls_model("initial-exec")));
+
+static inline int *
+own_count(void)
+{
+    return &in_flight[hp_lane()].n;
+}
+
+static int
+total_in_flight(void)
+{
+    int total = 0;
+    for (int i = 0; i < HP_LANES; i++)
+        total += __atomic_load_n(&in_flight[i].n, __ATOMIC_SEQ_CST);
+    return total;
+}
 
 void
 hp_stack_prefork(void)
@@ -66,9 +86,7 @@ hp_stack_prefork(void)
     /* A fork from a signal handler that interrupted a capture on this
      * thread must not wait for itself. Bounded: never hang the fork. */
     int own = capturing;
-    for (int spins = 0;
-         __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > own && spins < 200000;
-         spins++)
+    for (int spins = 0; total_in_flight() > own && spins < 200000; spins++)
         sched_yield();
 }
 
@@ -103,15 +121,16 @@ hp_stack_postfork_child(void)
 HP_FRONT int
 hp_stack_capture(uintptr_t *pcs, int max)
 {
-    __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
+    int *count = own_count();
+    __atomic_fetch_add(count, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST)) {
-        __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_sub(count, 1, __ATOMIC_SEQ_CST);
         return -1;
     }
     capturing++;
     int n = capture(pcs, max);
     capturing--;
-    __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_sub(count, 1, __ATOMIC_SEQ_CST);
     return n;
 }
 
@@ -120,11 +139,12 @@ hp_stack_gate_enter(void)
 {
     /* Nested (a gated load that walks the objects): already counted, and
      * waiting here would make a fork's prepare wait for this thread. */
+    int *count = own_count();
     for (bool nested = capturing > 0;;) {
-        __atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(count, 1, __ATOMIC_SEQ_CST);
         if (nested || !__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST))
             break;
-        __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_sub(count, 1, __ATOMIC_SEQ_CST);
         sched_yield();
     }
     capturing++;
@@ -134,7 +154,7 @@ void
 hp_stack_gate_exit(void)
 {
     capturing--;
-    __atomic_fetch_sub(&in_flight, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_sub(own_count(), 1, __ATOMIC_SEQ_CST);
 }
 
 int
