@@ -71,8 +71,8 @@ static void __attribute__((constructor)) tables_early(void)
 
 /*
  * stripes[i] protects the chains whose index is i mod HP_LIVE_STRIPES.
- * Lock order: a stripe, then an owner stripe (below), then freelist_lock,
- * then ialloc's lock.
+ * Lock order: a stripe, then an owner stripe (below), then a lane's record
+ * cache (rec_lanes), then freelist_lock, then ialloc's lock.
  *
  * A stripe is one cache line: its lock and its share of the live count,
  * kept under the lock, so a sample does no atomic add on a line shared by
@@ -98,9 +98,9 @@ struct owner_ent {
 /*
  * ostripes[i] protects the owner chains whose index is i mod
  * HP_OWNER_STRIPES, the entries on them and the onext/oprev links of their
- * records. Lock order: a stripe, then an owner stripe, then freelist_lock
- * (which also protects both free lists), then ialloc's lock. Never held while
- * calling out of heapprof.
+ * records. Lock order: a stripe, then an owner stripe, then a lane's record
+ * cache, then freelist_lock (which also protects both shared free lists),
+ * then ialloc's lock. Never held while calling out of heapprof.
  */
 static pthread_mutex_t ostripes[HP_OWNER_STRIPES] = {
     [0 ... HP_OWNER_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
@@ -189,16 +189,50 @@ batch_put(struct batch_list *l, void *r)
 static struct batch_list recs = {NULL, sizeof(struct hp_live_rec),
                                  HP_LIVE_BATCH};
 
+/*
+ * Each lane (internal.h) keeps up to HP_LIVE_LANE_RECS freed records for
+ * its thread's next samples, behind a lock of its own: the last record a
+ * thread freed is the warmest it can reuse, and threads sampling at once
+ * take no lock and touch no list head in common. Beyond that, records go
+ * back to the shared list. Taken with no other lock of this file held.
+ */
+#define HP_LIVE_LANE_RECS 16
+struct rec_lane {
+    alignas(64) pthread_mutex_t lock;
+    struct hp_live_rec *head;
+    unsigned n;
+};
+static struct rec_lane rec_lanes[HP_LANES] = {
+    [0 ... HP_LANES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+
 static struct hp_live_rec *
 rec_alloc(void)
 {
-    return batch_get(&recs);
+    struct rec_lane *lane = &rec_lanes[hp_lane()];
+    pthread_mutex_lock(&lane->lock);
+    struct hp_live_rec *r = lane->head;
+    if (r != NULL) {
+        lane->head = r->next;
+        lane->n--;
+    }
+    pthread_mutex_unlock(&lane->lock);
+    return r != NULL ? r : batch_get(&recs);
 }
 
 static void
 rec_free(struct hp_live_rec *r)
 {
-    batch_put(&recs, r);
+    struct rec_lane *lane = &rec_lanes[hp_lane()];
+    pthread_mutex_lock(&lane->lock);
+    bool kept = lane->n < HP_LIVE_LANE_RECS;
+    if (kept) {
+        r->next = lane->head;
+        lane->head = r;
+        lane->n++;
+    }
+    pthread_mutex_unlock(&lane->lock);
+    if (!kept)
+        batch_put(&recs, r);
 }
 
 static void
@@ -593,6 +627,8 @@ hp_live_prefork(void)
         pthread_mutex_lock(&stripes[i].lock);
     for (int i = 0; i < HP_OWNER_STRIPES; i++)
         pthread_mutex_lock(&ostripes[i]);
+    for (int i = 0; i < HP_LANES; i++)
+        pthread_mutex_lock(&rec_lanes[i].lock);
     pthread_mutex_lock(&freelist_lock);
 }
 
@@ -600,6 +636,8 @@ void
 hp_live_postfork_parent(void)
 {
     pthread_mutex_unlock(&freelist_lock);
+    for (int i = HP_LANES - 1; i >= 0; i--)
+        pthread_mutex_unlock(&rec_lanes[i].lock);
     for (int i = HP_OWNER_STRIPES - 1; i >= 0; i--)
         pthread_mutex_unlock(&ostripes[i]);
     for (int i = HP_LIVE_STRIPES - 1; i >= 0; i--)
@@ -610,6 +648,8 @@ void
 hp_live_postfork_child(void)
 {
     pthread_mutex_init(&freelist_lock, NULL);
+    for (int i = 0; i < HP_LANES; i++)
+        pthread_mutex_init(&rec_lanes[i].lock, NULL);
     for (int i = 0; i < HP_LIVE_STRIPES; i++)
         pthread_mutex_init(&stripes[i].lock, NULL);
     for (int i = 0; i < HP_OWNER_STRIPES; i++)
