@@ -53,10 +53,11 @@ extern __thread struct hp_thread hp_tls
 
 /*
  * Lanes: state that threads would otherwise all write on every sample (a
- * frame buffer's busy flag, the fork gate's count of captures) is kept
- * HP_LANES times, a cache line each, and a thread uses its own lane
- * (handed out in turn on first use), so that threads sampling at the same
- * time move no line between their cores. Threads beyond HP_LANES share.
+ * frame buffer and its busy flag, the fork gate's count of captures, a
+ * cache of freed live records) is kept HP_LANES times, a cache line each,
+ * and a thread uses its own lane (handed out in turn on first use), so
+ * that threads sampling at the same time move no line between their
+ * cores. Threads beyond HP_LANES share.
  */
 #define HP_LANES 32
 HP_HIDDEN uint8_t hp_lane_assign(void);
