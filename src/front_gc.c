@@ -112,6 +112,11 @@ static void collector(void *arg);
 
 static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Every field of gc_next and heapprof_gc_ops is named after its libgc
+ * function, GC_<field>: looked up through handle into s.field. */
+#define GC_LOOKUP(s, field, handle)                                            \
+    (*(void **)&(s).field = hp_symbol(handle, "GC_" #field))
+
 /* Look libgc up once. Safe to race: the loser waits on resolve_lock. */
 static bool
 resolve_slow(void)
@@ -124,58 +129,42 @@ resolve_slow(void)
     }
     struct gc_next n;
     memset(&n, 0, sizeof n);
-    *(void **)&n.malloc = hp_symbol(RTLD_NEXT, "GC_malloc");
-    *(void **)&n.malloc_atomic = hp_symbol(RTLD_NEXT, "GC_malloc_atomic");
-    *(void **)&n.malloc_uncollectable =
-        hp_symbol(RTLD_NEXT, "GC_malloc_uncollectable");
-    *(void **)&n.malloc_atomic_uncollectable =
-        hp_symbol(RTLD_NEXT, "GC_malloc_atomic_uncollectable");
-    *(void **)&n.malloc_ignore_off_page =
-        hp_symbol(RTLD_NEXT, "GC_malloc_ignore_off_page");
-    *(void **)&n.malloc_atomic_ignore_off_page =
-        hp_symbol(RTLD_NEXT, "GC_malloc_atomic_ignore_off_page");
-    *(void **)&n.realloc = hp_symbol(RTLD_NEXT, "GC_realloc");
-    *(void **)&n.free = hp_symbol(RTLD_NEXT, "GC_free");
-    *(void **)&n.strdup = hp_symbol(RTLD_NEXT, "GC_strdup");
-    *(void **)&n.strndup = hp_symbol(RTLD_NEXT, "GC_strndup");
-    *(void **)&n.memalign = hp_symbol(RTLD_NEXT, "GC_memalign");
-    *(void **)&n.posix_memalign = hp_symbol(RTLD_NEXT, "GC_posix_memalign");
-    *(void **)&n.malloc_explicitly_typed =
-        hp_symbol(RTLD_NEXT, "GC_malloc_explicitly_typed");
-    *(void **)&n.calloc_explicitly_typed =
-        hp_symbol(RTLD_NEXT, "GC_calloc_explicitly_typed");
-    *(void **)&n.gcollect = hp_symbol(RTLD_NEXT, "GC_gcollect");
-    *(void **)&n.gcollect_and_unmap =
-        hp_symbol(RTLD_NEXT, "GC_gcollect_and_unmap");
-    *(void **)&n.try_to_collect = hp_symbol(RTLD_NEXT, "GC_try_to_collect");
-    *(void **)&n.register_has_static_roots_callback =
-        hp_symbol(RTLD_NEXT, "GC_register_has_static_roots_callback");
+    GC_LOOKUP(n, malloc, RTLD_NEXT);
+    GC_LOOKUP(n, malloc_atomic, RTLD_NEXT);
+    GC_LOOKUP(n, malloc_uncollectable, RTLD_NEXT);
+    GC_LOOKUP(n, malloc_atomic_uncollectable, RTLD_NEXT);
+    GC_LOOKUP(n, malloc_ignore_off_page, RTLD_NEXT);
+    GC_LOOKUP(n, malloc_atomic_ignore_off_page, RTLD_NEXT);
+    GC_LOOKUP(n, realloc, RTLD_NEXT);
+    GC_LOOKUP(n, free, RTLD_NEXT);
+    GC_LOOKUP(n, strdup, RTLD_NEXT);
+    GC_LOOKUP(n, strndup, RTLD_NEXT);
+    GC_LOOKUP(n, memalign, RTLD_NEXT);
+    GC_LOOKUP(n, posix_memalign, RTLD_NEXT);
+    GC_LOOKUP(n, malloc_explicitly_typed, RTLD_NEXT);
+    GC_LOOKUP(n, calloc_explicitly_typed, RTLD_NEXT);
+    GC_LOOKUP(n, gcollect, RTLD_NEXT);
+    GC_LOOKUP(n, gcollect_and_unmap, RTLD_NEXT);
+    GC_LOOKUP(n, try_to_collect, RTLD_NEXT);
+    GC_LOOKUP(n, register_has_static_roots_callback, RTLD_NEXT);
     next = n;
 
     /* Functions heapprof does not define: the first definition anywhere. */
     struct heapprof_gc_ops o;
     memset(&o, 0, sizeof o);
     o.size = sizeof o;
-    *(void **)&o.register_long_link =
-        hp_symbol(RTLD_DEFAULT, "GC_register_long_link");
-    *(void **)&o.unregister_long_link =
-        hp_symbol(RTLD_DEFAULT, "GC_unregister_long_link");
+    GC_LOOKUP(o, register_long_link, RTLD_DEFAULT);
+    GC_LOOKUP(o, unregister_long_link, RTLD_DEFAULT);
     o.gcollect = n.gcollect;
-    *(void **)&o.get_gc_no = hp_symbol(RTLD_DEFAULT, "GC_get_gc_no");
-    *(void **)&o.call_with_alloc_lock =
-        hp_symbol(RTLD_DEFAULT, "GC_call_with_alloc_lock");
-    *(void **)&o.is_init_called = hp_symbol(RTLD_DEFAULT, "GC_is_init_called");
-    *(void **)&o.exclude_static_roots =
-        hp_symbol(RTLD_DEFAULT, "GC_exclude_static_roots");
-    *(void **)&o.thread_is_registered =
-        hp_symbol(RTLD_DEFAULT, "GC_thread_is_registered");
-    *(void **)&o.allow_register_threads =
-        hp_symbol(RTLD_DEFAULT, "GC_allow_register_threads");
-    *(void **)&o.get_stack_base = hp_symbol(RTLD_DEFAULT, "GC_get_stack_base");
-    *(void **)&o.register_my_thread =
-        hp_symbol(RTLD_DEFAULT, "GC_register_my_thread");
-    *(void **)&o.unregister_my_thread =
-        hp_symbol(RTLD_DEFAULT, "GC_unregister_my_thread");
+    GC_LOOKUP(o, get_gc_no, RTLD_DEFAULT);
+    GC_LOOKUP(o, call_with_alloc_lock, RTLD_DEFAULT);
+    GC_LOOKUP(o, is_init_called, RTLD_DEFAULT);
+    GC_LOOKUP(o, exclude_static_roots, RTLD_DEFAULT);
+    GC_LOOKUP(o, thread_is_registered, RTLD_DEFAULT);
+    GC_LOOKUP(o, allow_register_threads, RTLD_DEFAULT);
+    GC_LOOKUP(o, get_stack_base, RTLD_DEFAULT);
+    GC_LOOKUP(o, register_my_thread, RTLD_DEFAULT);
+    GC_LOOKUP(o, unregister_my_thread, RTLD_DEFAULT);
     bool present = n.malloc != NULL && n.free != NULL &&
                    o.register_long_link != NULL &&
                    o.unregister_long_link != NULL && o.gcollect != NULL;
@@ -879,8 +868,7 @@ heapprof_gc_attach(const struct heapprof_gc_ops *o)
     struct heapprof_gc_ops want;
     memset(&want, 0, sizeof want);
     if (o == NULL) {
-        *(void **)&want.register_long_link =
-            hp_symbol(RTLD_DEFAULT, "GC_register_long_link");
+        GC_LOOKUP(want, register_long_link, RTLD_DEFAULT);
         if (want.register_long_link == NULL)
             return HEAPPROF_EUNSUPPORTED;
         /* Make sure the lookups ran (they fill ops) before taking over. */
