@@ -73,11 +73,10 @@ on_small_altstack(void)
  * may be a small signal stack; a full-depth buffer is 2 KiB), one per lane
  * (internal.h): a thread asks for its own first, and a buffer's busy flag
  * shares a line with its frames and nothing else; when every one is busy
- * the buffer falls back to the stack. No nesting
- * on one thread: the fence keeps a signal handler's allocation during a
- * sample from being sampled. Not thread-local: 2 KiB of initial-exec TLS
- * would not fit glibc's static TLS surplus when the library is dlopen'ed
- * (heapprof attach).
+ * the buffer falls back to the stack. No nesting on one thread: the fence
+ * keeps a signal handler's allocation during a sample from being sampled.
+ * Not thread-local: 2 KiB of initial-exec TLS would not fit glibc's
+ * static TLS surplus when the library is dlopen'ed (heapprof attach).
  */
 static struct {
     alignas(64) uint32_t busy;

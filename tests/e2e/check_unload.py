@@ -47,11 +47,7 @@ def main():
               % (what, got, want, "ok" if ok else "MISMATCH"), flush=True)
         if not ok:
             fails.append("%s %d, want %d" % (what, got, want))
-    for f in sorted(set(fails))[:10]:
-        print("FAIL: " + f)
-    if fails:
-        sys.exit(1)
-    print("unloaded plugin: ok")
+    pprof_tool.end_checks(sorted(set(fails)), "unloaded plugin: ok")
 
 
 if __name__ == "__main__":
