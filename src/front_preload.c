@@ -406,7 +406,8 @@ free_slow(void *ptr)
     if (in_pool(ptr))
         return; /* pool blocks are never reused */
     if (in_range(ptr)) {
-        hp_record_free_ranged(ptr);
+        if (!hp_record_free_ranged(ptr))
+            hp_range_unkeep(ptr); /* a block a realloc kept unsampled */
         /* Fenced: a signal handler's allocation meanwhile is not sampled,
          * so it never needs the range this thread may be holding. */
         int saved = errno;
@@ -509,6 +510,20 @@ next_usable(void *ptr)
     return fn != NULL ? fn(ptr) : 0;
 }
 
+/* A range block that a realloc leaves unsampled stays in its slot when
+ * it fits and the range allows (hp_range_keep): copying it out would cost
+ * the bytes a glibc realloc in place does not. Its record is accounted
+ * as freed. */
+static HP_FRONT bool
+keep_in_slot(void *ptr, size_t size)
+{
+    if (!hp_range_keep(ptr, size))
+        return false;
+    if (!hp_record_free_ranged(ptr))
+        hp_range_unkeep(ptr); /* kept before: counted once */
+    return true;
+}
+
 /* With a range: a block that leaves it or enters it (a new sample) moves:
  * a new block, a copy, the old one freed where it came from. realloc(p, 0)
  * of a range block frees it and returns NULL, as glibc, jemalloc (5.3) and
@@ -524,6 +539,8 @@ realloc_moving(void *ptr, size_t size, uint64_t rate)
         free_slow(ptr);
         return NULL;
     }
+    if (from_range && rate == 0 && keep_in_slot(ptr, size))
+        return ptr;
     size_t old = from_range ? hp_range_usable(ptr) : next_usable(ptr);
     if (old == 0) /* cannot copy what we cannot size: not moved */
         return NEXT(realloc)(ptr, size);

@@ -346,11 +346,14 @@ hp_profile_encode(const struct hp_profile_data *d, enum heapprof_profile which,
              hp_peak_inuse_bytes(), hp_peak_highest_bytes(), peak_bytes, when,
              hp_labelsets_count());
     /* Sampled blocks of the malloc front live in the sample range: its
-     * pages are the host's blocks, except freed ones kept for reuse. */
+     * pages are the host's blocks, except freed ones kept for reuse and
+     * the rest of slots whose blocks a realloc shrank in place. */
     snprintf(c[6], sizeof(c[6]),
              "heapprof sample range: %" PRIu64 " bytes committed, %" PRIu64
-             " bytes of freed blocks kept resident",
-             hp_range_committed_bytes(), hp_range_cached_bytes());
+             " bytes of freed blocks kept resident, %" PRIu64
+             " bytes of slots holding blocks a realloc left unsampled",
+             hp_range_committed_bytes(), hp_range_cached_bytes(),
+             hp_range_kept_bytes());
     /* How samples' stacks were walked (stack.c, frame_cache.h). */
     uint64_t rules, refused;
     hp_frame_cache_counts(&rules, &refused);

@@ -27,6 +27,9 @@
  * program that frees and allocates big blocks in a loop does not pay a
  * page fault per page each time (glibc keeps such memory too). */
 #define CACHE_MAX ((uint64_t)4 << 20)
+/* Slots that hold blocks a realloc left unsampled (hp_range_keep) take at
+ * most this many bytes in all: beyond it such blocks move out. */
+#define KEEP_MAX ((uint64_t)1 << 20)
 
 /* Chunk classes: 0 never handed out, 1..NSMALL a run of small slots of
  * 16 << (class - 1) bytes, LARGE_BASE + i the first chunk of a large slot
@@ -68,6 +71,10 @@ static struct {
     void *deferred; /* freed by a signal handler while the lock was held */
     bool ok;
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Bytes of the slots hp_range_keep let unsampled blocks hold; lock-free,
+ * apart from R: a realloc that keeps a block never takes the lock. */
+static uint64_t kept;
 
 static pthread_once_t reserve_once = PTHREAD_ONCE_INIT;
 
@@ -437,6 +444,40 @@ hp_range_usable(const void *ptr)
         return (size_t)1 << (m->cls - 1 + SMALL_LG_MIN);
     size_t head = large_slot_of(off);
     return head != SIZE_MAX ? (size_t)R.meta[head].pages * R.page : 0;
+}
+
+bool
+hp_range_keep(const void *ptr, size_t size)
+{
+    uint64_t usable = hp_range_usable(ptr);
+    if (size == 0 || size > usable)
+        return false;
+    uint64_t now = __atomic_load_n(&kept, __ATOMIC_RELAXED);
+    do
+        if (now + usable > KEEP_MAX)
+            return false;
+    while (!__atomic_compare_exchange_n(&kept, &now, now + usable, true,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return true;
+}
+
+void
+hp_range_unkeep(const void *ptr)
+{
+    uint64_t usable = hp_range_usable(ptr);
+    uint64_t now = __atomic_load_n(&kept, __ATOMIC_RELAXED);
+    /* Never below 0: a block whose record heapprof_stop() dropped was
+     * never counted. */
+    while (!__atomic_compare_exchange_n(&kept, &now,
+                                        now > usable ? now - usable : 0, true,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+uint64_t
+hp_range_kept_bytes(void)
+{
+    return __atomic_load_n(&kept, __ATOMIC_RELAXED);
 }
 
 uint64_t

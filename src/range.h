@@ -48,6 +48,15 @@ HP_HIDDEN void hp_range_free(void *ptr);
  * the range did not give out. */
 HP_HIDDEN size_t hp_range_usable(const void *ptr);
 
+/* A realloc to size bytes that was not sampled may leave a range block in
+ * its slot instead of copying it out: true (and the slot counted) when
+ * size fits the slot and the slots so held stay within a small bound.
+ * hp_range_unkeep, before the block is freed, stops counting it. Both
+ * lock-free. */
+HP_HIDDEN bool hp_range_keep(const void *ptr, size_t size);
+HP_HIDDEN void hp_range_unkeep(const void *ptr);
+HP_HIDDEN uint64_t hp_range_kept_bytes(void);
+
 /* Resident bytes of freed blocks kept for reuse, and the range's
  * committed bytes (for the profile's comments and the tests). */
 HP_HIDDEN uint64_t hp_range_cached_bytes(void);

@@ -282,12 +282,14 @@ hp_record_restore(const struct hp_live_rec *rec)
     errno = saved;
 }
 
-static inline void
+static inline bool
 free_record(void *ptr, bool filtered)
 {
     struct hp_live_rec rec;
-    if (take(ptr, filtered, &rec))
+    bool found = take(ptr, filtered, &rec);
+    if (found)
         hp_record_commit_free(&rec);
+    return found;
 }
 
 void
@@ -296,10 +298,10 @@ hp_record_free(void *ptr)
     free_record(ptr, true);
 }
 
-void
+bool
 hp_record_free_ranged(void *ptr)
 {
-    free_record(ptr, false);
+    return free_record(ptr, false);
 }
 
 bool

@@ -1,7 +1,8 @@
 /*
  * Unit tests of the sample range (src/range.c): bounds and bootstrap
  * area, slot sizes and alignment, zeroing on reuse, pages returned to the
- * kernel beyond the cache, refusals, invalid frees, frees queued while
+ * kernel beyond the cache, slots kept by reallocs within their bound,
+ * refusals, invalid frees, frees queued while
  * the range is held on the same thread, and threads that never get
  * overlapping blocks.
  */
@@ -216,6 +217,49 @@ test_pages_returned(void **state)
         hp_range_free(blocks[i]);
 }
 
+/* A block a realloc leaves unsampled stays in its slot only if it fits, and
+ * such slots hold at most 1 MiB in all; unkeeping gives the room back and
+ * never counts below zero. */
+static void
+test_keep_bounded(void **state)
+{
+    (void)state;
+    assert_int_equal(hp_range_kept_bytes(), 0);
+    void *small = hp_range_alloc(3000, 0, false); /* a 4 KiB slot */
+    assert_false(hp_range_keep(small, 4097));
+    assert_false(hp_range_keep(small, 0));
+    assert_true(hp_range_keep(small, 4096));
+    assert_int_equal(hp_range_kept_bytes(), 4096);
+    enum { N = 40 };
+    void *big[N];
+    bool held[N];
+    int kept = 0;
+    for (int i = 0; i < N; i++) {
+        big[i] = hp_range_alloc(32768, 0, false);
+        assert_non_null(big[i]);
+        held[i] = hp_range_keep(big[i], 100);
+        kept += held[i];
+    }
+    /* 4 KiB + 31 slots of 32 KiB fit in 1 MiB, the 32nd does not. */
+    assert_int_equal(kept, 31);
+    assert_int_equal(hp_range_kept_bytes(), 4096 + 31 * 32768);
+    hp_range_unkeep(big[0]);
+    held[0] = false;
+    assert_true(hp_range_keep(big[N - 1], 32768));
+    held[N - 1] = true;
+    for (int i = 0; i < N; i++) {
+        if (held[i])
+            hp_range_unkeep(big[i]);
+        hp_range_free(big[i]);
+    }
+    assert_int_equal(hp_range_kept_bytes(), 4096);
+    hp_range_unkeep(small);
+    assert_int_equal(hp_range_kept_bytes(), 0);
+    hp_range_unkeep(small); /* a block no longer counted: stays at zero */
+    assert_int_equal(hp_range_kept_bytes(), 0);
+    hp_range_free(small);
+}
+
 static void
 test_invalid_free_ignored(void **state)
 {
@@ -304,6 +348,7 @@ main(void)
         cmocka_unit_test(test_zero_smaller_then_larger),
         cmocka_unit_test(test_large_alignment_and_usable),
         cmocka_unit_test(test_pages_returned),
+        cmocka_unit_test(test_keep_bounded),
         cmocka_unit_test(test_invalid_free_ignored),
         cmocka_unit_test(test_free_while_held_is_queued),
         cmocka_unit_test(test_threads_never_share_blocks),
