@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """What one sample costs in place, counted rather than timed.
 
-Runs alloc_bench (mixed) under callgrind's cache simulation twice, with
-libheapprof.so preloaded at HEAPPROF_RATE=0 and at the default rate, and
-prints the difference per sample: instructions, level-1 data misses and
+Runs alloc_bench (mixed) under callgrind's cache simulation three times:
+with libheapprof.so preloaded at HEAPPROF_RATE=0 and at the default rate,
+and with the forwarding shim (bench/forwarding_shim.c, the interposition
+floor). Prints the whole run's counts over the shim's, then the
+difference between the two rates per sample: instructions, level-1 data misses and
 misses of a last level the size of one core's L2 (512 KiB), which the
 workload's own traffic between two samples evicts. Per function, so that
 heapprof's own lines and what its samples cost the host and glibc (copies,
@@ -15,9 +17,11 @@ the CPU.
 
   bench/sample_cost.py BUILD_DIR [OPS]        (default 1500000 operations)
 
-BUILD_DIR holds alloc_bench and heapprof/libheapprof.so (bench/run.sh's
-Release build). RAW=FILE appends "sampcost<TAB>function<TAB>Ir<TAB>D1<TAB>LL"
-rows (per sample) for bench/report.py. Not part of CI.
+BUILD_DIR holds alloc_bench, heapprof/libheapprof.so and
+libforwarding_shim.so (bench/run.sh's Release build). RAW=FILE appends
+"sampcost<TAB>function<TAB>Ir<TAB>D1<TAB>LL" rows (per sample) and
+"sampcost_run<TAB>config<TAB>Ir<TAB>D1<TAB>LL" rows (whole run, ratio to
+the shim) for bench/report.py. Not part of CI.
 """
 
 import os
@@ -34,8 +38,13 @@ SAMPLE_FN = "record_sample"  # called once per sample (src/record.c)
 
 
 def callgrind(build, ops, rate, out):
-    env = dict(os.environ, LD_PRELOAD=os.path.join(build, "heapprof", "libheapprof.so"),
-               HEAPPROF_RATE=str(rate))
+    """rate None: the forwarding shim instead of heapprof."""
+    lib = (os.path.join(build, "libforwarding_shim.so") if rate is None
+           else os.path.join(build, "heapprof", "libheapprof.so"))
+    env = dict(os.environ, LD_PRELOAD=lib)
+    env.pop("HEAPPROF_RATE", None)
+    if rate is not None:
+        env["HEAPPROF_RATE"] = str(rate)
     return subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--cache-sim=yes", *CACHES,
          "--callgrind-out-file=" + out, os.path.join(build, "alloc_bench"), "mixed", str(ops)],
@@ -85,15 +94,25 @@ def main():
         sys.exit(__doc__)
     build = sys.argv[1]
     ops = int(sys.argv[2]) if len(sys.argv) > 2 else 1500000
+    runs = {"heapprof": 524288, "heapprof_rate0": 0, "shim": None}
     with tempfile.TemporaryDirectory() as tmp:
-        outs = {rate: os.path.join(tmp, "cg.%d" % rate) for rate in (0, 524288)}
-        procs = [callgrind(build, ops, rate, out) for rate, out in outs.items()]
+        outs = {name: os.path.join(tmp, "cg." + name) for name in runs}
+        procs = [callgrind(build, ops, runs[name], out) for name, out in outs.items()]
         if any(p.wait() != 0 for p in procs):
             sys.exit("sample_cost: a callgrind run failed")
-        n = samples(outs[524288])
+        n = samples(outs["heapprof"])
         if n == 0:
             sys.exit("sample_cost: no sample was recorded (is %s a heapprof build?)" % build)
-        base, sampled = per_function(outs[0]), per_function(outs[524288])
+        counts = {name: per_function(out) for name, out in outs.items()}
+    base, sampled = counts["heapprof_rate0"], counts["heapprof"]
+    shim = counts["shim"]["TOTAL"]
+    over_shim = {name: [c / s for c, s in zip(counts[name]["TOTAL"], shim)]
+                 for name in ("heapprof", "heapprof_rate0")}
+    print("alloc_bench mixed %d, whole run over the forwarding shim:" % ops)
+    print("%-40s %9s %9s %9s" % ("", "instr", "L1d miss", "L2 miss"))
+    for name, ratios in over_shim.items():
+        print("%-40s %9.4f %9.4f %9.4f" % (name, *ratios))
+    print()
     rows = []
     for name in set(base) | set(sampled):
         b, s = base.get(name, [0, 0, 0]), sampled.get(name, [0, 0, 0])
@@ -108,6 +127,8 @@ def main():
     if raw:
         with open(raw, "a") as f:
             f.write("sampcost\t#samples\t%d\t%d\t0\n" % (n, ops))
+            for name, ratios in over_shim.items():
+                f.write("sampcost_run\t%s\t%.5f\t%.5f\t%.5f\n" % (name, *ratios))
             for name, ir, d1, ll in [total] + rows:
                 f.write("sampcost\t%s\t%.1f\t%.2f\t%.2f\n" % (name, ir, d1, ll))
 

@@ -14,11 +14,11 @@
  */
 #include "live.h"
 
-#include <pthread.h>
 #include <stdalign.h>
 #include <sys/mman.h>
 
 #include "ialloc.h"
+#include "lock.h"
 
 #define HP_LIVE_STRIPES 256
 #define HP_LIVE_BATCH 256
@@ -79,12 +79,12 @@ static void __attribute__((constructor)) tables_early(void)
  * every thread (the stripe's line is the one it locks anyway).
  */
 struct stripe {
-    alignas(64) pthread_mutex_t lock;
+    alignas(64) hp_lock_t lock;
     uint64_t nlive; /* records on this stripe's chains (atomic stores) */
 };
 static struct stripe stripes[HP_LIVE_STRIPES] = {
-    [0 ... HP_LIVE_STRIPES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
-static pthread_mutex_t freelist_lock = PTHREAD_MUTEX_INITIALIZER;
+    [0 ... HP_LIVE_STRIPES - 1] = {.lock = HP_LOCK_INITIALIZER}};
+static hp_lock_t freelist_lock = HP_LOCK_INITIALIZER;
 _Static_assert(sizeof(struct stripe) == 64, "a stripe is one cache line");
 
 /* One per owner that has at least one live record; freed when its list
@@ -102,8 +102,8 @@ struct owner_ent {
  * cache, then freelist_lock (which also protects both shared free lists),
  * then ialloc's lock. Never held while calling out of heapprof.
  */
-static pthread_mutex_t ostripes[HP_OWNER_STRIPES] = {
-    [0 ... HP_OWNER_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
+static hp_lock_t ostripes[HP_OWNER_STRIPES] = {[0 ... HP_OWNER_STRIPES - 1] =
+                                                   HP_LOCK_INITIALIZER};
 static void *oheads;     /* struct owner_ent *[2^HP_OWNER_HEADS_LG] */
 static uint64_t nowned;  /* records with an owner (atomic) */
 static uint64_t nowners; /* entries in use (atomic) */
@@ -138,14 +138,14 @@ lazy_heads(void **slot, unsigned lg)
     void *h = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (h != NULL)
         return h;
-    pthread_mutex_lock(&freelist_lock);
+    hp_lock(&freelist_lock);
     if (*slot == NULL) {
         h = hp_ialloc_region((size_t)(1u << lg) * sizeof(void *));
         if (h != NULL)
             __atomic_store_n(slot, h, __ATOMIC_RELEASE);
     }
     h = *slot;
-    pthread_mutex_unlock(&freelist_lock);
+    hp_unlock(&freelist_lock);
     return h;
 }
 
@@ -162,7 +162,7 @@ struct batch_list {
 static void *
 batch_get(struct batch_list *l)
 {
-    pthread_mutex_lock(&freelist_lock);
+    hp_lock(&freelist_lock);
     if (l->head == NULL) {
         char *batch = hp_ialloc(l->batch * l->size);
         for (unsigned i = 0; batch != NULL && i < l->batch; i++) {
@@ -173,17 +173,17 @@ batch_get(struct batch_list *l)
     void *r = l->head;
     if (r != NULL)
         l->head = *(void **)r;
-    pthread_mutex_unlock(&freelist_lock);
+    hp_unlock(&freelist_lock);
     return r;
 }
 
 static void
 batch_put(struct batch_list *l, void *r)
 {
-    pthread_mutex_lock(&freelist_lock);
+    hp_lock(&freelist_lock);
     *(void **)r = l->head;
     l->head = r;
-    pthread_mutex_unlock(&freelist_lock);
+    hp_unlock(&freelist_lock);
 }
 
 static struct batch_list recs = {NULL, sizeof(struct hp_live_rec),
@@ -198,24 +198,24 @@ static struct batch_list recs = {NULL, sizeof(struct hp_live_rec),
  */
 #define HP_LIVE_LANE_RECS 16
 struct rec_lane {
-    alignas(64) pthread_mutex_t lock;
+    alignas(64) hp_lock_t lock;
     struct hp_live_rec *head;
     unsigned n;
 };
 static struct rec_lane rec_lanes[HP_LANES] = {
-    [0 ... HP_LANES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+    [0 ... HP_LANES - 1] = {.lock = HP_LOCK_INITIALIZER}};
 
 static struct hp_live_rec *
 rec_alloc(void)
 {
     struct rec_lane *lane = &rec_lanes[hp_lane()];
-    pthread_mutex_lock(&lane->lock);
+    hp_lock(&lane->lock);
     struct hp_live_rec *r = lane->head;
     if (r != NULL) {
         lane->head = r->next;
         lane->n--;
     }
-    pthread_mutex_unlock(&lane->lock);
+    hp_unlock(&lane->lock);
     return r != NULL ? r : batch_get(&recs);
 }
 
@@ -223,14 +223,14 @@ static void
 rec_free(struct hp_live_rec *r)
 {
     struct rec_lane *lane = &rec_lanes[hp_lane()];
-    pthread_mutex_lock(&lane->lock);
+    hp_lock(&lane->lock);
     bool kept = lane->n < HP_LIVE_LANE_RECS;
     if (kept) {
         r->next = lane->head;
         lane->head = r;
         lane->n++;
     }
-    pthread_mutex_unlock(&lane->lock);
+    hp_unlock(&lane->lock);
     if (!kept)
         batch_put(&recs, r);
 }
@@ -249,7 +249,7 @@ owner_index(uintptr_t owner)
                       (64 - HP_OWNER_HEADS_LG));
 }
 
-static pthread_mutex_t *
+static hp_lock_t *
 owner_lock(uint32_t oi)
 {
     return &ostripes[oi % HP_OWNER_STRIPES];
@@ -286,8 +286,8 @@ owner_link(struct owner_ent **ohs, struct hp_live_rec *r,
            struct owner_ent **spare)
 {
     uint32_t oi = owner_index(r->owner);
-    pthread_mutex_t *lock = owner_lock(oi);
-    pthread_mutex_lock(lock);
+    hp_lock_t *lock = owner_lock(oi);
+    hp_lock(lock);
     struct owner_ent *e = ohs[oi];
     while (e != NULL && e->owner != r->owner)
         e = e->next;
@@ -305,7 +305,7 @@ owner_link(struct owner_ent **ohs, struct hp_live_rec *r,
     if (e->head != NULL)
         e->head->oprev = r;
     e->head = r;
-    pthread_mutex_unlock(lock);
+    hp_unlock(lock);
     __atomic_fetch_add(&nowned, 1, __ATOMIC_RELAXED);
 }
 
@@ -316,9 +316,9 @@ owner_unlink(struct hp_live_rec *r)
 {
     struct owner_ent **ohs = __atomic_load_n(&oheads, __ATOMIC_ACQUIRE);
     uint32_t oi = owner_index(r->owner);
-    pthread_mutex_t *lock = owner_lock(oi);
+    hp_lock_t *lock = owner_lock(oi);
     struct owner_ent *dead = NULL;
-    pthread_mutex_lock(lock);
+    hp_lock(lock);
     struct owner_ent **ep = &ohs[oi];
     while (*ep != NULL && (*ep)->owner != r->owner)
         ep = &(*ep)->next;
@@ -335,7 +335,7 @@ owner_unlink(struct hp_live_rec *r)
             dead = e;
         }
     }
-    pthread_mutex_unlock(lock);
+    hp_unlock(lock);
     r->onext = r->oprev = NULL;
     __atomic_fetch_sub(&nowned, 1, __ATOMIC_RELAXED);
     if (dead != NULL) {
@@ -415,15 +415,15 @@ hp_live_filter_pin(uintptr_t ptr)
      * bootstrap pool pins, before the allocator is known: a thread holding
      * a stripe lock is past that point, so no signal handler on it can
      * get here and wait for its own lock. */
-    pthread_mutex_t *lock = &stripe_of(ptr)->lock;
+    hp_lock_t *lock = &stripe_of(ptr)->lock;
     uint32_t slot = hp_live_filter_slot(ptr);
     uint32_t c = hp_live_coarse_slot(ptr);
-    pthread_mutex_lock(lock);
+    hp_lock(lock);
     __atomic_store_n(&hp_tables.coarse[c], UINT16_MAX, __ATOMIC_RELAXED);
     set_bit(hp_tables.coarse_bits, c);
     __atomic_store_n(&hp_tables.filter[slot], 255, __ATOMIC_RELAXED);
     set_bit(hp_tables.bits, slot);
-    pthread_mutex_unlock(lock);
+    hp_unlock(lock);
 }
 
 void
@@ -464,7 +464,7 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
     r->onext = r->oprev = NULL;
     uint32_t i = head_index(rec->ptr);
     struct stripe *st = &stripes[i % HP_LIVE_STRIPES];
-    pthread_mutex_lock(&st->lock);
+    hp_lock(&st->lock);
     struct hp_live_rec *old = NULL;
     for (struct hp_live_rec **pp = &hs[i]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->ptr == rec->ptr) {
@@ -486,7 +486,7 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
         filter_dec(rec->ptr);
     if (old == NULL)
         nlive_add(st, 1);
-    pthread_mutex_unlock(&st->lock);
+    hp_unlock(&st->lock);
     if (spare != NULL)
         ent_free(spare);
     if (old != NULL) {
@@ -507,7 +507,7 @@ remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
     uint32_t i = head_index(ptr);
     struct stripe *st = &stripes[i % HP_LIVE_STRIPES];
     struct hp_live_rec *found = NULL;
-    pthread_mutex_lock(&st->lock);
+    hp_lock(&st->lock);
     for (struct hp_live_rec **pp = &hs[i]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->ptr == ptr) {
             if ((how == MATCH_TAG && (*pp)->tag != want) ||
@@ -525,7 +525,7 @@ remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
             filter_dec(ptr);
         nlive_add(st, -1);
     }
-    pthread_mutex_unlock(&st->lock);
+    hp_unlock(&st->lock);
     if (found == NULL)
         return false;
     *out = *found;
@@ -553,7 +553,7 @@ hp_live_remove_owned(uintptr_t owner, struct hp_live_rec *out)
     if (ohs == NULL || owner == 0)
         return false;
     uint32_t oi = owner_index(owner);
-    pthread_mutex_t *lock = owner_lock(oi);
+    hp_lock_t *lock = owner_lock(oi);
     /*
      * The address table's lock comes before the owner lock, so the record
      * cannot be removed while the owner lock is held: note its address,
@@ -562,12 +562,12 @@ hp_live_remove_owned(uintptr_t owner, struct hp_live_rec *out)
      * with the new head.
      */
     for (int tries = 0; tries < HP_OWNER_MAX_RETRIES; tries++) {
-        pthread_mutex_lock(lock);
+        hp_lock(lock);
         struct owner_ent *e = ohs[oi];
         while (e != NULL && e->owner != owner)
             e = e->next;
         uintptr_t ptr = e != NULL ? e->head->ptr : 0;
-        pthread_mutex_unlock(lock);
+        hp_unlock(lock);
         if (e == NULL)
             return false;
         if (remove_matching(ptr, MATCH_OWNER, owner, out))
@@ -612,11 +612,11 @@ hp_live_foreach(void (*fn)(const struct hp_live_rec *, void *), void *arg)
     /* Stripe by stripe: every chain head is read under its lock (the
      * chains are written under it, without atomics). */
     for (uint32_t s = 0; s < HP_LIVE_STRIPES; s++) {
-        pthread_mutex_lock(&stripes[s].lock);
+        hp_lock(&stripes[s].lock);
         for (uint32_t i = s; i < (1u << HP_LIVE_HEADS_LG); i += HP_LIVE_STRIPES)
             for (struct hp_live_rec *r = hs[i]; r != NULL; r = r->next)
                 fn(r, arg);
-        pthread_mutex_unlock(&stripes[s].lock);
+        hp_unlock(&stripes[s].lock);
     }
 }
 
@@ -624,34 +624,34 @@ void
 hp_live_prefork(void)
 {
     for (int i = 0; i < HP_LIVE_STRIPES; i++)
-        pthread_mutex_lock(&stripes[i].lock);
+        hp_lock(&stripes[i].lock);
     for (int i = 0; i < HP_OWNER_STRIPES; i++)
-        pthread_mutex_lock(&ostripes[i]);
+        hp_lock(&ostripes[i]);
     for (int i = 0; i < HP_LANES; i++)
-        pthread_mutex_lock(&rec_lanes[i].lock);
-    pthread_mutex_lock(&freelist_lock);
+        hp_lock(&rec_lanes[i].lock);
+    hp_lock(&freelist_lock);
 }
 
 void
 hp_live_postfork_parent(void)
 {
-    pthread_mutex_unlock(&freelist_lock);
+    hp_unlock(&freelist_lock);
     for (int i = HP_LANES - 1; i >= 0; i--)
-        pthread_mutex_unlock(&rec_lanes[i].lock);
+        hp_unlock(&rec_lanes[i].lock);
     for (int i = HP_OWNER_STRIPES - 1; i >= 0; i--)
-        pthread_mutex_unlock(&ostripes[i]);
+        hp_unlock(&ostripes[i]);
     for (int i = HP_LIVE_STRIPES - 1; i >= 0; i--)
-        pthread_mutex_unlock(&stripes[i].lock);
+        hp_unlock(&stripes[i].lock);
 }
 
 void
 hp_live_postfork_child(void)
 {
-    pthread_mutex_init(&freelist_lock, NULL);
+    hp_lock_init(&freelist_lock);
     for (int i = 0; i < HP_LANES; i++)
-        pthread_mutex_init(&rec_lanes[i].lock, NULL);
+        hp_lock_init(&rec_lanes[i].lock);
     for (int i = 0; i < HP_LIVE_STRIPES; i++)
-        pthread_mutex_init(&stripes[i].lock, NULL);
+        hp_lock_init(&stripes[i].lock);
     for (int i = 0; i < HP_OWNER_STRIPES; i++)
-        pthread_mutex_init(&ostripes[i], NULL);
+        hp_lock_init(&ostripes[i]);
 }

@@ -13,6 +13,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "lock.h"
 #include "log.h"
 
 #define CHUNK_LG 16
@@ -57,7 +58,7 @@ struct chunk_meta {
 };
 
 static struct {
-    pthread_mutex_t lock;
+    hp_lock_t lock;
     uintptr_t lo;
     size_t nchunks;
     size_t page;
@@ -70,7 +71,7 @@ static struct {
     uint64_t cached;             /* resident bytes of free large slots */
     void *deferred; /* freed by a signal handler while the lock was held */
     bool ok;
-} R = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} R = {.lock = HP_LOCK_INITIALIZER};
 
 /* Bytes of the slots hp_range_keep let unsampled blocks hold; lock-free,
  * apart from R: a realloc that keeps a block never takes the lock. */
@@ -209,7 +210,7 @@ static void
 range_lock(void)
 {
     hp_tls.range_locked = 1;
-    pthread_mutex_lock(&R.lock);
+    hp_lock(&R.lock);
     void *p = __atomic_exchange_n(&R.deferred, NULL, __ATOMIC_ACQUIRE);
     while (p != NULL) {
         void *next = *(void **)p;
@@ -221,7 +222,7 @@ range_lock(void)
 static void
 range_unlock(void)
 {
-    pthread_mutex_unlock(&R.lock);
+    hp_unlock(&R.lock);
     hp_tls.range_locked = 0;
 }
 
@@ -509,6 +510,6 @@ hp_range_postfork_parent(void)
 void
 hp_range_postfork_child(void)
 {
-    pthread_mutex_init(&R.lock, NULL);
+    hp_lock_init(&R.lock);
     hp_tls.range_locked = 0;
 }
