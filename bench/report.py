@@ -172,7 +172,10 @@ sampled_cost = pair1 - pair0 if pair1 is not None and pair0 is not None else Non
 # (bench/sample_cost.py) function -> (instructions, L1d misses, L2 misses)
 sampcost = {}
 sampcost_n = None
+sampcost_run = {}  # config -> whole run's counts over the shim's
 for r in rows:
+    if r[0] == "sampcost_run" and len(r) >= 5:
+        sampcost_run[r[1]] = (num(r[2]), num(r[3]), num(r[4]))
     if r[0] == "sampcost" and len(r) >= 5:
         if r[1] == "#samples":
             sampcost_n = (int(num(r[2])), int(num(r[3])))
@@ -655,6 +658,18 @@ if sampcost and sampcost_n:
       "differ from run to run (the sampler's seed), which moves a row by up to "
       "a tenth. Negative rows are glibc's work a sampled block no longer does.")
     P()
+    if sampcost_run:
+        P("The whole run (start-up included) over the forwarding shim's, "
+          "counted the same way: the interposition floor in events rather "
+          "than in time (how events become cycles depends on the CPU).")
+        P()
+        P("| whole run / shim | instructions | L1d misses | L2 misses |")
+        P("|---|---|---|---|")
+        for name, (ir, d1, ll) in sorted(sampcost_run.items()):
+            P(f"| {name} | {ir:.4f} | {d1:.4f} | {ll:.4f} |")
+        P()
+        P("Per sample:")
+        P()
     P("| function | instructions | L1d misses | L2 misses |")
     P("|---|---|---|---|")
     for name, (ir, d1, ll) in sorted(sampcost.items(),

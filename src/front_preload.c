@@ -351,10 +351,14 @@ note_sample(void *p, size_t size, uint64_t rate)
                     size);
         return;
     }
-    if (ranged())
-        hp_record_alloc_ranged(p, size, rate);
-    else
+    if (ranged()) {
+        /* Walked from the front function that called this one. */
+        struct hp_stack_from from;
+        HP_STACK_FROM_HERE(&from);
+        hp_record_alloc_ranged(p, size, rate, &from);
+    } else {
         hp_record_alloc(p, size, rate);
+    }
 }
 
 static bool

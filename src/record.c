@@ -166,7 +166,7 @@ record_sample(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
  * holds one heapprof frame less. */
 static inline __attribute__((always_inline)) void
 record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
-             uintptr_t tag, bool filtered)
+             uintptr_t tag, bool filtered, const struct hp_stack_from *from)
 {
     int saved = errno;
     if (on_small_altstack()) {
@@ -189,7 +189,7 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
     int slot = scratch_claim();
     uintptr_t fallback[slot < 0 ? depth + HP_STACK_SLACK : 1];
     uintptr_t *pcs = slot < 0 ? fallback : scratch[slot].pcs;
-    int n = hp_stack_capture(pcs, depth);
+    int n = hp_stack_capture(pcs, depth, from);
     if (n < 0) {
         /* A fork is being prepared: no stack can be taken safely now. */
         scratch_release(slot);
@@ -207,20 +207,21 @@ record_alloc(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
 HP_FRONT void
 hp_record_alloc(void *ptr, size_t size, uint64_t rate)
 {
-    record_alloc(ptr, size, rate, 0, 0, true);
+    record_alloc(ptr, size, rate, 0, 0, true, NULL);
 }
 
 HP_FRONT void
 hp_record_alloc_ex(void *ptr, size_t size, uint64_t rate, uintptr_t owner,
                    uintptr_t tag)
 {
-    record_alloc(ptr, size, rate, owner, tag, true);
+    record_alloc(ptr, size, rate, owner, tag, true, NULL);
 }
 
 HP_FRONT void
-hp_record_alloc_ranged(void *ptr, size_t size, uint64_t rate)
+hp_record_alloc_ranged(void *ptr, size_t size, uint64_t rate,
+                       const struct hp_stack_from *from)
 {
-    record_alloc(ptr, size, rate, 0, 0, false);
+    record_alloc(ptr, size, rate, 0, 0, false, from);
 }
 
 static inline bool

@@ -11,6 +11,7 @@
 #include "internal.h"
 #include "live.h"
 #include "sampler.h"
+#include "stack.h"
 
 /* Record a sampled allocation of size bytes at ptr, weighted with rate. */
 HP_HIDDEN void hp_record_alloc(void *ptr, size_t size, uint64_t rate);
@@ -20,8 +21,10 @@ HP_HIDDEN void hp_record_alloc_ex(void *ptr, size_t size, uint64_t rate,
                                   uintptr_t owner, uintptr_t tag);
 /* A block of the sample range (front_preload.c): its record is found by
  * address alone, so the filter is not told of it; its free must come to
- * hp_record_free_ranged, which says whether it had a record. */
-HP_HIDDEN void hp_record_alloc_ranged(void *ptr, size_t size, uint64_t rate);
+ * hp_record_free_ranged, which says whether it had a record. The stack is
+ * walked from `from` (stack.h; NULL: from the recording's own frame). */
+HP_HIDDEN void hp_record_alloc_ranged(void *ptr, size_t size, uint64_t rate,
+                                      const struct hp_stack_from *from);
 HP_HIDDEN bool hp_record_free_ranged(void *ptr);
 /* Like hp_record_take, but only a record carrying tag. */
 HP_HIDDEN bool hp_record_take_tagged(void *ptr, uintptr_t tag,

@@ -26,7 +26,7 @@
 extern const char __start_heapprof_front[] HP_HIDDEN;
 extern const char __stop_heapprof_front[] HP_HIDDEN;
 
-static int capture(uintptr_t *pcs, int max);
+static int capture(uintptr_t *pcs, int max, const struct hp_stack_from *from);
 
 /* Stacks walked by libunwind (a return address not in the frame cache). */
 static uint64_t slow_walks;
@@ -119,7 +119,7 @@ hp_stack_postfork_child(void)
 }
 
 HP_FRONT int
-hp_stack_capture(uintptr_t *pcs, int max)
+hp_stack_capture(uintptr_t *pcs, int max, const struct hp_stack_from *from)
 {
     int *count = own_count();
     __atomic_fetch_add(count, 1, __ATOMIC_SEQ_CST);
@@ -128,7 +128,7 @@ hp_stack_capture(uintptr_t *pcs, int max)
         return -1;
     }
     capturing++;
-    int n = capture(pcs, max);
+    int n = capture(pcs, max, from);
     capturing--;
     __atomic_fetch_sub(count, 1, __ATOMIC_SEQ_CST);
     return n;
@@ -206,9 +206,11 @@ frame_seen(unw_cursor_t *cur, struct hp_frame_seen *f)
 
 /*
  * Walks the stack with libunwind, from its own frame, into pcs (up to
- * cap), and teaches the frame cache each frame's rule. The frame whose sp
- * is from_sp is walk()'s: its rule is also learned for from_ip, the point
- * where walk() starts its cached walks.
+ * cap), and teaches the frame cache each frame's rule, HP_STACK_SLACK
+ * frames past the last kept: a cached walk that starts above its own
+ * frame (struct hp_stack_from) reaches that much further. The frame whose
+ * sp is from_sp is walk()'s: its rule is also learned for from_ip, the
+ * point where walk() starts its cached walks.
  */
 static HP_FRONT int
 learn(uintptr_t from_sp, uintptr_t from_ip, uintptr_t *pcs, int cap)
@@ -220,9 +222,9 @@ learn(uintptr_t from_sp, uintptr_t from_ip, uintptr_t *pcs, int cap)
         return 0;
     struct hp_frame_seen prev, f;
     int n = 0;
-    for (;;) {
+    for (int seen = 0;; seen++) {
         frame_seen(&cur, &f);
-        if (n > 0) {
+        if (seen > 0) {
             uint32_t rule = hp_frame_rule_of(&prev, &f);
             hp_frame_learn(prev.ip, rule);
             if (prev.sp == from_sp)
@@ -230,12 +232,13 @@ learn(uintptr_t from_sp, uintptr_t from_ip, uintptr_t *pcs, int cap)
         }
         if (f.sp > walk_top)
             walk_top = f.sp;
-        /* One frame past the last kept: learn's own frame is one more
-         * than walk()'s, and a cached walk of cap frames reads the
-         * return address of its last below this frame's sp. */
-        if (n == cap)
+        /* One frame past the last learned: learn's own frame is one more
+         * than walk()'s, and a cached walk reads the return address of
+         * its last frame below this frame's sp. */
+        if (seen == cap + HP_STACK_SLACK)
             return n;
-        pcs[n++] = f.ip;
+        if (n < cap)
+            pcs[n++] = f.ip;
         prev = f;
         int more = unw_step(&cur);
         if (more <= 0) {
@@ -247,17 +250,23 @@ learn(uintptr_t from_sp, uintptr_t from_ip, uintptr_t *pcs, int cap)
 }
 
 /*
- * Fills pcs (up to cap) from this function's own frame outwards: through
- * the frame cache while it knows every frame, else through learn().
- * Reads only the stack between this frame and walk_top.
+ * Fills pcs (up to cap) from this function's own frame outwards, or from
+ * `from` when it names one: through the frame cache while it knows every
+ * frame, else through learn(). Reads only the stack between this frame
+ * and walk_top.
  */
 static HP_FRONT int
-walk(uintptr_t *pcs, int cap)
+walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
 {
     uintptr_t ip, sp, rbp;
     __asm__ volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2"
                      : "=r"(ip), "=r"(sp), "=r"(rbp));
     const uintptr_t from_ip = ip, from_sp = sp, top = walk_top;
+    if (from != NULL && from->ip != 0 && from->sp > sp) {
+        ip = from->ip;
+        sp = from->sp;
+        rbp = from->rbp;
+    }
     const struct hp_frame_entry *shared = hp_frame_shared_table();
     for (int n = 0; sp <= top;) {
         pcs[n++] = ip;
@@ -290,22 +299,23 @@ walk(uintptr_t *pcs, int cap)
 }
 #else
 static int
-walk(uintptr_t *pcs, int cap)
+walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
 {
+    (void)from;
     __atomic_fetch_add(&slow_walks, 1, __ATOMIC_RELAXED);
     return unw_backtrace((void **)pcs, cap);
 }
 #endif
 
 static HP_FRONT int
-capture(uintptr_t *pcs, int max)
+capture(uintptr_t *pcs, int max, const struct hp_stack_from *from)
 {
     if (max > HEAPPROF_MAX_STACK_DEPTH)
         max = HEAPPROF_MAX_STACK_DEPTH;
     /* Capture straight into the caller's buffer (max + HP_STACK_SLACK
      * entries), then slide the host's frames to the front: no second
      * buffer on what may be a small thread stack. */
-    int n = walk(pcs, max + HP_STACK_SLACK);
+    int n = walk(pcs, max + HP_STACK_SLACK, from);
     if (n <= 0)
         return 0;
     /* The first entries belong to heapprof's capture (and on other

@@ -14,10 +14,35 @@ struct dl_phdr_info;
  * caller: capture, record, realloc->malloc nesting. Generous on purpose. */
 #define HP_STACK_SLACK 12
 
+/* Where a walk may start instead of its own frame: the frame of a function
+ * of heapprof's front section that is still running (its return address,
+ * its caller's sp at the call and the caller's rbp), so that the frames
+ * below it (recording, capture, the walk itself) are not walked only to
+ * be dropped. HP_STACK_FROM_HERE() takes it in the calling function. */
+struct hp_stack_from {
+    uintptr_t ip, sp, rbp;
+};
+#if defined(__x86_64__)
+/* __builtin_frame_address(0) gives the function a frame pointer: the
+ * caller's rbp is saved at it, the return address above, the CFA above
+ * that. */
+#define HP_STACK_FROM_HERE(f)                                                  \
+    do {                                                                       \
+        const uintptr_t *fp_ = __builtin_frame_address(0);                     \
+        (f)->ip = fp_[1];                                                      \
+        (f)->sp = (uintptr_t)(fp_ + 2);                                        \
+        (f)->rbp = fp_[0];                                                     \
+    } while (0)
+#else
+#define HP_STACK_FROM_HERE(f) (*(f) = (struct hp_stack_from){0}) /* own frame */
+#endif
+
 /* Fills pcs (capacity max + HP_STACK_SLACK) with up to max return
- * addresses, leaf first. Returns the count (0 if unwinding failed). Must
- * run inside the reentrancy fence. */
-HP_HIDDEN int hp_stack_capture(uintptr_t *pcs, int max);
+ * addresses, leaf first, walking from `from` (NULL or ip 0: from the walk's
+ * own frame). Returns the count (0 if unwinding failed). Must run inside
+ * the reentrancy fence. */
+HP_HIDDEN int hp_stack_capture(uintptr_t *pcs, int max,
+                               const struct hp_stack_from *from);
 /* Returns -1 instead while a fork is being prepared (see stack.c). */
 
 /*
