@@ -1,8 +1,8 @@
 /*
  * A mutex for the short critical sections a sample passes through (the
- * sample range, the live table's stripes and record caches): one word, an
- * atomic exchange each way when uncontended, a brief spin, then the
- * kernel's futex. glibc's pthread_mutex_lock/unlock pair costs ~55
+ * sample range, the live table's stripes and record caches): one word,
+ * one atomic read-modify-write to lock and one to unlock when uncontended,
+ * else a brief spin, then the kernel's futex. glibc's pthread_mutex_lock/unlock pair costs ~55
  * instructions (type checks, owner and user counts), six pairs a sample.
  *
  * The word is 0 (free), 1 (held) or 2 (held, maybe with sleepers); the
