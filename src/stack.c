@@ -209,11 +209,11 @@ frame_seen(unw_cursor_t *cur, struct hp_frame_seen *f)
  * cap), and teaches the frame cache each frame's rule, HP_STACK_SLACK
  * frames past the last kept: a cached walk that starts above its own
  * frame (struct hp_stack_from) reaches that much further. The frame whose
- * sp is from_sp is walk()'s: its rule is also learned for from_ip, the
+ * sp is walk_sp is walk()'s: its rule is also learned for walk_ip, the
  * point where walk() starts its cached walks.
  */
 static HP_FRONT int
-learn(uintptr_t from_sp, uintptr_t from_ip, uintptr_t *pcs, int cap)
+learn(uintptr_t walk_sp, uintptr_t walk_ip, uintptr_t *pcs, int cap)
 {
     __atomic_fetch_add(&slow_walks, 1, __ATOMIC_RELAXED);
     unw_context_t ctx;
@@ -227,8 +227,8 @@ learn(uintptr_t from_sp, uintptr_t from_ip, uintptr_t *pcs, int cap)
         if (seen > 0) {
             uint32_t rule = hp_frame_rule_of(&prev, &f);
             hp_frame_learn(prev.ip, rule);
-            if (prev.sp == from_sp)
-                hp_frame_learn(from_ip, rule);
+            if (prev.sp == walk_sp)
+                hp_frame_learn(walk_ip, rule);
         }
         if (f.sp > walk_top)
             walk_top = f.sp;
@@ -261,7 +261,7 @@ walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
     uintptr_t ip, sp, rbp;
     __asm__ volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2"
                      : "=r"(ip), "=r"(sp), "=r"(rbp));
-    const uintptr_t from_ip = ip, from_sp = sp, top = walk_top;
+    const uintptr_t walk_ip = ip, walk_sp = sp, top = walk_top;
     if (from != NULL && from->ip != 0 && from->sp > sp) {
         ip = from->ip;
         sp = from->sp;
@@ -293,7 +293,7 @@ walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
         ip = *(const uintptr_t *)(cfa - 8);
         sp = cfa;
     }
-    int n = learn(from_sp, from_ip, pcs, cap);
+    int n = learn(walk_sp, walk_ip, pcs, cap);
     __asm__ volatile("" ::: "memory"); /* no tail call: walk's frame stays */
     return n;
 }
