@@ -93,12 +93,12 @@ static __thread int measuring;
             add(hist_free, t2 - t1);                                           \
         }                                                                      \
     }
-LEAF(0)
-LEAF(1)
-LEAF(2) LEAF(3) LEAF(4) LEAF(5) LEAF(6) LEAF(7)
+// clang-format off
+LEAF(0) LEAF(1) LEAF(2) LEAF(3) LEAF(4) LEAF(5) LEAF(6) LEAF(7)
 
-    static void (*const leaves[8])(void) = {leaf0, leaf1, leaf2, leaf3,
-                                            leaf4, leaf5, leaf6, leaf7};
+static void (*const leaves[8])(void) = {leaf0, leaf1, leaf2, leaf3,
+                                        leaf4, leaf5, leaf6, leaf7};
+// clang-format on
 
 static void
 loop(long n)
