@@ -426,8 +426,11 @@ HEAPPROF_API int heapprof_attach(void);
 
 /*
  * Undo heapprof_attach(): slots pointing at heapprof get their allocator
- * back. Sampled blocks freed after detach are not seen, so they stay in
- * the in-use columns. HEAPPROF_OK (also when not attached), or
+ * back. Sampled blocks freed after detach are not seen: they stay in the
+ * in-use columns until the next heapprof_attach(), which forgets them
+ * (one log line says how many) so that in-use starts afresh, as at a
+ * first attach (blocks of pools and GC heaps, whose frees heapprof still
+ * sees, are kept). HEAPPROF_OK (also when not attached), or
  * HEAPPROF_EUNSUPPORTED when heapprof is the process's malloc by preload
  * or link order (nothing can be undone). Added in 0.1.0.
  */

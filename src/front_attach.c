@@ -24,6 +24,7 @@
 #include "heapprof.h"
 #include "internal.h"
 #include "log.h"
+#include "record.h"
 #include "stack.h"
 
 #if defined(__linux__) && UINTPTR_MAX == UINT64_MAX &&                         \
@@ -77,6 +78,9 @@ static struct hook hooks[H_COUNT];
 static bool resolved;
 static int state; /* enum heapprof_attach_state; atomic reads */
 static unsigned long long last_adds = ~0ull; /* dlpi_adds of last scan */
+/* Detached since the last attach: the frees of blocks sampled before were
+ * not all seen. */
+static bool detached;
 
 static void *attach_dlopen(const char *file, int flags);
 
@@ -609,6 +613,17 @@ heapprof_attach(void)
             goto out;
         resolved = true;
     }
+    if (detached) {
+        /* Attaching again: what was sampled before the detach may have
+         * been freed unseen since, so in-use starts again from here, as at
+         * a first attach. Before the patching: no new sample is lost. */
+        detached = false;
+        uint64_t n = hp_record_forget_plain();
+        if (n > 0)
+            hp_log("attach: %llu blocks sampled before the last detach "
+                   "forgotten (their frees since were not seen)",
+                   (unsigned long long)n);
+    }
     struct scan s;
     scan_all(&s, SCAN_ATTACH, state == HEAPPROF_ATTACH_PATCHED);
     if (state != HEAPPROF_ATTACH_PATCHED && (s.main_failed || s.slots == 0)) {
@@ -637,6 +652,7 @@ heapprof_detach(void)
         struct scan s;
         scan_all(&s, SCAN_DETACH, false);
         last_adds = ~0ull;
+        detached = true;
         __atomic_store_n(&state, HEAPPROF_ATTACH_NONE, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&attach_lock);

@@ -29,6 +29,9 @@
  * this many failures in a row means the owner is being filled as fast as
  * it is emptied, and the bulk free stops rather than spin. */
 #define HP_OWNER_MAX_RETRIES 1024
+/* hp_live_remove_plain leaves a stripe that other threads refill as fast
+ * as it empties it after this many rounds. */
+#define HP_DRAIN_MAX_ROUNDS 1024
 
 /* Twice the tables' size: a 2 MiB boundary falls in its first half. */
 alignas(64) char hp_tables_area[2 * HP_TABLES_ALIGN];
@@ -497,7 +500,24 @@ hp_live_insert(const struct hp_live_rec *rec, struct hp_live_rec *stale,
     return true;
 }
 
-enum match { MATCH_ANY, MATCH_TAG, MATCH_OWNER };
+/* Which record at an address remove_matching takes: any, one with the
+ * given tag or owner, or a plain one (neither owner nor tag). */
+enum match { MATCH_ANY, MATCH_TAG, MATCH_OWNER, MATCH_PLAIN };
+
+static bool
+matches(const struct hp_live_rec *r, enum match how, uintptr_t want)
+{
+    switch (how) {
+    case MATCH_TAG:
+        return r->tag == want;
+    case MATCH_OWNER:
+        return r->owner == want;
+    case MATCH_PLAIN:
+        return r->owner == 0 && r->tag == 0;
+    default:
+        return true;
+    }
+}
 
 static bool
 remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
@@ -510,8 +530,7 @@ remove_matching(uintptr_t ptr, enum match how, uintptr_t want,
     hp_lock(&st->lock);
     for (struct hp_live_rec **pp = &hs[i]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->ptr == ptr) {
-            if ((how == MATCH_TAG && (*pp)->tag != want) ||
-                (how == MATCH_OWNER && (*pp)->owner != want))
+            if (!matches(*pp, how, want))
                 break;
             found = *pp;
             *pp = found->next;
@@ -574,6 +593,47 @@ hp_live_remove_owned(uintptr_t owner, struct hp_live_rec *out)
             return true;
     }
     return false;
+}
+
+/* Up to max addresses of plain records on stripe s's chains. */
+static unsigned
+plain_on_stripe(uint32_t s, uintptr_t *ptrs, unsigned max)
+{
+    struct hp_live_rec **hs = hp_tables.heads;
+    unsigned n = 0;
+    hp_lock(&stripes[s].lock);
+    for (uint32_t i = s; i < (1u << HP_LIVE_HEADS_LG) && n < max;
+         i += HP_LIVE_STRIPES)
+        for (struct hp_live_rec *r = hs[i]; r != NULL && n < max; r = r->next)
+            if (matches(r, MATCH_PLAIN, 0))
+                ptrs[n++] = r->ptr;
+    hp_unlock(&stripes[s].lock);
+    return n;
+}
+
+uint64_t
+hp_live_remove_plain(void (*fn)(const struct hp_live_rec *, void *), void *arg)
+{
+    /* Addresses noted under the stripe lock, removed one by one as a free
+     * would: fn runs with no lock of this file held. */
+    enum { BATCH = 64 };
+    uintptr_t ptrs[BATCH];
+    uint64_t removed = 0;
+    for (uint32_t s = 0; s < HP_LIVE_STRIPES; s++) {
+        unsigned n;
+        for (int round = 0; round < HP_DRAIN_MAX_ROUNDS &&
+                            (n = plain_on_stripe(s, ptrs, BATCH)) > 0;
+             round++) {
+            for (unsigned k = 0; k < n; k++) {
+                struct hp_live_rec out;
+                if (remove_matching(ptrs[k], MATCH_PLAIN, 0, &out)) {
+                    fn(&out, arg);
+                    removed++;
+                }
+            }
+        }
+    }
+    return removed;
 }
 
 uint64_t

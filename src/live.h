@@ -199,6 +199,13 @@ HP_HIDDEN bool hp_live_remove_tagged(uintptr_t ptr, uintptr_t tag,
  * False when the owner has no record left. O(1) expected; a bulk free
  * calls it until it returns false. Never calls malloc. */
 HP_HIDDEN bool hp_live_remove_owned(uintptr_t owner, struct hp_live_rec *out);
+/* Remove every plain record (no owner, no tag: the malloc family's and
+ * heapprof_on_alloc's), calling fn on a copy of each with no lock of the
+ * table held (fn may not call into it). Returns how many. Never calls
+ * malloc. */
+HP_HIDDEN uint64_t hp_live_remove_plain(void (*fn)(const struct hp_live_rec *,
+                                                   void *),
+                                        void *arg);
 /* Live records with a non-zero owner, and distinct owners holding them. */
 HP_HIDDEN uint64_t hp_live_owned_count(void);
 HP_HIDDEN uint64_t hp_live_owner_count(void);

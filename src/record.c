@@ -320,6 +320,28 @@ hp_record_take_tagged(void *ptr, uintptr_t tag, struct hp_live_rec *out)
     return found;
 }
 
+static void
+commit_forgotten(const struct hp_live_rec *rec, void *arg)
+{
+    (void)arg;
+    hp_record_commit_free(rec);
+}
+
+uint64_t
+hp_record_forget_plain(void)
+{
+    if (hp_tls.holding)
+        return 0;
+    int saved = errno;
+    hp_fence_enter();
+    hp_tls.holding++;
+    uint64_t n = hp_live_remove_plain(commit_forgotten, NULL);
+    hp_tls.holding--;
+    hp_fence_exit();
+    errno = saved;
+    return n;
+}
+
 uint64_t
 hp_record_free_owner(uintptr_t owner)
 {

@@ -33,6 +33,10 @@ HP_HIDDEN bool hp_record_take_tagged(void *ptr, uintptr_t tag,
  * Returns how many there were. Never calls malloc; takes only heapprof's
  * leaf locks, one at a time. */
 HP_HIDDEN uint64_t hp_record_free_owner(uintptr_t owner);
+/* Account every plain live record (the malloc family's, heapprof_on_alloc's;
+ * not those with an owner or a tag) as freed, for a front that can no
+ * longer see their frees. Returns how many. Never calls malloc. */
+HP_HIDDEN uint64_t hp_record_forget_plain(void);
 /* Slow part of the free check: ptr passed the filter. */
 HP_HIDDEN void hp_record_free(void *ptr);
 /* Slow part of hp_record_take: ptr passed the filter. */

@@ -54,6 +54,7 @@ void *site_after_attach(size_t n);
 void *site_calloc_after_attach(size_t n);
 void *site_memalign_after_attach(size_t n);
 void *site_after_detach(size_t n);
+void *site_after_reattach(size_t n);
 
 __attribute__((noinline)) void *
 site_before_attach(size_t n)
@@ -91,6 +92,14 @@ site_memalign_after_attach(size_t n)
 
 __attribute__((noinline)) void *
 site_after_detach(size_t n)
+{
+    void *p = malloc(n);
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
+__attribute__((noinline)) void *
+site_after_reattach(size_t n)
 {
     void *p = malloc(n);
     __asm__ volatile("" ::: "memory");
@@ -227,9 +236,18 @@ main(int argc, char **argv)
     for (int i = 1; i < NPOST; i += 2)
         free(post[i]);
 
-    /* Attach again after detach works, then stop the threads attached. */
+    /* Attach again after detach works. The blocks sampled before the
+     * detach were all freed since: the in-use profile starts afresh, with
+     * what is sampled from now on. */
     CHECK(p_attach() == HEAPPROF_OK);
     CHECK(p_stats(&st) == HEAPPROF_OK && st.state == HEAPPROF_ATTACH_PATCHED);
+    void *kept[50];
+    for (int i = 0; i < 50; i++)
+        CHECK((kept[i] = site_after_reattach(4000)) != NULL);
+    snprintf(path, sizeof path, "%s/reattached.pb.gz", argv[3]);
+    CHECK(p_write_path(path, HEAPPROF_PROFILE_HEAP) == HEAPPROF_OK);
+    for (int i = 0; i < 50; i++)
+        free(kept[i]);
     CHECK(p_detach() == HEAPPROF_OK);
 
     snprintf(path, sizeof path, "%s/detached.pb.gz", argv[3]);

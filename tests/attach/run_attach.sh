@@ -23,6 +23,14 @@ for f in site_after_attach site_calloc_after_attach site_memalign_after_attach p
 done
 echo "$inuse" | grep -q site_before_attach && fail "a block from before attach was sampled"
 
+# Attached again: the blocks sampled before the detach, freed while
+# detached, are not in use any more; what the new attach sampled is.
+again=$(top -sample_index=inuse_space "$work/reattached.pb.gz") || fail "pprof: $again"
+echo "$again" | grep -q " site_after_reattach\$" || fail "site_after_reattach missing from the in-use profile after attaching again"
+for f in site_after_attach site_calloc_after_attach site_memalign_after_attach; do
+    echo "$again" | grep -q " $f\$" && fail "$f still in use after attaching again (its blocks were freed while detached)"
+done
+
 allocs=$(top -sample_index=alloc_space "$work/detached.pb.gz") || fail "pprof: $allocs"
 echo "$allocs" | grep -q " churn\$" || fail "the threads' allocations are missing"
 echo "$allocs" | grep -q site_after_detach && fail "an allocation after detach was sampled"

@@ -3,6 +3,7 @@
  * insert/remove round trips, "certainly not sampled" for addresses never
  * inserted (also after removals), the stale record returned by a
  * duplicate insert, filter counters that saturate and stay, iteration,
+ * removal of every record without owner or tag,
  * and 8 threads inserting and removing disjoint addresses.
  *
  * Addresses are made up and never dereferenced. Each test uses its own
@@ -416,6 +417,43 @@ test_live_foreach_visits_each_once(void **state)
     assert_int_equal(v.n, 0);
 }
 
+/* hp_live_remove_plain: every record without owner or tag goes (filtered
+ * or not), through the callback; owned and tagged ones stay. */
+static void
+test_live_remove_plain(void **state)
+{
+    (void)state;
+    struct hp_bucket *b = bucket(0x6666);
+    struct hp_live_rec stale, out;
+    bool had_stale;
+    uintptr_t base = 0x60000000;
+    for (uint64_t i = 0; i < 1200; i++) {
+        struct hp_live_rec r = rec_for(base + 64 * i, b, i);
+        r.filtered = i % 2 == 0;
+        if (i % 12 == 1)
+            r.owner = 0x1234;
+        else if (i % 12 == 5)
+            r.tag = 7;
+        assert_true(hp_live_insert(&r, &stale, &had_stale));
+    }
+    uint64_t before = hp_live_count();
+    struct visit v = {base, base + 64 * 1200, 0, 0};
+    uint64_t removed = hp_live_remove_plain(visit_fn, &v);
+    assert_int_equal(v.n, 1000);
+    assert_true(removed >= 1000);
+    assert_int_equal(hp_live_count(), before - removed);
+    assert_bits_match_counts();
+    v.n = 0;
+    hp_live_foreach(visit_fn, &v);
+    assert_int_equal(v.n, 200);
+    for (uint64_t i = 0; i < 1200; i++) {
+        bool kept = i % 12 == 1 || i % 12 == 5;
+        assert_int_equal(hp_live_remove(base + 64 * i, &out), kept);
+    }
+    assert_int_equal(hp_live_remove_plain(visit_fn, &v), 0);
+    assert_bits_match_counts();
+}
+
 /* ------------------------------------------------------------ threads */
 
 #define NTHREADS 8
@@ -541,6 +579,7 @@ main(void)
         cmocka_unit_test(test_live_filter_counts_and_saturates),
         cmocka_unit_test(test_live_coarse_filter),
         cmocka_unit_test(test_live_foreach_visits_each_once),
+        cmocka_unit_test(test_live_remove_plain),
         cmocka_unit_test(test_live_threads_disjoint),
         cmocka_unit_test(test_live_pin_is_permanent),
     };
