@@ -46,6 +46,16 @@ bucket(uintptr_t leaf)
     return hp_bucket_get(pcs, 2);
 }
 
+/* Insert r, an address the table does not hold. */
+static void
+insert_new(const struct hp_live_rec *r)
+{
+    struct hp_live_rec stale;
+    bool had_stale;
+    assert_true(hp_live_insert(r, &stale, &had_stale));
+    assert_false(had_stale);
+}
+
 /* The slot test_live_filter_counts_and_saturates leaves at 255. */
 #define SATURATED_SLOT 777u
 
@@ -123,8 +133,7 @@ test_live_filter_not_sampled(void **state)
     (void)state;
     uint64_t n0 = hp_live_count();
     struct hp_bucket *b = bucket(0x2222);
-    struct hp_live_rec stale, out;
-    bool had_stale;
+    struct hp_live_rec out;
     uintptr_t base = 0x20400000;
     static uint8_t used[1u << HP_LIVE_FILTER_LG];
     memset(used, 0, sizeof used);
@@ -136,8 +145,7 @@ test_live_filter_not_sampled(void **state)
     /* Insert the even granules, keep the odd ones as never-inserted. */
     for (uintptr_t i = 0; i < FILTER_N; i += 2) {
         struct hp_live_rec r = rec_for(base + GRANULE * i, b, i);
-        assert_true(hp_live_insert(&r, &stale, &had_stale));
-        assert_false(had_stale);
+        insert_new(&r);
         used[hp_live_filter_slot(base + GRANULE * i)] = 1;
     }
     assert_int_equal(hp_live_count(), n0 + FILTER_N / 2);
@@ -276,12 +284,9 @@ same_slot_addresses(uint32_t slot, uintptr_t *out, int n)
 static void
 fill_slot(const uintptr_t *ps, int n, struct hp_bucket *b)
 {
-    struct hp_live_rec stale;
-    bool had_stale;
     for (int i = 0; i < n; i++) {
         struct hp_live_rec r = rec_for(ps[i], b, (uint64_t)i);
-        assert_true(hp_live_insert(&r, &stale, &had_stale));
-        assert_false(had_stale);
+        insert_new(&r);
     }
 }
 
@@ -339,14 +344,13 @@ test_live_coarse_filter(void **state)
 {
     (void)state;
     struct hp_bucket *b = bucket(0x4545);
-    struct hp_live_rec stale, out;
-    bool had_stale;
+    struct hp_live_rec out;
     uintptr_t page = 0x61234000; /* a 4 KiB granule */
     uint32_t c = hp_live_coarse_slot(page);
     uint16_t c0 = hp_tables.coarse[c];
     for (uintptr_t i = 0; i < 4; i++) {
         struct hp_live_rec r = rec_for(page + 512 * i, b, i);
-        assert_true(hp_live_insert(&r, &stale, &had_stale));
+        insert_new(&r);
     }
     assert_int_equal(hp_tables.coarse[c], c0 + 4);
     assert_true(hp_live_maybe((void *)(page + 512)));
@@ -365,7 +369,7 @@ test_live_coarse_filter(void **state)
     hp_live_filter_pin(pinned);
     assert_true(hp_live_maybe((void *)pinned));
     struct hp_live_rec r = rec_for(pinned, b, 1);
-    assert_true(hp_live_insert(&r, &stale, &had_stale));
+    insert_new(&r);
     assert_true(hp_live_remove(pinned, &out));
     assert_true(hp_live_maybe((void *)pinned));
     assert_int_equal(hp_tables.coarse[hp_live_coarse_slot(pinned)], UINT16_MAX);
@@ -393,12 +397,11 @@ test_live_foreach_visits_each_once(void **state)
 {
     (void)state;
     struct hp_bucket *b = bucket(0x5555);
-    struct hp_live_rec stale, out;
-    bool had_stale;
+    struct hp_live_rec out;
     uintptr_t base = 0x50000000;
     for (uint64_t i = 0; i < 3000; i++) {
         struct hp_live_rec r = rec_for(base + 48 * i, b, i);
-        assert_true(hp_live_insert(&r, &stale, &had_stale));
+        insert_new(&r);
     }
     struct visit v = {base, base + 48 * 3000, 0, 0};
     hp_live_foreach(visit_fn, &v);
@@ -424,8 +427,7 @@ test_live_remove_plain(void **state)
 {
     (void)state;
     struct hp_bucket *b = bucket(0x6666);
-    struct hp_live_rec stale, out;
-    bool had_stale;
+    struct hp_live_rec out;
     uintptr_t base = 0x60000000;
     for (uint64_t i = 0; i < 1200; i++) {
         struct hp_live_rec r = rec_for(base + 64 * i, b, i);
@@ -434,7 +436,7 @@ test_live_remove_plain(void **state)
             r.owner = 0x1234;
         else if (i % 12 == 5)
             r.tag = 7;
-        assert_true(hp_live_insert(&r, &stale, &had_stale));
+        insert_new(&r);
     }
     uint64_t before = hp_live_count();
     struct visit v = {base, base + 64 * 1200, 0, 0};
