@@ -64,11 +64,15 @@ LABEL = {
 # (workload, config) -> {round: seconds}, for CPU time (the primary
 # metric: user + system time of the process, steady on a shared VM) and for
 # wall time.
-alloc = {"cpu": defaultdict(dict), "wall": defaultdict(dict)}
+# Minor page faults of the workload, where alloc_bench printed them.
+alloc = {"cpu": defaultdict(dict), "wall": defaultdict(dict),
+         "faults": defaultdict(dict)}
 for r in rows:
     if r[0] == "alloc" and len(r) >= 6:
         alloc["wall"][(r[1], r[2])][int(r[3])] = num(r[4])
         alloc["cpu"][(r[1], r[2])][int(r[3])] = num(r[5])
+        if len(r) >= 7 and num(r[6]) is not None:
+            alloc["faults"][(r[1], r[2])][int(r[3])] = num(r[6])
 
 
 # rate sweep: config ("glibc" or the rate) -> {round: cpu s}; samples per run
@@ -533,6 +537,20 @@ for c in CONFIGS:
     P(f"| {LABEL[c]} | " + " | ".join(fmt(median_s(w, c)) for w in WORKLOADS) +
       " | " + " | ".join(fmt(median_s(w, c, "wall")) for w in WORKLOADS) + " |")
 P()
+if alloc["faults"]:
+    P("## Page faults in the workload (median per run)")
+    P()
+    P("Minor faults, pages the process touched for the first time during the")
+    P("workload: each costs the kernel a few µs that counts of instructions")
+    P("do not show. heapprof's sample range is memory of its own, which its")
+    P("sampled blocks touch once (bench/analysis.md, issue 17).")
+    P()
+    P("| configuration | " + " | ".join(WORKLOADS) + " |")
+    P("|---|" + "---|" * len(WORKLOADS))
+    for c in CONFIGS:
+        P(f"| {LABEL[c]} | " + " | ".join(
+            fmt(median_s(w, c, "faults"), "{:.0f}") for w in WORKLOADS) + " |")
+    P()
 for m, title in [("cpu", "CPU time"), ("wall", "wall time")]:
     P(f"## Overhead ratios, {title}")
     P()

@@ -131,11 +131,13 @@ run_cfg() {
         -u MALLOC_CONF -u TCMALLOC_SAMPLE_PARAMETER $envs "$@"
 }
 
-workload_seconds() { # ENV WORKLOAD [OPS] -> "wall<TAB>cpu" seconds on stdout
+# alloc_bench's line: "WORKLOAD wall-seconds cpu-seconds minor-faults".
+AB_LINE='[0-9.]+ [0-9.]+ [0-9]+$'
+workload_seconds() { # ENV WORKLOAD [OPS] -> "wall<TAB>cpu<TAB>faults" on stdout
     local out
-    out=$(run_cfg "$1" "$AB" "$2" ${3:-} 2>/dev/null | grep -E "^$2 [0-9.]+ [0-9.]+$" | tail -1)
+    out=$(run_cfg "$1" "$AB" "$2" ${3:-} 2>/dev/null | grep -E "^$2 $AB_LINE" | tail -1)
     out=${out#* }
-    echo "${out/ /$'\t'}"
+    echo "${out// /$'\t'}"
 }
 
 # ----------------------------------------------- allocation workloads
@@ -198,9 +200,9 @@ for w in small mixed mixed2; do
         s=$(workload_seconds "" "$w" "$ops")
         printf 'heaptrack\t%s\tglibc_short\t%d\t%s\n' "$w" "$round" "$s" >>"$RAW"
         s=$(env -u LD_PRELOAD heaptrack -o "$HT_DIR/ht.$w.$round" "$AB" "$w" "$ops" 2>/dev/null |
-            grep -E "^$w [0-9.]+ [0-9.]+$" | tail -1)
+            grep -E "^$w $AB_LINE" | tail -1)
         s=${s#* }
-        printf 'heaptrack\t%s\theaptrack_short\t%d\t%s\n' "$w" "$round" "${s/ /$'\t'}" >>"$RAW"
+        printf 'heaptrack\t%s\theaptrack_short\t%d\t%s\n' "$w" "$round" "${s// /$'\t'}" >>"$RAW"
         rm -f "$HT_DIR"/ht.*
     done
 done
