@@ -3,7 +3,8 @@
 
   --case live     attach_workload started bare, attached under load (HTTP
                   and snapshots), its sites read with go tool pprof, then
-                  detached; it runs to its end with the output and exit
+                  detached, attached again (it says how many blocks sampled
+                  before it forgot) and detached; it runs to its end with the output and exit
                   status of an untouched run, and heapprof wrote nothing on
                   its stderr.
   --case refused  refusals leave the target untouched: a static binary, a
@@ -171,6 +172,15 @@ def case_live(args):
     r = launcher(args, ["detach", str(w.p.pid)])
     if r.returncode == 0 or "not attached" not in r.stderr:
         fail("a second detach did not say 'not attached'")
+    # Attached again: the blocks sampled before the detach (the workload's
+    # rings were sampled at 4 KiB) are forgotten, and the launcher says so.
+    r = launcher(args, ["attach", "--rate", "4k", str(w.p.pid)])
+    if (r.returncode != 0 or "attached" not in r.stdout or
+            "sampled before the last detach forgotten" not in r.stdout):
+        fail("attaching again did not say how many blocks it forgot")
+    r = launcher(args, ["detach", str(w.p.pid)])
+    if r.returncode != 0 or "detached" not in r.stdout:
+        fail("detach after attaching again failed")
     expect_same_end(args, args.workload, w, "live")
 
 
