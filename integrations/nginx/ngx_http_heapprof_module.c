@@ -381,6 +381,108 @@ ngx_http_heapprof_request(ngx_http_request_t *r, u_char *body,
 }
 
 
+/*
+ * The "pid" argument: 0 when absent, -1 (and a 400 sent by the caller)
+ * when it is not a process id.
+ */
+static ngx_int_t
+ngx_http_heapprof_pid_arg(ngx_http_request_t *r)
+{
+    ngx_int_t  pid;
+    ngx_str_t  value;
+
+    if (ngx_http_arg(r, (u_char *) "pid", 3, &value) != NGX_OK) {
+        return 0;
+    }
+
+    pid = ngx_atoi(value.data, value.len);
+
+    if (pid == NGX_ERROR || pid <= 0 || pid > 0x7fffffff) {
+        return -1;
+    }
+
+    return pid;
+}
+
+
+/*
+ * The context of a heap or allocs request answered by every worker (the
+ * one named by pid alone when pid is not 0), freed with the request; NULL
+ * when out of memory.
+ */
+static ngx_http_heapprof_ctx_t *
+ngx_http_heapprof_ctx_create(ngx_http_request_t *r, ngx_int_t pid,
+    int served)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_heapprof_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_heapprof_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_heapprof_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ctx->timer.handler = ngx_http_heapprof_timer_handler;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+    ctx->only = (ngx_pid_t) pid;
+    ctx->started = ngx_current_msec;
+
+    if (served == HEAPPROF_HTTP_SERVED_ALLOCS) {
+        ctx->which = HEAPPROF_PROFILE_ALLOCS;
+        ctx->name = "allocs";
+
+    } else {
+        ctx->which = HEAPPROF_PROFILE_HEAP;
+        ctx->name = "heap";
+    }
+
+    return ctx;
+}
+
+
+/*
+ * This worker's part of a profile answered by every worker, in the
+ * request's pool: the profile the handler encoded, or for seconds=N
+ * (HEAPPROF_HTTP_PENDING) the first of the two collected at both ends.
+ * Frees *resp; NULL when out of memory.
+ */
+static u_char *
+ngx_http_heapprof_own_part(ngx_http_request_t *r,
+    ngx_http_heapprof_ctx_t *ctx, int hrc,
+    struct heapprof_http_response *resp, size_t *len)
+{
+    u_char  *own;
+
+    if (hrc == HEAPPROF_HTTP_PENDING) {
+        ctx->seconds = resp->delay_ms;
+        heapprof_http_response_free(resp);    /* and resp->pending */
+
+        return ngx_http_heapprof_own_profile(r, ctx->which, len);
+    }
+
+    *len = resp->body_len;
+    own = ngx_pnalloc(r->pool, *len + 1);
+
+    if (own != NULL) {
+        ngx_memcpy(own, resp->body, *len);
+    }
+
+    heapprof_http_response_free(resp);
+
+    return own;
+}
+
+
 static ngx_int_t
 ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
 {
@@ -388,8 +490,6 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
     u_char                          *own;
     size_t                           own_len;
     ngx_int_t                        rc, pid, multi;
-    ngx_str_t                        value;
-    ngx_pool_cleanup_t              *cln;
     ngx_http_heapprof_ctx_t         *ctx;
     struct heapprof_http_request     req;
     struct heapprof_http_response    resp;
@@ -409,16 +509,12 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
         (void) heapprof_attach();
     }
 
-    pid = 0;
+    pid = ngx_http_heapprof_pid_arg(r);
 
-    if (ngx_http_arg(r, (u_char *) "pid", 3, &value) == NGX_OK) {
-        pid = ngx_atoi(value.data, value.len);
-
-        if (pid == NGX_ERROR || pid <= 0 || pid > 0x7fffffff) {
-            return ngx_http_heapprof_send_text(r, NGX_HTTP_BAD_REQUEST,
+    if (pid < 0) {
+        return ngx_http_heapprof_send_text(r, NGX_HTTP_BAD_REQUEST,
                                "invalid value for \"pid\" - must be the "
                                "process id of a worker\n");
-        }
     }
 
     ngx_http_heapprof_request(r, body, body_len, &req);
@@ -451,60 +547,16 @@ ngx_http_heapprof_serve(ngx_http_request_t *r, u_char *body, size_t body_len)
         return rc;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_heapprof_ctx_t));
+    ctx = ngx_http_heapprof_ctx_create(r, pid, resp.served);
     if (ctx == NULL) {
         heapprof_http_response_free(&resp);    /* and resp.pending */
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        heapprof_http_response_free(&resp);    /* and resp.pending */
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_heapprof_cleanup;
-    cln->data = ctx;
-
-    ctx->request = r;
-    ctx->timer.handler = ngx_http_heapprof_timer_handler;
-    ctx->timer.data = ctx;
-    ctx->timer.log = r->connection->log;
-    ctx->only = (ngx_pid_t) pid;
-    ctx->started = ngx_current_msec;
-
-    if (resp.served == HEAPPROF_HTTP_SERVED_ALLOCS) {
-        ctx->which = HEAPPROF_PROFILE_ALLOCS;
-        ctx->name = "allocs";
-
-    } else {
-        ctx->which = HEAPPROF_PROFILE_HEAP;
-        ctx->name = "heap";
-    }
-
-    if (hrc == HEAPPROF_HTTP_PENDING) {
-        /* seconds=N: collected from every worker at both ends instead. */
-        ctx->seconds = resp.delay_ms;
-        heapprof_http_response_free(&resp);    /* and resp.pending */
-
-        own = ngx_http_heapprof_own_profile(r, ctx->which, &own_len);
-        if (own == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_heapprof_start_multi(r, ctx, own, own_len);
-    }
-
-    /* This worker's part is the profile the handler just encoded. */
-    own_len = resp.body_len;
-    own = ngx_pnalloc(r->pool, own_len + 1);
+    own = ngx_http_heapprof_own_part(r, ctx, hrc, &resp, &own_len);
     if (own == NULL) {
-        heapprof_http_response_free(&resp);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_memcpy(own, resp.body, own_len);
-    heapprof_http_response_free(&resp);
 
     return ngx_http_heapprof_start_multi(r, ctx, own, own_len);
 }
@@ -688,18 +740,96 @@ ngx_http_heapprof_dir_next(ngx_http_heapprof_dir_t *dir)
  * NGX_DECLINED when ?pid=N names no worker.
  */
 static ngx_int_t
+ngx_http_heapprof_peer_add(ngx_http_heapprof_ctx_t *ctx, ngx_pid_t pid,
+    u_char *data, size_t len)
+{
+    ngx_http_heapprof_peer_t  *peer;
+
+    peer = ngx_array_push(ctx->peers);
+    if (peer == NULL) {
+        return NGX_ERROR;
+    }
+
+    peer->pid = pid;
+    peer->done = data != NULL;
+    peer->data = data;
+    peer->len = len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One entry of the exchange directory: a profile nobody collected (its
+ * asker gave up) is removed once clearly stale; another worker's fifo
+ * (PID.fifo; the one asked for, if any) gets the request id. Returns the
+ * pid of the worker asked, 0 when none was.
+ */
+static ngx_pid_t
+ngx_http_heapprof_ask_entry(ngx_http_heapprof_ctx_t *ctx, const char *name)
+{
+    int           fd;
+    u_char       *dot, path[NGX_MAX_PATH];
+    ssize_t       n;
+    ngx_int_t     pid;
+    struct stat   st;
+
+    dot = (u_char *) ngx_strchr(name, '.');
+    if (dot == NULL || dot == (u_char *) name) {
+        return 0;
+    }
+
+    ngx_snprintf(path, sizeof(path) - 1, "%V/%s%Z",
+                 &ngx_http_heapprof_dir, name);
+
+    if (ngx_strcmp(dot, ".pb.gz") == 0) {
+        if (stat((char *) path, &st) == 0
+            && st.st_mtime + NGX_HTTP_HEAPPROF_STALE < ngx_time())
+        {
+            (void) unlink((char *) path);
+        }
+
+        return 0;
+    }
+
+    if (ngx_strcmp(dot, ".fifo") != 0) {
+        return 0;
+    }
+
+    pid = ngx_atoi((u_char *) name, dot - (u_char *) name);
+
+    if (pid == NGX_ERROR || pid == ngx_pid
+        || (ctx->only != 0 && pid != ctx->only))
+    {
+        return 0;
+    }
+
+    fd = open((char *) path, O_WRONLY|O_NONBLOCK|O_CLOEXEC);
+
+    if (fd == -1) {
+        if (ngx_errno == ENXIO) {
+            /* Nobody reads it: the worker is gone. */
+            (void) unlink((char *) path);
+        }
+
+        return 0;
+    }
+
+    n = write(fd, &ctx->reqid, sizeof(ctx->reqid));
+    (void) close(fd);
+
+    return n == (ssize_t) sizeof(ctx->reqid) ? (ngx_pid_t) pid : 0;
+}
+
+
+static ngx_int_t
 ngx_http_heapprof_collect_start(ngx_http_heapprof_ctx_t *ctx, u_char *own,
     size_t own_len)
 {
-    int                              fd;
-    u_char                          *dot, path[NGX_MAX_PATH];
-    ssize_t                          n;
-    ngx_int_t                        pid;
-    struct stat                      st;
+    ngx_pid_t                        pid;
     struct dirent64                 *de;
     ngx_http_heapprof_dir_t          dir;
     ngx_http_request_t              *r;
-    ngx_http_heapprof_peer_t        *peer;
     ngx_http_heapprof_main_conf_t   *hmcf;
 
     r = ctx->request;
@@ -714,16 +844,10 @@ ngx_http_heapprof_collect_start(ngx_http_heapprof_ctx_t *ctx, u_char *own,
     ctx->reqid = ((uint64_t) ngx_pid << 32) | ++ngx_http_heapprof_seq;
     ctx->deadline = ngx_current_msec + hmcf->collect_timeout;
 
-    if (ctx->only == 0 || ctx->only == ngx_pid) {
-        peer = ngx_array_push(ctx->peers);
-        if (peer == NULL) {
-            return NGX_ERROR;
-        }
-
-        peer->pid = ngx_pid;
-        peer->done = 1;
-        peer->data = own;
-        peer->len = own_len;
+    if ((ctx->only == 0 || ctx->only == ngx_pid)
+        && ngx_http_heapprof_peer_add(ctx, ngx_pid, own, own_len) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (ctx->only == ngx_pid || !ngx_http_heapprof_fifo) {
@@ -743,66 +867,14 @@ ngx_http_heapprof_collect_start(ngx_http_heapprof_ctx_t *ctx, u_char *own,
     dir.len = 0;
 
     while ((de = ngx_http_heapprof_dir_next(&dir)) != NULL) {
-        dot = (u_char *) ngx_strchr(de->d_name, '.');
-        if (dot == NULL || dot == (u_char *) de->d_name) {
-            continue;
-        }
+        pid = ngx_http_heapprof_ask_entry(ctx, de->d_name);
 
-        ngx_snprintf(path, sizeof(path) - 1, "%V/%s%Z",
-                     &ngx_http_heapprof_dir, de->d_name);
-
-        if (ngx_strcmp(dot, ".pb.gz") == 0) {
-            /* A profile nobody collected (its asker gave up): drop it
-             * once it is clearly stale. */
-            if (stat((char *) path, &st) == 0
-                && st.st_mtime + NGX_HTTP_HEAPPROF_STALE < ngx_time())
-            {
-                (void) unlink((char *) path);
-            }
-
-            continue;
-        }
-
-        if (ngx_strcmp(dot, ".fifo") != 0) {
-            continue;
-        }
-
-        pid = ngx_atoi((u_char *) de->d_name, dot - (u_char *) de->d_name);
-
-        if (pid == NGX_ERROR || pid == ngx_pid
-            || (ctx->only != 0 && pid != ctx->only))
+        if (pid != 0
+            && ngx_http_heapprof_peer_add(ctx, pid, NULL, 0) != NGX_OK)
         {
-            continue;
-        }
-
-        fd = open((char *) path, O_WRONLY|O_NONBLOCK|O_CLOEXEC);
-
-        if (fd == -1) {
-            if (ngx_errno == ENXIO) {
-                /* Nobody reads it: the worker is gone. */
-                (void) unlink((char *) path);
-            }
-
-            continue;
-        }
-
-        n = write(fd, &ctx->reqid, sizeof(ctx->reqid));
-        (void) close(fd);
-
-        if (n != (ssize_t) sizeof(ctx->reqid)) {
-            continue;
-        }
-
-        peer = ngx_array_push(ctx->peers);
-        if (peer == NULL) {
             (void) close(dir.fd);
             return NGX_ERROR;
         }
-
-        peer->pid = (ngx_pid_t) pid;
-        peer->done = 0;
-        peer->data = NULL;
-        peer->len = 0;
     }
 
     (void) close(dir.fd);
@@ -886,32 +958,34 @@ ngx_http_heapprof_collect_poll(ngx_http_heapprof_ctx_t *ctx)
 
 
 /* Merge what was collected and send it. */
-static ngx_int_t
-ngx_http_heapprof_finish(ngx_http_heapprof_ctx_t *ctx)
+/*
+ * The parts to merge, in the request's pool: each answering worker's
+ * profile, then (seconds=N) each base profile negated. *n gets their
+ * number, *answered that of the workers who answered; the file a worker
+ * given up on may still write is removed. NULL when out of memory.
+ */
+static struct heapprof_profile_part *
+ngx_http_heapprof_parts(ngx_http_heapprof_ctx_t *ctx, ngx_uint_t *n,
+    ngx_uint_t *answered)
 {
-    int                            rc;
-    u_char                         path[NGX_MAX_PATH], *p;
-    ngx_uint_t                     i, j, n, answered;
+    u_char                         path[NGX_MAX_PATH];
+    ngx_uint_t                     i, j;
     ngx_array_t                   *sets[2];
-    ngx_http_request_t            *r;
-    struct heapprof_sink           sink;
-    ngx_http_heapprof_out_t        out;
     ngx_http_heapprof_peer_t      *peer;
     struct heapprof_profile_part  *parts;
 
-    r = ctx->request;
     sets[0] = ctx->peers;
     sets[1] = ctx->base;
 
-    n = ctx->peers->nelts + (ctx->base ? ctx->base->nelts : 0);
+    *n = ctx->peers->nelts + (ctx->base ? ctx->base->nelts : 0);
 
-    parts = ngx_pcalloc(r->pool, (n + 1) * sizeof(*parts));
+    parts = ngx_pcalloc(ctx->request->pool, (*n + 1) * sizeof(*parts));
     if (parts == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
-    n = 0;
-    answered = 0;
+    *n = 0;
+    *answered = 0;
 
     for (j = 0; j < 2; j++) {
         if (sets[j] == NULL) {
@@ -933,16 +1007,72 @@ ngx_http_heapprof_finish(ngx_http_heapprof_ctx_t *ctx)
             }
 
             if (j == 0) {
-                answered++;
+                (*answered)++;
             }
 
-            parts[n].data = peer[i].data;
-            parts[n].len = peer[i].len;
-            parts[n].label_key = "pid";
-            parts[n].label_num = peer[i].pid;
-            parts[n].negate = (j == 1);
-            n++;
+            parts[*n].data = peer[i].data;
+            parts[*n].len = peer[i].len;
+            parts[*n].label_key = "pid";
+            parts[*n].label_num = peer[i].pid;
+            parts[*n].negate = (j == 1);
+            (*n)++;
         }
+    }
+
+    return parts;
+}
+
+
+/* The merged profile's headers: its file name, and how many workers are
+ * in it out of how many were asked. */
+static ngx_int_t
+ngx_http_heapprof_merged_headers(ngx_http_heapprof_ctx_t *ctx,
+    ngx_uint_t answered)
+{
+    u_char              *name, *workers;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    name = ngx_pnalloc(r->pool, 64);
+    workers = ngx_pnalloc(r->pool, 64);
+
+    if (name == NULL || workers == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ngx_snprintf(name, 63, "attachment; filename=\"%s%s\"", ctx->name,
+                  ctx->seconds ? "-delta" : "") = '\0';
+    *ngx_snprintf(workers, 63, "%ui/%ui", answered, ctx->peers->nelts) = '\0';
+
+    if (ngx_http_heapprof_add_header(r, "Content-Disposition",
+                                     (const char *) name) != NGX_OK
+        || ngx_http_heapprof_add_header(r, "X-Content-Type-Options",
+                                        "nosniff") != NGX_OK
+        || ngx_http_heapprof_add_header(r, "X-Heapprof-Workers",
+                                        (const char *) workers) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_heapprof_finish(ngx_http_heapprof_ctx_t *ctx)
+{
+    int                            rc;
+    ngx_uint_t                     n, answered;
+    ngx_http_request_t            *r;
+    struct heapprof_sink           sink;
+    ngx_http_heapprof_out_t        out;
+    struct heapprof_profile_part  *parts;
+
+    r = ctx->request;
+
+    parts = ngx_http_heapprof_parts(ctx, &n, &answered);
+    if (parts == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (answered < ctx->peers->nelts) {
@@ -966,33 +1096,7 @@ ngx_http_heapprof_finish(ngx_http_heapprof_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, 64);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    *ngx_snprintf(p, 63, "attachment; filename=\"%s%s\"", ctx->name,
-                  ctx->seconds ? "-delta" : "") = '\0';
-
-    if (ngx_http_heapprof_add_header(r, "Content-Disposition",
-                                     (const char *) p) != NGX_OK
-        || ngx_http_heapprof_add_header(r, "X-Content-Type-Options",
-                                        "nosniff") != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* How many workers are in the profile, out of how many were asked. */
-    p = ngx_pnalloc(r->pool, 64);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    *ngx_snprintf(p, 63, "%ui/%ui", answered, ctx->peers->nelts) = '\0';
-
-    if (ngx_http_heapprof_add_header(r, "X-Heapprof-Workers",
-                                     (const char *) p) != NGX_OK)
-    {
+    if (ngx_http_heapprof_merged_headers(ctx, answered) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1217,35 +1321,21 @@ ngx_http_heapprof_send(ngx_http_request_t *r, ngx_uint_t status,
 /* ------------------------------------------------------ worker process */
 
 
-static ngx_int_t
-ngx_http_heapprof_init_process(ngx_cycle_t *cycle)
+/*
+ * A fresh worker: what heapprof recorded in the master (only if it was
+ * preloaded there) stays, as those blocks are still in this worker's
+ * heap; settings come from nginx.conf, and HEAPPROF_* variables passed
+ * with the "env" directive override them.
+ */
+static void
+ngx_http_heapprof_start_worker(ngx_cycle_t *cycle,
+    ngx_http_heapprof_main_conf_t *hmcf)
 {
-    int                             rc, fd;
-    u_char                          path[NGX_MAX_PATH], *snap;
-    ngx_str_t                       dir;
-    struct heapprof_config          cfg;
-    struct heapprof_attach_stats    st;
-    ngx_http_heapprof_main_conf_t  *hmcf;
+    int                            rc;
+    u_char                        *snap;
+    struct heapprof_config         cfg;
+    struct heapprof_attach_stats   st;
 
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
-    hmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_heapprof_module);
-
-    if (hmcf == NULL || !hmcf->enabled) {
-        return NGX_OK;
-    }
-
-    /*
-     * A fresh worker: what heapprof recorded in the master (only if it was
-     * preloaded there) stays, as those blocks are still in this worker's
-     * heap; settings come from nginx.conf, and HEAPPROF_* variables passed
-     * with the "env" directive override them.
-     */
     heapprof_config_init(&cfg);
     cfg.rate = hmcf->rate;
     cfg.snapshot_interval = (unsigned) hmcf->snapshot_interval;
@@ -1254,7 +1344,7 @@ ngx_http_heapprof_init_process(ngx_cycle_t *cycle)
     if (hmcf->snapshot_dir.len) {
         snap = ngx_pnalloc(cycle->pool, hmcf->snapshot_dir.len + 1);
         if (snap == NULL) {
-            return NGX_OK;
+            return;
         }
 
         (void) ngx_cpystrn(snap, hmcf->snapshot_dir.data,
@@ -1286,13 +1376,24 @@ ngx_http_heapprof_init_process(ngx_cycle_t *cycle)
                           ? "preloaded" : "attached",
                       st.slots, st.objects);
     }
+}
 
-    /* The FIFO other workers write profile requests into. */
+
+/* The FIFO other workers write profile requests into; without it, a
+ * profile covers only the worker that answers. */
+static void
+ngx_http_heapprof_open_fifo(ngx_cycle_t *cycle,
+    ngx_http_heapprof_main_conf_t *hmcf)
+{
+    int         fd;
+    u_char      path[NGX_MAX_PATH];
+    ngx_str_t   dir;
+
     dir = hmcf->temp_path->name;
 
     ngx_http_heapprof_dir.data = ngx_pnalloc(cycle->pool, dir.len + 1);
     if (ngx_http_heapprof_dir.data == NULL) {
-        return NGX_OK;
+        return;
     }
 
     (void) ngx_cpystrn(ngx_http_heapprof_dir.data, dir.data, dir.len + 1);
@@ -1307,7 +1408,7 @@ ngx_http_heapprof_init_process(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
                       "heapprof: mkfifo(\"%s\") failed: profiles will cover "
                       "only the worker that answers", path);
-        return NGX_OK;
+        return;
     }
 
     /* Read-write, so the FIFO never reports end of file. */
@@ -1317,7 +1418,7 @@ ngx_http_heapprof_init_process(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_ERR, cycle->log, ngx_errno,
                       "heapprof: open(\"%s\") failed", path);
         (void) unlink((char *) path);
-        return NGX_OK;
+        return;
     }
 
     if (ngx_add_channel_event(cycle, fd, NGX_READ_EVENT,
@@ -1326,10 +1427,33 @@ ngx_http_heapprof_init_process(ngx_cycle_t *cycle)
     {
         (void) close(fd);
         (void) unlink((char *) path);
-        return NGX_OK;
+        return;
     }
 
     ngx_http_heapprof_fifo = 1;
+}
+
+
+static ngx_int_t
+ngx_http_heapprof_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_heapprof_main_conf_t  *hmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    hmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_heapprof_module);
+
+    if (hmcf == NULL || !hmcf->enabled) {
+        return NGX_OK;
+    }
+
+    ngx_http_heapprof_start_worker(cycle, hmcf);
+    ngx_http_heapprof_open_fifo(cycle, hmcf);
 
     return NGX_OK;
 }
