@@ -490,6 +490,58 @@ call_site(Dwarf_Die *cu, Dwarf_Die *die, const char **file, int64_t *line)
 }
 
 /*
+ * addr's frames from DWARF, innermost first: each inlined call, then the
+ * physical function (the symbol table's name symname when there is one,
+ * which is what the symbol endpoint and other tools report). file and
+ * line are addr's own location. 0 when there is no unit or its scopes do
+ * not reach a physical function.
+ */
+static uint32_t
+inline_frames(Dwfl_Module *mod, uint64_t addr, const char *symname,
+              const char *file, int line, struct hp_symframe *frames)
+{
+    Dwarf_Addr dbias = 0;
+    Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &dbias);
+    if (cu == NULL)
+        return 0;
+    /* dwarf_getscopes continues an inlined_subroutine with the scopes of
+     * its abstract definition; the chain of concrete scopes (each inlined
+     * call inside its caller, up to the physical function) comes from
+     * dwarf_getscopes_die on the innermost one. */
+    Dwarf_Die *scopes = NULL;
+    int ns = dwarf_getscopes(cu, addr - dbias, &scopes);
+    if (ns > 0) {
+        Dwarf_Die inner = scopes[0];
+        hp_dw_free(scopes);
+        scopes = NULL;
+        ns = dwarf_getscopes_die(&inner, &scopes);
+    }
+    const char *cfile = file;
+    int64_t cline = line;
+    uint32_t n = 0;
+    bool physical = false;
+    for (int i = 0; i < ns && n < MAX_INLINE; i++) {
+        int tag = dwarf_tag(&scopes[i]);
+        if (tag == DW_TAG_inlined_subroutine) {
+            const char *name = die_name(&scopes[i]);
+            frames[n++] = (struct hp_symframe){name ? name : "??", cfile, cline,
+                                               decl_line(&scopes[i])};
+            call_site(cu, &scopes[i], &cfile, &cline);
+        } else if (tag == DW_TAG_subprogram) {
+            const char *name = symname ? symname : die_name(&scopes[i]);
+            if (name != NULL) {
+                frames[n++] = (struct hp_symframe){name, cfile, cline,
+                                                   decl_line(&scopes[i])};
+                physical = true;
+            }
+            break;
+        }
+    }
+    hp_dw_free(scopes);
+    return physical ? n : 0; /* inconsistent scopes: the symbol table */
+}
+
+/*
  * Fill frames (innermost first) for addr; returns how many. Strings are
  * still libdw's (or namebuf) here; the caller interns them.
  */
@@ -532,49 +584,7 @@ resolve(uint64_t addr, struct hp_symframe *frames, char *namebuf,
     if (file == NULL)
         line = 0;
 
-    uint32_t n = 0;
-    Dwarf_Addr dbias = 0;
-    Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &dbias);
-    if (cu != NULL) {
-        /* dwarf_getscopes continues an inlined_subroutine with the scopes
-         * of its abstract definition; the chain of concrete scopes (each
-         * inlined call inside its caller, up to the physical function)
-         * comes from dwarf_getscopes_die on the innermost one. */
-        Dwarf_Die *scopes = NULL;
-        int ns = dwarf_getscopes(cu, addr - dbias, &scopes);
-        if (ns > 0) {
-            Dwarf_Die inner = scopes[0];
-            hp_dw_free(scopes);
-            scopes = NULL;
-            ns = dwarf_getscopes_die(&inner, &scopes);
-        }
-        const char *cfile = file;
-        int64_t cline = line;
-        bool physical = false;
-        for (int i = 0; i < ns && n < MAX_INLINE; i++) {
-            int tag = dwarf_tag(&scopes[i]);
-            if (tag == DW_TAG_inlined_subroutine) {
-                const char *name = die_name(&scopes[i]);
-                frames[n++] = (struct hp_symframe){
-                    name ? name : "??", cfile, cline, decl_line(&scopes[i])};
-                call_site(cu, &scopes[i], &cfile, &cline);
-            } else if (tag == DW_TAG_subprogram) {
-                /* The physical function: the symbol table's name (what
-                 * the symbol endpoint and other tools report), else
-                 * DWARF's. */
-                const char *name = symname ? symname : die_name(&scopes[i]);
-                if (name != NULL) {
-                    frames[n++] = (struct hp_symframe){name, cfile, cline,
-                                                       decl_line(&scopes[i])};
-                    physical = true;
-                }
-                break;
-            }
-        }
-        hp_dw_free(scopes);
-        if (!physical)
-            n = 0; /* inconsistent scopes: fall back to the symbol table */
-    }
+    uint32_t n = inline_frames(mod, addr, symname, file, line, frames);
     if (n == 0 && symname != NULL)
         frames[n++] = (struct hp_symframe){symname, file, line, 0};
     return n;
