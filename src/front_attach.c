@@ -256,8 +256,11 @@ scan_table(struct scan *s, struct object *o, const ElfW(Sym) * symtab,
         int h = hook_index(strtab + sym->st_name);
         if (h < 0 || hooks[h].orig == 0)
             continue;
-        if (o->self && h == H_DLOPEN)
-            continue; /* heapprof's own dlopen calls need no rescan */
+        /* heapprof's own dlopen calls need no rescan, and its own
+         * pointers to the allocator (lazy_deps.c's dw_free, reset when
+         * libdw gets a namespace of its own) are its business. */
+        if (o->self && (h == H_DLOPEN || type == HP_R_ABS64))
+            continue;
         uintptr_t slot = o->base + r->r_offset;
         if ((slot & (sizeof(uintptr_t) - 1)) != 0 || !writable(o, slot))
             continue;

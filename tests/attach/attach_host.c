@@ -223,8 +223,18 @@ main(int argc, char **argv)
             CHECK(plugin_alloc(2048) != NULL); /* kept: in use */
     }
 
+    /* Writing a profile loads heapprof's own libraries (libdw into a
+     * namespace of its own): the slots pointing at heapprof stay as many
+     * (heapprof's own pointers to the allocator are not patched). */
+    CHECK(p_stats(&st) == HEAPPROF_OK);
+    slots = st.slots;
     snprintf(path, sizeof path, "%s/attached.pb.gz", argv[3]);
     CHECK(p_write_path(path, HEAPPROF_PROFILE_HEAP) == HEAPPROF_OK);
+    CHECK(p_stats(&st) == HEAPPROF_OK);
+    if (st.slots != slots)
+        fprintf(stderr, "attach_host: %u GOT slots before writing a profile, "
+                        "%u after\n", slots, st.slots);
+    CHECK(st.slots == slots);
 
     CHECK(p_detach() == HEAPPROF_OK);
     CHECK(p_stats(&st) == HEAPPROF_OK && st.state == HEAPPROF_ATTACH_NONE);
