@@ -847,6 +847,41 @@ def mode_redis(a):
 
 # ------------------------------------------------------------- launcher
 
+def launcher_file_caps(a, work):
+    """A program with file capabilities, run by a user who is not root,
+    gets the secure-execution mode (LD_PRELOAD ignored): one warning. Needs
+    root (to setcap and to become nobody), setcap and setpriv."""
+    setcap, setpriv = shutil.which("setcap") or "/usr/sbin/setcap", \
+        shutil.which("setpriv")
+    if os.getuid() != 0 or not os.access(setcap, os.X_OK) or not setpriv:
+        note("skip launcher run -- (file capabilities): needs root, setcap "
+             "and setpriv")
+        return
+    prog = os.path.join(work, "captrue")
+    shutil.copy("/bin/true", prog)
+    os.chmod(work, 0o755)
+    os.chmod(prog, 0o755)
+    if subprocess.run([setcap, "cap_net_raw+ep", prog]).returncode != 0:
+        note("skip launcher run -- (file capabilities): setcap refused here")
+        return
+    env = clean_env({"HEAPPROF_LIB": a.preload, "PATH": "/usr/bin:/bin"})
+    nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if subprocess.run(nobody + ["test", "-x", prog, "-a", "-x", a.launcher],
+                      env=env).returncode != 0:
+        note("skip launcher run -- (file capabilities): nobody cannot reach "
+             "the build directory")
+        return
+    p = subprocess.run(nobody + [a.launcher, "run", "--", prog],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=env)
+    lines = p.stderr.strip().splitlines()
+    if p.returncode != 0 or len(lines) != 1 or \
+            "has file capabilities (cap_net_raw=ep)" not in lines[0]:
+        fail("launcher run -- a program with file capabilities, as nobody: "
+             "rc %d stderr %r" % (p.returncode, p.stderr))
+    note("ok   launcher run -- (file capabilities, as nobody): " + lines[0])
+
+
 def mode_launcher(a):
     work = a.workdir
     p = subprocess.run([a.launcher, "--help"], stdout=subprocess.PIPE,
@@ -882,6 +917,7 @@ def mode_launcher(a):
         else:
             note("ok   launcher run -- %s: %s" % (cmd, lines[0] if lines else
                                                  "no warning"))
+    launcher_file_caps(a, work)
     # The real thing: the workload preloaded, served, within the truth.
     truth_path = os.path.join(work, "truth.json")
     port = free_port()
