@@ -138,7 +138,14 @@ put_site(const struct hp_profile_entry *e, int64_t total)
          i++, shown++) {
         struct hp_symres r;
         hp_symbolize_lookup((uint64_t)e->pcs[i] - 1, &r);
-        if (r.nframes == 0) {
+        const char *file;
+        uint64_t vaddr;
+        if (r.nframes == 0 &&
+            hp_symbolize_where((uint64_t)e->pcs[i] - 1, &file, &vaddr) == 0) {
+            /* The call's own address in its file, for addr2line -e. */
+            put("    #%u 0x%llx (%s+0x%llx)\n", shown,
+                (unsigned long long)e->pcs[i], file, (unsigned long long)vaddr);
+        } else if (r.nframes == 0) {
             put("    #%u 0x%llx\n", shown, (unsigned long long)e->pcs[i]);
         } else if (r.frames[0].file != NULL) {
             put("    #%u %s (%s:%lld)\n", shown, r.frames[0].func,

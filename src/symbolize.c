@@ -731,6 +731,23 @@ hp_symbolize_entry_frames(const uintptr_t *pcs, uint32_t n)
 }
 
 int
+hp_symbolize_where(uint64_t addr, const char **file, uint64_t *vaddr)
+{
+    if (st == NULL || cache_only || !ensure_dwfl())
+        return -1;
+    Dwfl_Module *mod = dwfl_addrmodule(st->dwfl, addr);
+    GElf_Addr bias = 0;
+    if (mod == NULL || dwfl_module_getelf(mod, &bias) == NULL)
+        return -1;
+    const char *main_file = NULL;
+    const char *name =
+        dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &main_file, NULL);
+    *file = main_file != NULL ? main_file : name;
+    *vaddr = addr - bias;
+    return *file != NULL ? 0 : -1;
+}
+
+int
 hp_symbolize_name(uintptr_t addr, char *buf, size_t cap)
 {
     struct hp_symres r;

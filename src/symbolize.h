@@ -51,6 +51,15 @@ HP_HIDDEN void hp_symbolize_end(void);
 HP_HIDDEN uint32_t hp_symbolize_entry_frames(const uintptr_t *pcs, uint32_t n);
 
 /*
+ * The file holding addr and addr as that file's own tools see it (its
+ * virtual address there, for addr2line -e FILE), for a frame no function
+ * name is known for. 0 if found, -1 otherwise; *file is valid until the
+ * session ends. Within a session.
+ */
+HP_HIDDEN int hp_symbolize_where(uint64_t addr, const char **file,
+                                 uint64_t *vaddr);
+
+/*
  * Name of the (innermost) function at addr, NUL-terminated and truncated to
  * cap, for /debug/pprof/symbol. 0 if found, -1 otherwise. Within a session
  * (one per request: the modules are opened once, not per address).

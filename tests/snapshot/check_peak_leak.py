@@ -10,6 +10,9 @@
                 3 MiB and 1 MiB, never freed_site; the exit snapshot is
                 written (a snapshot directory is set).
   --case clean  a program that freed everything: one short line.
+  --case stripped  the leak workload stripped of its symbols: frames with
+                no name give their file and address there, which addr2line
+                on the unstripped workload turns into leak_site_big.
 """
 import argparse
 import os
@@ -103,6 +106,28 @@ def case_leak(args):
         fail("no exit snapshot written with the leak report")
 
 
+def case_stripped(args):
+    strip, addr2line = shutil.which("strip"), shutil.which("addr2line")
+    if not strip or not addr2line:
+        print("SKIP: strip and addr2line (binutils) are needed")
+        sys.exit(77)
+    stripped = os.path.join(args.workdir, "workload.stripped")
+    subprocess.run([strip, "-o", stripped, args.workload], check=True)
+    r = run(argparse.Namespace(**dict(vars(args), workload=stripped)),
+            "leak", {"HEAPPROF_LEAK_REPORT": "1", "HEAPPROF_RATE": "1"})
+    if r.returncode != 0 or r.stdout != "leaked\n":
+        fail("the workload's output or exit status changed")
+    frames = re.findall(r"#\d+ 0x[0-9a-f]+ \((\S+)\+(0x[0-9a-f]+)\)", r.stderr)
+    if not frames or any(f != stripped for f, _ in frames):
+        fail("unnamed frames do not give the stripped file: %r" % frames)
+    names = subprocess.run([addr2line, "-f", "-e", args.workload] +
+                           [a for _, a in frames], capture_output=True,
+                           text=True, check=True).stdout.split()
+    print("addr2line: %s" % " ".join(names))
+    if "leak_site_big" not in names:
+        fail("the addresses given do not lead addr2line to leak_site_big")
+
+
 def case_clean(args):
     r = run(args, "clean", {"HEAPPROF_LEAK_REPORT": "1", "HEAPPROF_RATE": "1"})
     if r.returncode != 4 or r.stdout != "clean\n":
@@ -114,14 +139,16 @@ def case_clean(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--case", required=True, choices=("peak", "leak", "clean"))
+    ap.add_argument("--case", required=True,
+                    choices=("peak", "leak", "clean", "stripped"))
     ap.add_argument("--lib", required=True)
     ap.add_argument("--workload", required=True)
     ap.add_argument("--workdir", required=True)
     args = ap.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
     os.makedirs(args.workdir)
-    {"peak": case_peak, "leak": case_leak, "clean": case_clean}[args.case](args)
+    {"peak": case_peak, "leak": case_leak, "clean": case_clean,
+     "stripped": case_stripped}[args.case](args)
     print("check_peak_leak: ok")
 
 
