@@ -197,6 +197,15 @@ write_symbols(struct tw *w, const struct hp_profile_entry *e, uint32_t first)
         uintptr_t pc = e->pcs[i];
         /* Return addresses: the call instruction is at pc - 1. */
         hp_symbolize_lookup(pc > 0 ? pc - 1 : 0, &r);
+        const char *file;
+        uint64_t vaddr;
+        if (r.nframes == 0 && pc > 0 &&
+            hp_symbolize_where(pc - 1, &file, &vaddr) == 0) {
+            /* No name: the call's file and address there (addr2line). */
+            tw_printf(w, "#\t%#" PRIxPTR "\t?\t%s+%#" PRIx64 "\n", pc, file,
+                      vaddr);
+            continue;
+        }
         if (r.nframes == 0) {
             tw_printf(w, "#\t%#" PRIxPTR "\t?\n", pc);
             continue;

@@ -767,6 +767,8 @@ test_text_encode_format(void **state)
     assert_non_null(r3);
     assert_true(r1 < r2 && r2 < r3);
     assert_non_null(strstr(out.p, "#\t[heapprof: table full]"));
+    /* A frame with no name, in no file of this process either. */
+    assert_non_null(strstr(out.p, "\n#\t0x401001\t?\n"));
     const char *mp = strstr(out.p, "\nMAPPED_LIBRARIES:\n");
     assert_non_null(mp);
     assert_non_null(strstr(mp, m));

@@ -1,8 +1,12 @@
 /*
  * Symbolizer: names of exported and static functions of this binary,
  * file:line and inline frames from its DWARF (tests build with -g),
- * "not found" for unmapped memory, the symbol-endpoint helper, UTF-8.
+ * "not found" for unmapped memory, the file and address of a frame
+ * (hp_symbolize_where), the symbol-endpoint helper, UTF-8.
  */
+#define _GNU_SOURCE 1
+#include <dlfcn.h>
+#include <link.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -164,6 +168,34 @@ test_symbolize_inline_frames(void **state)
     assert_string_equal(c.f[1].func, "hp_test_inline_host");
     assert_string_equal(basename_of(c.f[1].file), "test_symbolize.c");
     assert_true(c.f[1].line > inline_call_line);
+}
+
+/* hp_symbolize_where: this test program's file, and the function's address
+ * as its ELF file has it (the load base taken off, which dladdr knows). */
+static void
+test_symbolize_where(void **state)
+{
+    (void)state;
+    uintptr_t addr = (uintptr_t)&static_helper_function + 1;
+    Dl_info di;
+    assert_true(dladdr((void *)addr, &di) != 0);
+    const char *file = NULL;
+    uint64_t vaddr = 0;
+    char got[512] = "";
+    hp_symbolize_begin();
+    int rc = hp_symbolize_where(addr, &file, &vaddr);
+    if (rc == 0)
+        snprintf(got, sizeof got, "%s", file);
+    int unmapped = hp_symbolize_where(0, &file, &vaddr);
+    hp_symbolize_end();
+    assert_int_equal(rc, 0);
+    assert_int_equal(unmapped, -1);
+    assert_string_equal(basename_of(got), "test_symbolize");
+    uint64_t first_load = 0;
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)di.dli_fbase;
+    if (eh->e_type == ET_EXEC) /* not PIE: addresses are the file's own */
+        first_load = (uint64_t)(uintptr_t)di.dli_fbase;
+    assert_int_equal(vaddr, addr - (uintptr_t)di.dli_fbase + first_load);
 }
 
 static void
@@ -407,6 +439,7 @@ main(void)
         cmocka_unit_test(test_symbolize_static_function),
         cmocka_unit_test(test_symbolize_file_and_line),
         cmocka_unit_test(test_symbolize_inline_frames),
+        cmocka_unit_test(test_symbolize_where),
         cmocka_unit_test(test_symbolize_unmapped_not_found),
         cmocka_unit_test(test_symbolize_respects_symbol_size),
         cmocka_unit_test(test_symbolize_name),
