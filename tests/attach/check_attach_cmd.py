@@ -10,12 +10,14 @@
   --case refused  refusals leave the target untouched: a static binary, a
                   second attach, detach of a process never attached, a
                   process started under LD_PRELOAD, and (as root) an
-                  attach by an unprivileged user.
+                  attach by an unprivileged user; a shell waiting for the
+                  workload is attached with a note naming the workload.
   --case redis    Debian's redis-server (jemalloc underneath): attached,
                   its sites in the profile, detached, still serving.
 Exit 77 when something the case needs is missing.
 """
 import argparse
+import re
 import os
 import shutil
 import signal
@@ -224,6 +226,8 @@ def case_refused(args):
         fail("detach failed")
     expect_same_end(args, args.workload, w, "refused")
 
+    shell_parent(args)
+
     # Started under LD_PRELOAD: heapprof already is its malloc.
     w = Workload(args, args.workload, "preloaded", preload=args.lib)
     refused(args, launcher(args, ["attach", "--rate", "1m", str(w.p.pid)]),
@@ -234,6 +238,29 @@ def case_refused(args):
     if (out, rc) != (ref_out, ref_rc):
         fail("preloaded: the target ended differently: exit %d, output %r"
              % (rc, out))
+
+
+def shell_parent(args):
+    """Attaching to a shell that waits for the program it started works,
+    with a note naming that program (the usual slip: `cmd &` in a subshell
+    gives the subshell's PID)."""
+    ready = os.path.join(args.workdir, "wrapped.ready")
+    stop = os.path.join(args.workdir, "wrapped.stop")
+    sh = subprocess.Popen(["sh", "-c", '"$0" "$1" "$2" & wait', args.workload,
+                           ready, stop], env=clean_env(),
+                          stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(ready), "the wrapped workload")
+        r = launcher(args, ["attach", "--rate", "1m", str(sh.pid)])
+        m = re.search(r"note: %d is a shell \(sh\); the program it started "
+                      r"may be: (\d+) \(hp_attach_work" % sh.pid, r.stderr)
+        if r.returncode != 0 or m is None:
+            fail("attach to a shell parent: no note naming its child")
+        if launcher(args, ["detach", str(sh.pid)]).returncode != 0:
+            fail("detach of the shell failed")
+    finally:
+        open(stop, "w").close()
+        sh.wait(timeout=60)
 
 
 def redis_cli(port, *cmd):
