@@ -244,6 +244,9 @@ def shell_parent(args):
     """Attaching to a shell that waits for the program it started works,
     with a note naming that program (the usual slip: `cmd &` in a subshell
     gives the subshell's PID)."""
+    if not os.path.exists("/proc/self/task/%d/children" % os.getpid()):
+        print("shell parent: no /proc/PID/task/TID/children here, not run")
+        return
     ready = os.path.join(args.workdir, "wrapped.ready")
     stop = os.path.join(args.workdir, "wrapped.stop")
     sh = subprocess.Popen(["sh", "-c", '"$0" "$1" "$2" & wait', args.workload,
