@@ -402,6 +402,16 @@ malloc(size_t size)
     return NEXT(malloc)(size);
 }
 
+/* A range block leaves the profile: its record is accounted as freed or,
+ * when it has none, it is a block a realloc kept unsampled (hp_range_keep)
+ * and stops being counted as one. */
+static HP_FRONT void
+range_block_done(void *ptr)
+{
+    if (!hp_record_free_ranged(ptr))
+        hp_range_unkeep(ptr);
+}
+
 /* A block that may be recorded: its record is accounted as freed, and it
  * goes back where it came from. */
 static HP_FRONT void
@@ -410,8 +420,7 @@ free_slow(void *ptr)
     if (in_pool(ptr))
         return; /* pool blocks are never reused */
     if (in_range(ptr)) {
-        if (!hp_record_free_ranged(ptr))
-            hp_range_unkeep(ptr); /* a block a realloc kept unsampled */
+        range_block_done(ptr);
         /* Fenced: a signal handler's allocation meanwhile is not sampled,
          * so it never needs the range this thread may be holding. */
         int saved = errno;
@@ -523,8 +532,7 @@ keep_in_slot(void *ptr, size_t size)
 {
     if (!hp_range_keep(ptr, size))
         return false;
-    if (!hp_record_free_ranged(ptr))
-        hp_range_unkeep(ptr); /* kept before: counted once */
+    range_block_done(ptr); /* kept before: counted once */
     return true;
 }
 
