@@ -137,11 +137,11 @@ put_site(const struct hp_profile_entry *e, int64_t total)
     for (uint32_t i = skip, shown = 0; i < e->nframes && shown < TOP_FRAMES;
          i++, shown++) {
         struct hp_symres r;
-        hp_symbolize_lookup((uint64_t)e->pcs[i] - 1, &r);
+        uint64_t call = (uint64_t)e->pcs[i] - 1; /* before the return */
+        hp_symbolize_lookup(call, &r);
         const char *file;
         uint64_t vaddr;
-        if (r.nframes == 0 &&
-            hp_symbolize_where((uint64_t)e->pcs[i] - 1, &file, &vaddr) == 0) {
+        if (r.nframes == 0 && hp_symbolize_where(call, &file, &vaddr) == 0) {
             /* The call's own address in its file, for addr2line -e. */
             put("    #%u 0x%llx (%s+0x%llx)\n", shown,
                 (unsigned long long)e->pcs[i], file, (unsigned long long)vaddr);
