@@ -2,7 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "buf.h"
 
 int
 hp_file_copy(const char *path, void (*put)(void *ctx, const char *p, size_t n),
@@ -21,5 +25,75 @@ hp_file_copy(const char *path, void (*put)(void *ctx, const char *p, size_t n),
         put(ctx, buf, (size_t)n);
     }
     close(fd);
+    return 0;
+}
+
+/* ------------------------------------------------ the process itself */
+
+#define EXE_MAX 4096
+
+/* Set once, by the thread about to chroot; read after it by any. */
+static char *remembered_exe;
+static struct hp_buf *remembered_cmdline;
+
+static bool
+read_exe(char *buf, size_t cap)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+    if (n <= 0 || (size_t)n >= cap - 1)
+        return false;
+    buf[n] = '\0';
+    return true;
+}
+
+static void
+put_buf(void *b, const char *p, size_t n)
+{
+    hp_buf_put(b, p, n);
+}
+
+void
+hp_self_remember(void)
+{
+    char exe[EXE_MAX];
+    if (__atomic_load_n(&remembered_exe, __ATOMIC_ACQUIRE) == NULL &&
+        read_exe(exe, sizeof exe))
+        __atomic_store_n(&remembered_exe, strdup(exe), __ATOMIC_RELEASE);
+    struct hp_buf *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return;
+    if (hp_file_copy("/proc/self/cmdline", put_buf, b) == 0 && !b->oom &&
+        b->len > 0) {
+        /* Kept for the process's life: a newer copy (a second chroot)
+         * replaces the old without freeing what a reader may hold. */
+        __atomic_store_n(&remembered_cmdline, b, __ATOMIC_RELEASE);
+    } else {
+        hp_buf_free(b);
+        free(b);
+    }
+}
+
+bool
+hp_self_exe(char *buf, size_t cap)
+{
+    if (read_exe(buf, cap))
+        return true;
+    const char *kept = __atomic_load_n(&remembered_exe, __ATOMIC_ACQUIRE);
+    if (kept == NULL || strlen(kept) >= cap)
+        return false;
+    strcpy(buf, kept);
+    return true;
+}
+
+int
+hp_self_cmdline(void (*put)(void *ctx, const char *p, size_t n), void *ctx)
+{
+    if (hp_file_copy("/proc/self/cmdline", put, ctx) == 0)
+        return 0;
+    const struct hp_buf *b =
+        __atomic_load_n(&remembered_cmdline, __ATOMIC_ACQUIRE);
+    if (b == NULL)
+        return -1;
+    put(ctx, b->p, b->len);
     return 0;
 }

@@ -1,5 +1,8 @@
 /*
- * Reading whole /proc files, whose size is not known in advance.
+ * Reading whole /proc files, whose size is not known in advance; and this
+ * process's own facts from /proc (its executable, its command line),
+ * remembered before a chroot hides /proc (hp_self_remember), so that
+ * profiles written inside still name them.
  */
 #ifndef HP_FILEIO_H
 #define HP_FILEIO_H
@@ -11,5 +14,19 @@
 HP_HIDDEN int hp_file_copy(const char *path,
                            void (*put)(void *ctx, const char *p, size_t n),
                            void *ctx);
+
+/* Reads and keeps the executable's path and the command line while /proc
+ * is still there (before a chroot). */
+HP_HIDDEN void hp_self_remember(void);
+
+/* The executable's path (" (deleted)" kept) into buf: /proc/self/exe, or
+ * what hp_self_remember kept. False if neither is known or it does not
+ * fit. */
+HP_HIDDEN bool hp_self_exe(char *buf, size_t cap);
+
+/* /proc/self/cmdline to put, as hp_file_copy; the copy hp_self_remember
+ * kept when /proc cannot be read. */
+HP_HIDDEN int hp_self_cmdline(void (*put)(void *ctx, const char *p, size_t n),
+                              void *ctx);
 
 #endif

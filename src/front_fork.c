@@ -15,6 +15,7 @@
 #include "agent.h"
 #include "internal.h"
 #include "log.h"
+#include "tree.h"
 
 static void *next_fork;
 
@@ -43,6 +44,8 @@ fork(void)
         return -1;
     }
     pid_t pid = real();
+    if (pid > 0)
+        hp_tree_note_child(pid);
     if (pid == 0) {
         int saved = errno;
         hp_agent_restart();

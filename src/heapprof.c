@@ -31,6 +31,7 @@
 #include "snapshot.h"
 #include "stack.h"
 #include "symbolize.h"
+#include "tree.h"
 
 extern char **environ;
 
@@ -114,6 +115,7 @@ postfork_child(void)
     if (hp_attach_postfork_child != NULL)
         hp_attach_postfork_child();
     hp_agent_postfork_child();
+    hp_tree_postfork_child();
     /* The restart runs at the child's next allocation, sampled or not. */
     hp_sampler_revisit();
 }

@@ -295,7 +295,7 @@ static void
 serve_cmdline(struct heapprof_http_response *resp)
 {
     struct hp_buf b = {0};
-    hp_file_copy("/proc/self/cmdline", hp_buf_put_cb, &b);
+    hp_self_cmdline(hp_buf_put_cb, &b);
     /* The kernel ends every argument with NUL; Go joins with NUL. */
     if (!b.oom && b.len > 0 && b.p[b.len - 1] == '\0')
         b.len--;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "confine.h"
 #include "internal.h"
 #include "log.h"
 #include "stack.h"
@@ -150,17 +151,10 @@ hp_dw_fclose(FILE *f)
     return close_fn(f);
 }
 
+/* A library other than libdw and libelf, loading it if need be. */
 static void *
-load_sym(enum lib lib, const char *name)
+plain_handle(enum lib lib)
 {
-    if (lib == LIB_DW || lib == LIB_ELF) {
-        void *h = dw_handle(lib);
-        void *f = h != NULL ? dlsym(h, name) : NULL;
-        if (h != NULL && f == NULL)
-            hp_log("%s has no %s: profiles cannot be written", lib_names[lib],
-                   name);
-        return f;
-    }
     void *h = __atomic_load_n(&handles[lib], __ATOMIC_ACQUIRE);
     if (h == NULL) {
         /* Racing threads may both dlopen: the loader counts references
@@ -172,8 +166,26 @@ load_sym(enum lib lib, const char *name)
         }
         __atomic_store_n(&handles[lib], h, __ATOMIC_RELEASE);
     }
-    void *f = dlsym(h, name);
-    if (f == NULL)
+    return h;
+}
+
+void
+hp_lazy_deps_preload(void)
+{
+    hp_stack_gate_enter();
+    for (int lib = 0; lib < LIB_COUNT; lib++)
+        (void)(lib == LIB_DW || lib == LIB_ELF ? dw_handle((enum lib)lib)
+                                               : plain_handle((enum lib)lib));
+    hp_stack_gate_exit();
+}
+
+static void *
+load_sym(enum lib lib, const char *name)
+{
+    void *h =
+        lib == LIB_DW || lib == LIB_ELF ? dw_handle(lib) : plain_handle(lib);
+    void *f = h != NULL ? dlsym(h, name) : NULL;
+    if (h != NULL && f == NULL)
         hp_log("%s has no %s: profiles cannot be written", lib_names[lib],
                name);
     return f;
@@ -314,6 +326,8 @@ HP_LAZY(LIB_DW, Dwarf_Die *, dwfl_module_addrdie, NULL,
         (Dwfl_Module * m, Dwarf_Addr a, Dwarf_Addr *bias), (m, a, bias))
 HP_LAZY(LIB_DW, Elf *, dwfl_module_getelf, NULL,
         (Dwfl_Module * m, GElf_Addr *bias), (m, bias))
+HP_LAZY(LIB_DW, Dwarf *, dwfl_module_getdwarf, NULL,
+        (Dwfl_Module * m, Dwarf_Addr *bias), (m, bias))
 HP_LAZY(LIB_DW, Dwfl_Line *, dwfl_module_getsrc, NULL,
         (Dwfl_Module * m, Dwarf_Addr a), (m, a))
 HP_LAZY(LIB_DW, const char *, dwfl_module_getsym_info, NULL,

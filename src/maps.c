@@ -2,6 +2,8 @@
  * Mappings for the profile: executable lines of /proc/self/maps filtered
  * the way Go's runtime/pprof does, each with the build id of the object it
  * belongs to (elf_util.c reads them from the PT_NOTE segments in memory).
+ * In a chroot without /proc, the executable segments of the loaded objects
+ * instead, as the loader lists them.
  */
 #define _GNU_SOURCE
 #include "maps.h"
@@ -12,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "fileio.h"
 #include "heapprof.h"
 #include "retired.h"
 #include "stack.h"
@@ -25,6 +29,7 @@
 struct object {
     struct hp_exec_segs seg;
     char build_id[2 * HP_BUILD_ID_MAX + 1];
+    char *path; /* as /proc/self/maps names it; NULL: out of memory */
 };
 
 struct objects {
@@ -46,10 +51,28 @@ collect_object(struct dl_phdr_info *info, size_t size, void *data)
     struct object *ob = &objs->o[objs->n];
     memset(ob, 0, sizeof(*ob));
     hp_elf_phdr_exec_segs(info, &ob->seg);
+    if (ob->seg.n == 0)
+        return 0;
     hp_elf_phdr_build_id(info, ob->build_id, sizeof(ob->build_id));
-    if (ob->seg.n > 0)
-        objs->n++;
-    return 0;
+    char exe[4096];
+    const char *name = info->dlpi_name;
+    if (objs->n == 0 && name[0] == '\0') /* the loader's first: the program */
+        name = hp_self_exe(exe, sizeof exe) ? exe : "";
+    else if (info->dlpi_addr == getauxval(AT_SYSINFO_EHDR))
+        name = "[vdso]";
+    ob->path = strdup(name);
+    if (ob->path == NULL)
+        objs->oom = true;
+    objs->n++;
+    return objs->oom;
+}
+
+static void
+free_objects(struct objects *objs)
+{
+    for (size_t i = 0; i < objs->n; i++)
+        free(objs->o[i].path);
+    free(objs->o);
 }
 
 static void
@@ -124,10 +147,8 @@ static void
 main_first(struct hp_maps *maps)
 {
     char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
+    if (!hp_self_exe(exe, sizeof exe))
         return;
-    exe[n] = '\0';
     strip_deleted(exe);
     size_t k = 0;
     for (size_t i = 0; i < maps->n; i++) {
@@ -154,6 +175,39 @@ add_fake(struct hp_maps *out)
     return 0;
 }
 
+/* One mapping per executable segment of an object, in whole pages as
+ * /proc/self/maps shows them; segments overlapping one of the first
+ * `keep_clear` mappings are left out. */
+static int
+add_segments(struct hp_maps *out, size_t *cap, size_t keep_clear,
+             const struct hp_exec_segs *seg, const char *path,
+             const char *build_id)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    for (int k = 0; k < seg->n; k++) {
+        bool overlaps = false;
+        for (size_t j = 0; j < keep_clear && !overlaps; j++)
+            overlaps = out->m[j].start < seg->limit[k] &&
+                       seg->start[k] < out->m[j].limit;
+        if (overlaps)
+            continue;
+        if (!hp_grow((void **)&out->m, cap, out->n + 1, sizeof(*out->m)))
+            return HEAPPROF_ENOMEM;
+        struct hp_mapping *m = &out->m[out->n];
+        memset(m, 0, sizeof(*m));
+        uint64_t skew = seg->start[k] & (page - 1);
+        m->start = seg->start[k] - skew;
+        m->limit = (seg->limit[k] + page - 1) & ~(page - 1);
+        m->offset = seg->offset[k] - skew;
+        memcpy(m->build_id, build_id, sizeof(m->build_id));
+        m->path = strdup(path);
+        if (m->path == NULL)
+            return HEAPPROF_ENOMEM;
+        out->n++;
+    }
+    return 0;
+}
+
 /*
  * The executable segments of unloaded objects (retired.h), after the
  * current mappings: stacks taken before the dlclose still point there.
@@ -168,101 +222,96 @@ add_retired(struct hp_maps *out, size_t *cap)
     size_t nr = hp_retired_current(r, HP_RETIRED_MAX);
     int rc = 0;
     size_t ncur = out->n;
-    for (size_t i = 0; i < nr && rc == 0; i++) {
-        for (int k = 0; k < r[i].seg.n; k++) {
-            bool overlaps = false;
-            for (size_t j = 0; j < ncur && !overlaps; j++)
-                overlaps = out->m[j].start < r[i].seg.limit[k] &&
-                           r[i].seg.start[k] < out->m[j].limit;
-            if (overlaps)
-                continue;
-            if (!hp_grow((void **)&out->m, cap, out->n + 1, sizeof(*out->m))) {
-                rc = HEAPPROF_ENOMEM;
-                break;
-            }
-            struct hp_mapping *m = &out->m[out->n];
-            memset(m, 0, sizeof(*m));
-            /* Whole pages, as /proc/self/maps would have shown them. */
-            uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-            uint64_t skew = r[i].seg.start[k] & (page - 1);
-            m->start = r[i].seg.start[k] - skew;
-            m->limit = (r[i].seg.limit[k] + page - 1) & ~(page - 1);
-            m->offset = r[i].seg.offset[k] - skew;
-            memcpy(m->build_id, r[i].build_id, sizeof(m->build_id));
-            m->path = strdup(r[i].path);
-            if (m->path == NULL) {
-                rc = HEAPPROF_ENOMEM;
-                break;
-            }
-            out->n++;
-        }
-    }
+    for (size_t i = 0; i < nr && rc == 0; i++)
+        rc = add_segments(out, cap, ncur, &r[i].seg, r[i].path, r[i].build_id);
     free(r);
     return rc;
+}
+
+/* Without /proc (a chroot): the loaded objects' executable segments,
+ * the program's first (the loader lists it first). */
+static int
+add_loaded(struct hp_maps *out, size_t *cap, const struct objects *objs)
+{
+    for (size_t i = 0; i < objs->n; i++) {
+        int rc = add_segments(out, cap, 0, &objs->o[i].seg, objs->o[i].path,
+                              objs->o[i].build_id);
+        if (rc != 0)
+            return rc;
+        if (i == 0)
+            for (size_t k = 0; k < out->n; k++)
+                out->m[k].is_main = true;
+    }
+    return 0;
+}
+
+/* The executable lines of a maps file; 0 or HEAPPROF_ENOMEM. */
+static int
+read_maps_file(FILE *f, struct hp_maps *out, size_t *cap)
+{
+    char *line = NULL;
+    size_t linecap = 0;
+    int rc = 0;
+    while (rc == 0 && getline(&line, &linecap, f) > 0) {
+        if (!hp_grow((void **)&out->m, cap, out->n + 1, sizeof(*out->m))) {
+            rc = HEAPPROF_ENOMEM;
+            break;
+        }
+        int r = parse_line(line, &out->m[out->n]);
+        if (r < 0)
+            rc = HEAPPROF_ENOMEM;
+        else
+            out->n += (size_t)r;
+    }
+    free(line);
+    return rc;
+}
+
+static int
+index_by_addr(struct hp_maps *out)
+{
+    out->by_addr = malloc(out->n * sizeof(*out->by_addr));
+    if (out->by_addr == NULL)
+        return HEAPPROF_ENOMEM;
+    for (size_t i = 0; i < out->n; i++)
+        out->by_addr[i] = i;
+    qsort_r(out->by_addr, out->n, sizeof(*out->by_addr), cmp_by_addr, out);
+    return 0;
 }
 
 int
 hp_maps_read(struct hp_maps *out, const char *path)
 {
-    int rc = 0;
     size_t cap = 0;
-    char *line = NULL;
-    size_t linecap = 0;
     struct objects objs = {0};
-
+    int rc = 0;
     memset(out, 0, sizeof(*out));
     FILE *f = fopen(path ? path : "/proc/self/maps", "re");
-    if (f == NULL)
-        goto fallback;
-    while (getline(&line, &linecap, f) > 0) {
-        if (!hp_grow((void **)&out->m, &cap, out->n + 1, sizeof(*out->m))) {
-            rc = HEAPPROF_ENOMEM;
-            goto out;
-        }
-        int r = parse_line(line, &out->m[out->n]);
-        if (r < 0) {
-            rc = HEAPPROF_ENOMEM;
-            goto out;
-        }
-        out->n += (size_t)r;
-    }
-    fclose(f);
-    f = NULL;
-    if (out->n == 0)
-        goto fallback;
-
-    hp_stack_phdr_iterate(collect_object, &objs);
-    if (objs.oom) {
-        rc = HEAPPROF_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < out->n; i++)
-        assign_build_id(&out->m[i], &objs);
-    if (path == NULL) {
-        main_first(out);
-        rc = add_retired(out, &cap);
-        if (rc != 0)
-            goto out;
-    }
-    out->by_addr = malloc(out->n * sizeof(*out->by_addr));
-    if (out->by_addr == NULL) {
-        rc = HEAPPROF_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < out->n; i++)
-        out->by_addr[i] = i;
-    qsort_r(out->by_addr, out->n, sizeof(*out->by_addr), cmp_by_addr, out);
-    goto out;
-
-fallback:
-    /* Go's rule: pprof expects at least one mapping. */
-    hp_maps_free(out);
-    rc = add_fake(out);
-out:
-    if (f != NULL)
+    if (f != NULL) {
+        rc = read_maps_file(f, out, &cap);
         fclose(f);
-    free(line);
-    free(objs.o);
+    }
+    if (rc == 0 && (out->n > 0 || path == NULL)) {
+        hp_stack_phdr_iterate(collect_object, &objs);
+        rc = objs.oom ? HEAPPROF_ENOMEM : 0;
+    }
+    if (rc == 0 && out->n > 0) {
+        for (size_t i = 0; i < out->n; i++)
+            assign_build_id(&out->m[i], &objs);
+        if (path == NULL)
+            main_first(out);
+    } else if (rc == 0 && path == NULL) {
+        rc = add_loaded(out, &cap, &objs);
+    }
+    if (rc == 0 && path == NULL)
+        rc = add_retired(out, &cap);
+    if (rc == 0 && out->n == 0) {
+        hp_maps_free(out);
+        rc = add_fake(out); /* Go's rule: pprof expects a mapping */
+    } else if (rc == 0) {
+        rc = index_by_addr(out);
+    }
+    free_objects(&objs);
     if (rc != 0)
         hp_maps_free(out);
     return rc;

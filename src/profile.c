@@ -319,14 +319,17 @@ hp_profile_encode(const struct hp_profile_data *d, enum heapprof_profile which,
     /* The process's own totals, to set the estimates against. */
     unsigned long long vm_pages = 0, rss_pages = 0;
     FILE *statm = fopen("/proc/self/statm", "re");
-    if (statm != NULL) {
-        if (fscanf(statm, "%llu %llu", &vm_pages, &rss_pages) != 2)
-            vm_pages = rss_pages = 0;
+    bool known =
+        statm != NULL && fscanf(statm, "%llu %llu", &vm_pages, &rss_pages) == 2;
+    if (statm != NULL)
         fclose(statm);
-    }
     unsigned long long page = (unsigned long long)sysconf(_SC_PAGESIZE);
-    snprintf(c[4], sizeof(c[4]), "process: rss=%llu bytes vm=%llu bytes",
-             rss_pages * page, vm_pages * page);
+    if (known)
+        snprintf(c[4], sizeof(c[4]), "process: rss=%llu bytes vm=%llu bytes",
+                 rss_pages * page, vm_pages * page);
+    else /* a chroot without /proc */
+        snprintf(c[4], sizeof(c[4]),
+                 "process: rss and vm unknown (no /proc/self/statm)");
     /* The running in-use estimate and the peak (?peak=1), its time in
      * UTC as a reader compares it with logs. */
     uint64_t peak_bytes, peak_wall;

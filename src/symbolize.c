@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "maps.h"
 #include "retired.h"
@@ -60,6 +61,9 @@ struct symstate {
  */
 static pthread_mutex_t hp_symbolize_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct symstate *st;
+/* Set by hp_symbolize_confine: the Dwfl is kept across sessions, since its
+ * modules could not be opened again. Lock held. */
+static bool confined;
 /* States a fork child abandoned, kept reachable so leak checkers stay
  * quiet about a deliberate leak. */
 static struct symstate *orphans;
@@ -172,11 +176,7 @@ find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr base,
     if (fd >= 0 || *elfp != NULL || name[0] != '/')
         return fd;
     char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return fd;
-    exe[n] = '\0';
-    if (strcmp(exe, name) != 0)
+    if (!hp_self_exe(exe, sizeof exe) || strcmp(exe, name) != 0)
         return fd;
     return open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 }
@@ -250,7 +250,8 @@ refresh(void)
     hp_stack_phdr_iterate(phdr_counts, c);
     if (c[0] == st->adds && c[1] == st->subs && st->tab.n < CACHE_MAX)
         return;
-    drop_dwfl();
+    if (!confined)
+        drop_dwfl();
     st->adds = c[0];
     st->subs = c[1];
     cache_clear(st);
@@ -699,8 +700,38 @@ hp_symbolize_end(void)
      * until dwfl_end: about 15 MB for glibc's separate debug info alone,
      * more with a big program's. Dropping it bounds the symbolizer's
      * memory by its own cache; the price is opening the modules again at
-     * the next miss, rare once the program's allocation sites are seen. */
-    drop_dwfl();
+     * the next miss, rare once the program's allocation sites are seen.
+     * Kept in a chroot (hp_symbolize_confine): it could not be opened
+     * again there. */
+    if (!confined)
+        drop_dwfl();
+    pthread_mutex_unlock(&hp_symbolize_lock);
+}
+
+static int
+open_module(Dwfl_Module *mod, void **ud, const char *name, Dwarf_Addr start,
+            void *arg)
+{
+    (void)ud, (void)name, (void)start, (void)arg;
+    Dwarf_Addr bias;
+    if (dwfl_module_getelf(mod, &bias) != NULL)
+        (void)dwfl_module_getdwarf(mod, &bias);
+    return DWARF_CB_OK;
+}
+
+void
+hp_symbolize_confine(bool on)
+{
+    pthread_mutex_lock(&hp_symbolize_lock);
+    if (!on) {
+        confined = false; /* the Dwfl goes at the next session's end */
+    } else {
+        refresh();
+        if (st != NULL && has_headroom() && ensure_dwfl()) {
+            dwfl_getmodules(st->dwfl, open_module, NULL, 0);
+            confined = true;
+        }
+    }
     pthread_mutex_unlock(&hp_symbolize_lock);
 }
 
@@ -765,8 +796,15 @@ hp_symbolize_name(uintptr_t addr, char *buf, size_t cap)
 void
 hp_symbolize_postfork_child(void)
 {
-    /* The parent's state may be mid-update by a thread that no longer
-     * exists here: leak it (its pages are shared copy-on-write anyway). */
+    /* In a chroot the files could not be opened again: the parent's
+     * state is kept if no thread was using it at the fork (every change
+     * is made under the lock). */
+    if (confined && pthread_mutex_trylock(&hp_symbolize_lock) == 0) {
+        pthread_mutex_unlock(&hp_symbolize_lock);
+        return;
+    }
+    /* Else it may be mid-update by a thread that no longer exists here:
+     * leak it (its pages are shared copy-on-write anyway). */
     pthread_mutex_init(&hp_symbolize_lock, NULL);
     if (st != NULL) {
         st->orphan = orphans;

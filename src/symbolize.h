@@ -85,9 +85,21 @@ HP_HIDDEN FILE *hp_dw_fdopen(int fd, const char *mode);
 HP_HIDDEN int hp_dw_fclose(FILE *f);
 
 /*
+ * on: before a chroot, opens every loaded object's file and debug
+ * information now, while their paths still lead to them, and keeps them
+ * open from then on (the Dwfl is no longer dropped at the end of each
+ * session: its memory stays, about what one profile's symbolization
+ * takes). Objects loaded later are not named in this process. off: the
+ * chroot failed; back to dropping the Dwfl after each session.
+ */
+HP_HIDDEN void hp_symbolize_confine(bool on);
+
+/*
  * Fork child: re-initialise the lock and forget (leak) the parent's state,
  * which another thread may have been changing at fork time; the next
- * session rebuilds it. Never blocks.
+ * session rebuilds it. In a chroot (hp_symbolize_confine), where it could
+ * not be rebuilt, the state is kept when no thread held the lock. Never
+ * blocks.
  */
 HP_HIDDEN void hp_symbolize_postfork_child(void);
 

@@ -7,6 +7,10 @@
  * one deadline for the whole request (a stuck child costs at most that),
  * and their answers are merged TREE_BATCH at a time into one growing
  * profile (bounded memory however many children there are).
+ *
+ * A process that chroots loses /proc: from then on (hp_tree_confine) the
+ * children it forks are remembered instead, with the descendants /proc
+ * showed just before, and are what it asks.
  */
 #define _GNU_SOURCE
 #include "tree.h"
@@ -18,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +35,7 @@
 #define TREE_BATCH 32        /* answers merged at once */
 #define TREE_MAX_DEPTH 64    /* ancestors walked */
 #define TREE_MAX_ANSWER (256u << 20)
+#define TREE_KNOWN_MAX 512 /* processes remembered in a chroot */
 
 /* ------------------------------------------------------------- naming */
 
@@ -115,13 +122,15 @@ by_ppid(const void *a, const void *b)
  * array (*out, count returned; 0 and NULL when there are none or on
  * failure). A process that exits meanwhile is simply not answered.
  */
+static size_t known_descendants(pid_t **out);
+
 static size_t
 descendants(pid_t **out)
 {
     *out = NULL;
     DIR *d = opendir("/proc");
     if (d == NULL)
-        return 0;
+        return known_descendants(out);
     struct proc *v = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
@@ -166,6 +175,85 @@ descendants(pid_t **out)
     memmove(q, q + 1, (tail - 1) * sizeof(*q));
     *out = q;
     return tail - 1;
+}
+
+/* ------------------------------------------- remembered, in a chroot */
+
+static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t known[TREE_KNOWN_MAX];
+static size_t nknown;
+static bool keeping; /* this process chrooted: remember its forks */
+
+static bool
+alive(pid_t pid)
+{
+    return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* When full, the gone are dropped, else the oldest. known_lock held. */
+static void
+keep_locked(pid_t pid)
+{
+    if (nknown == TREE_KNOWN_MAX) {
+        size_t j = 0;
+        for (size_t i = 0; i < nknown; i++)
+            if (alive(known[i]))
+                known[j++] = known[i];
+        nknown = j;
+    }
+    if (nknown == TREE_KNOWN_MAX)
+        memmove(known, known + 1, --nknown * sizeof(*known));
+    known[nknown++] = pid;
+}
+
+void
+hp_tree_confine(void)
+{
+    pid_t *d;
+    size_t n = descendants(&d);
+    pthread_mutex_lock(&known_lock);
+    if (!keeping) /* a second chroot: /proc is gone already */
+        for (size_t i = 0; i < n; i++)
+            keep_locked(d[i]);
+    keeping = true;
+    pthread_mutex_unlock(&known_lock);
+    free(d);
+}
+
+void
+hp_tree_note_child(pid_t pid)
+{
+    if (!__atomic_load_n(&keeping, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&known_lock);
+    keep_locked(pid);
+    pthread_mutex_unlock(&known_lock);
+}
+
+void
+hp_tree_postfork_child(void)
+{
+    /* The parent's children are this one's siblings; it keeps its own. */
+    pthread_mutex_init(&known_lock, NULL);
+    nknown = 0;
+}
+
+static size_t
+known_descendants(pid_t **out)
+{
+    pthread_mutex_lock(&known_lock);
+    pid_t *q = nknown > 0 ? malloc(nknown * sizeof(*q)) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; q != NULL && i < nknown; i++)
+        if (alive(known[i]))
+            q[n++] = known[i];
+    pthread_mutex_unlock(&known_lock);
+    if (n == 0) {
+        free(q);
+        q = NULL;
+    }
+    *out = q;
+    return n;
 }
 
 /* ------------------------------------------------------------- merging */

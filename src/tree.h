@@ -39,6 +39,18 @@ HP_HIDDEN pid_t hp_tree_ppid(pid_t pid);
 HP_HIDDEN pid_t hp_tree_member_ancestor(void);
 
 /*
+ * Before a chroot (confine.h): remembers the descendants /proc shows now
+ * and, from then on, the children this process forks (hp_tree_note_child,
+ * from heapprof's fork), since /proc will not show them: what the merged
+ * profile then covers. Children forked some other way (glibc's daemon())
+ * and their own children are not seen.
+ */
+HP_HIDDEN void hp_tree_confine(void);
+HP_HIDDEN void hp_tree_note_child(pid_t pid);
+/* Fork child: the parent's remembered children are not its own. */
+HP_HIDDEN void hp_tree_postfork_child(void);
+
+/*
  * The listener's request handler: heapprof_http_handle() for this process,
  * then, for heap, allocs and delta_heap profiles (debug=0), the same
  * profile from every descendant merged in (or the one ?pid=N names; other
