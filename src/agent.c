@@ -23,6 +23,7 @@
 #include "config.h"
 #include "http.h"
 #include "listener.h"
+#include "fileio.h"
 #include "log.h"
 #include "tree.h"
 
@@ -49,6 +50,7 @@ static char addr[HP_ADDR_MAX];
 static bool running;       /* atomic once the thread runs */
 static int stop_requested; /* atomic: hp_agent_stop was called */
 static int sock = -1;
+static struct hp_fd_id sock_id = {-1, 0, 0};
 static enum watch watch;
 static pid_t watched;
 static struct delta deltas[AGENT_DELTAS];
@@ -221,14 +223,23 @@ agent_main(void *arg)
             check_address();
         if (rc <= 0)
             continue;
+        /* Checked before accepting: the number may hold the program's own
+         * listening socket now, whose clients are not ours to take. */
+        if (!hp_fd_id_held(&sock_id)) {
+            hp_log("http: the program closed heapprof's process-tree socket "
+                   "(a closefrom); this process leaves the merged profile");
+            break;
+        }
         int fd = accept4(sock, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
             serve(fd);
             close(fd);
         }
     }
-    /* hp_agent_stop: gone, so a later hp_agent_start launches anew. */
-    close(sock);
+    /* hp_agent_stop: gone, so a later hp_agent_start launches anew. Not a
+     * number the program has taken since. */
+    if (hp_fd_id_held(&sock_id))
+        close(sock);
     sock = -1;
     __atomic_store_n(&stop_requested, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&running, false, __ATOMIC_RELEASE);
@@ -260,6 +271,7 @@ launch(void)
         sock = -1;
         return;
     }
+    hp_fd_id_note(&sock_id, sock);
     /* Named by itself: a fork child's own thread pays no /proc file. */
     if (hp_thread_start(agent_main, NULL, NULL) != 0) {
         close(sock);

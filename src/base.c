@@ -7,9 +7,12 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "stats.h"
 
@@ -19,6 +22,7 @@ struct hp_stats hp_stats = {.peak_trigger = UINT64_MAX};
 
 int hp_restart_pending;
 static void (*restart_hook)(void);
+bool hp_sandboxed;
 
 uint64_t
 hp_clock_mono_ns(void)
@@ -63,8 +67,41 @@ hp_restart_hook_set(void (*fn)(void))
 }
 
 void
+hp_sandbox_note(void)
+{
+    __atomic_store_n(&hp_sandboxed, true, __ATOMIC_RELAXED);
+}
+
+void
+hp_sandbox_check(void)
+{
+    /* No stdio: this runs in the constructor, before malloc is ready. */
+    char buf[8192];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    size_t n = 0;
+    for (ssize_t r;
+         n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0;)
+        n += (size_t)r;
+    close(fd);
+    buf[n] = '\0';
+    const char *line = strstr(buf, "\nSeccomp:");
+    if (line == NULL)
+        return;
+    line += strlen("\nSeccomp:");
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (*line != '0')
+        hp_sandbox_note();
+}
+
+void
 hp_restart_run(void)
 {
+    /* Threads and sockets are what a filter most often forbids. */
+    if (__atomic_load_n(&hp_sandboxed, __ATOMIC_RELAXED))
+        return;
     if (!__atomic_exchange_n(&hp_restart_pending, 0, __ATOMIC_ACQ_REL))
         return;
     void (*fn)(void) = __atomic_load_n(&restart_hook, __ATOMIC_ACQUIRE);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -96,4 +97,27 @@ hp_self_cmdline(void (*put)(void *ctx, const char *p, size_t n), void *ctx)
         return -1;
     put(ctx, b->p, b->len);
     return 0;
+}
+
+/* -------------------------------------------------- own descriptors */
+
+void
+hp_fd_id_note(struct hp_fd_id *id, int fd)
+{
+    struct stat st;
+    id->fd = fd >= 0 && fstat(fd, &st) == 0 ? fd : -1;
+    id->dev = id->fd >= 0 ? (uint64_t)st.st_dev : 0;
+    id->ino = id->fd >= 0 ? (uint64_t)st.st_ino : 0;
+}
+
+bool
+hp_fd_id_held(const struct hp_fd_id *id)
+{
+    struct stat st;
+    int saved = errno;
+    bool held = id->fd >= 0 && fstat(id->fd, &st) == 0 &&
+                (uint64_t)st.st_dev == id->dev &&
+                (uint64_t)st.st_ino == id->ino;
+    errno = saved;
+    return held;
 }

@@ -29,4 +29,18 @@ HP_HIDDEN bool hp_self_exe(char *buf, size_t cap);
 HP_HIDDEN int hp_self_cmdline(void (*put)(void *ctx, const char *p, size_t n),
                               void *ctx);
 
+/*
+ * A descriptor heapprof opened, as it was: a program that closes every
+ * descriptor (closefrom) may since have given the number to a file of its
+ * own, which heapprof must then neither use nor close.
+ */
+struct hp_fd_id {
+    int fd;
+    uint64_t dev, ino;
+};
+/* Notes fd's identity (fd -1 when fstat fails: never held). */
+HP_HIDDEN void hp_fd_id_note(struct hp_fd_id *id, int fd);
+/* Whether id's number still holds the file it was noted with. */
+HP_HIDDEN bool hp_fd_id_held(const struct hp_fd_id *id);
+
 #endif

@@ -195,6 +195,7 @@ hp_lifecycle_stop(void)
 __attribute__((constructor(101))) static void
 heapprof_process_init(void)
 {
+    hp_sandbox_check();
     hp_ensure_configured();
     hp_stack_init();
     if (hp_settings.leak_report)

@@ -82,6 +82,9 @@ hp_ialloc(size_t size)
 uint64_t
 hp_resident_bytes(const void *start, size_t len)
 {
+    /* mincore is what a seccomp filter is least likely to allow. */
+    if (__atomic_load_n(&hp_sandboxed, __ATOMIC_RELAXED))
+        return 0;
     /* The kernel's page size: mincore wants an address aligned to it and
      * reports one byte per page (16 or 64 KiB on many arm64 kernels). */
     uintptr_t page = (uintptr_t)getpagesize(),

@@ -145,6 +145,20 @@ HP_HIDDEN void *hp_symbol(void *handle, const char *name);
  */
 HP_HIDDEN void *hp_next_symbol(const char *name, void **cache);
 
+/*
+ * Seccomp. A filter the program installs (front_sandbox.c) or runs under
+ * from the start may kill the process for a system call its allocator
+ * never makes: libunwind's mincore, starting a thread. Once set, heapprof
+ * makes none of those on the host's threads: stacks the frame cache does
+ * not know end where its knowledge ends, fork children start no threads,
+ * and heapprof's own accounting skips mincore. Process-wide, since a
+ * filter is inherited by the threads and children made after it.
+ */
+HP_HIDDEN extern bool hp_sandboxed;
+HP_HIDDEN void hp_sandbox_note(void);
+/* At start: a filter already in force (/proc/self/status's Seccomp). */
+HP_HIDDEN void hp_sandbox_check(void);
+
 HP_HIDDEN extern int hp_restart_pending;
 HP_HIDDEN void hp_restart_hook_set(void (*fn)(void));
 HP_HIDDEN void hp_restart_run(void);

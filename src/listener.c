@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "heapprof.h"
 #include "http.h"
 #include "log.h"
@@ -58,6 +59,9 @@ typedef int (*hp_mhd_queue_fn)(struct MHD_Connection *c, unsigned status,
 typedef void (*hp_mhd_destroy_fn)(struct MHD_Response *r);
 typedef void (*hp_mhd_conn_fn)(struct MHD_Connection *c);
 typedef void (*hp_mhd_stop_fn)(struct MHD_Daemon *d);
+typedef void (*hp_mhd_panic_fn)(void *cls, const char *file, unsigned line,
+                                const char *reason);
+typedef void (*hp_mhd_set_panic_fn)(hp_mhd_panic_fn cb, void *cls);
 typedef const char *(*hp_mhd_lookup_fn)(struct MHD_Connection *c, int kind,
                                         const char *key);
 typedef int (*hp_mhd_kv_fn)(void *cls, int kind, const char *key,
@@ -81,6 +85,7 @@ static struct {
     hp_mhd_values_fn values;
     hp_mhd_info_fn info;
     hp_mhd_stop_fn stop;
+    hp_mhd_set_panic_fn set_panic;
 } mhd;
 
 /* Limits against hostile clients: they bound what the listener can cost
@@ -101,6 +106,8 @@ static struct {
 #define CROWDED_ARRIVE_NS 1000000000ull
 /* How often the loop looks at slow and departed clients. */
 #define REAP_MS 250
+/* How often an idle listener checks its socket is still its own. */
+#define CHECK_MS 1000
 /* More query parameters than this get 414 (MHD would run out of its
  * per-connection memory parsing them and drop the connection). */
 #define MAX_QUERY_PARAMS 64u
@@ -541,6 +548,7 @@ load_mhd(void)
     LOAD(values, "MHD_get_connection_values");
     LOAD(info, "MHD_get_connection_info");
     LOAD(stop, "MHD_stop_daemon");
+    LOAD(set_panic, "MHD_set_panic_func");
 #undef LOAD
     return 0;
 missing:
@@ -590,6 +598,39 @@ stop_daemon(struct MHD_Daemon *d)
     __atomic_store_n(&running, false, __ATOMIC_RELEASE);
 }
 
+/*
+ * libmicrohttpd's default on an internal error (a descriptor it cannot
+ * close) is abort(): the host's. It happens when the program closes every
+ * descriptor after heapprof started (sshd's closefrom at start), and the
+ * numbers may hold the program's own files by now: the listener stops
+ * without closing anything (the daemon is leaked) and says so.
+ */
+static int broken; /* atomic */
+/* The listening socket as bound, to tell it from a program's file that
+ * took its number after a closefrom. */
+static struct hp_fd_id listen_id = {-1, 0, 0};
+
+static void
+on_mhd_panic(void *cls, const char *file, unsigned line, const char *reason)
+{
+    (void)cls;
+    if (reason == NULL)
+        reason = "?";
+    int len = (int)strcspn(reason, "\n"); /* its messages end in one */
+    if (!__atomic_exchange_n(&broken, 1, __ATOMIC_RELAXED))
+        hp_log("http: libmicrohttpd failed (%s:%u: %.*s), most likely the "
+               "program closed heapprof's descriptors; the listener stops "
+               "and the program carries on",
+               file != NULL ? file : "?", line, len, reason);
+}
+
+static void
+abandon_daemon(void)
+{
+    __atomic_store_n(&listen_fd, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&running, false, __ATOMIC_RELEASE);
+}
+
 static void *
 listener_main(void *arg)
 {
@@ -603,6 +644,7 @@ listener_main(void *arg)
     hp_stack_gate_exit();
     if (loaded != 0)
         goto fail;
+    mhd.set_panic(on_mhd_panic, NULL);
     struct MHD_Daemon *d =
         mhd.start(HP_MHD_USE_EPOLL | HP_MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
                   on_access, NULL, HP_MHD_OPTION_LISTEN_SOCKET, listen_fd,
@@ -620,10 +662,24 @@ listener_main(void *arg)
         goto fail;
     }
     while (!__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&broken, __ATOMIC_RELAXED)) {
+            abandon_daemon();
+            return NULL;
+        }
+        if (!hp_fd_id_held(&listen_id)) {
+            hp_log("http: the program closed heapprof's listening socket "
+                   "(a closefrom, as sshd does at start); the listener on "
+                   "%s stops and the program carries on",
+                   where);
+            abandon_daemon();
+            return NULL;
+        }
         reap();
         int32_t ms = resume_due();
         if (n_socks > 0 && ms > REAP_MS)
             ms = REAP_MS;
+        if (ms < 0 || ms > CHECK_MS)
+            ms = CHECK_MS;
         if (mhd.run_wait(d, ms) != HP_MHD_YES) {
             /* Only on a broken daemon; do not spin. */
             usleep(100000);
@@ -632,9 +688,12 @@ listener_main(void *arg)
     stop_daemon(d);
     return NULL;
 fail:
-    /* Refuse connections rather than let them hang in the backlog. */
+    /* Refuse connections rather than let them hang in the backlog; not a
+     * number the program has taken since (its closefrom). */
     __atomic_store_n(&running, false, __ATOMIC_RELAXED);
-    close(__atomic_exchange_n(&listen_fd, -1, __ATOMIC_RELAXED));
+    int fd = __atomic_exchange_n(&listen_fd, -1, __ATOMIC_RELAXED);
+    if (hp_fd_id_held(&listen_id))
+        close(fd);
     return NULL;
 }
 
@@ -904,6 +963,7 @@ start_locked(const char *addr)
                "profiles (see HEAPPROF_HTTP_TOKEN_FILE)",
                where);
     listen_fd = fd;
+    hp_fd_id_note(&listen_id, fd);
 
     int rc = hp_thread_start(listener_main, NULL, "heapprof-http");
     if (rc != 0) {

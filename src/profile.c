@@ -360,10 +360,15 @@ hp_profile_encode(const struct hp_profile_data *d, enum heapprof_profile which,
     /* How samples' stacks were walked (stack.c, frame_cache.h). */
     uint64_t rules, refused;
     hp_frame_cache_counts(&rules, &refused);
+    uint64_t cut = hp_stack_cut_walks();
+    char cut_text[96] = "";
+    if (cut != 0) /* unwind_guard.h; docs/operations.md */
+        snprintf(cut_text, sizeof cut_text,
+                 "; %" PRIu64 " cut short where libunwind could not run", cut);
     snprintf(c[7], sizeof(c[7]),
              "heapprof unwinding: %" PRIu64 " stacks walked by libunwind; "
-             "frame cache: %" PRIu64 " return addresses, %" PRIu64 " refused",
-             hp_stack_slow_walks(), rules, refused);
+             "frame cache: %" PRIu64 " return addresses, %" PRIu64 " refused%s",
+             hp_stack_slow_walks(), rules, refused, cut_text);
     const char *const comments[8] = {c[0], c[1], c[2], c[3],
                                      c[4], c[5], c[6], c[7]};
     struct hp_encode_opts o = {

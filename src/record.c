@@ -48,21 +48,39 @@ hp_record_altstack_tracked(void)
  * is read with sigaltstack and kept until the program changes one; on the
  * sampled path only; inlined so that it costs no frame of its own.
  */
+static bool
+altstack_read(uint32_t changes)
+{
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) != 0)
+        return false;
+    /* Disabled, or disarmed while a handler runs on it (SS_AUTODISARM):
+     * the kernel no longer says where; it is not used by this sample. */
+    bool none = (ss.ss_flags & SS_DISABLE) != 0;
+    hp_tls.altstack_lo = none ? 0 : (uintptr_t)ss.ss_sp;
+    hp_tls.altstack_hi = none ? 0 : (uintptr_t)ss.ss_sp + ss.ss_size;
+    hp_tls.altstack_seen = changes;
+    return true;
+}
+
+void
+hp_record_altstack_refresh(void)
+{
+    (void)altstack_read(__atomic_load_n(&altstack_changes, __ATOMIC_ACQUIRE));
+}
+
 static inline __attribute__((always_inline)) bool
 on_small_altstack(void)
 {
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     uint32_t changes = __atomic_load_n(&altstack_changes, __ATOMIC_ACQUIRE);
     if (changes == 0 || hp_tls.altstack_seen != changes) {
-        stack_t ss;
-        if (sigaltstack(NULL, &ss) != 0)
+        /* Under a seccomp filter sigaltstack may kill: not knowing where
+         * the stack is, the sample is skipped. */
+        if (__atomic_load_n(&hp_sandboxed, __ATOMIC_RELAXED))
+            return true;
+        if (!altstack_read(changes))
             return false;
-        /* Disabled, or disarmed while a handler runs on it (SS_AUTODISARM):
-         * the kernel no longer says where; it is not used by this sample. */
-        bool none = (ss.ss_flags & SS_DISABLE) != 0;
-        hp_tls.altstack_lo = none ? 0 : (uintptr_t)ss.ss_sp;
-        hp_tls.altstack_hi = none ? 0 : (uintptr_t)ss.ss_sp + ss.ss_size;
-        hp_tls.altstack_seen = changes;
     }
     return sp >= hp_tls.altstack_lo && sp < hp_tls.altstack_hi &&
            sp < hp_tls.altstack_lo + SAMPLE_STACK_NEED;

@@ -49,6 +49,10 @@ HP_HIDDEN void hp_record_restore(const struct hp_live_rec *rec);
  * alternate stack can be kept until the next one. Async-signal-safe. */
 HP_HIDDEN void hp_record_altstack_changed(void);
 HP_HIDDEN void hp_record_altstack_tracked(void);
+/* Reads the calling thread's alternate stack now, while it may: before a
+ * seccomp filter (front_sandbox.c), after which a sample that would need
+ * to read it is skipped. */
+HP_HIDDEN void hp_record_altstack_refresh(void);
 /* In a fork child: frees the frame buffers that threads which do not exist
  * there held. */
 HP_HIDDEN void hp_record_postfork_child(void);

@@ -15,6 +15,7 @@
 
 #include <libunwind.h>
 #include <link.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdalign.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "frame_cache.h"
 #include "heapprof.h"
+#include "unwind_guard.h"
 
 extern const char __start_heapprof_front[] HP_HIDDEN;
 extern const char __stop_heapprof_front[] HP_HIDDEN;
@@ -30,11 +32,20 @@ static int capture(uintptr_t *pcs, int max, const struct hp_stack_from *from);
 
 /* Stacks walked by libunwind (a return address not in the frame cache). */
 static uint64_t slow_walks;
+/* Stacks cut where the frame cache's knowledge ended because libunwind
+ * could not run (unwind_guard.h). */
+static uint64_t cut_walks;
 
 uint64_t
 hp_stack_slow_walks(void)
 {
     return __atomic_load_n(&slow_walks, __ATOMIC_RELAXED);
+}
+
+uint64_t
+hp_stack_cut_walks(void)
+{
+    return __atomic_load_n(&cut_walks, __ATOMIC_RELAXED);
 }
 
 static bool
@@ -96,18 +107,31 @@ hp_stack_postfork(void)
     __atomic_store_n(&gate_closed, 0, __ATOMIC_SEQ_CST);
 }
 
+/*
+ * libunwind's first use, where it sets up its globals (the signal masks
+ * its locks install, the pipe unwind_guard.h watches): once, so that two
+ * threads' first walks do not race there (TSan: sigfillset against
+ * sigprocmask), and before any walk, which may come before hp_stack_init
+ * (a sample in another library's constructor).
+ */
+static pthread_once_t unw_once = PTHREAD_ONCE_INIT;
+
+static void
+unw_first_use(void)
+{
+    unw_context_t ctx;
+    unw_cursor_t cur;
+    hp_unwind_guard_before_init();
+    if (unw_getcontext(&ctx) == 0)
+        (void)unw_init_local(&cur, &ctx);
+    hp_unwind_guard_after_init();
+}
+
 void
 hp_stack_init(void)
 {
-    /* libunwind sets up its globals (the signal masks its locks install)
-     * on its first use, and two threads' first walks race there (TSan:
-     * sigfillset against sigprocmask). Once, before the program's
-     * threads; unw_init_local is where libunwind does it. */
-    unw_context_t ctx;
-    unw_cursor_t cur;
     hp_fence_enter();
-    if (unw_getcontext(&ctx) == 0)
-        (void)unw_init_local(&cur, &ctx);
+    pthread_once(&unw_once, unw_first_use);
     hp_fence_exit();
 }
 
@@ -115,6 +139,7 @@ void
 hp_stack_postfork_child(void)
 {
     __atomic_store_n(&slow_walks, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&cut_walks, 0, __ATOMIC_RELAXED);
     hp_frame_cache_postfork_child();
 }
 
@@ -268,7 +293,8 @@ walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
         rbp = from->rbp;
     }
     const struct hp_frame_entry *shared = hp_frame_shared_table();
-    for (int n = 0; sp <= top;) {
+    int n = 0;
+    while (sp <= top) {
         pcs[n++] = ip;
         uint32_t rule = hp_frame_lookup(shared, ip);
         unsigned kind = HP_FRAME_KIND(rule);
@@ -293,7 +319,12 @@ walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
         ip = *(const uintptr_t *)(cfa - 8);
         sp = cfa;
     }
-    int n = learn(walk_sp, walk_ip, pcs, cap);
+    pthread_once(&unw_once, unw_first_use);
+    if (!hp_unwind_guard_usable()) {
+        __atomic_fetch_add(&cut_walks, 1, __ATOMIC_RELAXED);
+        return n;
+    }
+    n = learn(walk_sp, walk_ip, pcs, cap);
     __asm__ volatile("" ::: "memory"); /* no tail call: walk's frame stays */
     return n;
 }
@@ -302,6 +333,11 @@ static int
 walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
 {
     (void)from;
+    pthread_once(&unw_once, unw_first_use);
+    if (!hp_unwind_guard_usable()) {
+        __atomic_fetch_add(&cut_walks, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
     __atomic_fetch_add(&slow_walks, 1, __ATOMIC_RELAXED);
     return unw_backtrace((void **)pcs, cap);
 }

@@ -81,6 +81,8 @@ HP_HIDDEN int hp_stack_phdr_iterate(int (*cb)(struct dl_phdr_info *, size_t,
 /* Stacks walked by libunwind since start: where the frame cache did not
  * know a frame (every stack on other architectures). */
 HP_HIDDEN uint64_t hp_stack_slow_walks(void);
+/* Stacks cut short because libunwind could not run (unwind_guard.h). */
+HP_HIDDEN uint64_t hp_stack_cut_walks(void);
 
 /* Once, from the constructor: libunwind's own set-up, before the
  * program's threads can race into it. */

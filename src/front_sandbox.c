@@ -1,0 +1,107 @@
+/*
+ * prctl and syscall, interposed (LD_PRELOAD or -lheapprof), to see a
+ * program install a seccomp filter: prctl(PR_SET_SECCOMP) as OpenSSH's
+ * sandbox does, syscall(SYS_seccomp) as libseccomp's seccomp_load does.
+ * Once one is in force heapprof keeps to the system calls an allocator
+ * makes (internal.h, hp_sandboxed): OpenSSH's pre-authentication child
+ * was killed by SIGSYS on libunwind's mincore. A filter installed with an
+ * inline system call is not seen; one in force at start is
+ * (hp_sandbox_check). The calls themselves are the next definition's,
+ * unchanged.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/seccomp.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+#include "record.h"
+
+static void *next_prctl, *next_syscall;
+
+/* dlsym may allocate: resolved before the program runs. */
+static int (*resolve_prctl(void))(int, ...)
+{
+    int (*f)(int, ...);
+    *(void **)&f = hp_next_symbol("prctl", &next_prctl);
+    return f;
+}
+
+static long (*resolve_syscall(void))(long, ...)
+{
+    long (*f)(long, ...);
+    *(void **)&f = hp_next_symbol("syscall", &next_syscall);
+    return f;
+}
+
+__attribute__((constructor(103))) static void
+sandbox_front_init(void)
+{
+    resolve_prctl();
+    resolve_syscall();
+}
+
+static void
+no_next(const char *name)
+{
+    hp_log_once(no_next_sandbox_call,
+                "%s: the next definition cannot be found; the call fails",
+                name);
+    errno = ENOSYS;
+}
+
+HP_EXPORT int
+prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    unsigned long a2 = va_arg(ap, unsigned long);
+    unsigned long a3 = va_arg(ap, unsigned long);
+    unsigned long a4 = va_arg(ap, unsigned long);
+    unsigned long a5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    int (*real)(int, ...) = resolve_prctl();
+    if (real == NULL) {
+        no_next("prctl");
+        return -1;
+    }
+    if (option == PR_SET_SECCOMP)
+        hp_record_altstack_refresh();
+    int rc = real(option, a2, a3, a4, a5);
+    if (rc == 0 && option == PR_SET_SECCOMP)
+        hp_sandbox_note();
+    return rc;
+}
+
+HP_EXPORT long
+syscall(long number, ...)
+{
+    va_list ap;
+    va_start(ap, number);
+    long a[6];
+    for (int i = 0; i < 6; i++)
+        a[i] = va_arg(ap, long);
+    va_end(ap);
+    long (*real)(long, ...) = resolve_syscall();
+    if (real == NULL) {
+        no_next("syscall");
+        return -1;
+    }
+#ifdef SYS_seccomp
+    bool confining =
+        number == SYS_seccomp &&
+        (a[0] == SECCOMP_SET_MODE_STRICT || a[0] == SECCOMP_SET_MODE_FILTER);
+#else
+    bool confining = false;
+#endif
+    if (confining)
+        hp_record_altstack_refresh();
+    long rc = real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+    if (rc >= 0 && confining)
+        hp_sandbox_note();
+    return rc;
+}
