@@ -15,17 +15,23 @@ hp_lazy_deps_preload(void)
 }
 
 /* Snapshots follow their path into the root: keeping the directory open
- * instead would hand the confined program a way out of its chroot. */
+ * instead would hand the confined program a way out of its chroot. The
+ * root's full path is taken before the call; the line is said after it
+ * succeeded. */
+static char snapshot_note[2 * HP_PATH_MAX];
+
 static void
-say_where_snapshots_go(const char *root)
+note_where_snapshots_go(const char *root)
 {
+    snapshot_note[0] = '\0';
     char dir[HP_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", hp_settings.snapshot_dir);
     if (dir[0] == '\0')
         return;
     char *abs = realpath(root, NULL);
-    hp_log("chroot: snapshots go to %s inside %s from now on", dir,
-           abs != NULL ? abs : root);
+    snprintf(snapshot_note, sizeof snapshot_note,
+             "chroot: snapshots go to %s inside %s from now on", dir,
+             abs != NULL ? abs : root);
     free(abs);
 }
 
@@ -36,11 +42,14 @@ hp_confine_begin(const char *root)
     hp_lazy_deps_preload();
     hp_symbolize_confine(true);
     hp_tree_confine();
-    say_where_snapshots_go(root);
+    note_where_snapshots_go(root);
 }
 
 void
-hp_confine_abandon(void)
+hp_confine_end(bool done)
 {
-    hp_symbolize_confine(false);
+    if (!done)
+        hp_symbolize_confine(false);
+    else if (snapshot_note[0] != '\0')
+        hp_log("%s", snapshot_note);
 }

@@ -15,9 +15,9 @@
  * threaded program while another thread may have been loading one. */
 HP_HIDDEN void hp_confine_begin(const char *root);
 
-/* The chroot failed: the symbolizer drops its files after each profile
- * again. */
-HP_HIDDEN void hp_confine_abandon(void);
+/* After the real chroot: done, where snapshots go now is said (one
+ * line); failed, the symbolizer drops its files after each profile again. */
+HP_HIDDEN void hp_confine_end(bool done);
 
 /* Loads every library the shared library loads lazily (lazy_deps.c);
  * nothing to do where they are linked (weak default in confine.c). */

@@ -37,4 +37,8 @@ HP_HIDDEN size_t hp_front_malloc_usable_size(void *ptr);
 #define HP_FRONT_NEXT_COUNT 10
 HP_HIDDEN bool hp_front_use_next(const void *const fns[HP_FRONT_NEXT_COUNT]);
 
+/* The program limited its address space: the sample range shrinks to fit
+ * (range.h, hp_range_fit). */
+HP_HIDDEN void hp_front_fit_range(uint64_t as_limit);
+
 #endif

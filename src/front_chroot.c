@@ -42,9 +42,9 @@ chroot(const char *path)
     int (*real)(const char *) = resolve();
     /* No next definition (a static program): the system call itself. */
     int rc = real != NULL ? real(path) : (int)syscall(SYS_chroot, path);
-    if (rc != 0 && ready) {
+    if (ready) {
         int saved = errno;
-        hp_confine_abandon();
+        hp_confine_end(rc == 0);
         errno = saved;
     }
     return rc;

@@ -125,7 +125,7 @@ struct next_fns {
     void (*free_unranged)(void *);
     void *(*realloc_unranged)(void *, size_t);
     /* The sample range (range.h); 0, 0 without one. Set before its first
-     * block exists, never changed after. */
+     * block exists; the length only shrinks after (hp_front_fit_range). */
     uintptr_t range_lo;
     uintptr_t range_len;
     /* The rest. */
@@ -183,6 +183,19 @@ setup_range(void)
     pool = area;
     __atomic_store_n(&next.range_lo, lo, __ATOMIC_RELAXED);
     __atomic_store_n(&next.range_len, len, __ATOMIC_RELAXED);
+}
+
+static void
+publish_range_len(size_t len)
+{
+    __atomic_store_n(&next.range_len, len, __ATOMIC_RELAXED);
+}
+
+void
+hp_front_fit_range(uint64_t as_limit)
+{
+    if (ranged())
+        (void)hp_range_fit(as_limit, publish_range_len);
 }
 
 static void *

@@ -1,6 +1,8 @@
 /*
- * prctl and syscall, interposed (LD_PRELOAD or -lheapprof), to see a
- * program install a seccomp filter: prctl(PR_SET_SECCOMP) as OpenSSH's
+ * What a program does to confine itself, interposed (LD_PRELOAD or
+ * -lheapprof). setrlimit and prlimit: an address-space limit (vsftpd's
+ * sessions) shrinks the sample range first (range.h, hp_range_fit).
+ * prctl and syscall, to see a program install a seccomp filter: prctl(PR_SET_SECCOMP) as OpenSSH's
  * sandbox does, syscall(SYS_seccomp) as libseccomp's seccomp_load does.
  * Once one is in force heapprof keeps to the system calls an allocator
  * makes (internal.h, hp_sandboxed): OpenSSH's pre-authentication child
@@ -14,14 +16,17 @@
 #include <linux/seccomp.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "front_attach.h"
 #include "internal.h"
 #include "log.h"
 #include "record.h"
 
 static void *next_prctl, *next_syscall;
+static void *next_setrlimit, *next_setrlimit64, *next_prlimit, *next_prlimit64;
 
 /* dlsym may allocate: resolved before the program runs. */
 static int (*resolve_prctl(void))(int, ...)
@@ -104,4 +109,90 @@ syscall(long number, ...)
     if (rc >= 0 && confining)
         hp_sandbox_note();
     return rc;
+}
+
+/* ------------------------------------------------- resource limits */
+
+/* The 64-bit forms are the same calls with the same layout on 64-bit
+ * systems, and with wider fields on 32-bit ones: the soft limit is read
+ * from whichever the program passed. */
+static void
+before_limit(int resource, const rlim64_t *soft)
+{
+    if (resource == RLIMIT_AS && soft != NULL && *soft != RLIM64_INFINITY &&
+        *soft <= UINT64_MAX)
+        hp_front_fit_range((uint64_t)*soft);
+}
+
+static void
+before_limit32(int resource, const struct rlimit *new)
+{
+    if (new != NULL &&new->rlim_cur != RLIM_INFINITY) {
+        rlim64_t soft = new->rlim_cur;
+        before_limit(resource, &soft);
+    }
+}
+
+static void
+before_limit64(int resource, const struct rlimit64 *new)
+{
+    before_limit(resource, new != NULL ? &new->rlim_cur : NULL);
+}
+
+HP_EXPORT int
+setrlimit(__rlimit_resource_t resource, const struct rlimit *rlim)
+{
+    int (*real)(__rlimit_resource_t, const struct rlimit *);
+    *(void **)&real = hp_next_symbol("setrlimit", &next_setrlimit);
+    if (real == NULL) {
+        no_next("setrlimit");
+        return -1;
+    }
+    before_limit32((int)resource, rlim);
+    return real(resource, rlim);
+}
+
+HP_EXPORT int
+setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rlim)
+{
+    int (*real)(__rlimit_resource_t, const struct rlimit64 *);
+    *(void **)&real = hp_next_symbol("setrlimit64", &next_setrlimit64);
+    if (real == NULL) {
+        no_next("setrlimit64");
+        return -1;
+    }
+    before_limit64((int)resource, rlim);
+    return real(resource, rlim);
+}
+
+HP_EXPORT int
+prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *new,
+        struct rlimit *old)
+{
+    int (*real)(pid_t, __rlimit_resource_t, const struct rlimit *,
+                struct rlimit *);
+    *(void **)&real = hp_next_symbol("prlimit", &next_prlimit);
+    if (real == NULL) {
+        no_next("prlimit");
+        return -1;
+    }
+    if (pid == 0 || pid == getpid())
+        before_limit32((int)resource, new);
+    return real(pid, resource, new, old);
+}
+
+HP_EXPORT int
+prlimit64(pid_t pid, __rlimit_resource_t resource, const struct rlimit64 *new,
+          struct rlimit64 *old)
+{
+    int (*real)(pid_t, __rlimit_resource_t, const struct rlimit64 *,
+                struct rlimit64 *);
+    *(void **)&real = hp_next_symbol("prlimit64", &next_prlimit64);
+    if (real == NULL) {
+        no_next("prlimit64");
+        return -1;
+    }
+    if (pid == 0 || pid == getpid())
+        before_limit64((int)resource, new);
+    return real(pid, resource, new, old);
 }

@@ -9,6 +9,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The capture (hp_log_capture): the thread whose lines go to buf. */
@@ -45,6 +47,28 @@ captured(const char *line, size_t len)
     return true;
 }
 
+/*
+ * A network connection on fd 2: an inetd-style server hands its client's
+ * socket to the process as stdin, stdout and stderr (vsftpd's sessions),
+ * where a line would become part of the protocol; it is not written. A
+ * unix socket (journald, a container's log driver) is written to. Not
+ * probed under a seccomp filter, which may forbid fstat.
+ */
+static bool
+stderr_is_network(void)
+{
+    if (__atomic_load_n(&hp_sandboxed, __ATOMIC_RELAXED))
+        return false;
+    struct stat st;
+    if (fstat(2, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return false;
+    int domain = AF_UNIX;
+    socklen_t len = sizeof domain;
+    if (getsockopt(2, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+        return false;
+    return domain == AF_INET || domain == AF_INET6;
+}
+
 void
 hp_log(const char *fmt, ...)
 {
@@ -69,6 +93,10 @@ hp_vlog(const char *fmt, va_list ap)
         return;
     }
     line[len++] = '\n';
+    if (stderr_is_network()) {
+        errno = saved;
+        return;
+    }
     for (size_t done = 0; done < len;) {
         ssize_t w = write(2, line + done, len - done);
         if (w <= 0 && errno != EINTR)

@@ -343,6 +343,32 @@ hp_range_alloc(size_t size, size_t align, bool zero)
     return p;
 }
 
+size_t
+hp_range_fit(uint64_t as_limit, void (*publish)(size_t len))
+{
+    if (!__atomic_load_n(&R.ok, __ATOMIC_ACQUIRE))
+        return 0;
+    range_lock();
+    size_t old = R.nchunks;
+    size_t keep = (size_t)((as_limit / 8) >> CHUNK_LG);
+    if (keep < R.frontier) /* what holds blocks stays */
+        keep = R.frontier;
+    if (keep < old) {
+        R.nchunks = keep;
+        if (R.committed > keep << CHUNK_LG)
+            R.committed = keep << CHUNK_LG;
+    }
+    size_t len = R.nchunks << CHUNK_LG;
+    range_unlock();
+    if (keep < old) {
+        /* Published first: once unmapped, the next allocator may map its
+         * own blocks there, which free must not take for heapprof's. */
+        publish(len);
+        munmap((char *)R.lo + len, (old - keep) << CHUNK_LG);
+    }
+    return len;
+}
+
 /* ------------------------------------------------------------ free */
 
 /* The first chunk of the large slot whose block starts at offset off of

@@ -62,6 +62,16 @@ HP_HIDDEN uint64_t hp_range_kept_bytes(void);
 HP_HIDDEN uint64_t hp_range_cached_bytes(void);
 HP_HIDDEN uint64_t hp_range_committed_bytes(void);
 
+/*
+ * The program limited its address space to as_limit (setrlimit
+ * RLIMIT_AS): the reservation beyond as_limit / 8 that never held a block
+ * is given back, as it is not taken at start under such a limit
+ * (vsftpd's sessions set one: every mmap of theirs failed beside a range
+ * of the machine's memory). publish(new length) runs before the tail is
+ * unmapped. Returns the range's length.
+ */
+HP_HIDDEN size_t hp_range_fit(uint64_t as_limit, void (*publish)(size_t len));
+
 HP_HIDDEN void hp_range_prefork(void);
 HP_HIDDEN void hp_range_postfork_parent(void);
 HP_HIDDEN void hp_range_postfork_child(void);

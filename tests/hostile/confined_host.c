@@ -12,7 +12,15 @@
  *   seccomp-prctl   installs a seccomp filter that kills the process for
  *   seccomp-syscall any system call but an allocator's and stdio's, as
  *                   OpenSSH's pre-authentication sandbox does (with prctl,
- *                   or with syscall(SYS_seccomp) as libseccomp does).
+ *                   or with syscall(SYS_seccomp) as libseccomp does);
+ *   rlimit-as       limits its address space to 1 GiB, as vsftpd's
+ *                   sessions do, then maps 64 blocks of 1 MiB (heapprof's
+ *                   reservation of the machine's memory made them fail);
+ *   stderr-socket   has a TCP connection as stderr, as an inetd-style
+ *                   server's child does, and makes heapprof want to say
+ *                   something (a chroot with HEAPPROF_SNAPSHOT_DIR set;
+ *                   root only): the peer must get only what the program
+ *                   wrote.
  *
  * The same output bare and under heapprof (run_compare.sh). Exit 77 for
  * the seccomp modes where the filter cannot be built (not x86-64).
@@ -25,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -158,6 +168,72 @@ seccomp_mode(bool with_syscall)
 }
 #endif
 
+static int
+rlimit_mode(void)
+{
+    struct rlimit rl = {1ul << 30, 1ul << 30};
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+        return 1;
+    void *blocks[64];
+    int got = 0;
+    for (int i = 0; i < 64; i++) {
+        blocks[i] = malloc(1u << 20);
+        if (blocks[i] != NULL) {
+            memset(blocks[i], i, 4096);
+            got++;
+        }
+    }
+    for (int i = 0; i < 64; i++)
+        free(blocks[i]);
+    printf("%d of 64 blocks of 1 MiB under a 1 GiB address-space limit\n", got);
+    return 0;
+}
+
+/* A connected pair of TCP sockets on the loopback: [0] is given to the
+ * program as stderr, [1] is its peer. */
+static int
+tcp_pair(int fds[2])
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(lfd, 1) != 0 || getsockname(lfd, (struct sockaddr *)&sa, &len))
+        return -1;
+    fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+    if (fds[0] < 0 || connect(fds[0], (struct sockaddr *)&sa, sizeof sa) != 0)
+        return -1;
+    fds[1] = accept(lfd, NULL, NULL);
+    close(lfd);
+    return fds[1] < 0 ? -1 : 0;
+}
+
+static int
+stderr_socket_mode(void)
+{
+    int fds[2];
+    if (tcp_pair(fds) != 0 || dup2(fds[0], 2) != 2)
+        return 1;
+    /* Into "/": confined to where it was, as far as paths go. */
+    if (chroot("/") != 0) {
+        int e = errno;
+        printf("skipped: chroot: %s\n", strerror(e));
+        return e == EPERM ? 77 : 1;
+    }
+    static const char mine[] = "the program's own line\n";
+    if (write(2, mine, sizeof mine - 1) != (ssize_t)sizeof mine - 1)
+        return 1;
+    shutdown(2, SHUT_WR);
+    char got[4096];
+    size_t n = 0;
+    for (ssize_t r;
+         n < sizeof got && (r = read(fds[1], got + n, sizeof got - n)) > 0;)
+        n += (size_t)r;
+    printf("the peer got %zu bytes: %.*s", n, (int)n, got);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -168,7 +244,13 @@ main(int argc, char **argv)
         return seccomp_mode(false);
     if (strcmp(mode, "seccomp-syscall") == 0)
         return seccomp_mode(true);
-    fprintf(stderr, "usage: %s closefrom|seccomp-prctl|seccomp-syscall\n",
+    if (strcmp(mode, "rlimit-as") == 0)
+        return rlimit_mode();
+    if (strcmp(mode, "stderr-socket") == 0)
+        return stderr_socket_mode();
+    fprintf(stderr,
+            "usage: %s closefrom|seccomp-prctl|seccomp-syscall|rlimit-as|"
+            "stderr-socket\n",
             argv[0]);
     return 2;
 }
