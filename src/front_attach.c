@@ -522,8 +522,9 @@ choose_orig(const uintptr_t defaults[H_COUNT])
  * HEAPPROF_EUNSUPPORTED (logged) or 1 when heapprof already is the
  * process's malloc.
  */
-static int
-resolve(void)
+/* Names and wrappers of the hooks; what they forward to is chosen apart. */
+static void
+fill_hooks(void)
 {
     static const char *const names[H_COUNT] = {"malloc",
                                                "free",
@@ -549,12 +550,19 @@ resolve(void)
                                          (uintptr_t)hp_front_pvalloc,
                                          (uintptr_t)hp_front_malloc_usable_size,
                                          (uintptr_t)attach_dlopen};
-    uintptr_t defaults[H_COUNT];
     for (int i = 0; i < H_COUNT; i++) {
         hooks[i].name = names[i];
         hooks[i].wrapper = wrappers[i];
-        defaults[i] = (uintptr_t)dlsym(RTLD_DEFAULT, names[i]);
     }
+}
+
+static int
+resolve(void)
+{
+    fill_hooks();
+    uintptr_t defaults[H_COUNT];
+    for (int i = 0; i < H_COUNT; i++)
+        defaults[i] = (uintptr_t)dlsym(RTLD_DEFAULT, hooks[i].name);
     if (defaults[H_MALLOC] == hooks[H_MALLOC].wrapper)
         return 1;
     if (choose_orig(defaults) != HEAPPROF_OK) {
@@ -595,6 +603,30 @@ attach_dlopen(const char *file, int flags)
         errno = saved;
     }
     return h;
+}
+
+/*
+ * Preload: an object loaded with RTLD_DEEPBIND (front_dlopen.c) binds its
+ * allocator calls to its own dependencies, the C library, not to
+ * heapprof; a sampled block (from the sample range) freed there would
+ * reach the C library's free, which aborts the program. Its slots bound
+ * to the next allocator are pointed at the wrappers, as an attach does.
+ * Its dlopen is left alone: what it loads itself that way is not seen.
+ */
+void
+hp_attach_bind_deep(void)
+{
+    pthread_mutex_lock(&attach_lock);
+    if (state != HEAPPROF_ATTACH_PATCHED) { /* else attach_dlopen rescans */
+        if (hooks[H_MALLOC].orig == 0) {
+            fill_hooks();
+            for (int i = 0; i < H_DLOPEN; i++)
+                hooks[i].orig = (uintptr_t)dlsym(RTLD_NEXT, hooks[i].name);
+        }
+        struct scan s;
+        scan_all(&s, SCAN_ATTACH, false);
+    }
+    pthread_mutex_unlock(&attach_lock);
 }
 
 int
@@ -682,6 +714,12 @@ heapprof_attach_stats(struct heapprof_attach_stats *st)
 }
 
 #else /* !HP_ATTACH_SUPPORTED */
+
+void
+hp_attach_bind_deep(void)
+{
+    /* No GOT patching here: a deep-bound object keeps its bindings. */
+}
 
 int
 heapprof_attach(void)

@@ -37,6 +37,10 @@ HP_HIDDEN size_t hp_front_malloc_usable_size(void *ptr);
 #define HP_FRONT_NEXT_COUNT 10
 HP_HIDDEN bool hp_front_use_next(const void *const fns[HP_FRONT_NEXT_COUNT]);
 
+/* After a dlopen with RTLD_DEEPBIND (preload): the loaded objects' slots
+ * bound to the next allocator point at the wrappers (front_attach.c). */
+HP_HIDDEN void hp_attach_bind_deep(void);
+
 /* The program limited its address space: the sample range shrinks to fit
  * (range.h, hp_range_fit). */
 HP_HIDDEN void hp_front_fit_range(uint64_t as_limit);
