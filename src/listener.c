@@ -689,11 +689,12 @@ listener_main(void *arg)
     return NULL;
 fail:
     /* Refuse connections rather than let them hang in the backlog; not a
-     * number the program has taken since (its closefrom). */
-    __atomic_store_n(&running, false, __ATOMIC_RELAXED);
+     * number the program has taken since (its closefrom). Closed before
+     * `running` drops: a listener started after that has its own. */
     int fd = __atomic_exchange_n(&listen_fd, -1, __ATOMIC_RELAXED);
     if (hp_fd_id_held(&listen_id))
         close(fd);
+    __atomic_store_n(&running, false, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -943,6 +944,7 @@ start_locked(const char *addr)
     if (__atomic_load_n(&running, __ATOMIC_ACQUIRE))
         return HEAPPROF_OK;
     __atomic_store_n(&stop_requested, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&broken, 0, __ATOMIC_RELAXED); /* a new daemon */
     bool loopback = true;
     const char *why = NULL;
     int err = 0;
