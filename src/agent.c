@@ -334,3 +334,25 @@ hp_agent_restart(void)
     launch();
     hp_fence_exit();
 }
+
+bool
+hp_agent_pause(void)
+{
+    if (!__atomic_load_n(&running, __ATOMIC_ACQUIRE))
+        return false;
+    hp_agent_stop();
+    /* It exits as soon as its poll sees the hang-up. */
+    const struct timespec step = {0, 1000 * 1000};
+    for (int i = 0; i < 3000 && __atomic_load_n(&running, __ATOMIC_ACQUIRE);
+         i++)
+        nanosleep(&step, NULL);
+    return !__atomic_load_n(&running, __ATOMIC_ACQUIRE);
+}
+
+void
+hp_agent_resume(void)
+{
+    hp_fence_enter();
+    launch();
+    hp_fence_exit();
+}

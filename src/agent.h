@@ -32,6 +32,11 @@ HP_HIDDEN void hp_agent_start(const char *addr, bool in_use);
  * without waiting. */
 HP_HIDDEN void hp_agent_stop(void);
 
+/* Stops the agent and waits until its socket is closed; true if it was
+ * running and is gone. hp_agent_resume starts it again (same address). */
+HP_HIDDEN bool hp_agent_pause(void);
+HP_HIDDEN void hp_agent_resume(void);
+
 /*
  * Fork child (atfork handler): forget the parent's agent; if there was
  * one, this process's own starts at hp_agent_restart, which heapprof's

@@ -82,6 +82,10 @@ HP_HIDDEN void hp_ensure_configured(void);
  * Neither waits for another thread.
  */
 HP_HIDDEN void hp_lifecycle_apply(const struct hp_settings *s);
+
+/* Runs close_fn(arg), the program's closefrom or close_range, with
+ * heapprof's services stopped around it (heapprof.c). */
+HP_HIDDEN void hp_lifecycle_around_close(void (*close_fn)(void *), void *arg);
 HP_HIDDEN void hp_lifecycle_stop(void);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * What a program does to confine itself, interposed (LD_PRELOAD or
- * -lheapprof). setrlimit and prlimit: an address-space limit (vsftpd's
+ * -lheapprof). closefrom and close_range: heapprof's services step aside
+ * (heapprof.c, hp_lifecycle_around_close). setrlimit and prlimit: an address-space limit (vsftpd's
  * sessions) shrinks the sample range first (range.h, hp_range_fit).
  * prctl and syscall, to see a program install a seccomp filter: prctl(PR_SET_SECCOMP) as OpenSSH's
  * sandbox does, syscall(SYS_seccomp) as libseccomp's seccomp_load does.
@@ -20,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "front_attach.h"
 #include "internal.h"
 #include "log.h"
@@ -27,6 +29,7 @@
 
 static void *next_prctl, *next_syscall;
 static void *next_setrlimit, *next_setrlimit64, *next_prlimit, *next_prlimit64;
+static void *next_closefrom, *next_close_range;
 
 /* dlsym may allocate: resolved before the program runs. */
 static int (*resolve_prctl(void))(int, ...)
@@ -195,4 +198,57 @@ prlimit64(pid_t pid, __rlimit_resource_t resource, const struct rlimit64 *new,
     if (pid == 0 || pid == getpid())
         before_limit64((int)resource, new);
     return real(pid, resource, new, old);
+}
+
+/* ------------------------------------------------- mass closes */
+
+struct close_call {
+    bool range; /* close_range, else closefrom */
+    unsigned first, last;
+    int flags;
+    int rc, err;
+};
+
+static void
+do_close(void *arg)
+{
+    struct close_call *c = arg;
+    if (c->range) {
+        int (*real)(unsigned, unsigned, int);
+        *(void **)&real = hp_next_symbol("close_range", &next_close_range);
+        c->rc = real != NULL ? real(c->first, c->last, c->flags)
+                             : (int)syscall(SYS_close_range, c->first, c->last,
+                                            c->flags);
+    } else {
+        void (*real)(int);
+        *(void **)&real = hp_next_symbol("closefrom", &next_closefrom);
+        if (real != NULL)
+            real((int)c->first);
+        else
+            c->rc = (int)syscall(SYS_close_range, c->first, ~0u, 0);
+    }
+    c->err = errno;
+}
+
+HP_EXPORT void
+closefrom(int lowfd)
+{
+    struct close_call c = {.range = false, .first = (unsigned)lowfd};
+    int saved = errno;
+    hp_lifecycle_around_close(do_close, &c);
+    errno = saved;
+}
+
+HP_EXPORT int
+close_range(unsigned first, unsigned last, int flags)
+{
+    struct close_call c = {true, first, last, flags, 0, 0};
+    int saved = errno;
+    /* Only marks them close-on-exec: nothing is closed now. */
+    if ((flags & CLOSE_RANGE_CLOEXEC) != 0)
+        do_close(&c);
+    else
+        hp_lifecycle_around_close(do_close, &c);
+    errno = c.rc == 0 ? saved : c.err;
+    return c.rc;
 }

@@ -32,6 +32,7 @@
 #include "stack.h"
 #include "symbolize.h"
 #include "tree.h"
+#include "unwind_guard.h"
 
 extern char **environ;
 
@@ -64,6 +65,10 @@ static struct hp_settings started_with;
  * child re-initialises them and marks its background threads gone, to be
  * restarted lazily (hp_restart_poll), never from the handler.
  */
+/* The process whose memory this is: a vfork child runs in its parent's
+ * memory under another pid (hp_lifecycle_around_close). */
+static pid_t image_pid;
+
 static void
 prefork(void)
 {
@@ -93,6 +98,7 @@ postfork_parent(void)
 static void
 postfork_child(void)
 {
+    __atomic_store_n(&image_pid, getpid(), __ATOMIC_RELAXED);
     hp_range_postfork_child();
     hp_ialloc_postfork_child();
     hp_peak_postfork_child();
@@ -195,6 +201,7 @@ hp_lifecycle_stop(void)
 __attribute__((constructor(101))) static void
 heapprof_process_init(void)
 {
+    __atomic_store_n(&image_pid, getpid(), __ATOMIC_RELAXED);
     hp_sandbox_check();
     hp_ensure_configured();
     hp_stack_init();
@@ -205,6 +212,34 @@ heapprof_process_init(void)
     pthread_mutex_lock(&lifecycle_lock);
     start_services();
     pthread_mutex_unlock(&lifecycle_lock);
+}
+
+/*
+ * Around the program's closefrom or close_range (front_sandbox.c): the
+ * services holding descriptors (the listener, the tree agent, a snapshot
+ * being written) stop first and start again after, so that none uses or
+ * closes a number the program gives to a file of its own meanwhile
+ * (sshd and varnishd close every descriptor at start, their children
+ * before exec); libunwind's pipe is opened again under its numbers. Not in
+ * a vfork child, whose services are its parent's.
+ */
+void
+hp_lifecycle_around_close(void (*close_fn)(void *), void *arg)
+{
+    if (getpid() != __atomic_load_n(&image_pid, __ATOMIC_RELAXED)) {
+        close_fn(arg);
+        return;
+    }
+    bool listener = hp_listener_pause();
+    bool agent = hp_agent_pause();
+    hp_snapshot_pause();
+    close_fn(arg);
+    (void)hp_unwind_guard_usable();
+    hp_snapshot_resume();
+    if (agent)
+        hp_agent_resume();
+    if (listener)
+        (void)hp_listener_start(hp_settings.http);
 }
 
 /* ------------------------------------------------------------- public API */

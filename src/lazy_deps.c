@@ -158,8 +158,12 @@ plain_handle(enum lib lib)
     void *h = __atomic_load_n(&handles[lib], __ATOMIC_ACQUIRE);
     if (h == NULL) {
         /* Racing threads may both dlopen: the loader counts references
-         * and returns the same handle, so the loser's is harmless. */
-        h = dlopen(lib_names[lib], RTLD_NOW | RTLD_LOCAL);
+         * and returns the same handle, so the loser's is harmless. Deep
+         * bound: a program that exports its own copy of these functions
+         * (varnishd carries a zlib of its own) would otherwise take
+         * zlib's internal calls (deflateReset from deflateInit2_) and
+         * corrupt the stream heapprof is writing. */
+        h = dlopen(lib_names[lib], RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
         if (h == NULL) {
             cannot_load(lib, dlerror());
             return NULL;

@@ -924,14 +924,32 @@ hp_listener_stop(void)
     hp_fence_exit();
 }
 
+/* Wakes the thread's wait (a connection to its own socket), so that a
+ * stop is seen at once rather than at the next check. */
+static void
+wake_listener(void)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    int fd = __atomic_load_n(&listen_fd, __ATOMIC_RELAXED);
+    if (fd < 0 || !hp_fd_id_held(&listen_id) ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        return;
+    int c = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (c < 0)
+        return;
+    (void)connect(c, (struct sockaddr *)&sa, len);
+    close(c);
+}
+
 /* A listener asked to stop (heapprof detach, or attach replacing one
  * started from the environment) is gone within a second or so: wait for
  * it (3 s at most) instead of taking it for the running one. */
 static void
 wait_stopped(void)
 {
-    const struct timespec step = {0, 10 * 1000 * 1000};
-    for (int i = 0; i < 300 && __atomic_load_n(&running, __ATOMIC_ACQUIRE) &&
+    const struct timespec step = {0, 1000 * 1000};
+    for (int i = 0; i < 3000 && __atomic_load_n(&running, __ATOMIC_ACQUIRE) &&
                     __atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE);
          i++)
         nanosleep(&step, NULL);
@@ -998,4 +1016,20 @@ hp_listener_postfork_child(void)
     socks = NULL;
     n_socks = 0;
     pthread_mutex_init(&start_lock, NULL);
+}
+
+bool
+hp_listener_pause(void)
+{
+    hp_fence_enter();
+    pthread_mutex_lock(&start_lock);
+    bool was = __atomic_load_n(&running, __ATOMIC_ACQUIRE);
+    if (was) {
+        __atomic_store_n(&stop_requested, 1, __ATOMIC_RELEASE);
+        wake_listener();
+        wait_stopped();
+    }
+    pthread_mutex_unlock(&start_lock);
+    hp_fence_exit();
+    return was;
 }

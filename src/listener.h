@@ -60,6 +60,10 @@ HP_HIDDEN int hp_listener_start(const char *addr);
  */
 HP_HIDDEN void hp_listener_stop(void);
 
+/* Stops the listener and waits until its descriptors are closed (3 s at
+ * most); true if it was running. hp_listener_start starts it again. */
+HP_HIDDEN bool hp_listener_pause(void);
+
 /*
  * Fork child: the listener thread did not survive the fork; forget it and
  * close the inherited listening socket, so the parent alone serves. Logs

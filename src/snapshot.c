@@ -899,3 +899,15 @@ snapshot_at_exit(void)
     }
     hp_fence_exit();
 }
+
+void
+hp_snapshot_pause(void)
+{
+    pthread_mutex_lock(&write_lock);
+}
+
+void
+hp_snapshot_resume(void)
+{
+    pthread_mutex_unlock(&write_lock);
+}

@@ -30,6 +30,11 @@ HP_HIDDEN void hp_snapshot_start(void);
  */
 HP_HIDDEN void hp_snapshot_stop(void);
 
+/* No snapshot is being written between these (write_lock): its file's
+ * descriptor is closed. */
+HP_HIDDEN void hp_snapshot_pause(void);
+HP_HIDDEN void hp_snapshot_resume(void);
+
 /*
  * Fork child: the writer thread did not survive the fork. Re-initialises
  * the locks, forgets the thread and, if snapshots are configured, asks for

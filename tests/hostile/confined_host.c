@@ -13,6 +13,10 @@
  *   seccomp-syscall any system call but an allocator's and stdio's, as
  *                   OpenSSH's pre-authentication sandbox does (with prctl,
  *                   or with syscall(SYS_seccomp) as libseccomp does);
+ *   closefrom-serve closefrom(3) as varnishd does at start, the same
+ *                   socket pairs, then says "ready" and waits for stdin
+ *                   to close before checking them (check_closefrom.py asks
+ *                   heapprof's HTTP endpoint meanwhile);
  *   rlimit-as       limits its address space to 1 GiB, as vsftpd's
  *                   sessions do, then maps 64 blocks of 1 MiB (heapprof's
  *                   reservation of the machine's memory made them fail);
@@ -84,15 +88,26 @@ allocate_everywhere(void)
 }
 
 static int
-closefrom_mode(void)
+closefrom_mode(bool serve)
 {
-    for (int fd = 3; fd < 1024; fd++)
-        close(fd);
+    if (serve) {
+        closefrom(3);
+    } else {
+        for (int fd = 3; fd < 1024; fd++)
+            close(fd);
+    }
     int pairs[PAIRS][2];
     for (int i = 0; i < PAIRS; i++)
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pairs[i]) != 0)
             return 1;
     size_t sum = allocate_everywhere();
+    if (serve) {
+        printf("ready\n");
+        fflush(stdout);
+        char buf[64];
+        while (read(0, buf, sizeof buf) > 0)
+            ;
+    }
     int bad = 0;
     for (int i = 0; i < PAIRS; i++) {
         char msg[32], got[64];
@@ -239,7 +254,9 @@ main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "closefrom") == 0)
-        return closefrom_mode();
+        return closefrom_mode(false);
+    if (strcmp(mode, "closefrom-serve") == 0)
+        return closefrom_mode(true);
     if (strcmp(mode, "seccomp-prctl") == 0)
         return seccomp_mode(false);
     if (strcmp(mode, "seccomp-syscall") == 0)
@@ -249,8 +266,8 @@ main(int argc, char **argv)
     if (strcmp(mode, "stderr-socket") == 0)
         return stderr_socket_mode();
     fprintf(stderr,
-            "usage: %s closefrom|seccomp-prctl|seccomp-syscall|rlimit-as|"
-            "stderr-socket\n",
+            "usage: %s closefrom|closefrom-serve|seccomp-prctl|"
+            "seccomp-syscall|rlimit-as|stderr-socket\n",
             argv[0]);
     return 2;
 }
