@@ -19,7 +19,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 SAMPLE_RE = re.compile(r"^((?:\s+-?\d+)+):((?:\s*\d+)*)\s*$")
 LABEL_RE = re.compile(r"(\S+?):\[([^\]]*)\]")
@@ -94,6 +96,57 @@ def run_in_fresh_workdir(check, args):
     os.environ.setdefault("PPROF_TMPDIR", os.path.join(args.workdir, "pprof"))
     check(args)
     finish()
+
+
+def lib_workload_main(check):
+    """main() of a checker run as CHECKER --workload W --lib LIBHEAPPROF
+    --workdir D: check(args) in a fresh D, then finish()."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", required=True)
+    ap.add_argument("--lib", required=True)
+    ap.add_argument("--workdir", required=True)
+    run_in_fresh_workdir(check, ap.parse_args())
+
+
+class StdinHeld:
+    """A workload that runs until its stdin closes (a server under test):
+    its stdout lines are gathered as they come, in self.out."""
+
+    def __init__(self, cmd, env):
+        self.p = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.out = []
+        self._reader = threading.Thread(
+            target=lambda: self.out.extend(self.p.stdout), daemon=True)
+        self._reader.start()
+
+    def wait_lines(self, ready, what):
+        """Waits until ready(lines) or the workload exits; True if it
+        still runs."""
+        wait_until(lambda: self.p.poll() is not None or ready(self.out), what)
+        return self.p.poll() is None
+
+    def finish(self):
+        """Closes its stdin and waits (60 s, then kills it): (exit code,
+        stdout, stderr), also printed."""
+        self.p.stdin.close()
+        try:
+            self.p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self._reader.join(timeout=10)
+        out, err = "".join(self.out), self.p.stderr.read()
+        print("exit %d\nstdout:\n%sstderr:\n%s" % (self.p.returncode, out, err))
+        return self.p.returncode, out, err
+
+
+def fetch(url, path, timeout=60):
+    """GET url into the file path."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with open(path, "wb") as f:
+            f.write(resp.read())
 
 
 def free_port():

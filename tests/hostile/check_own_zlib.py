@@ -4,13 +4,12 @@ still be written whole and read back (zlib loaded deep-bound).
 
   check_own_zlib.py --workload own_zlib --lib libheapprof.so --workdir D
 """
-import argparse
 import os
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pprof_tool import fail, read_raw, run_in_fresh_workdir  # noqa: E402
+from pprof_tool import fail, lib_workload_main, read_raw  # noqa: E402
 
 
 def check(args):
@@ -28,13 +27,5 @@ def check(args):
         fail("the profile has no samples")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", required=True)
-    ap.add_argument("--lib", required=True)
-    ap.add_argument("--workdir", required=True)
-    run_in_fresh_workdir(check, ap.parse_args())
-
-
 if __name__ == "__main__":
-    main()
+    lib_workload_main(check)

@@ -17,12 +17,10 @@ import glob
 import os
 import subprocess
 import sys
-import threading
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pprof_tool import (fail, fatal, free_port, read_raw,  # noqa: E402
-                        run_in_fresh_workdir, wait_until)
+from pprof_tool import (StdinHeld, fail, fatal, fetch,  # noqa: E402
+                        free_port, read_raw, run_in_fresh_workdir)
 
 SITES = ("site_before_chroot", "site_after_chroot")
 
@@ -88,30 +86,17 @@ def case_files(args, root, workload):
         check_profile(exits[0], "exit snapshot", workload)
 
 
-def fetch(url, path):
-    with urllib.request.urlopen(url, timeout=60) as resp:
-        with open(path, "wb") as f:
-            f.write(resp.read())
-
-
 def case_serve(args, root, workload):
     port = free_port()
     env = environment(args, dict(HEAPPROF_HTTP="127.0.0.1:%d" % port))
-    p = subprocess.Popen([workload, root, "/inside.pb.gz", "/child.pb.gz",
-                          "serve"], env=env, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    out = []
-    reader = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
-    reader.start()
+    w = StdinHeld([workload, root, "/inside.pb.gz", "/child.pb.gz", "serve"],
+                  env)
     try:
-        wait_until(lambda: p.poll() is not None or
-                   sum("ready" in line for line in out) == 2,
-                   "parent and child ready")
-        if p.poll() is not None:
-            said("".join(out), p.stderr.read(), p.returncode)
+        if not w.wait_lines(lambda out: sum("ready" in l for l in out) == 2,
+                            "parent and child ready"):
             fatal("the workload exited early")
-        child = int(next(l for l in out if l.startswith("child ready")).split()[2])
+        child = int(next(l for l in w.out
+                         if l.startswith("child ready")).split()[2])
         base = "http://127.0.0.1:%d/debug/pprof/heap" % port
         merged = os.path.join(args.workdir, "merged.pb.gz")
         fetch(base, merged)
@@ -127,15 +112,9 @@ def case_serve(args, root, workload):
         check_profile(alone, "?pid= the child", workload,
                       ("site_in_child",))
     finally:
-        p.stdin.close()
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        reader.join(timeout=10)
-        said("".join(out), p.stderr.read(), p.returncode)
-    if p.returncode != 0:
+        rc, out, err = w.finish()
+    said(out, err, rc)
+    if rc != 0:
         fail("the workload failed")
 
 
