@@ -1,3 +1,5 @@
+/* Getting ready for a chroot (see confine.h): one place that knows what
+ * heapprof needs from the filesystem before it is gone. */
 #include "confine.h"
 
 #include <limits.h>

@@ -1,16 +1,18 @@
 /*
  * What a program does to confine itself, interposed (LD_PRELOAD or
- * -lheapprof). closefrom and close_range: heapprof's services step aside
- * (heapprof.c, hp_lifecycle_around_close). setrlimit and prlimit: an address-space limit (vsftpd's
- * sessions) shrinks the sample range first (range.h, hp_range_fit).
- * prctl and syscall, to see a program install a seccomp filter: prctl(PR_SET_SECCOMP) as OpenSSH's
- * sandbox does, syscall(SYS_seccomp) as libseccomp's seccomp_load does.
- * Once one is in force heapprof keeps to the system calls an allocator
- * makes (internal.h, hp_sandboxed): OpenSSH's pre-authentication child
- * was killed by SIGSYS on libunwind's mincore. A filter installed with an
- * inline system call is not seen; one in force at start is
- * (hp_sandbox_check). The calls themselves are the next definition's,
- * unchanged.
+ * -lheapprof); each call itself is the next definition's, unchanged.
+ *
+ * - prctl(PR_SET_SECCOMP), as OpenSSH's sandbox calls it, and
+ *   syscall(SYS_seccomp), as libseccomp's seccomp_load does: once a
+ *   filter is in force heapprof keeps to the system calls an allocator
+ *   makes (internal.h, hp_sandboxed; OpenSSH's pre-authentication child
+ *   was killed by SIGSYS on libunwind's mincore). A filter installed with
+ *   an inline system call is not seen; one in force at start is
+ *   (hp_sandbox_check).
+ * - setrlimit and prlimit: an address-space limit (vsftpd's sessions)
+ *   first shrinks the sample range (range.h, hp_range_fit).
+ * - closefrom and close_range: heapprof's services step aside
+ *   (heapprof.c, hp_lifecycle_around_close).
  */
 #define _GNU_SOURCE
 #include <errno.h>
