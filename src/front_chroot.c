@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "confine.h"
 #include "heapprof.h"
 #include "internal.h"
@@ -33,7 +34,13 @@ chroot_front_init(void)
 HP_EXPORT int
 chroot(const char *path)
 {
-    bool ready = heapprof_is_running();
+    /* Only where profiles may be asked for or written on their own (HTTP,
+     * snapshots, the leak report): a chroot per connection (sshd's
+     * privsep child) would otherwise pay it for nothing. */
+    bool ready =
+        heapprof_is_running() &&
+        (hp_settings.http[0] != '\0' || hp_settings.snapshot_dir[0] != '\0' ||
+         hp_settings.leak_report);
     if (ready) {
         int saved = errno;
         hp_confine_begin(path);

@@ -1,10 +1,11 @@
 /*
  * The HEAPPROF_HTTP listener. hp_listener_start() binds the socket itself
  * (so "address in use" is reported at once and unix: paths work the same
- * way as TCP) and starts one thread that dlopen()s libmicrohttpd, hands it
- * the socket and drives it in its external-polling mode. Everything MHD
- * does therefore happens on that one fenced thread; seconds=N requests are
- * suspended, not slept on, and resumed by the same loop when due.
+ * way as TCP), dlopen()s libmicrohttpd and starts one thread that, at the
+ * first connection, hands it the socket and drives it in its
+ * external-polling mode. Everything MHD does therefore happens on that one
+ * fenced thread; seconds=N requests are suspended, not slept on, and
+ * resumed by the same loop when due.
  */
 #define _GNU_SOURCE
 #include "listener.h"
@@ -519,6 +520,8 @@ reap(void)
 static int
 load_mhd(void)
 {
+    if (mhd.start != NULL)
+        return 0; /* a listener started before loaded it */
     void *h = dlopen(HP_MHD_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {
         const char *e = dlerror();
@@ -631,19 +634,57 @@ abandon_daemon(void)
     __atomic_store_n(&running, false, __ATOMIC_RELEASE);
 }
 
+/*
+ * Until the first connection the thread only watches its socket
+ * (libmicrohttpd was loaded by hp_listener_start, before the program's
+ * main when started from the constructor): a program that closes every descriptor in a loop at
+ * start (older daemons) would otherwise close libmicrohttpd's and libdw's
+ * under them while they are being made, then reuse the numbers, which
+ * they could close again.
+ * 1: a connection waits; 0: a stop was asked for; -1: the program closed
+ * the socket.
+ */
+static int
+wait_first_connection(void)
+{
+    for (;;) {
+        if (__atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE))
+            return 0;
+        if (!hp_fd_id_held(&listen_id))
+            return -1;
+        struct pollfd p = {__atomic_load_n(&listen_fd, __ATOMIC_RELAXED),
+                           POLLIN, 0};
+        if (poll(&p, 1, CHECK_MS) > 0 && p.revents == POLLIN)
+            return 1;
+    }
+}
+
+static void
+say_socket_taken(void)
+{
+    hp_log("http: the program closed heapprof's listening socket (a "
+           "closefrom, as sshd does at start); the listener on %s stops and "
+           "the program carries on",
+           where);
+}
+
 static void *
 listener_main(void *arg)
 {
     (void)arg;
     /* Fenced for life: nothing this thread allocates is the host's. */
     hp_fence_enter();
-    hp_symbolize_thread_init();
-    /* dlopen beside the host's forks: inside the fork gate (stack.h). */
-    hp_stack_gate_enter();
-    int loaded = load_mhd();
-    hp_stack_gate_exit();
-    if (loaded != 0)
+    int first = wait_first_connection();
+    if (first < 0) {
+        say_socket_taken();
+        abandon_daemon();
+        return NULL;
+    }
+    if (first == 0) {
+        remove_unix_socket();
         goto fail;
+    }
+    hp_symbolize_thread_init();
     mhd.set_panic(on_mhd_panic, NULL);
     struct MHD_Daemon *d =
         mhd.start(HP_MHD_USE_EPOLL | HP_MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
@@ -667,10 +708,7 @@ listener_main(void *arg)
             return NULL;
         }
         if (!hp_fd_id_held(&listen_id)) {
-            hp_log("http: the program closed heapprof's listening socket "
-                   "(a closefrom, as sshd does at start); the listener on "
-                   "%s stops and the program carries on",
-                   where);
+            say_socket_taken();
             abandon_daemon();
             return NULL;
         }
@@ -982,6 +1020,17 @@ start_locked(const char *addr)
                "anyone who can reach it can read this process's heap "
                "profiles (see HEAPPROF_HTTP_TOKEN_FILE)",
                where);
+    /* Loaded here, not on the thread: a missing library is said at once,
+     * and the loader's files are opened before the program runs (before
+     * a closefrom loop at its start, or a chroot). dlopen beside the
+     * host's forks: inside the fork gate (stack.h). */
+    hp_stack_gate_enter();
+    int loaded = load_mhd();
+    hp_stack_gate_exit();
+    if (loaded != 0) {
+        close(fd);
+        return HEAPPROF_EIO;
+    }
     listen_fd = fd;
     hp_fd_id_note(&listen_id, fd);
 

@@ -85,9 +85,10 @@ HP_HIDDEN FILE *hp_dw_fdopen(int fd, const char *mode);
 HP_HIDDEN int hp_dw_fclose(FILE *f);
 
 /*
- * on: before a chroot, opens every loaded object's file and debug
- * information now, while their paths still lead to them, and keeps them
- * open from then on (the Dwfl is no longer dropped at the end of each
+ * on: before a chroot, opens every loaded object's file now, while its
+ * path still leads to it, and keeps it open from then on (DWARF in the
+ * file itself is read from it later; separate debug files are not found
+ * inside the chroot) (the Dwfl is no longer dropped at the end of each
  * session: its memory stays, about what one profile's symbolization
  * takes). Objects loaded later are not named in this process. off: the
  * chroot failed; back to dropping the Dwfl after each session.
