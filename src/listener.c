@@ -1070,6 +1070,8 @@ hp_listener_postfork_child(void)
 bool
 hp_listener_pause(void)
 {
+    if (!__atomic_load_n(&running, __ATOMIC_ACQUIRE))
+        return false; /* most processes: no listener of their own */
     hp_fence_enter();
     pthread_mutex_lock(&start_lock);
     bool was = __atomic_load_n(&running, __ATOMIC_ACQUIRE);
