@@ -3,8 +3,8 @@
  * themselves after start-up (haproxy's `chroot`, lighttpd's server.chroot,
  * bind's -t), after which neither heapprof's lazily loaded libraries nor
  * the objects' files nor /proc are where they were. While heapprof is
- * running, what profiles need is made ready first (confine.h); the call
- * itself is the next definition's, unchanged.
+ * running with somewhere for profiles to go, what they need is made ready
+ * first (confine.h); the call itself is the next definition's, unchanged.
  */
 #include <errno.h>
 #include <sys/syscall.h>
