@@ -227,7 +227,8 @@ agent_main(void *arg)
          * listening socket now, whose clients are not ours to take. */
         if (!hp_fd_id_held(&sock_id)) {
             hp_log("http: the program closed heapprof's process-tree socket "
-                   "(a closefrom); this process leaves the merged profile");
+                   "(closing its descriptors one by one, or dup2 over it); "
+                   "this process leaves the merged profile");
             break;
         }
         int fd = accept4(sock, NULL, NULL, SOCK_CLOEXEC);

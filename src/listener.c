@@ -610,7 +610,7 @@ stop_daemon(struct MHD_Daemon *d)
  */
 static int broken; /* atomic */
 /* The listening socket as bound, to tell it from a program's file that
- * took its number after a closefrom. */
+ * took its number after closing it. */
 static struct hp_fd_id listen_id = {-1, 0, 0};
 
 static void
@@ -662,9 +662,9 @@ wait_first_connection(void)
 static void
 say_socket_taken(void)
 {
-    hp_log("http: the program closed heapprof's listening socket (a "
-           "closefrom, as sshd does at start); the listener on %s stops and "
-           "the program carries on",
+    hp_log("http: the program closed heapprof's listening socket (closing "
+           "its descriptors one by one, or dup2 over it); the listener on %s "
+           "stops and the program carries on",
            where);
 }
 
@@ -1022,7 +1022,7 @@ start_locked(const char *addr)
                where);
     /* Loaded here, not on the thread: a missing library is said at once,
      * and the loader's files are opened before the program runs (before
-     * a closefrom loop at its start, or a chroot). dlopen beside the
+     * a close loop at its start, or a chroot). dlopen beside the
      * host's forks: inside the fork gate (stack.h). */
     hp_stack_gate_enter();
     int loaded = load_mhd();
