@@ -53,7 +53,8 @@ def environment(args, extra):
 
 
 def said(r_stdout, r_stderr, returncode):
-    print("exit %s\nstdout:\n%sstderr:\n%s" % (returncode, r_stdout, r_stderr))
+    """The checks every run gets (its output is printed by the caller);
+    exit 77 when the workload may not chroot."""
     if returncode == 77:
         sys.exit(77)
     if "proc hidden" not in r_stdout:
@@ -70,6 +71,8 @@ def case_files(args, root, workload):
                                  HEAPPROF_SNAPSHOT_AT_EXIT="1"))
     r = subprocess.run([workload, root, "/inside.pb.gz", "/child.pb.gz"],
                        env=env, capture_output=True, text=True, timeout=120)
+    print("exit %s\nstdout:\n%sstderr:\n%s" % (r.returncode, r.stdout,
+                                               r.stderr))
     said(r.stdout, r.stderr, r.returncode)
     if r.returncode != 0:
         fail("the workload failed")
@@ -91,31 +94,36 @@ def case_serve(args, root, workload):
     env = environment(args, dict(HEAPPROF_HTTP="127.0.0.1:%d" % port))
     w = StdinHeld([workload, root, "/inside.pb.gz", "/child.pb.gz", "serve"],
                   env)
+    ready = False
     try:
-        if not w.wait_lines(lambda out: sum("ready" in l for l in out) == 2,
-                            "parent and child ready"):
-            fatal("the workload exited early")
-        child = int(next(l for l in w.out
-                         if l.startswith("child ready")).split()[2])
-        base = "http://127.0.0.1:%d/debug/pprof/heap" % port
-        merged = os.path.join(args.workdir, "merged.pb.gz")
-        fetch(base, merged)
-        prof = check_profile(merged, "merged profile", workload,
-                             SITES + ("site_in_child",))
-        pids = ({v for labels in prof.labels for v in labels.get("pid", [])}
-                if prof else set())
-        if str(child) not in pids or len(pids) != 2:
-            fail("merged profile's pids %s: not this process and child %d"
-                 % (sorted(pids), child))
-        alone = os.path.join(args.workdir, "child.pb.gz")
-        fetch("%s?pid=%d" % (base, child), alone)
-        check_profile(alone, "?pid= the child", workload,
-                      ("site_in_child",))
+        ready = w.wait_lines(lambda out: sum("ready" in l for l in out) == 2,
+                             "parent and child ready")
+        if ready:
+            serve_checks(args, workload, port, w.out)
     finally:
         rc, out, err = w.finish()
-    said(out, err, rc)
+    said(out, err, rc)  # exit 77 when it may not chroot
+    if not ready:
+        fatal("the workload exited early")
     if rc != 0:
         fail("the workload failed")
+
+
+def serve_checks(args, workload, port, out):
+    child = int(next(l for l in out if l.startswith("child ready")).split()[2])
+    base = "http://127.0.0.1:%d/debug/pprof/heap" % port
+    merged = os.path.join(args.workdir, "merged.pb.gz")
+    fetch(base, merged)
+    prof = check_profile(merged, "merged profile", workload,
+                         SITES + ("site_in_child",))
+    pids = ({v for labels in prof.labels for v in labels.get("pid", [])}
+            if prof else set())
+    if str(child) not in pids or len(pids) != 2:
+        fail("merged profile's pids %s: not this process and child %d"
+             % (sorted(pids), child))
+    alone = os.path.join(args.workdir, "child.pb.gz")
+    fetch("%s?pid=%d" % (base, child), alone)
+    check_profile(alone, "?pid= the child", workload, ("site_in_child",))
 
 
 def check(args):
