@@ -7,12 +7,9 @@
 #include "internal.h"
 
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "stats.h"
 
@@ -70,30 +67,6 @@ void
 hp_sandbox_note(void)
 {
     __atomic_store_n(&hp_sandboxed, true, __ATOMIC_RELAXED);
-}
-
-void
-hp_sandbox_check(void)
-{
-    /* No stdio: this runs in the constructor, before malloc is ready. */
-    char buf[8192];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    size_t n = 0;
-    for (ssize_t r;
-         n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0;)
-        n += (size_t)r;
-    close(fd);
-    buf[n] = '\0';
-    const char *line = strstr(buf, "\nSeccomp:");
-    if (line == NULL)
-        return;
-    line += strlen("\nSeccomp:");
-    while (*line == ' ' || *line == '\t')
-        line++;
-    if (*line != '0')
-        hp_sandbox_note();
 }
 
 void

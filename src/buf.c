@@ -84,6 +84,12 @@ hp_buf_free(struct hp_buf *b)
     memset(b, 0, sizeof *b);
 }
 
+void
+hp_buf_put_cb(void *ctx, const char *p, size_t n)
+{
+    hp_buf_put(ctx, p, n);
+}
+
 int
 hp_buf_sink_write(void *ctx, const void *data, size_t len)
 {

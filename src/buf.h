@@ -36,6 +36,8 @@ HP_HIDDEN void hp_buf_free(struct hp_buf *b);
 /* A heapprof_sink's write over a struct hp_buf (ctx): -1 once out of
  * memory, so encoders stop early. */
 HP_HIDDEN int hp_buf_sink_write(void *ctx, const void *data, size_t len);
+/* hp_buf_put for a (ctx, bytes, n) callback, such as hp_file_copy's. */
+HP_HIDDEN void hp_buf_put_cb(void *ctx, const char *p, size_t n);
 
 static inline struct heapprof_sink
 hp_buf_sink(struct hp_buf *b)

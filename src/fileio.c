@@ -47,12 +47,6 @@ read_exe(char *buf, size_t cap)
     return true;
 }
 
-static void
-put_buf(void *b, const char *p, size_t n)
-{
-    hp_buf_put(b, p, n);
-}
-
 void
 hp_self_remember(void)
 {
@@ -63,7 +57,7 @@ hp_self_remember(void)
     struct hp_buf *b = calloc(1, sizeof *b);
     if (b == NULL)
         return;
-    if (hp_file_copy("/proc/self/cmdline", put_buf, b) == 0 && !b->oom &&
+    if (hp_file_copy("/proc/self/cmdline", hp_buf_put_cb, b) == 0 && !b->oom &&
         b->len > 0) {
         /* Kept for the process's life: a newer copy (a second chroot)
          * replaces the old without freeing what a reader may hold. */
@@ -97,6 +91,40 @@ hp_self_cmdline(void (*put)(void *ctx, const char *p, size_t n), void *ctx)
         return -1;
     put(ctx, b->p, b->len);
     return 0;
+}
+
+/* The status file, into a fixed buffer (NUL-terminated, cut if longer). */
+struct fixed {
+    char buf[8192];
+    size_t n;
+};
+
+static void
+put_fixed(void *ctx, const char *p, size_t n)
+{
+    struct fixed *f = ctx;
+    size_t room = sizeof f->buf - 1 - f->n;
+    if (n > room)
+        n = room;
+    memcpy(f->buf + f->n, p, n);
+    f->n += n;
+    f->buf[f->n] = '\0';
+}
+
+bool
+hp_self_seccomp(void)
+{
+    struct fixed f = {.n = 0};
+    f.buf[0] = '\0';
+    if (hp_file_copy("/proc/self/status", put_fixed, &f) != 0)
+        return false;
+    const char *line = strstr(f.buf, "\nSeccomp:");
+    if (line == NULL)
+        return false;
+    line += strlen("\nSeccomp:");
+    while (*line == ' ' || *line == '\t')
+        line++;
+    return *line != '0';
 }
 
 /* -------------------------------------------------- own descriptors */

@@ -24,6 +24,10 @@ HP_HIDDEN void hp_self_remember(void);
  * fit. */
 HP_HIDDEN bool hp_self_exe(char *buf, size_t cap);
 
+/* Whether a seccomp filter is in force (/proc/self/status's Seccomp), for
+ * a program started under one. No malloc: for the constructor. */
+HP_HIDDEN bool hp_self_seccomp(void);
+
 /* /proc/self/cmdline to put, as hp_file_copy; the copy hp_self_remember
  * kept when /proc cannot be read. */
 HP_HIDDEN int hp_self_cmdline(void (*put)(void *ctx, const char *p, size_t n),

@@ -32,9 +32,7 @@ hp_dlopen_slow(const char *file, int flags)
     void *(*real)(const char *, int);
     *(void **)&real = hp_next_symbol("dlopen", &hp_next_dlopen);
     if (real == NULL) {
-        hp_log_once(no_next_dlopen, "dlopen: the next definition cannot be "
-                                    "found; the call fails");
-        errno = ENOSYS;
+        hp_log_no_next("dlopen");
         return NULL;
     }
     void *h = real(file, flags);

@@ -38,9 +38,7 @@ fork(void)
 {
     pid_t (*real)(void) = resolve();
     if (real == NULL) {
-        hp_log_once(no_next_fork, "fork: the next definition cannot be "
-                                  "found; the call fails");
-        errno = ENOSYS;
+        hp_log_no_next("fork");
         return -1;
     }
     pid_t pid = real();

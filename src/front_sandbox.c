@@ -8,7 +8,7 @@
  *   makes (internal.h, hp_sandboxed; OpenSSH's pre-authentication child
  *   was killed by SIGSYS on libunwind's mincore). A filter installed with
  *   an inline system call is not seen; one in force at start is
- *   (hp_sandbox_check).
+ *   (heapprof.c, hp_self_seccomp).
  * - setrlimit and prlimit: an address-space limit (vsftpd's sessions)
  *   first shrinks the sample range (range.h, hp_range_fit).
  * - closefrom and close_range: heapprof's services step aside
@@ -55,15 +55,6 @@ sandbox_front_init(void)
     resolve_syscall();
 }
 
-static void
-no_next(const char *name)
-{
-    hp_log_once(no_next_sandbox_call,
-                "%s: the next definition cannot be found; the call fails",
-                name);
-    errno = ENOSYS;
-}
-
 HP_EXPORT int
 prctl(int option, ...)
 {
@@ -76,7 +67,7 @@ prctl(int option, ...)
     va_end(ap);
     int (*real)(int, ...) = resolve_prctl();
     if (real == NULL) {
-        no_next("prctl");
+        hp_log_no_next("prctl");
         return -1;
     }
     if (option == PR_SET_SECCOMP)
@@ -98,7 +89,7 @@ syscall(long number, ...)
     va_end(ap);
     long (*real)(long, ...) = resolve_syscall();
     if (real == NULL) {
-        no_next("syscall");
+        hp_log_no_next("syscall");
         return -1;
     }
 #ifdef SYS_seccomp
@@ -124,8 +115,7 @@ syscall(long number, ...)
 static void
 before_limit(int resource, const rlim64_t *soft)
 {
-    if (resource == RLIMIT_AS && soft != NULL && *soft != RLIM64_INFINITY &&
-        *soft <= UINT64_MAX)
+    if (resource == RLIMIT_AS && soft != NULL && *soft != RLIM64_INFINITY)
         hp_front_fit_range((uint64_t)*soft);
 }
 
@@ -150,7 +140,7 @@ setrlimit(__rlimit_resource_t resource, const struct rlimit *rlim)
     int (*real)(__rlimit_resource_t, const struct rlimit *);
     *(void **)&real = hp_next_symbol("setrlimit", &next_setrlimit);
     if (real == NULL) {
-        no_next("setrlimit");
+        hp_log_no_next("setrlimit");
         return -1;
     }
     before_limit32((int)resource, rlim);
@@ -163,7 +153,7 @@ setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rlim)
     int (*real)(__rlimit_resource_t, const struct rlimit64 *);
     *(void **)&real = hp_next_symbol("setrlimit64", &next_setrlimit64);
     if (real == NULL) {
-        no_next("setrlimit64");
+        hp_log_no_next("setrlimit64");
         return -1;
     }
     before_limit64((int)resource, rlim);
@@ -178,7 +168,7 @@ prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *new,
                 struct rlimit *);
     *(void **)&real = hp_next_symbol("prlimit", &next_prlimit);
     if (real == NULL) {
-        no_next("prlimit");
+        hp_log_no_next("prlimit");
         return -1;
     }
     if (pid == 0 || pid == getpid())
@@ -194,7 +184,7 @@ prlimit64(pid_t pid, __rlimit_resource_t resource, const struct rlimit64 *new,
                 struct rlimit64 *);
     *(void **)&real = hp_next_symbol("prlimit64", &next_prlimit64);
     if (real == NULL) {
-        no_next("prlimit64");
+        hp_log_no_next("prlimit64");
         return -1;
     }
     if (pid == 0 || pid == getpid())

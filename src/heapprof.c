@@ -15,6 +15,7 @@
 #include "buckets.h"
 #include "config.h"
 #include "front_attach.h"
+#include "fileio.h"
 #include "front_gc.h"
 #include "http.h"
 #include "ialloc.h"
@@ -202,7 +203,8 @@ __attribute__((constructor(101))) static void
 heapprof_process_init(void)
 {
     __atomic_store_n(&image_pid, getpid(), __ATOMIC_RELAXED);
-    hp_sandbox_check();
+    if (hp_self_seccomp()) /* a filter in force from the start */
+        hp_sandbox_note();
     hp_ensure_configured();
     hp_stack_init();
     if (hp_settings.leak_report)

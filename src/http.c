@@ -286,12 +286,6 @@ serve_index(const struct route *r, struct heapprof_http_response *resp)
 }
 
 static void
-hp_buf_put_cb(void *b, const char *p, size_t n)
-{
-    hp_buf_put(b, p, n);
-}
-
-static void
 serve_cmdline(struct heapprof_http_response *resp)
 {
     struct hp_buf b = {0};

@@ -156,8 +156,6 @@ HP_HIDDEN void *hp_next_symbol(const char *name, void **cache);
  */
 HP_HIDDEN extern bool hp_sandboxed;
 HP_HIDDEN void hp_sandbox_note(void);
-/* At start: a filter already in force (/proc/self/status's Seccomp). */
-HP_HIDDEN void hp_sandbox_check(void);
 
 HP_HIDDEN extern int hp_restart_pending;
 HP_HIDDEN void hp_restart_hook_set(void (*fn)(void));

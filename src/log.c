@@ -114,3 +114,13 @@ hp_log_profile_oom(const char *what)
     if (!__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
         hp_log("profile: out of memory %s", what);
 }
+
+void
+hp_log_no_next(const char *name)
+{
+    hp_log_once(no_next,
+                "%s: the next definition cannot be found; the call "
+                "fails",
+                name);
+    errno = ENOSYS;
+}

@@ -29,6 +29,11 @@ HP_HIDDEN void hp_log_capture(char *buf, size_t cap);
 HP_HIDDEN void hp_log_profile_oom(const char *what);
 
 /* Like hp_log but at most once per process for the given flag. */
+/* An interposer without a next definition to forward to (a static
+ * program): one line for the process, and errno ENOSYS for the call,
+ * which fails. */
+HP_HIDDEN void hp_log_no_next(const char *name);
+
 #define hp_log_once(flag, ...)                                                 \
     do {                                                                       \
         static int flag##_logged_;                                             \

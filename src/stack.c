@@ -127,6 +127,18 @@ unw_first_use(void)
     hp_unwind_guard_after_init();
 }
 
+/* Whether a libunwind walk may run now (unwind_guard.h); counted when
+ * not. */
+static bool
+libunwind_ready(void)
+{
+    pthread_once(&unw_once, unw_first_use);
+    if (hp_unwind_guard_usable())
+        return true;
+    __atomic_fetch_add(&cut_walks, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
 void
 hp_stack_init(void)
 {
@@ -319,11 +331,8 @@ walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
         ip = *(const uintptr_t *)(cfa - 8);
         sp = cfa;
     }
-    pthread_once(&unw_once, unw_first_use);
-    if (!hp_unwind_guard_usable()) {
-        __atomic_fetch_add(&cut_walks, 1, __ATOMIC_RELAXED);
+    if (!libunwind_ready())
         return n;
-    }
     n = learn(walk_sp, walk_ip, pcs, cap);
     __asm__ volatile("" ::: "memory"); /* no tail call: walk's frame stays */
     return n;
@@ -333,11 +342,8 @@ static int
 walk(uintptr_t *pcs, int cap, const struct hp_stack_from *from)
 {
     (void)from;
-    pthread_once(&unw_once, unw_first_use);
-    if (!hp_unwind_guard_usable()) {
-        __atomic_fetch_add(&cut_walks, 1, __ATOMIC_RELAXED);
+    if (!libunwind_ready())
         return 0;
-    }
     __atomic_fetch_add(&slow_walks, 1, __ATOMIC_RELAXED);
     return unw_backtrace((void **)pcs, cap);
 }
