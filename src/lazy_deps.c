@@ -330,8 +330,6 @@ HP_LAZY(LIB_DW, Dwarf_Die *, dwfl_module_addrdie, NULL,
         (Dwfl_Module * m, Dwarf_Addr a, Dwarf_Addr *bias), (m, a, bias))
 HP_LAZY(LIB_DW, Elf *, dwfl_module_getelf, NULL,
         (Dwfl_Module * m, GElf_Addr *bias), (m, bias))
-HP_LAZY(LIB_DW, Dwarf *, dwfl_module_getdwarf, NULL,
-        (Dwfl_Module * m, Dwarf_Addr *bias), (m, bias))
 HP_LAZY(LIB_DW, Dwfl_Line *, dwfl_module_getsrc, NULL,
         (Dwfl_Module * m, Dwarf_Addr a), (m, a))
 HP_LAZY(LIB_DW, const char *, dwfl_module_getsym_info, NULL,

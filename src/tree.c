@@ -209,13 +209,14 @@ keep_locked(pid_t pid)
 void
 hp_tree_confine(void)
 {
+    if (__atomic_load_n(&keeping, __ATOMIC_RELAXED))
+        return; /* a second chroot: /proc is gone already */
     pid_t *d;
     size_t n = descendants(&d);
     pthread_mutex_lock(&known_lock);
-    if (!keeping) /* a second chroot: /proc is gone already */
-        for (size_t i = 0; i < n; i++)
-            keep_locked(d[i]);
-    keeping = true;
+    for (size_t i = 0; i < n; i++)
+        keep_locked(d[i]);
+    __atomic_store_n(&keeping, true, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&known_lock);
     free(d);
 }
